@@ -1,0 +1,30 @@
+// Block formats: the entry points the rest of tandem calls, dispatching on the ggml type.
+//
+// Per-type block structs, scalar references and SIMD kernels live beside this header
+// (blocks.h, dequant.cpp, ...); this is the one table that binds a type to them.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "gguf/types.h"
+
+namespace tandem::quant {
+
+// True when dequantize_row supports the type.
+bool can_dequantize(GgmlType type);
+// Dequantizes `n` values (a multiple of the type's block size) from `src` into `dst`.
+// Throws tandem::Error for a type without a dequantizer.
+void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
+
+// True when quantize_row supports the type.
+bool can_quantize(GgmlType type);
+// Quantizes `n` floats (a multiple of the block size) into blocks of `type` at `dst`.
+void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
+
+// Fills `out` (a whole number of blocks) with random but valid blocks of `type`: every scale
+// field finite and positive-ish, dequantized values of magnitude about `scale`. Deterministic
+// for a given seed. For synthetic models and tests.
+void fill_random(GgmlType type, std::span<uint8_t> out, uint64_t seed, float scale);
+
+}  // namespace tandem::quant
