@@ -368,12 +368,11 @@ Shard parse(std::span<const uint8_t> bytes, const std::string& name) {
 
     const uint64_t n_tensors = c.read<uint64_t>("tensor count");
     const uint64_t n_kv = c.read<uint64_t>("metadata count");
-    // Each key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes, each tensor info
-    // at least 8 + 4 + 8 + 4 + 8 bytes: counts beyond what the file can hold are rejected now.
+    // Each key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes, and each tensor
+    // info at least 8 + 4 + 8 + 4 + 8 bytes: counts beyond what the file can hold are rejected
+    // before anything is reserved.
     if (n_kv > c.remaining() / 13)
         c.error_at(16, "metadata count {} cannot fit in the {} bytes left", n_kv, c.remaining());
-    if (n_tensors > c.remaining() / 32)
-        c.error_at(8, "tensor count {} cannot fit in the {} bytes left", n_tensors, c.remaining());
 
     for (uint64_t i = 0; i < n_kv; ++i) {
         const uint64_t at = c.offset();
@@ -395,6 +394,8 @@ Shard parse(std::span<const uint8_t> bytes, const std::string& name) {
         s.metadata.set(std::move(key), std::move(v));
     }
 
+    if (n_tensors > c.remaining() / 32)
+        c.error_at(8, "tensor count {} cannot fit in the {} bytes left", n_tensors, c.remaining());
     std::set<std::string> names;
     s.tensors.reserve(n_tensors);
     for (uint64_t i = 0; i < n_tensors; ++i) {
@@ -475,7 +476,7 @@ File File::open(const std::string& path) {
     const std::vector<std::string> paths = split_paths(path);
     const int n_shards = static_cast<int>(paths.size());
     for (int i = 0; i < n_shards; ++i) {
-        if (::access(paths[i].c_str(), F_OK) != 0)
+        if (n_shards > 1 && ::access(paths[i].c_str(), F_OK) != 0)
             fail("{}: shard {} of {} of this split model is missing", paths[i], i + 1, n_shards);
         auto mapped = std::make_unique<MappedFile>(paths[i]);
         Shard s = parse({mapped->data(), mapped->size()}, paths[i]);
