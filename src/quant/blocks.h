@@ -1,0 +1,294 @@
+// The ggml block formats, one struct per type, fields in file byte order.
+//
+// Layouts are facts of the GGUF format (ggml-common.h; the `gguf` Python package's quants.py
+// dequantizers are the executable spec we test against). Sizes are checked against the
+// type table in gguf/types.h by tests/quant. f16 fields are kept as raw uint16_t bits and
+// converted with fp16_to_f32, so a struct never depends on a compiler's half type.
+//
+// Blocks are read in place from the memory map. Every type's size is a multiple of its
+// alignment and GGUF aligns tensor data to 32 bytes, so struct access is aligned.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace tandem::quant {
+
+// Elements per super-block of the K, IQ and TQ formats.
+inline constexpr int kQK = 256;
+// Elements per block of the legacy 32-wide formats (Q4_0 ... Q8_1, IQ4_NL, MXFP4).
+inline constexpr int kQ32 = 32;
+
+// ---- legacy 32-element blocks -------------------------------------------------------------
+
+// x = d * (q - 8), q 4-bit. qs[j] holds element j (low nibble) and j+16 (high nibble).
+struct BlockQ4_0 {
+    uint16_t d;       // f16 scale
+    uint8_t qs[16];   // [32] nibbles
+};
+static_assert(sizeof(BlockQ4_0) == 18);
+
+// x = d * q + m, q 4-bit unsigned.
+struct BlockQ4_1 {
+    uint16_t d;       // f16 scale
+    uint16_t m;       // f16 offset (the block minimum)
+    uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ4_1) == 20);
+
+// x = d * (q - 16), q 5-bit: low nibble as Q4_0, bit 4 of element j is bit j of qh.
+struct BlockQ5_0 {
+    uint16_t d;
+    uint8_t qh[4];    // little-endian uint32, bit j = high bit of element j
+    uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ5_0) == 22);
+
+// x = d * q + m, q 5-bit unsigned, bits as Q5_0.
+struct BlockQ5_1 {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ5_1) == 24);
+
+// x = d * q, q int8. Also the activation format of the 32-wide dot products.
+struct BlockQ8_0 {
+    uint16_t d;
+    int8_t qs[32];
+};
+static_assert(sizeof(BlockQ8_0) == 34);
+
+// NOTES: GGUF's type table (gguf package GGML_QUANT_SIZES, gguf/types.h) gives Q8_1 40 bytes,
+// the original layout with f32 d and s; ggml's CPU code later shrank its in-memory block to
+// 36 bytes (two f16). Q8_1 never appears in model files, so we follow the file table.
+struct BlockQ8_1 {
+    float d;          // scale
+    float s;          // d * sum(qs), precomputed for offset formats
+    int8_t qs[32];
+};
+static_assert(sizeof(BlockQ8_1) == 40);
+
+// x = d * kIq4nlValues[q], q 4-bit, nibble order as Q4_0.
+struct BlockIq4Nl {
+    uint16_t d;
+    uint8_t qs[16];
+};
+static_assert(sizeof(BlockIq4Nl) == 18);
+
+// x = 2^(e-128) * kMxfp4Values[q] (the e8m0 scale halved because the values are doubled).
+struct BlockMxfp4 {
+    uint8_t e;        // e8m0 exponent
+    uint8_t qs[16];   // nibble order as Q4_0
+};
+static_assert(sizeof(BlockMxfp4) == 17);
+
+// ---- K-quants: 256-element super-blocks ---------------------------------------------------
+
+// 16 sub-blocks of 16: x = d * (sc & 15) * q - dmin * (sc >> 4), q 2-bit.
+// qs byte (half*32 + l) holds element half*128 + s*32 + l in bits 2s..2s+1.
+struct BlockQ2K {
+    uint8_t scales[16];   // [16] low nibble scale, high nibble min
+    uint8_t qs[64];       // [256] 2-bit
+    uint16_t d;           // f16 super-scale of the scales
+    uint16_t dmin;        // f16 super-scale of the mins
+};
+static_assert(sizeof(BlockQ2K) == 84);
+
+// 16 sub-blocks of 16: x = d * (sc - 32) * q, q in [-4, 3] = low 2 bits from qs (as Q2_K)
+// minus 4 unless bit (e / 32) of hmask[e % 32] is set. sc is 6-bit: low nibbles in
+// scales[0..7] (sub-block i: byte i % 8, nibble i / 8), high 2 bits in scales[8 + i % 4]
+// at bit 2 * (i / 4).
+struct BlockQ3K {
+    uint8_t hmask[32];
+    uint8_t qs[64];
+    uint8_t scales[12];
+    uint16_t d;
+};
+static_assert(sizeof(BlockQ3K) == 110);
+
+// 8 sub-blocks of 32: x = d * sc[j] * q - dmin * m[j], q 4-bit, sc and m 6-bit packed in
+// scales[12]: j < 4: sc = scales[j] & 63, m = scales[j+4] & 63; j >= 4: sc = low nibble of
+// scales[j+4] | (top 2 bits of scales[j-4]) << 4, m = high nibble of scales[j+4] | (top 2
+// bits of scales[j]) << 4. qs byte (c*32 + l) holds element c*64 + l (low) and c*64+32+l (high).
+struct BlockQ4K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ4K) == 144);
+
+// As Q4_K with a fifth bit: bit (e / 32) of qh[e % 32].
+struct BlockQ5K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ5K) == 176);
+
+// 16 sub-blocks of 16: x = d * scales[e/16] * (q - 32), q 6-bit. For element
+// e = half*128 + n*64 + m (m < 64): low nibble = ql[half*64 + m] >> 4n, high 2 bits =
+// qh[half*32 + m % 32] >> 2 * (2n + m / 32).
+struct BlockQ6K {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    uint16_t d;
+};
+static_assert(sizeof(BlockQ6K) == 210);
+
+// The activation format of the K/IQ dot products: x = d * q, plus the sums of each 16 q's
+// (the K-quant offsets multiply those instead of every element).
+struct BlockQ8K {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];
+};
+static_assert(sizeof(BlockQ8K) == 292);
+
+// ---- ternary ------------------------------------------------------------------------------
+
+// x = d * (t - 1), t in {0,1,2}: 5 trits per byte in qs (bytes 0..31: elements p*32 + l,
+// bytes 32..47: 160 + p*16 + l), 4 per byte in qh (240 + p*4 + l); trit p of byte v is
+// ((uint8_t)(v * 3^p) * 3) >> 8.
+struct BlockTq1_0 {
+    uint8_t qs[48];
+    uint8_t qh[4];
+    uint16_t d;
+};
+static_assert(sizeof(BlockTq1_0) == 54);
+
+// x = d * (t - 1), t 2-bit in Q2_K's element order.
+struct BlockTq2_0 {
+    uint8_t qs[64];
+    uint16_t d;
+};
+static_assert(sizeof(BlockTq2_0) == 66);
+
+// ---- IQ formats: 256-element super-blocks with lattice grids (grids.h) --------------------
+
+// 8 groups of 32, each two uint32: aux0 = four 8-bit indices into kIq2xxsGrid (8 values
+// each), aux1 = four 7-bit sign indices (bits 0..27, kKsigns) and a 4-bit scale ls (28..31):
+// x = d * (0.5 + ls) * 0.25 * grid * sign.
+struct BlockIq2Xxs {
+    uint16_t d;
+    uint16_t qs[32];   // [8][2] uint32 as 16-bit halves
+};
+static_assert(sizeof(BlockIq2Xxs) == 66);
+
+// 32 entries of 9-bit kIq2xsGrid index | 7-bit sign index << 9; 4-bit scale per 16
+// elements (scales byte i: low nibble entries 4i..4i+1, high nibble 4i+2..4i+3).
+struct BlockIq2Xs {
+    uint16_t d;
+    uint16_t qs[32];
+    uint8_t scales[8];
+};
+static_assert(sizeof(BlockIq2Xs) == 74);
+
+// 32 entries of 10-bit kIq2sGrid index (low 8 bits in qs[g], high 2 in qh[g/4] at bit
+// 2*(g%4)), explicit sign bits (signs[g], bit j for value j), scales as IQ2_XS.
+struct BlockIq2S {
+    uint16_t d;
+    uint8_t qs[32];
+    uint8_t signs[32];
+    uint8_t qh[8];
+    uint8_t scales[8];
+};
+static_assert(sizeof(BlockIq2S) == 82);
+
+// 64 8-bit kIq3xxsGrid indices (4 values each), then 8 uint32 (one per 32 elements) packing
+// four 7-bit sign indices and a 4-bit scale: x = d * (0.5 + ls) * 0.5 * grid * sign.
+struct BlockIq3Xxs {
+    uint16_t d;
+    uint8_t qs[96];   // [64] grid indices, then [8] little-endian uint32
+};
+static_assert(sizeof(BlockIq3Xxs) == 98);
+
+// 64 9-bit kIq3sGrid indices (low 8 in qs[g], bit 8 = bit g%8 of qh[g/8]), explicit signs
+// (bit e%8 of signs[e/8]), 4-bit scale per 32: x = d * (1 + 2 * sc) * grid * sign.
+struct BlockIq3S {
+    uint16_t d;
+    uint8_t qs[64];
+    uint8_t qh[8];
+    uint8_t signs[32];
+    uint8_t scales[4];
+};
+static_assert(sizeof(BlockIq3S) == 110);
+
+// 8 groups of 32; per group qh[ib] holds four 3-bit high index bits (bits 3l..3l+2), a 3-bit
+// scale (12..14) and the delta sign (15): x = d * (2 * sc + 1) * (grid + delta),
+// delta = +-1/8, grid index = qs[4*ib + l] | high bits << 8 into kIq1sGrid.
+struct BlockIq1S {
+    uint16_t d;
+    uint8_t qs[32];
+    uint16_t qh[8];
+};
+static_assert(sizeof(BlockIq1S) == 50);
+
+// 32 groups of 8: grid index = qs[g] | (qh[g/2] >> 4*(g%2) & 7) << 8, delta sign = bit 3 of
+// that nibble. scales is four little-endian uint16: 3-bit scales at bits 0,3,6,9 (one per 16
+// elements, 4 per uint16) and the f16 super-scale split over their top nibbles (uint16 k
+// holds bits 4k..4k+3). x = d * (2 * sc + 1) * (grid + delta).
+struct BlockIq1M {
+    uint8_t qs[32];
+    uint8_t qh[16];
+    uint8_t scales[8];
+};
+static_assert(sizeof(BlockIq1M) == 56);
+
+// 8 sub-blocks of 32: x = d * (sc - 32) * kIq4nlValues[q]; sc 6-bit = low nibble of
+// scales_l[ib/2] (nibble ib%2) | bits 2ib..2ib+1 of scales_h << 4. qs[16*ib + j] holds
+// element 32*ib + j (low) and 32*ib + 16 + j (high).
+struct BlockIq4Xs {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[4];
+    uint8_t qs[128];
+};
+static_assert(sizeof(BlockIq4Xs) == 136);
+
+// ---- scalar helpers -----------------------------------------------------------------------
+
+// Exact f16 -> f32 (F16C is in the x86 baseline; subnormals convert exactly).
+inline float fp16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+// Round-to-nearest-even f32 -> f16.
+inline uint16_t f32_to_fp16(float f) {
+    return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+}
+
+inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+// Round-to-nearest-even f32 -> bf16; NaN stays a (quiet) NaN.
+inline uint16_t f32_to_bf16(float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return static_cast<uint16_t>(bits >> 16);
+}
+
+// MXFP4's e8m0 scale, halved: 2^(e - 128), as a float bit pattern (subnormal for e < 2).
+inline float e8m0_to_f32_half(uint8_t e) {
+    uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+inline uint32_t load_u32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+}  // namespace tandem::quant

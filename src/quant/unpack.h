@@ -1,0 +1,62 @@
+// Field unpacking shared by the reference dequantizers, the quantizers and the dot products:
+// the packed scales of the K and IQ formats and the base-3 trits of TQ1_0.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "quant/blocks.h"
+
+namespace tandem::quant {
+
+// IQ1_S / IQ1_M: grid values are shifted by +-1/8 (the sign is a per-group bit).
+inline constexpr float kIq1Delta = 0.125f;
+
+// Q3_K: the signed 6-bit scale of sub-block i (of 16), in [-32, 31]. See BlockQ3K.
+inline int q3k_scale(const uint8_t* scales, int i) {
+    const int lo = (scales[i % 8] >> (4 * (i / 8))) & 0x0F;
+    const int hi = (scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+// Q4_K / Q5_K: the 6-bit (scale, min) of sub-block j (of 8). See BlockQ4K.
+inline std::pair<int, int> k4_scale_min(const uint8_t* scales, int j) {
+    if (j < 4) return {scales[j] & 63, scales[j + 4] & 63};
+    return {(scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4)};
+}
+
+// TQ1_0: the trit (0, 1, 2) of element e. A byte stores up to 5 trits as a base-3 fraction
+// scaled to 256; multiplying by 3^p (mod 256) brings trit p to the top.
+inline int tq1_trit(const BlockTq1_0& b, int e) {
+    static constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
+    uint8_t v;
+    if (e < 160) {
+        v = static_cast<uint8_t>(b.qs[e % 32] * kPow3[e / 32]);
+    } else if (e < 240) {
+        v = static_cast<uint8_t>(b.qs[32 + (e - 160) % 16] * kPow3[(e - 160) / 16]);
+    } else {
+        v = static_cast<uint8_t>(b.qh[(e - 240) % 4] * kPow3[(e - 240) / 4]);
+    }
+    return (static_cast<uint16_t>(v) * 3) >> 8;
+}
+
+// IQ1_M: the four uint16 of `scales`, little-endian.
+inline uint16_t iq1m_scales_u16(const BlockIq1M& b, int k) {
+    return static_cast<uint16_t>(b.scales[2 * k] | (b.scales[2 * k + 1] << 8));
+}
+// IQ1_M: the f16 super-scale bits, nibble k from the top of uint16 k.
+inline uint16_t iq1m_scale_bits(const BlockIq1M& b) {
+    return static_cast<uint16_t>((iq1m_scales_u16(b, 0) >> 12) | ((iq1m_scales_u16(b, 1) >> 8) & 0x00F0) |
+                                 ((iq1m_scales_u16(b, 2) >> 4) & 0x0F00) | (iq1m_scales_u16(b, 3) & 0xF000));
+}
+// IQ1_M: the 3-bit scale of the 16 elements s (of 16).
+inline int iq1m_sub_scale(const BlockIq1M& b, int s) { return (iq1m_scales_u16(b, s / 4) >> (3 * (s % 4))) & 7; }
+
+// IQ4_XS: the signed 6-bit scale of sub-block ib (of 8), in [-32, 31].
+inline int iq4xs_scale(const BlockIq4Xs& b, int ib) {
+    const int lo = (b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F;
+    const int hi = (b.scales_h >> (2 * ib)) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+}  // namespace tandem::quant
