@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Reference tokenizations from Hugging Face `tokenizers`, for tandem's tokenizer tests.
+
+Writes OUT_DIR/<name>.json = {"tokenizer_json", "tokenizers_version", "cases": [{"name",
+"text", "ids", "round_trip"}]}; tests/text/tokenizer_vectors_test.cpp builds a GGUF vocabulary
+from the same tokenizer.json and checks that tandem produces exactly these ids.
+
+Ids are `encode(text, add_special_tokens=False)`: tokenizer.json's post-processor for
+DeepSeek-V3 adds nothing (transformers adds the BOS on top), so BOS handling is tested on its
+own. `round_trip` says whether HF's decode gives the text back; tandem must round-trip at least
+where HF does.
+
+Invalid UTF-8: HF's Python API takes str and its Rust core takes valid UTF-8 only, so raw
+invalid bytes have no HF reference. Cases built from invalid bytes are decoded with
+errors="replace" (each maximal ill-formed subpart becomes U+FFFD) and compared on that text;
+the raw bytes are tested separately in C++ (no crash, exact round trip, byte tokens).
+
+Usage: text_make_vectors.py [--tokenizer PATH] [--name deepseek-v3] --out OUT_DIR
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+from tokenizers import Tokenizer
+import tokenizers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+HAND_WRITTEN = [
+    ("empty", ""),
+    ("space", " "),
+    ("hello", "Hello world"),
+    ("english", "The quick brown fox jumps over the lazy dog. It's 5 o'clock, isn't it? "
+                "We'll see; they'd've known. I'M SHOUTING, You're Not."),
+    ("contractions", "don't DON'T Don't we've WE'VE I'd i'LL she's SHE'S"),
+    ("chinese", "深度求索（DeepSeek）是一家专注于人工智能基础技术研究的公司。我们的目标是探索通用人工智能。"),
+    ("chinese_punct", "你好，世界！这是一个测试：“引号”、《书名》……（括号）【方括号】"),
+    ("japanese", "日本語のテキストです。ひらがな、カタカナ、漢字が混ざっています。ｶﾀｶﾅ半角も。"),
+    ("korean", "안녕하세요. 한국어 문장입니다! 대한민국의 수도는 서울입니다."),
+    ("mixed_cjk_latin", "DeepSeek-R1模型在2025年1月发布，支持128K上下文。GPT-4oと比較して"),
+    ("code_cpp", "int main(int argc, char** argv) {\n    std::vector<int> v{1, 2, 3};\n"
+                 "    for (auto& x : v) x *= 2;\n    return v.size() > 2 ? 0 : -1;\n}\n"),
+    ("code_python", "def f(x: int) -> list[int]:\n\t\"\"\"Doc.\"\"\"\n\treturn [i ** 2 for i in "
+                    "range(x) if i % 3 == 0]  # comment\n\nprint(f(10))\n"),
+    ("code_json", '{"key": [1, 2.5, -3e10, null, true], "nested": {"a": "b\\n"}}'),
+    ("code_html", "<div class=\"x\">&nbsp;<a href='https://example.com/?q=1&r=2'>link</a></div>"),
+    ("numbers", "0 1 12 123 1234 12345 123456 1234567 3.14159 -42 +7 1e-9 0x1F 1,000,000"),
+    ("long_digits", "31415926535897932384626433832795028841971693993751058209749445923078164062"),
+    ("digits_mixed", "abc123def4567ghi89012jkl 2024-01-15T12:34:56Z v1.2.3-rc4"),
+    ("fullwidth_digits", "１２３４５ ٠١٢٣٤٥٦٧٨٩ ५६७ ⅠⅡⅢ ½ ²³"),
+    ("emoji", "I ❤️ tokenizers 🤖🚀✨ 👨‍👩‍👧‍👦 🏳️‍🌈 👍🏽 🇺🇳 😀😃😄"),
+    ("symbols", "© ® ™ € £ ¥ § ¶ † ‡ • … ‰ ′ ″ ← → ↑ ↓ ∀ ∃ ∅ ∇ ∈ ∉ ∑ ∏ √ ∞ ≈ ≠ ≤ ≥"),
+    ("math", "Let $f(x) = \\int_0^\\infty e^{-x^2} dx = \\frac{\\sqrt{\\pi}}{2}$, so α+β≥γ."),
+    ("spaces_runs", "a  b   c    d     e      f" + " " * 40 + "g"),
+    ("newlines", "line1\nline2\n\nline3\n\n\n\nline4\r\nline5\rline6\n"),
+    ("tabs", "\tindent\n\t\tdouble\n \t mixed \t\n\t \t"),
+    ("trailing_ws", "text followed by spaces     "),
+    ("leading_ws", "     leading spaces"),
+    ("only_newlines", "\n\n\n\n\n\n\n\n"),
+    ("ws_newline_mix", "  \n  \n\t\n \r\n   x"),
+    ("unicode_spaces", "a\u00a0b\u2003c\u3000d\u2009e\u202ff\u205fg\u1680h\u2028i\u2029j\u0085k"),
+    ("combining", "e\u0301 n\u0303 a\u0308\u0304 \u0301\u0301\u0301 Z\u0351\u0325\u036b"),
+    ("control_chars", "a\x00b\x01c\x07d\x1be\x7ff\x9fg\u200bh\u200di\ufeffj"),
+    ("private_use", "\ue000\uf8ff\U000f0000 text"),
+    ("rtl", "مرحبا بالعالم. שלום עולם. سلام"),
+    ("cyrillic_greek", "Привет, мир! Ελληνικά κείμενα. Україна. Ѳѣ"),
+    ("indic_thai", "नमस्ते दुनिया। ภาษาไทย สวัสดี தமிழ் ಕನ್ನಡ"),
+    ("special_bos", "<｜begin▁of▁sentence｜>Hello"),
+    ("special_chat", "<｜begin▁of▁sentence｜>You are helpful.<｜User｜>What is 2+2?<｜Assistant｜>"
+                     "<think>\nSimple.\n</think>\n\n4<｜end▁of▁sentence｜>"),
+    ("special_adjacent", "<｜User｜><｜User｜>x<｜Assistant｜><｜end▁of▁sentence｜><｜end▁of▁sentence｜>"),
+    ("special_partial", "<｜User| <｜User <｜end▁of▁sentence <|User|> <｜Userx｜>"),
+    ("think_tags", "<think>\nLet me think step by step.\n</think>\nThe answer is 42."),
+    ("tool_tokens", "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n"
+                    "```json\n{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>"),
+    ("fim_tokens", "<｜fim▁begin｜>def f():\n<｜fim▁hole｜>\n<｜fim▁end｜>"),
+    ("punct_runs", "!!! ??? ... --- *** ### $$$ %%% ^^^ &&& ((( ))) ___ +++ === ~~~ ``` '''"),
+    ("punct_letter", "-abc .def /ghi :jkl @mno #pqr $stu _vwx ~yz |AB \\CD ^EF"),
+    ("url_email", "Visit https://www.deepseek.com/en/docs?ref=abc#section or mail a.b+c@ex-ample.org"),
+    ("apostrophes", "rock'n'roll 'quoted' \"double\" ’curly’ ‘single’ «guillemets» „low“"),
+    ("repeated_chars", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+    ("repeated_cjk", "哈" * 50),
+    ("long_word", "Pneumonoultramicroscopicsilicovolcanoconiosis antidisestablishmentarianism"),
+    ("mixed_case", "camelCaseIdentifier snake_case_name SCREAMING_CASE kebab-case-name"),
+    ("invalid_utf8_replaced", b"ok \xff\xfe bad \xc3\x28 trunc \xe2\x82 end \xed\xa0\x80 \xf4\x90\x80\x80 x\xc3"
+                              .decode("utf-8", errors="replace")),
+]
+
+
+def random_texts(rng, n):
+    """Random mixtures of scripts, digits, punctuation and whitespace: the corners where two
+    regex engines could disagree (category boundaries, look-ahead on whitespace)."""
+    pools = [
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "0123456789",
+        " \t\n\r  \u00a0\u3000",
+        "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+        "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可",
+        "あいうえおかきくけこアイウエオカキクケコー",
+        "가나다라마바사아자차카타파하",
+        "αβγδεζηθικλμνξοπρστυφχψωПРИВЕТмир",
+        "éèêëàâäôöûüçñßøåæœ",
+        "，。！？：；“”‘’（）【】《》、",
+        "😀🚀✨❤️👍🏽🤖",
+        "\u0301\u0308\u200d\u200b",
+        "१२३٤٥٦①②③",
+    ]
+    out = []
+    for i in range(n):
+        length = rng.randint(1, 200)
+        parts = []
+        while sum(len(p) for p in parts) < length:
+            pool = rng.choice(pools)
+            parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 12))))
+        out.append((f"random_{i}", "".join(parts)))
+    return out
+
+
+def file_texts():
+    """Real text: this repository's own sources and docs (code, comments, markdown)."""
+    out = []
+    for rel in ["tools/text_make_vectors.py", "src/text/tokenizer.cpp", "src/text/pretokenizer.cpp",
+                "CMakeLists.txt", "src/core/check.h"]:
+        path = os.path.join(ROOT, rel)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                out.append((f"file_{rel}", f.read()))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", default=os.path.join(ROOT, "..", "shared", "data", "tokenizers",
+                                                        "deepseek-v3", "tokenizer.json"))
+    ap.add_argument("--name", default="deepseek-v3")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n-random", type=int, default=400)
+    args = ap.parse_args()
+
+    tok = Tokenizer.from_file(args.tokenizer)
+    rng = random.Random(1234)
+    cases = HAND_WRITTEN + random_texts(rng, args.n_random) + file_texts()
+    # One long text made of everything: exercises long inputs and piece boundaries.
+    cases.append(("concatenated", "\n".join(t for _, t in cases)))
+
+    out_cases = []
+    for name, text in cases:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        back = tok.decode(ids, skip_special_tokens=False)
+        out_cases.append({"name": name, "text": text, "ids": ids, "round_trip": back == text})
+
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"{args.name}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"tokenizer_json": os.path.abspath(args.tokenizer),
+                   "tokenizers_version": tokenizers.__version__,
+                   "cases": out_cases}, f, ensure_ascii=False)
+    n_rt = sum(c["round_trip"] for c in out_cases)
+    print(f"{path}: {len(out_cases)} cases, {sum(len(c['ids']) for c in out_cases)} tokens, "
+          f"{n_rt} round-trip in HF", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
