@@ -22,6 +22,7 @@ import json
 import os
 import random
 import sys
+import unicodedata
 
 from tokenizers import Tokenizer
 import tokenizers
@@ -119,6 +120,28 @@ def random_texts(rng, n):
     return out
 
 
+def random_codepoint_texts(rng, n):
+    """Uniformly random assigned code points with spaces, digits and newlines mixed in: every
+    Unicode category the regexes test."""
+    out = []
+    for i in range(n):
+        chars = []
+        for _ in range(rng.randint(1, 80)):
+            r = rng.random()
+            if r < 0.15:
+                chars.append(rng.choice(" \n\t0123456789"))
+            else:
+                cp = rng.randint(0x20, 0xFFFF) if r < 0.75 else rng.randint(0x10000, 0x10FFFF)
+                # Unassigned in Unicode 14 (Python 3.11's and PCRE2 10.42's tables) but perhaps
+                # assigned in the newer tables of tokenizers' Oniguruma: the two engines then
+                # classify it differently (seen: U+32090, CJK Extension H in Unicode 15).
+                if 0xD800 <= cp <= 0xDFFF or unicodedata.category(chr(cp)) == "Cn":
+                    cp = ord("x")
+                chars.append(chr(cp))
+        out.append((f"random_cp_{i}", "".join(chars)))
+    return out
+
+
 def file_texts():
     """Real text: this repository's own sources and docs (code, comments, markdown)."""
     out = []
@@ -142,7 +165,8 @@ def main():
 
     tok = Tokenizer.from_file(args.tokenizer)
     rng = random.Random(1234)
-    cases = HAND_WRITTEN + random_texts(rng, args.n_random) + file_texts()
+    cases = (HAND_WRITTEN + random_texts(rng, args.n_random) +
+             random_codepoint_texts(rng, args.n_random) + file_texts())
     # One long text made of everything: exercises long inputs and piece boundaries.
     cases.append(("concatenated", "\n".join(t for _, t in cases)))
 
