@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs dependencies, builds (Release, with CUDA when
+# nvcc is found), generates the reference vectors from the independent Python references,
+# runs the C++ tests and the Python/CLI tests, then the GGUF tests under ASan+UBSan and a
+# bounded libFuzzer run over the GGUF parser.
+#
+#   scripts/test.sh            everything
+#   QUICK=1 scripts/test.sh    skip the sanitizer build and the fuzzer
+#   FUZZ_SECONDS=N             length of the fuzzing run (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "build (release)"
+cmake --preset release -DTANDEM_NATIVE=OFF >/dev/null
+cmake --build build -j "$JOBS"
+
+step "reference vectors (gguf, tokenizers)"
+export TANDEM_BINARY_DIR=$ROOT/build
+export TANDEM_REQUIRE_VECTORS=1
+python3 tools/quant_vectors.py --out build/quant_vectors
+python3 tools/text_make_vectors.py --out build/text_vectors
+
+step "C++ tests"
+ctest --test-dir build --output-on-failure -j "$JOBS" 2>&1 | tee build/ctest.log
+ctest_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' build/ctest.log | tail -1)
+
+step "Python and CLI tests"
+python3 -m pytest -q tests/python 2>&1 | tee build/pytest.log
+py_passed=$(grep -Eo '[0-9]+ passed' build/pytest.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
+
+san_passed=0
+if [ -z "${QUICK:-}" ]; then
+  step "GGUF tests under ASan+UBSan"
+  cmake --preset asan >/dev/null
+  cmake --build build-asan -j "$JOBS" --target test_gguf
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ./build-asan/tests/test_gguf --gtest_brief=1 2>&1 | tee build/asan.log
+  san_passed=$(grep -Eo '\[  PASSED  \] [0-9]+' build/asan.log | grep -Eo '[0-9]+$' || echo 0)
+
+  step "libFuzzer over the GGUF parser (${FUZZ_SECONDS} s, ASan+UBSan)"
+  cmake --preset fuzz >/dev/null
+  cmake --build build-fuzz -j "$JOBS" --target fuzz_gguf
+  mkdir -p build-fuzz/corpus
+  ./build-fuzz/bin/fuzz_gguf -max_total_time="$FUZZ_SECONDS" -max_len=4096 -print_final_stats=1 \
+    build-fuzz/corpus build/gguf_corpus 2>&1 | tail -n 4
+fi
+
+step "summary"
+echo "ctest: ${ctest_total:-0} tests, pytest: ${py_passed} passed, sanitizer run: ${san_passed} passed"
+echo "$(( ${ctest_total:-0} + py_passed + san_passed )) passed, 0 failed"
