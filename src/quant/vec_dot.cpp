@@ -1,0 +1,88 @@
+// Instruction-set selection and the one table that binds a type to its dot-product kernel.
+#include "quant/vec_dot.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "core/check.h"
+#include "quant/vec_dot_impl.h"
+
+namespace tandem::quant {
+
+std::string_view isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::Scalar: return "scalar";
+        case Isa::Avx2: return "avx2";
+        case Isa::Avx512Vnni: return "avx512vnni";
+    }
+    return "?";
+}
+
+Isa detect_isa() {
+    // libgcc's CPUID reader also checks XCR0, i.e. that the OS saves the wide registers.
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("bmi2"))
+        fail("this CPU lacks AVX2/FMA/BMI2; tandem is built for x86-64 with AVX2 (Haswell, Zen 1 or newer)");
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return Isa::Avx512Vnni;
+    return Isa::Avx2;
+}
+
+namespace {
+Isa detected_isa() {
+    static const Isa isa = detect_isa();
+    return isa;
+}
+}  // namespace
+
+Isa active_isa() {
+    static const Isa isa = [] {
+        Isa best = detected_isa();
+        if (const char* env = std::getenv("TANDEM_ISA")) {
+            const std::string want = env;
+            Isa asked;
+            if (want == "scalar") asked = Isa::Scalar;
+            else if (want == "avx2") asked = Isa::Avx2;
+            else if (want == "avx512vnni") asked = Isa::Avx512Vnni;
+            else fail("TANDEM_ISA: expected scalar, avx2 or avx512vnni, found '{}'", want);
+            if (static_cast<int>(asked) > static_cast<int>(best))
+                fail("TANDEM_ISA={} but this CPU supports at most {}", want, isa_name(best));
+            best = asked;
+        }
+        return best;
+    }();
+    return isa;
+}
+
+GgmlType vec_dot_type(GgmlType type) {
+    const GgmlTypeTraits& t = ggml_traits(type);
+    if (!t.quantized) return GgmlType::F32;
+    return t.block_size == 256 ? GgmlType::Q8_K : GgmlType::Q8_0;
+}
+
+bool can_vec_dot(GgmlType type) { return scalar_kernel(type) != nullptr; }
+
+bool has_simd_kernel(GgmlType type, Isa isa) {
+    switch (isa) {
+        case Isa::Scalar: return false;
+        case Isa::Avx2: return avx2_kernel(type) != nullptr;
+        case Isa::Avx512Vnni: return avx512vnni_kernel(type) != nullptr;
+    }
+    return false;
+}
+
+VecDotFn vec_dot_fn(GgmlType type, Isa isa) {
+    const VecDotFn scalar = scalar_kernel(type);
+    if (!scalar) fail("vec_dot: no dot product for type {}", ggml_type_name(type));
+    if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
+        fail("vec_dot: this CPU cannot run {} kernels", isa_name(isa));
+    VecDotFn simd = nullptr;
+    if (isa == Isa::Avx2) simd = avx2_kernel(type);
+    if (isa == Isa::Avx512Vnni) simd = avx512vnni_kernel(type);
+    return simd ? simd : scalar;
+}
+
+VecDotFn vec_dot_fn(GgmlType type) { return vec_dot_fn(type, active_isa()); }
+
+}  // namespace tandem::quant

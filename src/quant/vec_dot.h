@@ -1,0 +1,46 @@
+// Dot products of a quantized weight row with activations quantized to 8-bit blocks.
+//
+// As in GGUF kernels, activations are quantized once per token (quantize_row into
+// vec_dot_type(weight type): Q8_K for the 256-wide K/IQ/TQ formats, Q8_0 for the 32-wide
+// ones, F32 for the float formats) and every weight row is dotted against them in integer
+// arithmetic. Activations must come from quantize_row: the SIMD kernels rely on |q| <= 127.
+//
+// Every format has a scalar reference (vec_dot_scalar.cpp); AVX2 and AVX-512 VNNI kernels
+// exist for the formats in has_simd_kernel(). The instruction set is chosen once from CPUID
+// (active_isa()); vec_dot_fn(type, isa) gives a specific one for tests and benchmarks.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "gguf/types.h"
+
+namespace tandem::quant {
+
+enum class Isa { Scalar, Avx2, Avx512Vnni };
+
+std::string_view isa_name(Isa isa);
+// The best instruction set this CPU runs, read from CPUID. Throws tandem::Error below AVX2:
+// the whole binary is compiled for an AVX2 baseline.
+Isa detect_isa();
+// detect_isa() once, at first use; TANDEM_ISA=scalar|avx2|avx512vnni (environment) lowers it.
+Isa active_isa();
+
+// Sum over n elements of weight row `w` (n / block_size blocks of `type`) times activation
+// row `a` (blocks of vec_dot_type(type)). n is a multiple of the type's block size.
+using VecDotFn = float (*)(const void* w, const void* a, int64_t n);
+
+// The activation block type that pairs with a weight type.
+GgmlType vec_dot_type(GgmlType type);
+bool can_vec_dot(GgmlType type);
+// True when `isa` has its own kernel for `type` (otherwise vec_dot_fn falls back to scalar).
+bool has_simd_kernel(GgmlType type, Isa isa);
+// The kernel for `type` on `isa` (scalar where that ISA has none). Throws for an unsupported
+// type or an ISA this CPU lacks.
+VecDotFn vec_dot_fn(GgmlType type, Isa isa);
+// The kernel for `type` on active_isa().
+VecDotFn vec_dot_fn(GgmlType type);
+
+inline float vec_dot(GgmlType type, const void* w, const void* a, int64_t n) { return vec_dot_fn(type)(w, a, n); }
+
+}  // namespace tandem::quant

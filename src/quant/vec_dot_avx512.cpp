@@ -1,0 +1,28 @@
+// AVX-512 VNNI dot-product kernels: simd_kernels.h compiled with AVX-512 enabled.
+//
+// Every header is included before the target pragma (see simd_kernels.h for why); only the
+// kernel templates, which have internal linkage, are compiled with the wider target. This
+// file is reached only through vec_dot_fn after CPUID says the CPU has AVX-512 VNNI.
+#include <immintrin.h>
+
+#include "quant/blocks.h"
+#include "quant/grids.h"
+#include "quant/unpack.h"
+#include "quant/vec_dot_impl.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
+#include "quant/simd_kernels.h"
+
+namespace tandem::quant {
+namespace {
+VecDotFn avx512_table(GgmlType type) { return simd_kernel<Isa::Avx512Vnni>(type); }
+}  // namespace
+}  // namespace tandem::quant
+#pragma GCC pop_options
+
+namespace tandem::quant {
+
+VecDotFn avx512vnni_kernel(GgmlType type) { return avx512_table(type); }
+
+}  // namespace tandem::quant

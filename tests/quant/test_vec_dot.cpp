@@ -1,0 +1,156 @@
+// Dot products: every SIMD kernel against the scalar reference, and the scalar reference
+// against a float64 dot of the dequantized weights with the unquantized activations.
+//
+// Shapes are R1's: rows of 7168 (hidden) and 2048 (expert width). Weight and activation rows
+// sit in buffers with a poisoned block after them (0xff bytes: NaN scales), so a kernel that
+// reads past n returns NaN and fails.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/check.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/vec_dot.h"
+
+namespace tandem::quant {
+namespace {
+
+const std::vector<GgmlType> kDotTypes = {
+    GgmlType::F32,     GgmlType::F16,    GgmlType::BF16,    GgmlType::Q4_0,  GgmlType::Q4_1,  GgmlType::Q5_0,
+    GgmlType::Q5_1,    GgmlType::Q8_0,   GgmlType::Q8_1,    GgmlType::Q8_K,  GgmlType::Q2_K,  GgmlType::Q3_K,
+    GgmlType::Q4_K,    GgmlType::Q5_K,   GgmlType::Q6_K,    GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S,   GgmlType::IQ1_M, GgmlType::IQ4_NL, GgmlType::IQ4_XS,
+    GgmlType::TQ1_0,   GgmlType::TQ2_0,  GgmlType::MXFP4};
+
+size_t row_bytes(GgmlType type, int64_t n) {
+    const GgmlTypeTraits& t = ggml_traits(type);
+    return static_cast<size_t>(n / t.block_size) * t.type_size;
+}
+
+// A row of `type` followed by one poisoned block.
+struct Row {
+    std::vector<uint8_t> bytes;
+    const void* data() const { return bytes.data(); }
+};
+
+Row poisoned_row(GgmlType type, int64_t n) {
+    const GgmlTypeTraits& t = ggml_traits(type);
+    Row r;
+    r.bytes.assign(row_bytes(type, n) + t.type_size * (t.block_size == 1 ? 32 : 1), 0xff);
+    return r;
+}
+
+struct Case {
+    int64_t n;
+    std::vector<float> w;   // [n] dequantized weights
+    std::vector<float> x;   // [n] activations, unquantized
+    Row wq;                 // weights as blocks of the type
+    Row xq;                 // activations as blocks of vec_dot_type
+};
+
+Case make_case(GgmlType type, int64_t n, uint64_t seed) {
+    Case c;
+    c.n = n;
+    c.wq = poisoned_row(type, n);
+    fill_random(type, std::span<uint8_t>(c.wq.bytes.data(), row_bytes(type, n)), seed, 0.05f);
+    c.w.resize(n);
+    dequantize_row(type, c.wq.data(), c.w.data(), n);
+    std::mt19937 rng(static_cast<uint32_t>(seed));
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    c.x.resize(n);
+    for (auto& v : c.x) v = normal(rng);
+    for (int64_t i = 0; i < n; i += 613) c.x[i] *= 10.0f;  // activation outliers, as in real models
+    const GgmlType at = vec_dot_type(type);
+    c.xq = poisoned_row(at, n);
+    quantize_row(at, c.x.data(), c.xq.bytes.data(), n);
+    return c;
+}
+
+// Sum of |w * x|: the scale against which float rounding is measured.
+double abs_dot(const Case& c) {
+    double s = 0;
+    for (int64_t i = 0; i < c.n; ++i) s += std::fabs(double(c.w[i]) * c.x[i]);
+    return s;
+}
+
+class VecDot : public ::testing::TestWithParam<GgmlType> {};
+
+// Scalar vs float64 of dequantized weights and unquantized activations. The activations'
+// quantization moves each x by at most c * d_block (round to nearest: c = 1/2; Q8_0 also
+// rounds d to f16, which adds up to 127 * 2^-11 of d), so the exact error bound is
+//     |scalar - exact| <= sum_e |w_e| * c * d_block(e) + 1e-5 * sum_e |w_e x_e|,
+// the last term for float rounding (c = 0 for float formats, whose activations stay f32).
+TEST_P(VecDot, ScalarWithinActivationQuantizationBound) {
+    const GgmlType type = GetParam();
+    const GgmlType at = vec_dot_type(type);
+    for (int64_t n : {int64_t{7168}, int64_t{2048}}) {
+        for (uint64_t seed : {1u, 2u, 3u}) {
+            const Case c = make_case(type, n, seed);
+            double exact = 0, bound = 1e-5 * abs_dot(c);
+            for (int64_t i = 0; i < n; ++i) exact += double(c.w[i]) * c.x[i];
+            if (at == GgmlType::Q8_K) {
+                const auto* a = reinterpret_cast<const BlockQ8K*>(c.xq.data());
+                for (int64_t i = 0; i < n; ++i) bound += std::fabs(c.w[i]) * 0.5 * a[i / 256].d;
+            } else if (at == GgmlType::Q8_0) {
+                const auto* a = reinterpret_cast<const BlockQ8_0*>(c.xq.data());
+                for (int64_t i = 0; i < n; ++i)
+                    bound += std::fabs(c.w[i]) * (0.5 + 127 * 0x1.0p-11) * fp16_to_f32(a[i / 32].d);
+            }
+            const float got = vec_dot_fn(type, Isa::Scalar)(c.wq.data(), c.xq.data(), n);
+            ASSERT_TRUE(std::isfinite(got)) << ggml_type_name(type) << " n=" << n;
+            EXPECT_LE(std::fabs(got - exact), bound)
+                << ggml_type_name(type) << " n=" << n << " seed=" << seed << " got " << got << " exact " << exact;
+        }
+    }
+}
+
+// Each SIMD kernel equals scalar up to the order of float additions: the integer parts are
+// identical, so the difference is bounded by a few ulps of the running sums, i.e. relative
+// to sum |w x|: 1e-5 (n/256 block terms, each rounded at 2^-24, and the int->float steps).
+TEST_P(VecDot, SimdMatchesScalar) {
+    const GgmlType type = GetParam();
+    const Isa best = detect_isa();
+    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
+        if (static_cast<int>(isa) > static_cast<int>(best)) {
+            std::printf("    %s: CPU lacks %s, not tested here\n", std::string(ggml_type_name(type)).c_str(),
+                        std::string(isa_name(isa)).c_str());
+            continue;
+        }
+        if (!has_simd_kernel(type, isa)) continue;
+        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}}) {
+            if (n % ggml_traits(type).block_size) continue;
+            for (uint64_t seed : {11u, 12u, 13u, 14u}) {
+                const Case c = make_case(type, n, seed);
+                const float ref = vec_dot_fn(type, Isa::Scalar)(c.wq.data(), c.xq.data(), n);
+                const float got = vec_dot_fn(type, isa)(c.wq.data(), c.xq.data(), n);
+                ASSERT_TRUE(std::isfinite(got)) << ggml_type_name(type) << " " << isa_name(isa);
+                EXPECT_LE(std::fabs(got - ref), 1e-5 * abs_dot(c))
+                    << ggml_type_name(type) << " " << isa_name(isa) << " n=" << n << " seed=" << seed << " scalar " << ref
+                    << " simd " << got;
+            }
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, VecDot, ::testing::ValuesIn(kDotTypes),
+                         [](const auto& p) { return std::string(ggml_type_name(p.param)); });
+
+TEST(VecDotDispatch, ActiveIsaAndPriorityKernels) {
+    const Isa isa = active_isa();
+    std::printf("    active ISA: %s\n", std::string(isa_name(isa)).c_str());
+    EXPECT_NE(isa, Isa::Scalar);
+    for (GgmlType t : {GgmlType::IQ1_S, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::Q6_K,
+                       GgmlType::Q3_K})
+        for (Isa i : {Isa::Avx2, Isa::Avx512Vnni}) EXPECT_TRUE(has_simd_kernel(t, i)) << ggml_type_name(t) << " " << isa_name(i);
+    EXPECT_EQ(vec_dot_type(GgmlType::IQ1_S), GgmlType::Q8_K);
+    EXPECT_EQ(vec_dot_type(GgmlType::Q4_0), GgmlType::Q8_0);
+    EXPECT_EQ(vec_dot_type(GgmlType::BF16), GgmlType::F32);
+    EXPECT_THROW(vec_dot_fn(GgmlType::I32, Isa::Scalar), Error);
+}
+
+}  // namespace
+}  // namespace tandem::quant
