@@ -213,6 +213,35 @@ inline void block_dot(const BlockIq1S& b, const BlockQ8K& a, __m256& facc) {
 }
 
 template <Isa I>
+inline void block_dot(const BlockIq1M& b, const BlockQ8K& a, __m256& facc) {
+    // As the scalar form: (d/8) * (2 sc + 1) * q with q = 8 g +- 1 (the delta sign changes
+    // every 8 weights). Here u = q + 9 = 8 (g + 1) + (1 +- 1) in [0, 18]; the +9 comes back
+    // through the group sums.
+    alignas(32) int16_t sc[16], off[16];
+    for (int g = 0; g < 16; ++g) {
+        sc[g] = static_cast<int16_t>(2 * iq1m_sub_scale(b, g) + 1);
+        off[g] = static_cast<int16_t>(-9 * sc[g]);
+    }
+    __m256i acc = bsum_terms(a, off);
+    for (int i = 0; i < 8; ++i) {
+        // Grid entries 4i .. 4i+3; entry k takes nibble k % 2 of qh[k / 2]: 3 index bits and
+        // the delta sign (bit 3).
+        const uint32_t nibs = b.qh[2 * i] | (uint32_t{b.qh[2 * i + 1]} << 8);  // 4 nibbles
+        const uint8_t* q = b.qs + 4 * i;
+        const __m256i g = grid_chunk(kIq1sGrid[q[0] | ((nibs << 8) & 0x700)], kIq1sGrid[q[1] | ((nibs << 4) & 0x700)],
+                                     kIq1sGrid[q[2] | (nibs & 0x700)], kIq1sGrid[q[3] | ((nibs >> 4) & 0x700)]);
+        constexpr uint64_t kTwos = 0x0202020202020202ull;  // 1 + delta for delta = +1
+        const __m256i delta = grid_chunk((nibs & 0x0008) ? 0 : kTwos, (nibs & 0x0080) ? 0 : kTwos,
+                                         (nibs & 0x0800) ? 0 : kTwos, (nibs & 0x8000) ? 0 : kTwos);
+        // 8 (g + 1) stays inside each byte (<= 16), so a 16-bit shift is safe.
+        const __m256i u = _mm256_add_epi8(_mm256_slli_epi16(_mm256_add_epi8(g, _mm256_set1_epi8(1)), 3), delta);
+        acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * i), scale_pair(sc[2 * i], sc[2 * i + 1]));
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc),
+                           _mm256_set1_ps(a.d * (fp16_to_f32(iq1m_scale_bits(b)) * 0.125f)), facc);
+}
+
+template <Isa I>
 inline void block_dot(const BlockIq3Xxs& b, const BlockQ8K& a, __m256& facc) {
     __m256i acc = _mm256_setzero_si256();
     for (int i = 0; i < 8; ++i) {
@@ -267,6 +296,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ2_XXS: return dot_k_row<I, BlockIq2Xxs>;
         case T::IQ3_XXS: return dot_k_row<I, BlockIq3Xxs>;
         case T::IQ1_S: return dot_k_row<I, BlockIq1S>;
+        case T::IQ1_M: return dot_k_row<I, BlockIq1M>;
         default: return nullptr;
     }
 }

@@ -144,7 +144,7 @@ TEST(VecDotDispatch, ActiveIsaAndPriorityKernels) {
     std::printf("    active ISA: %s\n", std::string(isa_name(isa)).c_str());
     EXPECT_NE(isa, Isa::Scalar);
     for (GgmlType t : {GgmlType::IQ1_S, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::Q6_K,
-                       GgmlType::Q3_K})
+                       GgmlType::Q3_K, GgmlType::IQ1_M, GgmlType::IQ3_XXS, GgmlType::Q5_K})
         for (Isa i : {Isa::Avx2, Isa::Avx512Vnni}) EXPECT_TRUE(has_simd_kernel(t, i)) << ggml_type_name(t) << " " << isa_name(i);
     EXPECT_EQ(vec_dot_type(GgmlType::IQ1_S), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot_type(GgmlType::Q4_0), GgmlType::Q8_0);

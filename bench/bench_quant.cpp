@@ -1,0 +1,71 @@
+// Single-thread dot-product throughput per format and instruction set, at R1 expert shapes.
+//
+// One iteration is a matrix-vector product over a weight matrix [rows, 7168] (the gate/up
+// projection of one expert is [2048, 7168]), one vec_dot per row against a quantized
+// activation. The matrix (~512 MiB) is larger than the last-level cache (300 MiB on the
+// benchmark Xeon), so
+// the reported bytes/s is weight bytes streamed from memory, comparable to the machine's read
+// bandwidth; "weights/s" counts elements.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quant/quant.h"
+#include "quant/vec_dot.h"
+
+namespace {
+
+using tandem::GgmlType;
+using namespace tandem::quant;
+
+constexpr int64_t kCols = 7168;  // n_embd of DeepSeek-R1
+
+void bm_vec_dot(benchmark::State& state, GgmlType type, Isa isa) {
+    if (static_cast<int>(isa) > static_cast<int>(detect_isa())) {
+        state.SkipWithError("CPU lacks this ISA");
+        return;
+    }
+    const tandem::GgmlTypeTraits& t = tandem::ggml_traits(type);
+    const size_t row_bytes = kCols / t.block_size * t.type_size;
+    const int64_t rows = std::max<int64_t>(64, (int64_t{512} << 20) / static_cast<int64_t>(row_bytes));
+    std::vector<uint8_t> w(row_bytes * rows);
+    fill_random(type, w, 1, 0.05f);
+    const tandem::GgmlTypeTraits& at = tandem::ggml_traits(vec_dot_type(type));
+    std::vector<float> x(kCols, 0.25f);
+    for (int64_t i = 0; i < kCols; ++i) x[i] = static_cast<float>((i * 37) % 101) / 50.0f - 1.0f;
+    std::vector<uint8_t> xq(kCols / at.block_size * at.type_size);
+    quantize_row(vec_dot_type(type), x.data(), xq.data(), kCols);
+    std::vector<float> y(rows);
+    const VecDotFn fn = vec_dot_fn(type, isa);
+    for (auto _ : state) {
+        for (int64_t r = 0; r < rows; ++r) y[r] = fn(w.data() + r * row_bytes, xq.data(), kCols);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * rows * static_cast<int64_t>(row_bytes));
+    state.counters["weights/s"] =
+        benchmark::Counter(static_cast<double>(state.iterations()) * rows * kCols, benchmark::Counter::kIsRate);
+    state.SetLabel(has_simd_kernel(type, isa) || isa == Isa::Scalar ? "" : "scalar fallback");
+}
+
+void register_all() {
+    const GgmlType types[] = {GgmlType::IQ1_S, GgmlType::IQ2_XXS, GgmlType::Q2_K,  GgmlType::Q4_K,  GgmlType::Q8_0,
+                              GgmlType::Q6_K,  GgmlType::Q3_K,    GgmlType::IQ1_M, GgmlType::IQ3_XXS, GgmlType::Q5_K};
+    for (GgmlType type : types)
+        for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni}) {
+            const std::string name = "vec_dot/" + std::string(tandem::ggml_type_name(type)) + "/" + std::string(isa_name(isa));
+            benchmark::RegisterBenchmark(name.c_str(), bm_vec_dot, type, isa)->Unit(benchmark::kMillisecond)->MinTime(0.2);
+        }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
