@@ -1,0 +1,43 @@
+#include "cpu/matmul.h"
+
+#include "core/check.h"
+#include "quant/quant.h"
+#include "quant/vec_dot.h"
+
+namespace tandem::cpu {
+
+uint64_t quant_row_bytes(GgmlType type, int64_t n) {
+    const GgmlTypeTraits& t = ggml_traits(type);
+    if (n < 0 || n % t.block_size != 0)
+        fail("row of {} values is not a whole number of {} blocks ({} values each)", n, ggml_type_name(type),
+             t.block_size);
+    return static_cast<uint64_t>(n / t.block_size) * t.type_size;
+}
+
+void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
+            const float* x, int64_t n_tok, float* y, MatmulScratch& scratch) {
+    if (n_tok <= 0 || n_out <= 0) return;
+    const uint64_t w_row = quant_row_bytes(w_type, n_in);
+    if (row_bytes < w_row) fail("matmul: rows of {} bytes, but {} {} values need {}", row_bytes, n_in,
+                                ggml_type_name(w_type), w_row);
+    const GgmlType act_type = quant::vec_dot_type(w_type);
+    const quant::VecDotFn dot = quant::vec_dot_fn(w_type);
+    const uint64_t xq_row = quant_row_bytes(act_type, n_in);
+    if (scratch.xq.size() < xq_row * static_cast<uint64_t>(n_tok)) scratch.xq.resize(xq_row * static_cast<uint64_t>(n_tok));
+    uint8_t* xq = scratch.xq.data();  // [n_tok] rows of xq_row bytes
+
+    pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) quant::quantize_row(act_type, x + t * n_in, xq + t * xq_row, n_in);
+    });
+    const auto* wb = static_cast<const uint8_t*>(w);
+    // NOTES: a contiguous range of rows per thread keeps each thread on one sequential stream
+    // of weight memory, which is what the hardware prefetchers follow best.
+    pool.parallel_for(n_out, [&](int64_t o0, int64_t o1, int) {
+        for (int64_t o = o0; o < o1; ++o) {
+            const uint8_t* wr = wb + static_cast<uint64_t>(o) * row_bytes;
+            for (int64_t t = 0; t < n_tok; ++t) y[t * n_out + o] = dot(wr, xq + t * xq_row, n_in);
+        }
+    });
+}
+
+}  // namespace tandem::cpu

@@ -1,0 +1,135 @@
+#include "cpu/moe.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+#include "cpu/matmul.h"
+#include "quant/quant.h"
+#include "quant/vec_dot.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+template <typename T>
+T* grow(std::vector<T>& v, uint64_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
+inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
+
+}  // namespace
+
+void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64_t n_tok, const int32_t* expert_ids,
+                 const float* expert_w, int k, float* out, MoeScratch& scratch) {
+    if (n_tok <= 0) return;
+    if (k <= 0 || k > 64) fail("moe_forward: expected 1 to 64 experts per token, found {}", k);
+    const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
+    // Row sizes: validated here once, so the loops below index without checks.
+    if (w.gate_row_bytes < quant_row_bytes(w.gate_type, n_embd) || w.up_row_bytes < quant_row_bytes(w.up_type, n_embd) ||
+        w.down_row_bytes < quant_row_bytes(w.down_type, n_ff))
+        fail("moe_forward: expert row strides ({}, {}, {} bytes) are shorter than the rows", w.gate_row_bytes,
+             w.up_row_bytes, w.down_row_bytes);
+
+    // Group the (token, slot) pairs by expert: a counting pass over the ids.
+    const int64_t n_pair = n_tok * k;
+    auto& order = scratch.pair_order;
+    auto& groups = scratch.groups;
+    order.clear();
+    groups.clear();
+    for (int64_t p = 0; p < n_pair; ++p) {
+        const int32_t e = expert_ids[p];
+        if (e >= w.n_expert) fail("moe_forward: token {} slot {} selects expert {}, but the layer has {}", p / k,
+                                  p % k, e, w.n_expert);
+        if (e >= 0) order.push_back(static_cast<int32_t>(p));
+    }
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return expert_ids[a] < expert_ids[b]; });
+    for (int32_t i = 0; i < static_cast<int32_t>(order.size()); ++i) {
+        const int32_t e = expert_ids[order[static_cast<size_t>(i)]];
+        if (groups.empty() || groups.back().expert != e) groups.push_back({e, i, 0});
+        ++groups.back().count;
+    }
+
+    // Quantize x once per token for gate and up (shared when they pair with the same type).
+    const GgmlType gate_act = quant::vec_dot_type(w.gate_type), up_act = quant::vec_dot_type(w.up_type);
+    const GgmlType down_act = quant::vec_dot_type(w.down_type);
+    const bool shared_x = gate_act == up_act;
+    const uint64_t xg_row = quant_row_bytes(gate_act, n_embd), xu_row = quant_row_bytes(up_act, n_embd);
+    const uint64_t hq_row = quant_row_bytes(down_act, n_ff);
+    const uint64_t n_tok_u = static_cast<uint64_t>(n_tok), n_pair_u = static_cast<uint64_t>(n_pair);
+    uint8_t* xq_gate = grow(scratch.xq_gate, xg_row * n_tok_u);                           // [n_tok] rows
+    uint8_t* xq_up = shared_x ? xq_gate : grow(scratch.xq_up, xu_row * n_tok_u);          // [n_tok] rows
+    float* h = grow(scratch.h, n_pair_u * static_cast<uint64_t>(n_ff));                    // [n_pair, n_ff]
+    uint8_t* hq = grow(scratch.hq, hq_row * n_pair_u);                                     // [n_pair] rows
+    float* o = grow(scratch.o, n_pair_u * static_cast<uint64_t>(n_embd));                  // [n_pair, n_embd]
+
+    pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) {
+            quant::quantize_row(gate_act, x + t * n_embd, xq_gate + t * xg_row, n_embd);
+            if (!shared_x) quant::quantize_row(up_act, x + t * n_embd, xq_up + t * xu_row, n_embd);
+        }
+    });
+
+    // Gate and up: each thread takes rows [r0, r1) of every selected expert.
+    const quant::VecDotFn gate_dot = quant::vec_dot_fn(w.gate_type), up_dot = quant::vec_dot_fn(w.up_type);
+    const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes;  // bytes of one expert
+    const uint64_t up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
+    pool.parallel_for(n_ff, [&](int64_t r0, int64_t r1, int) {
+        for (const MoeScratch::Group& g : groups) {
+            const uint8_t* gate_e = w.gate + static_cast<uint64_t>(g.expert) * gate_mat;
+            const uint8_t* up_e = w.up + static_cast<uint64_t>(g.expert) * up_mat;
+            const int32_t* pairs = order.data() + g.first;
+            for (int64_t r = r0; r < r1; ++r) {
+                const uint8_t* gr = gate_e + static_cast<uint64_t>(r) * w.gate_row_bytes;
+                const uint8_t* ur = up_e + static_cast<uint64_t>(r) * w.up_row_bytes;
+                for (int32_t i = 0; i < g.count; ++i) {
+                    const int64_t p = pairs[i], t = p / k;
+                    const float gv = gate_dot(gr, xq_gate + static_cast<uint64_t>(t) * xg_row, n_embd);
+                    const float uv = up_dot(ur, xq_up + static_cast<uint64_t>(t) * xu_row, n_embd);
+                    h[p * n_ff + r] = silu(gv) * uv;
+                }
+            }
+        }
+    });
+
+    const int64_t n_active = static_cast<int64_t>(order.size());
+    pool.parallel_for(n_active, [&](int64_t i0, int64_t i1, int) {
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t p = order[static_cast<size_t>(i)];
+            quant::quantize_row(down_act, h + p * n_ff, hq + static_cast<uint64_t>(p) * hq_row, n_ff);
+        }
+    });
+
+    // Down, then the weighted sum over each token's slots in slot order (so a token's result
+    // does not depend on what else is in the batch). Rows [r0, r1) of out belong to one thread.
+    const quant::VecDotFn down_dot = quant::vec_dot_fn(w.down_type);
+    const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
+    pool.parallel_for(n_embd, [&](int64_t r0, int64_t r1, int) {
+        for (const MoeScratch::Group& g : groups) {
+            const uint8_t* down_e = w.down + static_cast<uint64_t>(g.expert) * down_mat;
+            const int32_t* pairs = order.data() + g.first;
+            for (int64_t r = r0; r < r1; ++r) {
+                const uint8_t* dr = down_e + static_cast<uint64_t>(r) * w.down_row_bytes;
+                for (int32_t i = 0; i < g.count; ++i) {
+                    const int64_t p = pairs[i];
+                    o[p * n_embd + r] = down_dot(dr, hq + static_cast<uint64_t>(p) * hq_row, n_ff);
+                }
+            }
+        }
+        for (int64_t t = 0; t < n_tok; ++t) {
+            float* out_t = out + t * n_embd;
+            for (int64_t r = r0; r < r1; ++r) out_t[r] = 0.0f;
+            for (int s = 0; s < k; ++s) {
+                const int64_t p = t * k + s;
+                if (expert_ids[p] < 0) continue;
+                const float wt = expert_w[p];
+                const float* o_p = o + p * n_embd;
+                for (int64_t r = r0; r < r1; ++r) out_t[r] += wt * o_p[r];
+            }
+        }
+    });
+}
+
+}  // namespace tandem::cpu

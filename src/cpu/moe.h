@@ -1,0 +1,51 @@
+// The fused routed-expert step of a Mixture-of-Experts FFN on the CPU:
+//     out[t] = sum_s expert_w[t, s] * down_e (SiLU(gate_e x[t]) * up_e x[t]),  e = expert_ids[t, s]
+// for a batch of tokens, all selected experts at once.
+//
+// Work is split over all threads by rows of the concatenated selected experts (never one
+// expert per thread): in the gate/up phase every thread takes the same slice of n_ff rows of
+// every selected expert, in the down phase the same slice of n_embd rows, so threads stay
+// balanced whatever the routing, and each weight row is read once per step and reused from
+// cache for every token routed to that expert.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu/thread_pool.h"
+#include "gguf/types.h"
+
+namespace tandem::cpu {
+
+// The three expert tensors of one MoE layer, as GGUF stores them (3-D, ne = [n_in, n_out,
+// n_expert]): expert e's matrix [n_out, n_in] starts at data + e * n_out * row_bytes.
+//   gate, up: [n_expert, n_ff, n_embd]    down: [n_expert, n_embd, n_ff]
+struct ExpertWeights {
+    GgmlType gate_type, up_type, down_type;
+    const uint8_t *gate, *up, *down;
+    uint64_t gate_row_bytes, up_row_bytes, down_row_bytes;
+    int64_t n_embd, n_ff, n_expert;
+};
+
+// Buffers reused across calls (grown on first use, never shrunk).
+struct MoeScratch {
+    struct Group {
+        int32_t expert;       // expert index
+        int32_t first, count; // its pairs: pair_order[first .. first + count)
+    };
+    std::vector<uint8_t> xq_gate, xq_up;  // [n_tok] x rows quantized for gate / up
+    std::vector<float> h;                 // [n_tok * k, n_ff]  SiLU(gate x) * up x per (token, slot)
+    std::vector<uint8_t> hq;              // [n_tok * k] h rows quantized for down
+    std::vector<float> o;                 // [n_tok * k, n_embd] down h per (token, slot)
+    std::vector<int32_t> pair_order;      // pairs t * k + s grouped by expert
+    std::vector<Group> groups;            // one per distinct selected expert, ascending
+};
+
+// x: [n_tok, n_embd] f32; expert_ids, expert_w: [n_tok, k] (k <= 64); out: [n_tok, n_embd],
+// overwritten. An id < 0 marks a slot handled elsewhere (e.g. an expert on the GPU): it adds
+// nothing. Ids >= n_expert throw tandem::Error. Token t's output is bit-identical to a call
+// with that token alone.
+void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64_t n_tok, const int32_t* expert_ids,
+                 const float* expert_w, int k, float* out, MoeScratch& scratch);
+
+}  // namespace tandem::cpu
