@@ -1,0 +1,255 @@
+// Multi-threaded CPU kernels at DeepSeek-R1 shapes: memory read bandwidth, one expert's
+// matrix-vector product (gate/up 7168->2048, down 2048->7168) and the MoE decode step
+// (8 experts per token, batch 1/4/16), per weight format, on one thread and on all.
+//
+// Weights come from a layer of n_expert experts of the real size, at least 2.5 GiB in all
+// (up to R1's 256), much larger than the last-level cache. Experts are taken in a fixed
+// shuffled order, round-robin, so an expert is reused only after the whole layer has been
+// streamed: every byte counted comes from DRAM. Experts are copies of one random expert
+// (caches do not deduplicate, and it keeps set-up fast).
+//
+// Counters: bytes_per_second counts weight bytes read (the distinct experts of a step);
+// bw_frac is that rate over the read bandwidth the same binary measures (read_bw/threads:N,
+// a summing pass over 2 GiB on all threads). Run:
+//   build/bin/bench_cpu --benchmark_counters_tabular=true
+#include <benchmark/benchmark.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/matmul.h"
+#include "cpu/moe.h"
+#include "cpu/thread_pool.h"
+#include "quant/quant.h"
+#include "quant/vec_dot.h"
+
+namespace {
+
+using tandem::GgmlType;
+using namespace tandem::cpu;
+
+constexpr int64_t kEmbd = 7168, kFf = 2048, kTopK = 8;  // DeepSeek-R1
+constexpr uint64_t kBwBytes = uint64_t{2} << 30;
+constexpr uint64_t kLayerMinBytes = uint64_t{5} << 29;  // 2.5 GiB
+
+ThreadPool& pool_all() {
+    static ThreadPool pool(0);
+    return pool;
+}
+ThreadPool& pool_one() {
+    static ThreadPool pool(1);
+    return pool;
+}
+ThreadPool& pool_of(int n) { return n == 1 ? pool_one() : pool_all(); }
+
+// ---- read bandwidth ----
+
+struct BwBuffer {
+    std::unique_ptr<uint8_t[]> data{new uint8_t[kBwBytes]};
+    BwBuffer() {
+        // First touch on every thread, so pages spread the way the kernels' accesses do.
+        pool_all().parallel_for(static_cast<int64_t>(kBwBytes >> 12), [&](int64_t p0, int64_t p1, int) {
+            std::memset(data.get() + (p0 << 12), 1, static_cast<size_t>((p1 - p0) << 12));
+        });
+    }
+};
+BwBuffer& bw_buffer() {
+    static BwBuffer b;
+    return b;
+}
+
+uint64_t sum_range(const uint8_t* p, uint64_t n) {  // n a multiple of 128
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (uint64_t i = 0; i < n; i += 128) {
+        a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
+        a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+        a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+        a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+    }
+    const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    alignas(32) uint64_t l[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), s);
+    return l[0] + l[1] + l[2] + l[3];
+}
+
+void read_pass(ThreadPool& pool) {
+    const uint8_t* base = bw_buffer().data.get();
+    std::vector<uint64_t> sums(static_cast<size_t>(pool.n_threads()) * 8);
+    const int64_t n_lines = static_cast<int64_t>(kBwBytes / 128);
+    pool.parallel_for(n_lines, [&](int64_t l0, int64_t l1, int idx) {
+        sums[static_cast<size_t>(idx) * 8] = sum_range(base + l0 * 128, static_cast<uint64_t>(l1 - l0) * 128);
+    });
+    benchmark::DoNotOptimize(sums.data());
+}
+
+// The all-threads read bandwidth, bytes/s: measured once (best of 5 passes), on first use.
+double read_bw() {
+    static const double bw = [] {
+        double best = 0;
+        read_pass(pool_all());
+        for (int i = 0; i < 5; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            read_pass(pool_all());
+            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            best = std::max(best, static_cast<double>(kBwBytes) / s);
+        }
+        return best;
+    }();
+    return bw;
+}
+
+void bm_read_bw(benchmark::State& state) {
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    read_pass(pool);
+    for (auto _ : state) read_pass(pool);
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kBwBytes));
+    state.counters["bw_frac"] = benchmark::Counter(static_cast<double>(state.iterations()) * kBwBytes / read_bw(),
+                                                   benchmark::Counter::kIsRate);
+    state.counters["threads"] = pool.n_threads();
+}
+
+// ---- one MoE layer of a given format, built on first use and kept until another is asked ----
+
+struct BenchLayer {
+    GgmlType type{};
+    int64_t n_expert = 0;
+    std::unique_ptr<uint8_t[]> gate, up, down;
+    ExpertWeights w{};
+    std::vector<int32_t> order;  // shuffled expert order
+    size_t cursor = 0;
+    uint64_t expert_bytes() const { return (w.gate_row_bytes + w.up_row_bytes) * kFf + w.down_row_bytes * kEmbd; }
+    int32_t next() {
+        const int32_t e = order[cursor];
+        cursor = (cursor + 1) % order.size();
+        return e;
+    }
+};
+
+std::unique_ptr<BenchLayer> g_layer;
+
+BenchLayer& layer_of(GgmlType type) {
+    if (g_layer && g_layer->type == type) return *g_layer;
+    g_layer.reset();
+    auto L = std::make_unique<BenchLayer>();
+    L->type = type;
+    const uint64_t up_rb = quant_row_bytes(type, kEmbd), down_rb = quant_row_bytes(type, kFf);
+    L->w = {type, type, type, nullptr, nullptr, nullptr, up_rb, up_rb, down_rb, kEmbd, kFf, 0};
+    const uint64_t mat = up_rb * kFf;  // == down_rb * kEmbd for these shapes
+    L->n_expert = std::clamp<int64_t>(static_cast<int64_t>((kLayerMinBytes + 3 * mat - 1) / (3 * mat)), 16, 256);
+    L->w.n_expert = L->n_expert;
+    const uint64_t n_bytes = mat * static_cast<uint64_t>(L->n_expert);
+    L->gate.reset(new uint8_t[n_bytes]);
+    L->up.reset(new uint8_t[n_bytes]);
+    L->down.reset(new uint8_t[down_rb * kEmbd * static_cast<uint64_t>(L->n_expert)]);
+    L->w.gate = L->gate.get();
+    L->w.up = L->up.get();
+    L->w.down = L->down.get();
+    std::vector<uint8_t> one(mat);
+    tandem::quant::fill_random(type, one, 42, 0.05f);
+    pool_all().parallel_for(L->n_expert, [&](int64_t e0, int64_t e1, int) {
+        for (int64_t e = e0; e < e1; ++e) {
+            std::memcpy(L->gate.get() + e * mat, one.data(), mat);
+            std::memcpy(L->up.get() + e * mat, one.data(), mat);
+            std::memcpy(L->down.get() + e * mat, one.data(), mat);
+        }
+    });
+    L->order.resize(static_cast<size_t>(L->n_expert));
+    std::iota(L->order.begin(), L->order.end(), 0);
+    std::shuffle(L->order.begin(), L->order.end(), std::mt19937_64(7));
+    g_layer = std::move(L);
+    return *g_layer;
+}
+
+std::vector<float> activations(int64_t n) {
+    std::vector<float> x(static_cast<size_t>(n));
+    std::mt19937_64 rng(3);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (float& v : x) v = d(rng);
+    return x;
+}
+
+void report(benchmark::State& state, double bytes, ThreadPool& pool) {
+    state.SetBytesProcessed(static_cast<int64_t>(bytes));
+    state.counters["bw_frac"] = benchmark::Counter(bytes / read_bw(), benchmark::Counter::kIsRate);
+    state.counters["threads"] = pool.n_threads();
+}
+
+// One expert: gate (7168 -> 2048) or down (2048 -> 7168), batch 1.
+void bm_expert(benchmark::State& state, GgmlType type, bool down) {
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    BenchLayer& L = layer_of(type);
+    read_bw();
+    const int64_t n_in = down ? kFf : kEmbd, n_out = down ? kEmbd : kFf;
+    const uint64_t rb = down ? L.w.down_row_bytes : L.w.gate_row_bytes;
+    const uint8_t* base = down ? L.w.down : L.w.gate;
+    const std::vector<float> x = activations(n_in);
+    std::vector<float> y(static_cast<size_t>(n_out));
+    MatmulScratch scratch;
+    for (auto _ : state) {
+        const uint8_t* w = base + static_cast<uint64_t>(L.next()) * rb * static_cast<uint64_t>(n_out);
+        matmul(pool, type, w, rb, n_in, n_out, x.data(), 1, y.data(), scratch);
+        benchmark::DoNotOptimize(y.data());
+    }
+    report(state, static_cast<double>(state.iterations()) * static_cast<double>(rb * n_out), pool);
+}
+
+// The MoE step: `batch` tokens, 8 experts each.
+void bm_moe(benchmark::State& state, GgmlType type, int batch) {
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    BenchLayer& L = layer_of(type);
+    read_bw();
+    const std::vector<float> x = activations(batch * kEmbd);
+    std::vector<float> out(static_cast<size_t>(batch * kEmbd));
+    std::vector<int32_t> ids(static_cast<size_t>(batch * kTopK));
+    const std::vector<float> wts(ids.size(), 1.0f / kTopK);
+    std::vector<int32_t> distinct;
+    MoeScratch scratch;
+    double bytes = 0;
+    for (auto _ : state) {
+        state.PauseTiming();
+        for (int32_t& e : ids) e = L.next();
+        distinct = ids;
+        std::sort(distinct.begin(), distinct.end());
+        bytes += static_cast<double>(std::unique(distinct.begin(), distinct.end()) - distinct.begin()) *
+                 static_cast<double>(L.expert_bytes());
+        state.ResumeTiming();
+        moe_forward(pool, L.w, x.data(), batch, ids.data(), wts.data(), kTopK, out.data(), scratch);
+        benchmark::DoNotOptimize(out.data());
+    }
+    report(state, bytes, pool);
+    state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * batch, benchmark::Counter::kIsRate);
+}
+
+void register_all() {
+    const int all = pool_all().n_threads();
+    benchmark::RegisterBenchmark("read_bw", bm_read_bw)->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.5)->UseRealTime();
+    const GgmlType types[] = {GgmlType::IQ1_S, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K,
+                              GgmlType::Q3_K,  GgmlType::Q6_K,    GgmlType::Q8_0};
+    for (GgmlType type : types) {
+        const std::string t(tandem::ggml_type_name(type));
+        for (bool down : {false, true})
+            benchmark::RegisterBenchmark(("expert/" + t + (down ? "/down_2048x7168" : "/gate_7168x2048")).c_str(), bm_expert, type, down)
+                ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
+        for (int batch : {1, 4, 16}) {
+            auto* b = benchmark::RegisterBenchmark(("moe/" + t + "/batch" + std::to_string(batch)).c_str(), bm_moe, type, batch);
+            if (batch == 1) b->Arg(1);
+            b->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
