@@ -15,6 +15,10 @@ invalid bytes have no HF reference. Cases built from invalid bytes are decoded w
 errors="replace" (each maximal ill-formed subpart becomes U+FFFD) and compared on that text;
 the raw bytes are tested separately in C++ (no crash, exact round trip, byte tokens).
 
+Also writes OUT_DIR/chat_templates.json: chat templates (tools/text_chat_templates.py) rendered
+by jinja2 the way transformers' apply_chat_template renders them, for
+tests/text/chat_template_test.cpp.
+
 Usage: text_make_vectors.py [--tokenizer PATH] [--name deepseek-v3] --out OUT_DIR
 """
 import argparse
@@ -154,6 +158,36 @@ def file_texts():
     return out
 
 
+def render_chat_templates(tokenizer_json):
+    """Renders each template with jinja2 configured as transformers' apply_chat_template does."""
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    sys.path.insert(0, HERE)
+    import text_chat_templates as ct
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                          sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    config = os.path.join(os.path.dirname(tokenizer_json), "tokenizer_config.json")
+    out = []
+    for name, source in ct.templates(config).items():
+        tmpl = env.from_string(source)
+        for case_name, ctx in ct.cases(name):
+            out.append({"template": name, "source": source, "case": case_name, "context": ctx,
+                        "rendered": tmpl.render(**ctx)})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", default=os.path.join(ROOT, "..", "shared", "data", "tokenizers",
@@ -182,6 +216,12 @@ def main():
         json.dump({"tokenizer_json": os.path.abspath(args.tokenizer),
                    "tokenizers_version": tokenizers.__version__,
                    "cases": out_cases}, f, ensure_ascii=False)
+    chat = render_chat_templates(args.tokenizer)
+    chat_path = os.path.join(args.out, "chat_templates.json")
+    with open(chat_path, "w", encoding="utf-8") as f:
+        json.dump({"jinja2_version": __import__("jinja2").__version__, "cases": chat}, f,
+                  ensure_ascii=False)
+    print(f"{chat_path}: {len(chat)} renders", file=sys.stderr)
     n_rt = sum(c["round_trip"] for c in out_cases)
     print(f"{path}: {len(out_cases)} cases, {sum(len(c['ids']) for c in out_cases)} tokens, "
           f"{n_rt} round-trip in HF", file=sys.stderr)
