@@ -1,0 +1,472 @@
+// DeepSeek-V2 / V2-Lite / V3 / R1 (and Kimi-K2): GGUF architecture `deepseek2`.
+//
+// Multi-head latent attention (DeepSeek-V2 paper, section 2.1) with the weight absorption of
+// its appendix: the cache holds one 576-wide latent row per token and layer (the normalised
+// c_kv, kv_lora_rank values, then the shared roped key k_pe, qk_rope_head_dim values), and
+// each head attends over it directly:
+//   score_j = (W_uk^T q_nope) . c_kv_j + q_pe . k_pe_j          (times the softmax scale)
+//   out     = W_uv (sum_j p_j c_kv_j)
+// Then a Mixture-of-Experts FFN (DeepSeek-V3 paper, section 2.1.2): sigmoid or softmax
+// affinities, optional group-limited selection, top-k, optional normalisation, a scale, plus
+// shared experts; the first `leading_dense_block_count` layers have a dense FFN instead.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/check.h"
+#include "cpu/moe.h"
+#include "model/model.h"
+#include "model/ops.h"
+#include "model/summary.h"
+#include "model/weights.h"
+#include "quant/quant.h"
+
+namespace tandem::model {
+namespace {
+
+struct Config {
+    int64_t n_layer = 0;
+    int64_t n_layer_dense = 0;      // leading layers with a dense FFN
+    int64_t n_embd = 0;
+    int64_t n_vocab = 0;
+    int64_t n_ctx_train = 0;
+    int64_t n_head = 0;
+    int64_t q_lora_rank = 0;        // 0: q is one full-rank projection (V2-Lite)
+    int64_t kv_lora_rank = 0;
+    int64_t qk_nope_head_dim = 0;
+    int64_t qk_rope_head_dim = 0;
+    int64_t v_head_dim = 0;
+    int64_t n_ff = 0;               // dense FFN width
+    int64_t n_ff_exp = 0;           // width of one routed expert
+    int64_t n_expert = 0;
+    int64_t n_expert_used = 0;
+    int64_t n_expert_shared = 0;
+    int64_t n_group = 0;            // expert groups (0 or 1: no group limit)
+    int64_t n_group_used = 0;
+    bool sigmoid_gating = false;    // V3/R1: sigmoid affinities, bias used only for selection
+    bool norm_topk = false;
+    float expert_weights_scale = 1.0f;
+    float rms_eps = 1e-6f;
+    RopeParams rope;
+    float yarn_log_mul = 0.0f;      // 0.1 * mscale_all_dim
+
+    int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+    int64_t cache_width() const { return kv_lora_rank + qk_rope_head_dim; }  // 576 for R1
+};
+
+Config read_config(const gguf::File& file) {
+    const gguf::Metadata& md = file.metadata();
+    const std::string a = "deepseek2.";
+    Config c;
+    c.n_layer = md.get_int(a + "block_count");
+    c.n_layer_dense = md.int_or(a + "leading_dense_block_count", 0);
+    c.n_embd = md.get_int(a + "embedding_length");
+    c.n_ctx_train = md.int_or(a + "context_length", 4096);
+    c.n_head = md.get_int(a + "attention.head_count");
+    c.q_lora_rank = md.int_or(a + "attention.q_lora_rank", 0);
+    c.kv_lora_rank = md.get_int(a + "attention.kv_lora_rank");
+    c.qk_rope_head_dim = md.get_int(a + "rope.dimension_count");
+    // Newer conversions store the MLA head sizes under *_mla and the latent sizes under
+    // key_length/value_length; older ones (all Unsloth R1 quants) only the head sizes.
+    const int64_t key_len = md.int_or(a + "attention.key_length_mla", md.get_int(a + "attention.key_length"));
+    c.v_head_dim = md.int_or(a + "attention.value_length_mla", md.get_int(a + "attention.value_length"));
+    c.qk_nope_head_dim = key_len - c.qk_rope_head_dim;
+    c.n_ff = md.int_or(a + "feed_forward_length", 0);
+    c.n_ff_exp = md.int_or(a + "expert_feed_forward_length", 0);
+    c.n_expert = md.int_or(a + "expert_count", 0);
+    c.n_expert_used = md.int_or(a + "expert_used_count", 0);
+    c.n_expert_shared = md.int_or(a + "expert_shared_count", 0);
+    c.n_group = md.int_or(a + "expert_group_count", 0);
+    c.n_group_used = md.int_or(a + "expert_group_used_count", 0);
+    c.sigmoid_gating = md.int_or(a + "expert_gating_func", 1) == 2;
+    c.norm_topk = md.bool_or(a + "expert_weights_norm", false);
+    c.expert_weights_scale = static_cast<float>(md.float_or(a + "expert_weights_scale", 1.0));
+    c.rms_eps = static_cast<float>(md.float_or(a + "attention.layer_norm_rms_epsilon", 1e-6));
+    c.rope.dim = c.qk_rope_head_dim;
+    c.rope.freq_base = static_cast<float>(md.float_or(a + "rope.freq_base", 10000.0));
+    if (md.string_or_none(a + "rope.scaling.type").value_or("none") == "yarn") {
+        c.rope.yarn_factor = static_cast<float>(md.get_float(a + "rope.scaling.factor"));
+        c.rope.yarn_orig_ctx = md.get_int(a + "rope.scaling.original_context_length");
+        c.yarn_log_mul = static_cast<float>(md.float_or(a + "rope.scaling.yarn_log_multiplier", 0.0));
+    }
+    const gguf::TensorInfo& embd = file.tensor("token_embd.weight");
+    c.n_vocab = embd.ne.size() == 2 ? embd.ne[1] : 0;
+
+    auto need = [](bool ok, std::string_view what) {
+        if (!ok) fail("deepseek2 model: {}", what);
+    };
+    need(c.n_layer > 0 && c.n_layer <= 1024, "block_count must be 1 to 1024");
+    need(c.n_layer_dense >= 0 && c.n_layer_dense <= c.n_layer, "leading_dense_block_count exceeds block_count");
+    need(c.n_head > 0 && c.kv_lora_rank > 0 && c.qk_nope_head_dim > 0 && c.v_head_dim > 0, "attention sizes must be positive");
+    need(c.qk_rope_head_dim > 0 && c.qk_rope_head_dim % 2 == 0, "rope.dimension_count must be even and positive");
+    if (c.n_layer_dense < c.n_layer) {
+        need(c.n_expert > 0 && c.n_expert_used > 0 && c.n_expert_used <= c.n_expert && c.n_ff_exp > 0,
+             "MoE layers need expert_count, expert_used_count (<= expert_count) and expert_feed_forward_length");
+        need(c.n_expert_used <= 64, "expert_used_count above 64 is not supported");
+    }
+    if (c.n_group > 1)
+        need(c.n_expert % c.n_group == 0 && c.n_group_used >= 1 && c.n_group_used <= c.n_group,
+             "expert_group_count must divide expert_count and expert_group_used_count be 1 to expert_group_count");
+    need(c.n_vocab > 0, "token_embd.weight must be 2-D");
+    return c;
+}
+
+struct Layer {
+    std::vector<float> attn_norm;   // [n_embd]
+    Mat q_a;                        // [q_lora_rank, n_embd]         (V3/R1)
+    std::vector<float> q_a_norm;    // [q_lora_rank]
+    Mat q_b;                        // [n_head * qk_head_dim, q_lora_rank]
+    Mat q;                          // [n_head * qk_head_dim, n_embd]  (V2-Lite)
+    Mat kv_a;                       // [kv_lora_rank + qk_rope_head_dim, n_embd]
+    std::vector<float> kv_a_norm;   // [kv_lora_rank]
+    std::vector<Mat> k_b;           // per head: [kv_lora_rank, qk_nope_head_dim]  (W_uk^T)
+    std::vector<Mat> v_b;           // per head: [v_head_dim, kv_lora_rank]        (W_uv)
+    std::vector<float> k_b_owned;   // W_uk^T derived from attn_kv_b when the file has no attn_k_b
+    Mat wo;                         // [n_embd, n_head * v_head_dim]
+    std::vector<float> ffn_norm;    // [n_embd]
+    // Dense FFN.
+    Mat ffn_gate, ffn_up, ffn_down;  // [n_ff, n_embd] x2, [n_embd, n_ff]
+    // MoE.
+    Mat gate_inp;                   // [n_expert, n_embd]
+    std::vector<float> exp_probs_b; // [n_expert] selection bias (V3/R1)
+    const gguf::TensorInfo* gate_exps = nullptr;  // [n_expert][n_ff_exp, n_embd]
+    const gguf::TensorInfo* up_exps = nullptr;    // [n_expert][n_ff_exp, n_embd]
+    const gguf::TensorInfo* down_exps = nullptr;  // [n_expert][n_embd, n_ff_exp]
+    Mat gate_sh, up_sh, down_sh;    // shared experts, [n_ff_exp * n_shared, n_embd] ...
+};
+
+// W_uk^T for each head, from attn_kv_b ([n_head * (nope + v), kv_lora] rows, per head the nope
+// key rows then the v value rows): transposed once at load so that absorbing a query is a row
+// product. Float32, held in `owned`.
+void derive_k_b(const Config& c, const Mat& kv_b, Layer& l) {
+    const int64_t nope = c.qk_nope_head_dim, rank = c.kv_lora_rank, per_head = nope + c.v_head_dim;
+    l.k_b_owned.assign(static_cast<size_t>(c.n_head * rank * nope), 0.0f);
+    std::vector<float> row(static_cast<size_t>(rank));
+    for (int64_t h = 0; h < c.n_head; ++h) {
+        float* dst = l.k_b_owned.data() + h * rank * nope;  // [rank, nope]
+        for (int64_t d = 0; d < nope; ++d) {
+            dequantize_mat_row(kv_b, h * per_head + d, row.data());
+            for (int64_t r = 0; r < rank; ++r) dst[r * nope + d] = row[static_cast<size_t>(r)];
+        }
+    }
+    for (int64_t h = 0; h < c.n_head; ++h)
+        l.k_b.push_back({GgmlType::F32, nope, rank, reinterpret_cast<const uint8_t*>(l.k_b_owned.data() + h * rank * nope),
+                         static_cast<uint64_t>(nope) * sizeof(float)});
+}
+
+class DeepSeek2 final : public Model {
+public:
+    DeepSeek2(const gguf::File& file, cpu::ThreadPool& pool) : pool_(pool), c_(read_config(file)) {
+        Binder b(file);
+        const Config& c = c_;
+        token_embd_ = b.mat("token_embd.weight", c.n_embd, c.n_vocab);
+        output_norm_ = b.vec("output_norm.weight", c.n_embd);
+        output_ = b.has("output.weight") ? b.mat("output.weight", c.n_embd, c.n_vocab) : token_embd_;
+        const int64_t n_q = c.n_head * c.qk_head_dim();
+        layers_.resize(static_cast<size_t>(c.n_layer));
+        for (int64_t il = 0; il < c.n_layer; ++il) {
+            Layer& l = layers_[static_cast<size_t>(il)];
+            const std::string p = fmt::format("blk.{}.", il);
+            l.attn_norm = b.vec(p + "attn_norm.weight", c.n_embd);
+            if (c.q_lora_rank > 0) {
+                l.q_a = b.mat(p + "attn_q_a.weight", c.n_embd, c.q_lora_rank);
+                l.q_a_norm = b.vec(p + "attn_q_a_norm.weight", c.q_lora_rank);
+                l.q_b = b.mat(p + "attn_q_b.weight", c.q_lora_rank, n_q);
+            } else {
+                l.q = b.mat(p + "attn_q.weight", c.n_embd, n_q);
+            }
+            l.kv_a = b.mat(p + "attn_kv_a_mqa.weight", c.n_embd, c.cache_width());
+            l.kv_a_norm = b.vec(p + "attn_kv_a_norm.weight", c.kv_lora_rank);
+            if (b.has(p + "attn_k_b.weight")) {
+                // Newer conversions split attn_kv_b into per-head W_uk^T and W_uv.
+                const auto& kb = b.tensor(p + "attn_k_b.weight", {c.qk_nope_head_dim, c.kv_lora_rank, c.n_head});
+                const auto& vb = b.tensor(p + "attn_v_b.weight", {c.kv_lora_rank, c.v_head_dim, c.n_head});
+                for (int64_t h = 0; h < c.n_head; ++h) {
+                    l.k_b.push_back(mat_of(kb, h));
+                    l.v_b.push_back(mat_of(vb, h));
+                }
+            } else {
+                const Mat kv_b = b.mat(p + "attn_kv_b.weight", c.kv_lora_rank, c.n_head * (c.qk_nope_head_dim + c.v_head_dim));
+                derive_k_b(c, kv_b, l);
+                for (int64_t h = 0; h < c.n_head; ++h)
+                    l.v_b.push_back(kv_b.rows(h * (c.qk_nope_head_dim + c.v_head_dim) + c.qk_nope_head_dim, c.v_head_dim));
+            }
+            l.wo = b.mat(p + "attn_output.weight", c.n_head * c.v_head_dim, c.n_embd);
+            l.ffn_norm = b.vec(p + "ffn_norm.weight", c.n_embd);
+            if (il < c.n_layer_dense) {
+                l.ffn_gate = b.mat(p + "ffn_gate.weight", c.n_embd, c.n_ff);
+                l.ffn_up = b.mat(p + "ffn_up.weight", c.n_embd, c.n_ff);
+                l.ffn_down = b.mat(p + "ffn_down.weight", c.n_ff, c.n_embd);
+                continue;
+            }
+            l.gate_inp = b.mat(p + "ffn_gate_inp.weight", c.n_embd, c.n_expert);
+            l.exp_probs_b = b.vec_opt(p + "exp_probs_b.bias", c.n_expert);
+            l.gate_exps = &b.tensor(p + "ffn_gate_exps.weight", {c.n_embd, c.n_ff_exp, c.n_expert});
+            l.up_exps = &b.tensor(p + "ffn_up_exps.weight", {c.n_embd, c.n_ff_exp, c.n_expert});
+            l.down_exps = &b.tensor(p + "ffn_down_exps.weight", {c.n_ff_exp, c.n_embd, c.n_expert});
+            if (c.n_expert_shared > 0) {
+                const int64_t n_sh = c.n_ff_exp * c.n_expert_shared;
+                l.gate_sh = b.mat(p + "ffn_gate_shexp.weight", c.n_embd, n_sh);
+                l.up_sh = b.mat(p + "ffn_up_shexp.weight", c.n_embd, n_sh);
+                l.down_sh = b.mat(p + "ffn_down_shexp.weight", n_sh, c.n_embd);
+            }
+        }
+        inv_freq_ = rope_inv_freq(c.rope);
+        // Softmax scale, with YaRN's attention temperature (DeepSeek's mscale_all_dim) applied
+        // to both q and k: 1/sqrt(d_qk) * mscale^2.
+        float mscale = 1.0f;
+        if (c.rope.yarn_factor > 1.0f) mscale = 1.0f + c.yarn_log_mul * std::log(c.rope.yarn_factor);
+        kq_scale_ = mscale * mscale / std::sqrt(static_cast<float>(c.qk_head_dim()));
+        scratch_.resize(static_cast<size_t>(pool.n_threads()));
+        bytes_per_token_ = summarize(file).active_bytes_per_token;
+    }
+
+    int64_t n_vocab() const override { return c_.n_vocab; }
+    int64_t n_ctx_train() const override { return c_.n_ctx_train; }
+    uint64_t bytes_per_token() const override { return bytes_per_token_; }
+    std::unique_ptr<KvCache> make_cache(int64_t max_ctx) const override {
+        return std::make_unique<KvCache>(c_.n_layer, c_.cache_width(), max_ctx);
+    }
+    std::string describe() const override {
+        return fmt::format("deepseek2: {} layers ({} dense), n_embd {}, {} heads, MLA rank {} (cache {} values/token/layer), "
+                           "{} experts ({} used, {} shared){}",
+                           c_.n_layer, c_.n_layer_dense, c_.n_embd, c_.n_head, c_.kv_lora_rank, c_.cache_width(),
+                           c_.n_expert, c_.n_expert_used, c_.n_expert_shared,
+                           c_.sigmoid_gating ? ", sigmoid routing" : ", softmax routing");
+    }
+
+    void forward(const Batch& batch, KvCache& cache, float* logits) override {
+        validate_batch(batch, cache, c_.n_vocab);
+        const Config& c = c_;
+        const int64_t n_tok = batch.size();
+        if (n_tok == 0) return;
+        x_.resize(static_cast<size_t>(n_tok * c.n_embd));
+        h_.resize(x_.size());
+        y_.resize(x_.size());
+
+        // token embeddings
+        for (int64_t t = 0; t < n_tok; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], &x_[static_cast<size_t>(t * c.n_embd)]);
+
+        for (int64_t il = 0; il < c.n_layer; ++il) {
+            const Layer& l = layers_[static_cast<size_t>(il)];
+            // attention rmsnorm, attention, residual
+            for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            attention(l, il, batch, cache);
+            for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
+            // ffn rmsnorm, dense FFN or experts, residual
+            for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            if (il < c.n_layer_dense) dense_ffn(l.ffn_gate, l.ffn_up, l.ffn_down, n_tok, y_.data());
+            else moe(l, n_tok);
+            for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
+        }
+        std::map<int32_t, int64_t> last_pos;
+        for (int64_t t = 0; t < n_tok; ++t) last_pos[batch.seq[static_cast<size_t>(t)]] = batch.pos[static_cast<size_t>(t)] + 1;
+        for (const auto& [seq, n] : last_pos) cache.commit(seq, n);
+
+        // output norm and head, for the tokens that want logits
+        int64_t n_out = 0;
+        for (int64_t t = 0; t < n_tok; ++t)
+            if (batch.want_logits[static_cast<size_t>(t)]) rms_norm(x(t), output_norm_.data(), h(n_out++), c.n_embd, c.rms_eps);
+        if (n_out) matmul(pool_, output_, h_.data(), n_out, logits, c.n_vocab, scratch_[0]);
+    }
+
+private:
+    float* x(int64_t t) { return x_.data() + t * c_.n_embd; }
+    float* h(int64_t t) { return h_.data() + t * c_.n_embd; }
+
+    // MLA over the latent cache; reads h_, writes y_ (the attention output, pre-residual).
+    void attention(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
+        const Config& c = c_;
+        const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim(), rank = c.kv_lora_rank;
+        const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim, width = c.cache_width();
+        q_.resize(static_cast<size_t>(n_tok * n_q));
+        // q projection (through the low-rank bottleneck for V3/R1)
+        if (c.q_lora_rank > 0) {
+            cq_.resize(static_cast<size_t>(n_tok * c.q_lora_rank));
+            matmul(pool_, l.q_a, h_.data(), n_tok, cq_.data(), c.q_lora_rank, scratch_[0]);
+            for (int64_t t = 0; t < n_tok; ++t) {
+                float* r = cq_.data() + t * c.q_lora_rank;
+                rms_norm(r, l.q_a_norm.data(), r, c.q_lora_rank, c.rms_eps);
+            }
+            matmul(pool_, l.q_b, cq_.data(), n_tok, q_.data(), n_q, scratch_[0]);
+        } else {
+            matmul(pool_, l.q, h_.data(), n_tok, q_.data(), n_q, scratch_[0]);
+        }
+        // latent kv: c_kv (normalised) and the shared k_pe (roped), appended to the cache
+        kva_.resize(static_cast<size_t>(n_tok * width));
+        matmul(pool_, l.kv_a, h_.data(), n_tok, kva_.data(), width, scratch_[0]);
+        for (int64_t t = 0; t < n_tok; ++t) {
+            const int32_t seq = batch.seq[static_cast<size_t>(t)], pos = batch.pos[static_cast<size_t>(t)];
+            float* row = cache.append_row(seq, il, pos);
+            const float* src = kva_.data() + t * width;
+            rms_norm(src, l.kv_a_norm.data(), row, rank, c.rms_eps);
+            std::copy(src + rank, src + width, row + rank);
+            rope(row + rank, rope_dim, pos, inv_freq_, false);
+        }
+        // per head: q_cat = [W_uk^T q_nope, rope(q_pe)], one 576-wide query against the cache
+        qcat_.resize(static_cast<size_t>(n_tok * c.n_head * width));
+        pool_.parallel_for(c.n_head, [&](int64_t h0, int64_t h1, int tid) {
+            std::vector<float> qn(static_cast<size_t>(n_tok * nope));
+            std::vector<float> ql(static_cast<size_t>(n_tok * rank));
+            for (int64_t hh = h0; hh < h1; ++hh) {
+                for (int64_t t = 0; t < n_tok; ++t) {
+                    const float* qh = q_.data() + t * n_q + hh * c.qk_head_dim();
+                    std::copy(qh, qh + nope, qn.data() + t * nope);
+                    float* qc = qcat_.data() + (t * c.n_head + hh) * width;
+                    std::copy(qh + nope, qh + c.qk_head_dim(), qc + rank);
+                    rope(qc + rank, rope_dim, batch.pos[static_cast<size_t>(t)], inv_freq_, false);
+                }
+                matmul_serial(l.k_b[static_cast<size_t>(hh)], qn.data(), n_tok, ql.data(), rank, scratch_[static_cast<size_t>(tid)]);
+                for (int64_t t = 0; t < n_tok; ++t)
+                    std::copy(ql.data() + t * rank, ql.data() + (t + 1) * rank, qcat_.data() + (t * c.n_head + hh) * width);
+            }
+        });
+        // scores over the sequence's cached positions (causal), softmax, latent output
+        olat_.resize(static_cast<size_t>(n_tok * c.n_head * rank));
+        pool_.parallel_for(n_tok * c.n_head, [&](int64_t i0, int64_t i1, int) {
+            std::vector<float> p;
+            for (int64_t i = i0; i < i1; ++i) {
+                const int64_t t = i / c.n_head;
+                const int32_t seq = batch.seq[static_cast<size_t>(t)];
+                const int64_t n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
+                const float* kv = cache.rows(seq, il);  // [n_ctx, width]
+                const float* qc = qcat_.data() + i * width;
+                p.resize(static_cast<size_t>(n_ctx));
+                for (int64_t j = 0; j < n_ctx; ++j) {
+                    const float* r = kv + j * width;
+                    float s = 0;
+                    for (int64_t d = 0; d < width; ++d) s += qc[d] * r[d];
+                    p[static_cast<size_t>(j)] = s * kq_scale_;
+                }
+                softmax(p.data(), n_ctx);
+                float* o = olat_.data() + i * rank;
+                std::fill(o, o + rank, 0.0f);
+                for (int64_t j = 0; j < n_ctx; ++j) {
+                    const float pj = p[static_cast<size_t>(j)];
+                    const float* r = kv + j * width;
+                    for (int64_t d = 0; d < rank; ++d) o[d] += pj * r[d];
+                }
+            }
+        });
+        // per head: W_uv decompresses the latent output to v_head_dim values
+        attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
+        pool_.parallel_for(c.n_head, [&](int64_t h0, int64_t h1, int tid) {
+            std::vector<float> ol(static_cast<size_t>(n_tok * rank));
+            for (int64_t hh = h0; hh < h1; ++hh) {
+                for (int64_t t = 0; t < n_tok; ++t) {
+                    const float* src = olat_.data() + (t * c.n_head + hh) * rank;
+                    std::copy(src, src + rank, ol.data() + t * rank);
+                }
+                matmul_serial(l.v_b[static_cast<size_t>(hh)], ol.data(), n_tok, attn_.data() + hh * c.v_head_dim,
+                              c.n_head * c.v_head_dim, scratch_[static_cast<size_t>(tid)]);
+            }
+        });
+        // output projection
+        matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
+    }
+
+    // out[t] = down(silu(gate h_t) * up h_t), over rows of h_.
+    void dense_ffn(const Mat& gate, const Mat& up, const Mat& down, int64_t n_tok, float* out) {
+        const int64_t n_ff = gate.n_out;
+        g_.resize(static_cast<size_t>(n_tok * n_ff));
+        u_.resize(g_.size());
+        matmul(pool_, gate, h_.data(), n_tok, g_.data(), n_ff, scratch_[0]);
+        matmul(pool_, up, h_.data(), n_tok, u_.data(), n_ff, scratch_[0]);
+        for (size_t i = 0; i < g_.size(); ++i) g_[i] = silu(g_[i]) * u_[i];
+        matmul(pool_, down, g_.data(), n_tok, out, c_.n_embd, scratch_[0]);
+    }
+
+    // Expert choice for one token from router logits: ids and weights (n_expert_used each).
+    void route(const Layer& l, const float* logit, int32_t* ids, float* weights) const {
+        const Config& c = c_;
+        const int64_t n = c.n_expert, k = c.n_expert_used;
+        std::vector<float> score(static_cast<size_t>(n)), choice(static_cast<size_t>(n));
+        if (c.sigmoid_gating) {
+            for (int64_t e = 0; e < n; ++e) score[static_cast<size_t>(e)] = 1.0f / (1.0f + std::exp(-logit[e]));
+        } else {
+            std::copy(logit, logit + n, score.begin());
+            softmax(score.data(), n);
+        }
+        // The selection bias (V3's auxiliary-loss-free balancing) steers the choice only.
+        for (int64_t e = 0; e < n; ++e)
+            choice[static_cast<size_t>(e)] = score[static_cast<size_t>(e)] + (l.exp_probs_b.empty() ? 0.0f : l.exp_probs_b[static_cast<size_t>(e)]);
+        if (c.n_group > 1) {
+            // Group-limited routing: keep the n_group_used groups with the best group score
+            // (V3: sum of the group's top two choice scores; V2: its best score).
+            const int64_t per = n / c.n_group;
+            std::vector<std::pair<float, int64_t>> groups;
+            for (int64_t g = 0; g < c.n_group; ++g) {
+                std::vector<float> s(choice.begin() + g * per, choice.begin() + (g + 1) * per);
+                std::sort(s.begin(), s.end(), std::greater<>());
+                const float gs = c.sigmoid_gating ? s[0] + (per > 1 ? s[1] : 0.0f) : s[0];
+                groups.emplace_back(gs, g);
+            }
+            std::stable_sort(groups.begin(), groups.end(), [](auto& a, auto& b) { return a.first > b.first; });
+            for (int64_t gi = c.n_group_used; gi < c.n_group; ++gi)
+                for (int64_t e = groups[static_cast<size_t>(gi)].second * per; e < (groups[static_cast<size_t>(gi)].second + 1) * per; ++e)
+                    choice[static_cast<size_t>(e)] = -INFINITY;
+        }
+        std::vector<int32_t> order(static_cast<size_t>(n));
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+            const float ca = choice[static_cast<size_t>(a)], cb = choice[static_cast<size_t>(b)];
+            return ca > cb || (ca == cb && a < b);
+        });
+        float sum = 0;
+        for (int64_t i = 0; i < k; ++i) {
+            ids[i] = order[static_cast<size_t>(i)];
+            weights[i] = score[static_cast<size_t>(ids[i])];
+            sum += weights[i];
+        }
+        for (int64_t i = 0; i < k; ++i) {
+            if (c.norm_topk) weights[i] /= sum + 1e-20f;
+            weights[i] *= c.expert_weights_scale;
+        }
+    }
+
+    // Routed experts plus shared experts; reads h_, writes y_.
+    void moe(const Layer& l, int64_t n_tok) {
+        const Config& c = c_;
+        const int64_t k = c.n_expert_used;
+        router_.resize(static_cast<size_t>(n_tok * c.n_expert));
+        matmul(pool_, l.gate_inp, h_.data(), n_tok, router_.data(), c.n_expert, scratch_[0]);
+        ids_.resize(static_cast<size_t>(n_tok * k));
+        wts_.resize(ids_.size());
+        for (int64_t t = 0; t < n_tok; ++t)
+            route(l, router_.data() + t * c.n_expert, ids_.data() + t * k, wts_.data() + t * k);
+
+        // routed experts: gate, up, SiLU, down and the weighted sum, spread over all threads
+        const cpu::ExpertWeights ew{l.gate_exps->type, l.up_exps->type, l.down_exps->type,
+                                    l.gate_exps->data, l.up_exps->data, l.down_exps->data,
+                                    l.gate_exps->row_bytes(), l.up_exps->row_bytes(), l.down_exps->row_bytes(),
+                                    c.n_embd, c.n_ff_exp, c.n_expert};
+        moe_out_.resize(static_cast<size_t>(n_tok * c.n_embd));
+        cpu::moe_forward(pool_, ew, h_.data(), n_tok, ids_.data(), wts_.data(), static_cast<int>(k), moe_out_.data(), moe_scratch_);
+        // shared experts, always on
+        if (!l.gate_sh.empty()) dense_ffn(l.gate_sh, l.up_sh, l.down_sh, n_tok, y_.data());
+        else std::fill(y_.begin(), y_.end(), 0.0f);
+        for (size_t i = 0; i < y_.size(); ++i) y_[i] += moe_out_[i];
+    }
+
+    cpu::ThreadPool& pool_;
+    Config c_;
+    Mat token_embd_, output_;
+    std::vector<float> output_norm_;
+    std::vector<Layer> layers_;
+    std::vector<float> inv_freq_;
+    float kq_scale_ = 1.0f;
+    uint64_t bytes_per_token_ = 0;
+    // Step buffers, grown to the largest batch seen.
+    std::vector<float> x_, h_, y_, q_, cq_, kva_, qcat_, olat_, attn_, g_, u_, router_, wts_, moe_out_;
+    cpu::MoeScratch moe_scratch_;
+    std::vector<int32_t> ids_;
+    std::vector<QuantScratch> scratch_;  // one per pool thread
+};
+
+}  // namespace
+
+std::unique_ptr<Model> load_deepseek2(const gguf::File& file, cpu::ThreadPool& pool) {
+    return std::make_unique<DeepSeek2>(file, pool);
+}
+
+}  // namespace tandem::model

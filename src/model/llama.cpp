@@ -1,0 +1,231 @@
+// Llama and Qwen2 dense transformers (GGUF architectures `llama`, `qwen2`), which cover the
+// DeepSeek-R1 distills: pre-norm blocks of grouped-query attention with RoPE and a SwiGLU
+// FFN. Differences are Config fields: Qwen2 has q/k/v biases (present as tensors) and rotates
+// halves (NEOX), Llama's converted q/k weights are permuted for adjacent-pair rotation.
+#include <cmath>
+
+#include "core/check.h"
+#include "model/model.h"
+#include "model/ops.h"
+#include "model/summary.h"
+#include "model/weights.h"
+
+namespace tandem::model {
+namespace {
+
+struct Config {
+    int64_t n_layer = 0, n_embd = 0, n_vocab = 0, n_ctx_train = 0;
+    int64_t n_head = 0, n_head_kv = 0, head_dim = 0, n_ff = 0;
+    float rms_eps = 1e-6f;
+    bool rope_neox = false;
+    RopeParams rope;
+    float rope_linear_factor = 1.0f;  // rope.scaling.type == "linear"
+
+    int64_t n_q() const { return n_head * head_dim; }
+    int64_t n_kv() const { return n_head_kv * head_dim; }
+    int64_t cache_width() const { return 2 * n_kv(); }  // K then V
+};
+
+Config read_config(const gguf::File& file) {
+    const gguf::Metadata& md = file.metadata();
+    const std::string arch = file.architecture();
+    const std::string a = arch + ".";
+    Config c;
+    c.n_layer = md.get_int(a + "block_count");
+    c.n_embd = md.get_int(a + "embedding_length");
+    c.n_ctx_train = md.int_or(a + "context_length", 4096);
+    c.n_head = md.get_int(a + "attention.head_count");
+    c.n_head_kv = md.int_or(a + "attention.head_count_kv", c.n_head);
+    c.n_ff = md.get_int(a + "feed_forward_length");
+    if (c.n_head <= 0 || c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
+        fail("{} model: head_count {} must be a positive multiple of head_count_kv {}", arch, c.n_head, c.n_head_kv);
+    c.head_dim = md.int_or(a + "attention.key_length", c.n_embd / c.n_head);
+    c.rms_eps = static_cast<float>(md.float_or(a + "attention.layer_norm_rms_epsilon", 1e-6));
+    c.rope_neox = arch == "qwen2";
+    c.rope.dim = md.int_or(a + "rope.dimension_count", c.head_dim);
+    c.rope.freq_base = static_cast<float>(md.float_or(a + "rope.freq_base", 10000.0));
+    const std::string scaling = md.string_or_none(a + "rope.scaling.type").value_or("none");
+    if (scaling == "linear") c.rope_linear_factor = static_cast<float>(md.get_float(a + "rope.scaling.factor"));
+    else if (scaling == "yarn") {
+        c.rope.yarn_factor = static_cast<float>(md.get_float(a + "rope.scaling.factor"));
+        c.rope.yarn_orig_ctx = md.get_int(a + "rope.scaling.original_context_length");
+    } else if (scaling != "none") {
+        fail("{} model: rope.scaling.type '{}' is not supported", arch, scaling);
+    }
+    if (c.n_layer <= 0 || c.n_layer > 1024) fail("{} model: block_count must be 1 to 1024", arch);
+    if (c.rope.dim <= 0 || c.rope.dim > c.head_dim || c.rope.dim % 2) fail("{} model: bad rope.dimension_count {}", arch, c.rope.dim);
+    const gguf::TensorInfo& embd = file.tensor("token_embd.weight");
+    c.n_vocab = embd.ne.size() == 2 ? embd.ne[1] : 0;
+    if (c.n_vocab <= 0) fail("{} model: token_embd.weight must be 2-D", arch);
+    return c;
+}
+
+struct Layer {
+    std::vector<float> attn_norm;             // [n_embd]
+    Mat wq, wk, wv, wo;                       // [n_q, n_embd], [n_kv, n_embd] x2, [n_embd, n_q]
+    std::vector<float> bq, bk, bv;            // biases (Qwen2), empty when absent
+    std::vector<float> ffn_norm;              // [n_embd]
+    Mat gate, up, down;                       // [n_ff, n_embd] x2, [n_embd, n_ff]
+};
+
+class Llama final : public Model {
+public:
+    Llama(const gguf::File& file, cpu::ThreadPool& pool) : pool_(pool), c_(read_config(file)) {
+        Binder b(file);
+        const Config& c = c_;
+        arch_ = file.architecture();
+        token_embd_ = b.mat("token_embd.weight", c.n_embd, c.n_vocab);
+        output_norm_ = b.vec("output_norm.weight", c.n_embd);
+        output_ = b.has("output.weight") ? b.mat("output.weight", c.n_embd, c.n_vocab) : token_embd_;  // tied
+        layers_.resize(static_cast<size_t>(c.n_layer));
+        for (int64_t il = 0; il < c.n_layer; ++il) {
+            Layer& l = layers_[static_cast<size_t>(il)];
+            const std::string p = fmt::format("blk.{}.", il);
+            l.attn_norm = b.vec(p + "attn_norm.weight", c.n_embd);
+            l.wq = b.mat(p + "attn_q.weight", c.n_embd, c.n_q());
+            l.wk = b.mat(p + "attn_k.weight", c.n_embd, c.n_kv());
+            l.wv = b.mat(p + "attn_v.weight", c.n_embd, c.n_kv());
+            l.bq = b.vec_opt(p + "attn_q.bias", c.n_q());
+            l.bk = b.vec_opt(p + "attn_k.bias", c.n_kv());
+            l.bv = b.vec_opt(p + "attn_v.bias", c.n_kv());
+            l.wo = b.mat(p + "attn_output.weight", c.n_q(), c.n_embd);
+            l.ffn_norm = b.vec(p + "ffn_norm.weight", c.n_embd);
+            l.gate = b.mat(p + "ffn_gate.weight", c.n_embd, c.n_ff);
+            l.up = b.mat(p + "ffn_up.weight", c.n_embd, c.n_ff);
+            l.down = b.mat(p + "ffn_down.weight", c.n_ff, c.n_embd);
+        }
+        inv_freq_ = rope_inv_freq(c.rope);
+        // Llama 3.1-style per-dimension frequency factors, when the file carries them.
+        if (const gguf::TensorInfo* rf = file.find("rope_freqs.weight")) {
+            const std::vector<float> factors = b.vec("rope_freqs.weight", c.rope.dim / 2);
+            (void)rf;
+            for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= factors[i];
+        }
+        for (float& f : inv_freq_) f /= c.rope_linear_factor;
+        scratch_.resize(static_cast<size_t>(pool.n_threads()));
+        bytes_per_token_ = summarize(file).active_bytes_per_token;
+    }
+
+    int64_t n_vocab() const override { return c_.n_vocab; }
+    int64_t n_ctx_train() const override { return c_.n_ctx_train; }
+    uint64_t bytes_per_token() const override { return bytes_per_token_; }
+    std::unique_ptr<KvCache> make_cache(int64_t max_ctx) const override {
+        return std::make_unique<KvCache>(c_.n_layer, c_.cache_width(), max_ctx);
+    }
+    std::string describe() const override {
+        return fmt::format("{}: {} layers, n_embd {}, {} heads ({} KV heads of {}), FFN {}", arch_, c_.n_layer, c_.n_embd,
+                           c_.n_head, c_.n_head_kv, c_.head_dim, c_.n_ff);
+    }
+
+    void forward(const Batch& batch, KvCache& cache, float* logits) override {
+        validate_batch(batch, cache, c_.n_vocab);
+        const Config& c = c_;
+        const int64_t n_tok = batch.size();
+        if (n_tok == 0) return;
+        x_.resize(static_cast<size_t>(n_tok * c.n_embd));
+        h_.resize(x_.size());
+        y_.resize(x_.size());
+        for (int64_t t = 0; t < n_tok; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], x(t));
+
+        for (int64_t il = 0; il < c.n_layer; ++il) {
+            const Layer& l = layers_[static_cast<size_t>(il)];
+            // attention rmsnorm, attention, residual
+            for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            attention(l, il, batch, cache);
+            for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
+            // ffn rmsnorm, SwiGLU, residual
+            for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            g_.resize(static_cast<size_t>(n_tok * c.n_ff));
+            u_.resize(g_.size());
+            matmul(pool_, l.gate, h_.data(), n_tok, g_.data(), c.n_ff, scratch_[0]);
+            matmul(pool_, l.up, h_.data(), n_tok, u_.data(), c.n_ff, scratch_[0]);
+            for (size_t i = 0; i < g_.size(); ++i) g_[i] = silu(g_[i]) * u_[i];
+            matmul(pool_, l.down, g_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
+            for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
+        }
+        std::map<int32_t, int64_t> ends;
+        for (int64_t t = 0; t < n_tok; ++t) ends[batch.seq[static_cast<size_t>(t)]] = batch.pos[static_cast<size_t>(t)] + 1;
+        for (const auto& [seq, n] : ends) cache.commit(seq, n);
+
+        int64_t n_out = 0;
+        for (int64_t t = 0; t < n_tok; ++t)
+            if (batch.want_logits[static_cast<size_t>(t)]) rms_norm(x(t), output_norm_.data(), h(n_out++), c.n_embd, c.rms_eps);
+        if (n_out) matmul(pool_, output_, h_.data(), n_out, logits, c.n_vocab, scratch_[0]);
+    }
+
+private:
+    float* x(int64_t t) { return x_.data() + t * c_.n_embd; }
+    float* h(int64_t t) { return h_.data() + t * c_.n_embd; }
+
+    void attention(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
+        const Config& c = c_;
+        const int64_t n_tok = batch.size(), n_q = c.n_q(), n_kv = c.n_kv(), hd = c.head_dim, width = c.cache_width();
+        q_.resize(static_cast<size_t>(n_tok * n_q));
+        k_.resize(static_cast<size_t>(n_tok * n_kv));
+        v_.resize(k_.size());
+        matmul(pool_, l.wq, h_.data(), n_tok, q_.data(), n_q, scratch_[0]);
+        matmul(pool_, l.wk, h_.data(), n_tok, k_.data(), n_kv, scratch_[0]);
+        matmul(pool_, l.wv, h_.data(), n_tok, v_.data(), n_kv, scratch_[0]);
+        for (int64_t t = 0; t < n_tok; ++t) {
+            float* q = q_.data() + t * n_q;
+            float* k = k_.data() + t * n_kv;
+            float* v = v_.data() + t * n_kv;
+            if (!l.bq.empty()) for (int64_t i = 0; i < n_q; ++i) q[i] += l.bq[static_cast<size_t>(i)];
+            if (!l.bk.empty()) for (int64_t i = 0; i < n_kv; ++i) k[i] += l.bk[static_cast<size_t>(i)];
+            if (!l.bv.empty()) for (int64_t i = 0; i < n_kv; ++i) v[i] += l.bv[static_cast<size_t>(i)];
+            const int32_t pos = batch.pos[static_cast<size_t>(t)];
+            for (int64_t hh = 0; hh < c.n_head; ++hh) rope(q + hh * hd, c.rope.dim, pos, inv_freq_, c.rope_neox);
+            for (int64_t hh = 0; hh < c.n_head_kv; ++hh) rope(k + hh * hd, c.rope.dim, pos, inv_freq_, c.rope_neox);
+            float* row = cache.append_row(batch.seq[static_cast<size_t>(t)], il, pos);
+            std::copy(k, k + n_kv, row);
+            std::copy(v, v + n_kv, row + n_kv);
+        }
+        attn_.resize(static_cast<size_t>(n_tok * n_q));
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        const int64_t group = c.n_head / c.n_head_kv;
+        pool_.parallel_for(n_tok * c.n_head, [&](int64_t i0, int64_t i1, int) {
+            std::vector<float> p;
+            for (int64_t i = i0; i < i1; ++i) {
+                const int64_t t = i / c.n_head, hh = i % c.n_head, kvh = hh / group;
+                const int64_t n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
+                const float* rows = cache.rows(batch.seq[static_cast<size_t>(t)], il);
+                const float* q = q_.data() + t * n_q + hh * hd;
+                p.resize(static_cast<size_t>(n_ctx));
+                for (int64_t j = 0; j < n_ctx; ++j) {
+                    const float* kj = rows + j * width + kvh * hd;
+                    float s = 0;
+                    for (int64_t d = 0; d < hd; ++d) s += q[d] * kj[d];
+                    p[static_cast<size_t>(j)] = s * scale;
+                }
+                softmax(p.data(), n_ctx);
+                float* o = attn_.data() + t * n_q + hh * hd;
+                std::fill(o, o + hd, 0.0f);
+                for (int64_t j = 0; j < n_ctx; ++j) {
+                    const float* vj = rows + j * width + n_kv + kvh * hd;
+                    const float pj = p[static_cast<size_t>(j)];
+                    for (int64_t d = 0; d < hd; ++d) o[d] += pj * vj[d];
+                }
+            }
+        });
+        matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
+    }
+
+    cpu::ThreadPool& pool_;
+    Config c_;
+    std::string arch_;
+    Mat token_embd_, output_;
+    std::vector<float> output_norm_;
+    std::vector<Layer> layers_;
+    std::vector<float> inv_freq_;
+    uint64_t bytes_per_token_ = 0;
+    std::vector<float> x_, h_, y_, q_, k_, v_, attn_, g_, u_;
+    std::vector<QuantScratch> scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> load_llama(const gguf::File& file, cpu::ThreadPool& pool) {
+    return std::make_unique<Llama>(file, pool);
+}
+
+}  // namespace tandem::model

@@ -1,0 +1,98 @@
+// The model interface: a forward pass over a Batch of tokens from one or more sequences,
+// with a KV cache that holds every sequence.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/thread_pool.h"
+#include "gguf/gguf.h"
+
+namespace tandem::model {
+
+// One step's tokens. Tokens of a sequence must come in position order, and a sequence's
+// positions continue where its cache ends (0 for a new sequence).
+struct Batch {
+    std::vector<int32_t> tokens;
+    std::vector<int32_t> pos;
+    std::vector<int32_t> seq;
+    std::vector<uint8_t> want_logits;  // 1: write this token's logits (in batch order)
+
+    void add(int32_t token, int32_t position, int32_t seq_id, bool logits) {
+        tokens.push_back(token);
+        pos.push_back(position);
+        seq.push_back(seq_id);
+        want_logits.push_back(logits ? 1 : 0);
+    }
+    int64_t size() const { return static_cast<int64_t>(tokens.size()); }
+    int64_t n_logits() const;
+    void clear() { tokens.clear(), pos.clear(), seq.clear(), want_logits.clear(); }
+};
+
+// Per-layer cache rows of every sequence. Each architecture chooses the row: for MLA the 576
+// latent values (kv_lora_rank normalised c_kv, then qk_rope_head_dim roped k_pe); for
+// grouped-query attention K then V of every KV head.
+class KvCache {
+public:
+    KvCache(int64_t n_layer, int64_t row_width, int64_t max_ctx);
+
+    int64_t row_width() const { return row_width_; }
+    int64_t max_ctx() const { return max_ctx_; }
+    int64_t n_pos(int32_t seq) const;  // cached positions of a sequence (0 if unknown)
+    bool has(int32_t seq) const { return seqs_.contains(seq); }
+
+    // Rows [0, n_pos) of one layer of a sequence: [n_pos, row_width].
+    const float* rows(int32_t seq, int64_t layer) const;
+    // Appends the row for position `pos` (must equal n_pos before the step's first append).
+    float* append_row(int32_t seq, int64_t layer, int64_t pos);
+    // Marks the positions appended in a step as cached (called once per sequence per step).
+    void commit(int32_t seq, int64_t n_pos);
+
+    void drop(int32_t seq);                      // forget a sequence
+    void truncate(int32_t seq, int64_t n_pos);   // keep positions [0, n_pos)
+    void fork(int32_t from, int32_t to);         // copy a sequence's cache to a new id
+    uint64_t bytes() const;
+
+private:
+    struct Seq {
+        int64_t n_pos = 0;
+        std::vector<std::vector<float>> layers;  // [n_layer][capacity * row_width]
+    };
+    Seq& seq_for(int32_t seq);
+
+    int64_t n_layer_, row_width_, max_ctx_;
+    std::map<int32_t, Seq> seqs_;
+};
+
+class Model {
+public:
+    virtual ~Model() = default;
+
+    // Runs the batch: appends every token's cache rows and writes the logits of the tokens
+    // with want_logits, in batch order, to `logits` ([batch.n_logits(), n_vocab()]).
+    virtual void forward(const Batch& batch, KvCache& cache, float* logits) = 0;
+
+    virtual int64_t n_vocab() const = 0;
+    virtual int64_t n_ctx_train() const = 0;
+    virtual std::unique_ptr<KvCache> make_cache(int64_t max_ctx) const = 0;
+    // Bytes of weights a batch-of-one decode step reads (for GB/s figures).
+    virtual uint64_t bytes_per_token() const = 0;
+    virtual std::string describe() const = 0;
+};
+
+// Loads the model in `file` (held open by the caller for the model's lifetime), choosing the
+// architecture family from general.architecture. Throws for an unsupported architecture.
+std::unique_ptr<Model> load_model(const gguf::File& file, cpu::ThreadPool& pool);
+
+// Families.
+std::unique_ptr<Model> load_deepseek2(const gguf::File& file, cpu::ThreadPool& pool);
+std::unique_ptr<Model> load_llama(const gguf::File& file, cpu::ThreadPool& pool);
+
+// Checks the batch against the cache before anything runs: tokens in range, positions
+// contiguous per sequence and continuing the cache, within the context. Throws tandem::Error.
+void validate_batch(const Batch& batch, const KvCache& cache, int64_t n_vocab);
+
+}  // namespace tandem::model

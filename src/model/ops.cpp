@@ -1,0 +1,118 @@
+#include "model/ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+#include "cpu/matmul.h"
+#include "quant/quant.h"
+#include "quant/vec_dot.h"
+
+namespace tandem::model {
+
+Mat mat_of(const gguf::TensorInfo& t, int64_t idx) {
+    TANDEM_CHECK(t.ne.size() >= 2 || idx == 0, "tensor '{}' is 1-D", t.name);
+    const int64_t n_out = t.ne.size() >= 2 ? t.ne[1] : 1;
+    const int64_t n_mat = t.ne.size() >= 3 ? t.ne[2] : 1;
+    TANDEM_CHECK(idx >= 0 && idx < n_mat, "tensor '{}': matrix {} of {}", t.name, idx, n_mat);
+    const uint64_t row_bytes = t.row_bytes();
+    return {t.type, t.ne[0], n_out, t.data + static_cast<uint64_t>(idx * n_out) * row_bytes, row_bytes};
+}
+
+namespace {
+
+// Quantizes the n_tok rows of x into the activation type that pairs with w, returning the
+// bytes of one quantized row.
+uint64_t quantize_rows(const Mat& w, const float* x, int64_t n_tok, QuantScratch& scratch, GgmlType* act_type) {
+    *act_type = quant::vec_dot_type(w.type);
+    const auto& at = ggml_traits(*act_type);
+    const uint64_t row_bytes = static_cast<uint64_t>(w.n_in) / at.block_size * at.type_size;
+    const uint64_t need = row_bytes * static_cast<uint64_t>(n_tok);
+    if (scratch.bytes.size() < need) scratch.bytes.resize(need);
+    for (int64_t t = 0; t < n_tok; ++t)
+        quant::quantize_row(*act_type, x + t * w.n_in, scratch.bytes.data() + t * row_bytes, w.n_in);
+    return row_bytes;
+}
+
+void dot_rows(const Mat& w, quant::VecDotFn dot, const uint8_t* xq, uint64_t xq_row_bytes, int64_t n_tok,
+              float* y, int64_t y_stride, int64_t o_begin, int64_t o_end) {
+    // Token-inner loop: each weight row is read from memory once and reused for every token
+    // of the batch while it is in cache.
+    for (int64_t o = o_begin; o < o_end; ++o) {
+        const uint8_t* wr = w.row(o);
+        for (int64_t t = 0; t < n_tok; ++t) y[t * y_stride + o] = dot(wr, xq + t * xq_row_bytes, w.n_in);
+    }
+}
+
+}  // namespace
+
+void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride, QuantScratch& scratch) {
+    GgmlType act;
+    const uint64_t xq_row = quantize_rows(w, x, n_tok, scratch, &act);
+    dot_rows(w, quant::vec_dot_fn(w.type), scratch.bytes.data(), xq_row, n_tok, y, y_stride, 0, w.n_out);
+}
+
+void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride,
+            QuantScratch& scratch) {
+    TANDEM_CHECK(y_stride == w.n_out, "matmul writes dense rows: y_stride {} != n_out {}", y_stride, w.n_out);
+    cpu::matmul(pool, w.type, w.data, w.row_stride, w.n_in, w.n_out, x, n_tok, y, scratch.cpu);
+}
+
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+    const float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + eps));
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * weight[i];
+}
+
+void rope(float* x, int64_t dim, int32_t pos, std::span<const float> inv_freq, bool neox) {
+    const int64_t half = dim / 2;
+    for (int64_t i = 0; i < half; ++i) {
+        const double theta = static_cast<double>(pos) * inv_freq[static_cast<size_t>(i)];
+        const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
+        float* a = neox ? x + i : x + 2 * i;
+        float* b = neox ? x + i + half : x + 2 * i + 1;
+        const float x0 = *a, x1 = *b;
+        *a = x0 * c - x1 * s;
+        *b = x0 * s + x1 * c;
+    }
+}
+
+std::vector<float> rope_inv_freq(const RopeParams& p) {
+    const int64_t half = p.dim / 2;
+    std::vector<float> inv(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i)
+        inv[static_cast<size_t>(i)] =
+            static_cast<float>(1.0 / std::pow(static_cast<double>(p.freq_base), 2.0 * static_cast<double>(i) / static_cast<double>(p.dim)));
+    if (p.yarn_factor <= 1.0f) return inv;
+    // The dimensions that rotate fewer than beta_slow times over the original context are
+    // interpolated (frequency / factor), those rotating more than beta_fast times are kept,
+    // and a linear ramp blends the ones between.
+    auto correction_dim = [&](float n_rot) {
+        return static_cast<double>(p.dim) * std::log(static_cast<double>(p.yarn_orig_ctx) / (n_rot * 2.0 * M_PI)) /
+               (2.0 * std::log(static_cast<double>(p.freq_base)));
+    };
+    const double low = std::max(0.0, std::floor(correction_dim(p.yarn_beta_fast)));
+    const double high = std::min(static_cast<double>(p.dim - 1), std::ceil(correction_dim(p.yarn_beta_slow)));
+    for (int64_t i = 0; i < half; ++i) {
+        const double ramp = std::clamp((static_cast<double>(i) - low) / std::max(0.001, high - low), 0.0, 1.0);
+        const double extrapolation = 1.0 - ramp;  // weight of the original frequency
+        const double f = inv[static_cast<size_t>(i)];
+        inv[static_cast<size_t>(i)] = static_cast<float>(f / p.yarn_factor * (1.0 - extrapolation) + f * extrapolation);
+    }
+    return inv;
+}
+
+void softmax(float* x, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace tandem::model

@@ -1,0 +1,73 @@
+// CPU ops of the forward pass: matrix products over quantized weights and the element-wise
+// steps between them. Activations are float32, row-major [n_tokens, n].
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "cpu/matmul.h"
+#include "cpu/thread_pool.h"
+#include "gguf/gguf.h"
+
+namespace tandem::model {
+
+// A weight matrix [n_out, n_in] (GGUF ne = [n_in, n_out]) of any ggml type, used in place
+// from the memory map: row o starts at data + o * row_stride bytes.
+struct Mat {
+    GgmlType type = GgmlType::F32;
+    int64_t n_in = 0;        // elements per row (ne[0])
+    int64_t n_out = 0;       // rows
+    const uint8_t* data = nullptr;
+    uint64_t row_stride = 0;  // bytes from one row to the next
+
+    const uint8_t* row(int64_t o) const { return data + static_cast<uint64_t>(o) * row_stride; }
+    // Rows [first, first + n) as a matrix of their own.
+    Mat rows(int64_t first, int64_t n) const { return {type, n_in, n, row(first), row_stride}; }
+    bool empty() const { return data == nullptr; }
+};
+
+// The matrix of a 2-D tensor, or matrix `idx` of a 3-D one (experts: ne = [n_in, n_out, n_mat]).
+Mat mat_of(const gguf::TensorInfo& t, int64_t idx = 0);
+
+// Scratch for activations quantized to a weight type's vec_dot partner; grows, never shrinks.
+struct QuantScratch {
+    std::vector<uint8_t> bytes;  // matmul_serial's quantized activations
+    cpu::MatmulScratch cpu;      // the pool matmul's
+};
+
+// y[t, o] = sum_i w[o, i] * x[t, i] for t < n_tok. x: [n_tok, w.n_in], y: [n_tok, w.n_out]
+// (y_stride must be w.n_out). Rows of w are split over the pool's threads (cpu::matmul).
+void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride,
+            QuantScratch& scratch);
+
+// The same on the calling thread only (inside work already spread over threads).
+void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride, QuantScratch& scratch);
+
+// y = x / sqrt(mean(x^2) + eps) * weight, over rows of n.
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
+
+// Rotary position embedding of one head vector of `dim` values at position `pos`:
+// adjacent pairs (x[2i], x[2i+1]) when !neox (llama.cpp's NORM mode, DeepSeek and permuted
+// Llama weights), halves (x[i], x[i + dim/2]) when neox (Qwen2). inv_freq has dim/2 entries.
+void rope(float* x, int64_t dim, int32_t pos, std::span<const float> inv_freq, bool neox);
+
+struct RopeParams {
+    int64_t dim = 0;            // rotated dimensions per head
+    float freq_base = 10000.0f;
+    float yarn_factor = 0.0f;   // 0 or 1: no YaRN
+    int64_t yarn_orig_ctx = 0;
+    float yarn_beta_fast = 32.0f;
+    float yarn_beta_slow = 1.0f;
+};
+// Per-pair inverse frequencies, with YaRN's blend of interpolated and extrapolated frequencies
+// (Peng et al. 2023, "YaRN", eq. 16-18) when yarn_factor > 1.
+std::vector<float> rope_inv_freq(const RopeParams& p);
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+// In-place softmax over n values.
+void softmax(float* x, int64_t n);
+
+}  // namespace tandem::model

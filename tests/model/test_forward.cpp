@@ -1,0 +1,250 @@
+// Batch-first forward pass: a batch of several sequences gives the logits each gives alone,
+// prefill in chunks gives the logits of prefill in one piece, and the cache can drop and
+// truncate a sequence. Run on synthetic deepseek2 models (f32, q8_0, ud-iq1_s) and a
+// hand-built qwen2 model (grouped-query attention with biases).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "core/check.h"
+#include "gguf/gguf.h"
+#include "gguf/writer.h"
+#include "model/model.h"
+#include "model/synth.h"
+#include "quant/quant.h"
+
+namespace fs = std::filesystem;
+using namespace tandem;
+using namespace tandem::model;
+
+namespace {
+
+fs::path temp_path(const std::string& name) {
+    return fs::temp_directory_path() / fmt::format("tandem_model_{}_{}.gguf", name, ::getpid());
+}
+
+// A small qwen2 file: 2 layers, 4 query heads over 2 KV heads, q/k/v biases, F32 weights.
+void write_qwen2(const fs::path& path) {
+    gguf::Writer w;
+    using gguf::Value;
+    const int64_t n_embd = 64, n_head = 4, n_kv = 2, hd = 16, n_ff = 96, n_vocab = 200;
+    w.set("general.architecture", Value::string("qwen2"));
+    w.set("qwen2.block_count", Value::u32(2));
+    w.set("qwen2.embedding_length", Value::u32(n_embd));
+    w.set("qwen2.feed_forward_length", Value::u32(n_ff));
+    w.set("qwen2.attention.head_count", Value::u32(n_head));
+    w.set("qwen2.attention.head_count_kv", Value::u32(n_kv));
+    w.set("qwen2.rope.freq_base", Value::f32(10000.0f));
+    w.set("qwen2.attention.layer_norm_rms_epsilon", Value::f32(1e-6f));
+    uint64_t seed = 7;
+    auto add = [&](const std::string& name, std::vector<int64_t> ne, float scale) {
+        w.add_tensor(name, GgmlType::F32, std::move(ne), [s = seed++, scale](std::span<uint8_t> out) {
+            quant::fill_random(GgmlType::F32, out, s, scale);
+        });
+    };
+    add("token_embd.weight", {n_embd, n_vocab}, 1.0f);
+    for (int il = 0; il < 2; ++il) {
+        const std::string p = fmt::format("blk.{}.", il);
+        add(p + "attn_norm.weight", {n_embd}, 1.0f);
+        add(p + "attn_q.weight", {n_embd, n_head * hd}, 0.2f);
+        add(p + "attn_q.bias", {n_head * hd}, 0.1f);
+        add(p + "attn_k.weight", {n_embd, n_kv * hd}, 0.2f);
+        add(p + "attn_k.bias", {n_kv * hd}, 0.1f);
+        add(p + "attn_v.weight", {n_embd, n_kv * hd}, 0.2f);
+        add(p + "attn_v.bias", {n_kv * hd}, 0.1f);
+        add(p + "attn_output.weight", {n_head * hd, n_embd}, 0.2f);
+        add(p + "ffn_norm.weight", {n_embd}, 1.0f);
+        add(p + "ffn_gate.weight", {n_embd, n_ff}, 0.2f);
+        add(p + "ffn_up.weight", {n_embd, n_ff}, 0.2f);
+        add(p + "ffn_down.weight", {n_ff, n_embd}, 0.2f);
+    }
+    add("output_norm.weight", {n_embd}, 1.0f);
+    add("output.weight", {n_embd, n_vocab}, 0.2f);
+    w.write(path.string());
+}
+
+struct Loaded {
+    fs::path path;
+    gguf::File file;
+    std::unique_ptr<Model> model;
+};
+
+class ForwardTest : public ::testing::TestWithParam<std::string> {
+protected:
+    static cpu::ThreadPool& pool() {
+        static cpu::ThreadPool p(2);
+        return p;
+    }
+    static std::map<std::string, std::unique_ptr<Loaded>>& cache() {
+        static std::map<std::string, std::unique_ptr<Loaded>> c;
+        return c;
+    }
+    static Model& model_for(const std::string& which) {
+        auto& slot = cache()[which];
+        if (!slot) {
+            const fs::path path = temp_path(which);
+            if (which == "qwen2") {
+                write_qwen2(path);
+            } else {
+                SynthOptions o;
+                o.preset = "tiny";
+                o.recipe = which;
+                synth_writer(o).write(path.string());
+            }
+            slot = std::make_unique<Loaded>(Loaded{path, gguf::File::open(path.string()), nullptr});
+            slot->model = load_model(slot->file, pool());
+            fs::remove(path);  // the memory map keeps the data alive
+        }
+        return *slot->model;
+    }
+
+    // Logits of every position of `tokens` run as one sequence in one batch.
+    static std::vector<float> run_alone(Model& m, const std::vector<int32_t>& tokens) {
+        auto kv = m.make_cache(256);
+        Batch b;
+        for (size_t i = 0; i < tokens.size(); ++i) b.add(tokens[i], static_cast<int32_t>(i), 0, true);
+        std::vector<float> out(tokens.size() * static_cast<size_t>(m.n_vocab()));
+        m.forward(b, *kv, out.data());
+        return out;
+    }
+};
+
+std::vector<int32_t> some_tokens(size_t n, uint32_t seed, int32_t n_vocab) {
+    std::mt19937 rng(seed);
+    std::vector<int32_t> t(n);
+    for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(n_vocab));
+    return t;
+}
+
+// Largest |a - b| over max |b|: the comparisons below want this at float rounding level.
+double rel_diff(const float* a, const float* b, size_t n) {
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; ++i) {
+        EXPECT_TRUE(std::isfinite(a[i]));
+        d = std::max(d, static_cast<double>(std::fabs(a[i] - b[i])));
+        m = std::max(m, static_cast<double>(std::fabs(b[i])));
+    }
+    return d / std::max(m, 1e-30);
+}
+
+}  // namespace
+
+TEST_P(ForwardTest, BatchOfSequencesEqualsEachAlone) {
+    Model& m = model_for(GetParam());
+    const int64_t V = m.n_vocab();
+    const auto a = some_tokens(9, 1, static_cast<int32_t>(V));
+    const auto b = some_tokens(5, 2, static_cast<int32_t>(V));
+    const auto c = some_tokens(12, 3, static_cast<int32_t>(V));
+    const auto la = run_alone(m, a), lb = run_alone(m, b), lc = run_alone(m, c);
+
+    // All three in one batch, interleaved, sequence ids 7, 3, 11.
+    auto kv = m.make_cache(256);
+    Batch batch;
+    std::vector<std::pair<int, size_t>> order;  // (which, position) per batch row
+    for (size_t i = 0; i < 12; ++i) {
+        if (i < a.size()) batch.add(a[i], static_cast<int32_t>(i), 7, true), order.emplace_back(0, i);
+        if (i < b.size()) batch.add(b[i], static_cast<int32_t>(i), 3, true), order.emplace_back(1, i);
+        batch.add(c[i], static_cast<int32_t>(i), 11, true), order.emplace_back(2, i);
+    }
+    std::vector<float> out(static_cast<size_t>(batch.size() * V));
+    m.forward(batch, *kv, out.data());
+    const std::vector<float>* alone[] = {&la, &lb, &lc};
+    for (size_t r = 0; r < order.size(); ++r) {
+        const auto [which, pos] = order[r];
+        const float* want = alone[which]->data() + pos * static_cast<size_t>(V);
+        EXPECT_LT(rel_diff(out.data() + r * static_cast<size_t>(V), want, static_cast<size_t>(V)), 1e-5)
+            << "sequence " << which << " position " << pos;
+    }
+    EXPECT_EQ(kv->n_pos(7), 9);
+    EXPECT_EQ(kv->n_pos(3), 5);
+    EXPECT_EQ(kv->n_pos(11), 12);
+
+    // Decode one more token for sequence 3 only, after the batch: same as running b + [t] alone.
+    auto b2 = b;
+    b2.push_back(5);
+    const auto lb2 = run_alone(m, b2);
+    Batch step;
+    step.add(5, 5, 3, true);
+    std::vector<float> one(static_cast<size_t>(V));
+    m.forward(step, *kv, one.data());
+    EXPECT_LT(rel_diff(one.data(), lb2.data() + 5 * static_cast<size_t>(V), static_cast<size_t>(V)), 1e-5);
+}
+
+TEST_P(ForwardTest, ChunkedPrefillEqualsOnePiece) {
+    Model& m = model_for(GetParam());
+    const int64_t V = m.n_vocab();
+    const auto toks = some_tokens(23, 4, static_cast<int32_t>(V));
+    const auto whole = run_alone(m, toks);
+    for (size_t chunk : {1u, 4u, 7u}) {
+        auto kv = m.make_cache(64);
+        std::vector<float> out(toks.size() * static_cast<size_t>(V));
+        for (size_t begin = 0; begin < toks.size(); begin += chunk) {
+            Batch b;
+            const size_t end = std::min(toks.size(), begin + chunk);
+            for (size_t i = begin; i < end; ++i) b.add(toks[i], static_cast<int32_t>(i), 0, true);
+            m.forward(b, *kv, out.data() + begin * static_cast<size_t>(V));
+        }
+        EXPECT_LT(rel_diff(out.data(), whole.data(), out.size()), 1e-5) << "chunk " << chunk;
+    }
+}
+
+TEST_P(ForwardTest, TruncateAndDropSequences) {
+    Model& m = model_for(GetParam());
+    const int64_t V = m.n_vocab();
+    const auto toks = some_tokens(10, 5, static_cast<int32_t>(V));
+    const auto whole = run_alone(m, toks);
+    auto kv = m.make_cache(64);
+    Batch b;
+    for (size_t i = 0; i < toks.size(); ++i) b.add(toks[i], static_cast<int32_t>(i), 0, false);
+    m.forward(b, *kv, nullptr);
+    // Roll back to 6 positions and run the last 4 again: the logits are the originals.
+    kv->truncate(0, 6);
+    EXPECT_EQ(kv->n_pos(0), 6);
+    Batch rest;
+    for (size_t i = 6; i < toks.size(); ++i) rest.add(toks[i], static_cast<int32_t>(i), 0, true);
+    std::vector<float> out(4 * static_cast<size_t>(V));
+    m.forward(rest, *kv, out.data());
+    EXPECT_LT(rel_diff(out.data(), whole.data() + 6 * static_cast<size_t>(V), out.size()), 1e-5);
+    // A forked sequence continues independently of its parent.
+    kv->fork(0, 1);
+    EXPECT_EQ(kv->n_pos(1), 10);
+    kv->drop(0);
+    EXPECT_FALSE(kv->has(0));
+    EXPECT_EQ(kv->n_pos(0), 0);
+    EXPECT_TRUE(kv->has(1));
+}
+
+TEST_P(ForwardTest, BadBatchesAreRejected) {
+    Model& m = model_for(GetParam());
+    auto kv = m.make_cache(8);
+    auto error_of = [&](const Batch& b) {
+        std::vector<float> out(static_cast<size_t>(b.size() * m.n_vocab()));
+        try {
+            m.forward(b, *kv, out.data());
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    Batch bad_token;
+    bad_token.add(static_cast<int32_t>(m.n_vocab()), 0, 0, true);
+    EXPECT_NE(error_of(bad_token).find("outside the vocabulary"), std::string::npos);
+    Batch gap;
+    gap.add(1, 1, 0, true);
+    EXPECT_NE(error_of(gap).find("sequence 0 has position 1 at index 0, expected 0"), std::string::npos);
+    Batch too_long;
+    for (int i = 0; i < 9; ++i) too_long.add(1, i, 0, false);
+    EXPECT_NE(error_of(too_long).find("past the context size 8"), std::string::npos);
+    EXPECT_EQ(kv->n_pos(0), 0);  // nothing was cached by the rejected batches
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, ForwardTest, ::testing::Values("f32", "q8_0", "ud-iq1_s", "qwen2"),
+                         [](const auto& param_info) {
+                             std::string s = param_info.param;
+                             for (char& ch : s)
+                                 if (ch == '-') ch = '_';
+                             return s;
+                         });
