@@ -158,6 +158,77 @@ def file_texts():
     return out
 
 
+# Pre-tokenizer regexes of the other families tandem supports, as in src/text/pretokenizer.cpp
+# (\x{...} written out as characters for Oniguruma). Small byte-level BPE vocabularies are
+# trained with them by HF `tokenizers`, so that tandem's regex engine (PCRE2) and HF's
+# (Oniguruma) are compared on the same patterns, and the converter on the newer merges format
+# (pairs instead of "a b" strings).
+SMALL_VOCABS = {
+    "qwen2": ([r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+"], False),
+    "llama-bpe": ([r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"], True),
+    "deepseek-llm": ([
+        r"[\r\n]",
+        r"\s?[A-Za-z\x{B5}\x{C0}-\x{D6}\x{D8}-\x{F6}\x{F8}-\x{1BA}\x{1BC}-\x{1BF}\x{1C4}-\x{293}"
+        r"\x{295}-\x{2AF}\x{370}-\x{373}\x{376}\x{377}\x{37B}-\x{37D}\x{37F}\x{386}\x{388}-\x{38A}"
+        r"\x{38C}\x{38E}-\x{3A1}\x{3A3}-\x{3F5}\x{3F7}-\x{481}\x{48A}-\x{52F}\x{531}-\x{556}"
+        r"\x{10A0}-\x{10C5}\x{13A0}-\x{13F5}\x{13F8}-\x{13FD}\x{1C90}-\x{1CBA}\x{1CBD}-\x{1CBF}"
+        r"\x{1D00}-\x{1D2B}\x{1D6B}-\x{1D77}\x{1D79}-\x{1D9A}\x{1E00}-\x{1F15}\x{1F18}-\x{1F1D}"
+        r"\x{1F20}-\x{1F45}\x{1F48}-\x{1F4D}\x{1F50}-\x{1F57}\x{1F59}\x{1F5B}\x{1F5D}"
+        r"\x{1F5F}-\x{1F7D}\x{1F80}-\x{1FB4}\x{1FB6}-\x{1FBC}\x{1FBE}\x{1FC2}-\x{1FC4}"
+        r"\x{1FC6}-\x{1FCC}\x{1FD0}-\x{1FD3}\x{1FD6}-\x{1FDB}\x{1FE0}-\x{1FEC}\x{1FF2}-\x{1FF4}"
+        r"\x{1FF6}-\x{1FFC}\x{2102}\x{2107}\x{210A}-\x{2113}\x{2115}\x{2119}-\x{211D}\x{2124}"
+        r"\x{2126}\x{2128}\x{212A}-\x{212D}\x{212F}-\x{2134}\x{2139}\x{213C}-\x{213F}"
+        r"\x{2145}-\x{2149}\x{214E}\x{2183}\x{2184}\x{2C00}-\x{2C7B}\x{2C7E}-\x{2CE4}"
+        r"\x{2CEB}-\x{2CEE}\x{2CF2}\x{2CF3}\x{A640}-\x{A66D}\x{A680}-\x{A69B}\x{A722}-\x{A76F}"
+        r"\x{A771}-\x{A787}\x{A78B}-\x{A78E}\x{AB70}-\x{ABBF}\x{FB00}-\x{FB06}\x{FB13}-\x{FB17}"
+        r"\x{FF21}-\x{FF3A}\x{FF41}-\x{FF5A}\x{10400}-\x{1044F}\x{104B0}-\x{104D3}"
+        r"\x{104D8}-\x{104FB}\x{10C80}-\x{10CB2}\x{10CC0}-\x{10CF2}\x{118A0}-\x{118DF}"
+        r"\x{1E900}-\x{1E943}]+",
+        r"\s?[!-/:-~\x{FF01}-\x{FF0F}\x{FF1A}-\x{FF5E}\x{2018}-\x{201F}\x{3000}-\x{3002}]+",
+        r"\s+$",
+        r"[\x{4E00}-\x{9FA5}\x{800}-\x{4E00}\x{AC00}-\x{D7FF}]+",
+        r"\p{N}+",
+    ], False),
+}
+
+
+def train_small_vocab(name, corpus, out_dir):
+    import re
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    patterns, ignore_merges = SMALL_VOCABS[name]
+    splits = [pre_tokenizers.Split(Regex(re.sub(r"\\x\{([0-9A-F]+)\}", lambda m: chr(int(m.group(1), 16)), p)),
+                                   behavior="isolated") for p in patterns]
+    tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=4000, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tok.train_from_iterator(corpus, trainer)
+    path = os.path.join(out_dir, f"{name}-tokenizer.json")
+    tok.save(path)
+    return path
+
+
+def write_vectors(tok, tokenizer_json, name, pre, cases, out_dir):
+    out_cases = []
+    for case_name, text in cases:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        back = tok.decode(ids, skip_special_tokens=False)
+        out_cases.append({"name": case_name, "text": text, "ids": ids, "round_trip": back == text})
+    path = os.path.join(out_dir, f"{name}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"tokenizer_json": os.path.abspath(tokenizer_json), "pre": pre,
+                   "tokenizers_version": tokenizers.__version__, "cases": out_cases}, f,
+                  ensure_ascii=False)
+    n_rt = sum(c["round_trip"] for c in out_cases)
+    print(f"{path}: {len(out_cases)} cases, {sum(len(c['ids']) for c in out_cases)} tokens, "
+          f"{n_rt} round-trip in HF", file=sys.stderr)
+
+
 def render_chat_templates(tokenizer_json):
     """Renders each template with jinja2 configured as transformers' apply_chat_template does."""
     import jinja2
@@ -204,27 +275,23 @@ def main():
     # One long text made of everything: exercises long inputs and piece boundaries.
     cases.append(("concatenated", "\n".join(t for _, t in cases)))
 
-    out_cases = []
-    for name, text in cases:
-        ids = tok.encode(text, add_special_tokens=False).ids
-        back = tok.decode(ids, skip_special_tokens=False)
-        out_cases.append({"name": name, "text": text, "ids": ids, "round_trip": back == text})
-
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{args.name}.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"tokenizer_json": os.path.abspath(args.tokenizer),
-                   "tokenizers_version": tokenizers.__version__,
-                   "cases": out_cases}, f, ensure_ascii=False)
+    write_vectors(tok, args.tokenizer, args.name, args.name, cases, args.out)
+    # The small vocabularies learn from the hand-written and random texts, then encode all
+    # cases plus a few with their own special tokens.
+    corpus = [t for n, t in cases if n.startswith(("random", "file_")) or n in dict(HAND_WRITTEN)]
+    extra = [("special_chatml", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"),
+             ("special_eot", "text<|endoftext|>more<|endoftext|>")]
+    for name in SMALL_VOCABS:
+        path = train_small_vocab(name, corpus, args.out)
+        write_vectors(Tokenizer.from_file(path), path, name, name, cases + extra, args.out)
+
     chat = render_chat_templates(args.tokenizer)
     chat_path = os.path.join(args.out, "chat_templates.json")
     with open(chat_path, "w", encoding="utf-8") as f:
         json.dump({"jinja2_version": __import__("jinja2").__version__, "cases": chat}, f,
                   ensure_ascii=False)
     print(f"{chat_path}: {len(chat)} renders", file=sys.stderr)
-    n_rt = sum(c["round_trip"] for c in out_cases)
-    print(f"{path}: {len(out_cases)} cases, {sum(len(c['ids']) for c in out_cases)} tokens, "
-          f"{n_rt} round-trip in HF", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@
 // Without the vectors the tests skip, unless TANDEM_REQUIRE_VECTORS=1 makes that a failure.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/check.h"
 #include "gguf/gguf.h"
@@ -113,39 +115,71 @@ std::string mismatch_report(const Tokenizer& tk, const std::string& text,
         window(want));
 }
 
-TEST(DeepSeekV3Vocab, IdsMatchHuggingFaceTokenizers) {
-    REQUIRE_OR_SKIP(fs::exists(tokenizer_json()), tokenizer_json().string());
-    const fs::path vectors = fs::path(TANDEM_BINARY_DIR) / "text_vectors" / "deepseek-v3.json";
+// A vocabulary converted from a tokenizer.json and passed through a GGUF file, as a model
+// carries it.
+Tokenizer tokenizer_via_gguf(const std::string& tokenizer_json, const std::string& pre,
+                             const std::string& name) {
+    gguf::Writer w;
+    hf_tokenizer_to_gguf_metadata(tokenizer_json, {.pre = pre}, w.metadata());
+    const fs::path out = fs::path(TANDEM_BINARY_DIR) / "text_vectors" / (name + "-vocab.gguf");
+    w.write(out.string());
+    const auto file = gguf::File::open(out.string());
+    return Tokenizer::from_metadata(file.metadata());
+}
+
+class HuggingFaceVectors : public ::testing::TestWithParam<std::string> {};
+
+// deepseek-v3: the real DeepSeek-V3/R1 vocabulary. qwen2, llama-bpe, deepseek-llm: small
+// vocabularies that tools/text_make_vectors.py trains with HF `tokenizers` on the same
+// pre-tokenizer regexes (the regex engines and the converter are what is compared there).
+TEST_P(HuggingFaceVectors, IdsMatch) {
+    const std::string name = GetParam();
+    const fs::path vectors = fs::path(TANDEM_BINARY_DIR) / "text_vectors" / (name + ".json");
     REQUIRE_OR_SKIP(fs::exists(vectors), vectors.string() + " (run tools/text_make_vectors.py)");
     std::ifstream in(vectors);
     const auto doc = nlohmann::json::parse(in);
-    const Tokenizer& tk = deepseek_v3();
+    const std::string tj = doc["tokenizer_json"];
+    REQUIRE_OR_SKIP(fs::exists(tj), tj);
+    std::optional<Tokenizer> small;
+    if (name != "deepseek-v3") small.emplace(tokenizer_via_gguf(tj, doc["pre"], name));
+    const Tokenizer& tk = small ? *small : deepseek_v3();
+    EXPECT_EQ(tk.pre().name(), name);
 
     size_t n_cases = 0, n_tokens = 0, n_round_trip = 0, n_failed = 0;
     double seconds = 0;
     for (const auto& c : doc["cases"]) {
-        const std::string name = c["name"];
+        const std::string case_name = c["name"];
         const std::string text = c["text"];
         const auto expected = c["ids"].get<std::vector<int32_t>>();
         const auto t0 = std::chrono::steady_clock::now();
         const auto ids = tk.encode(text, {.add_special = false});
         seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (ids != expected) {
-            ADD_FAILURE() << "case " << name << ": " << mismatch_report(tk, text, ids, expected);
+            ADD_FAILURE() << name << " case " << case_name << ": "
+                          << mismatch_report(tk, text, ids, expected);
             if (++n_failed >= 10) break;
         }
         if (c["round_trip"].get<bool>()) {
-            EXPECT_EQ(tk.decode(ids), text) << "case " << name;
+            EXPECT_EQ(tk.decode(ids), text) << "case " << case_name;
             ++n_round_trip;
         }
         ++n_cases;
         n_tokens += expected.size();
     }
     EXPECT_GT(n_cases, 100u);
-    std::printf("%zu cases, %zu tokens compared with tokenizers %s; %zu round trips; %.0f k tok/s\n",
-                n_cases, n_tokens, doc["tokenizers_version"].get<std::string>().c_str(),
-                n_round_trip, n_tokens / seconds / 1e3);
+    std::printf(
+        "%s: %zu cases, %zu tokens compared with tokenizers %s; %zu round trips; %.0f k tok/s\n",
+        name.c_str(), n_cases, n_tokens, doc["tokenizers_version"].get<std::string>().c_str(),
+        n_round_trip, n_tokens / seconds / 1e3);
 }
+
+INSTANTIATE_TEST_SUITE_P(Vocabularies, HuggingFaceVectors,
+                         ::testing::Values("deepseek-v3", "qwen2", "llama-bpe", "deepseek-llm"),
+                         [](const auto& param_info) {
+                             std::string n = param_info.param;
+                             std::replace(n.begin(), n.end(), '-', '_');
+                             return n;
+                         });
 
 TEST(DeepSeekV3Vocab, BosIsAddedAndSpecialTokensAreParsed) {
     REQUIRE_OR_SKIP(fs::exists(tokenizer_json()), tokenizer_json().string());
