@@ -28,6 +28,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 import numpy as np
 
@@ -128,6 +129,23 @@ def prompts_for(seed: int) -> list[list[int]]:
     return [[BOS] + rng.integers(0, 510, n - 1).tolist() for n in PROMPT_LENGTHS]
 
 
+def prompt_candidate(seed: int, slot: int, attempt: int) -> list[int]:
+    """attempt 0 is the manifest's prompt; later attempts are used when the reference finds a
+    near-tie (greedy top-2 or a router's expert/group choice) that engine rounding could flip."""
+    if attempt == 0:
+        return prompts_for(seed)[slot]
+    rng = np.random.default_rng([1000 + seed, slot, attempt])
+    return [BOS] + rng.integers(0, 510, PROMPT_LENGTHS[slot] - 1).tolist()
+
+
+# A prompt is accepted when, over its prompt and 32 greedy tokens, the greedy top-1/top-2 gap is at
+# least MIN_GREEDY_MARGIN * max|logit|, every router's last-chosen vs first-rejected score gap (and
+# group gap) is at least MIN_ROUTER_MARGIN, and the continuation has no EOS.
+MIN_GREEDY_MARGIN = 1e-3
+MIN_ROUTER_MARGIN = 1e-4
+MAX_ATTEMPTS = 40
+
+
 # ----------------------------------------------------------------------------------------------
 # Random weights, checkpoint names, float32.
 
@@ -148,7 +166,11 @@ def make_weights(family: str, hf: dict, seed: int) -> dict[str, np.ndarray]:
         lin(prefix + "up_proj.weight", inter, H, 1.5)
         lin(prefix + "down_proj.weight", H, inter, 1.0)
 
-    w["model.embed_tokens.weight"] = rng.standard_normal((VOCAB, H)).astype(np.float32)
+    # Tied output (qwen2): a small embedding so the layers, not the input token, dominate the
+    # residual stream (else greedy just repeats the last token), and a final norm scaled so the
+    # logits come out with std ~4 like the untied models.
+    tied = hf["tie_word_embeddings"]
+    w["model.embed_tokens.weight"] = (rng.standard_normal((VOCAB, H)) * (0.1 if tied else 1.0)).astype(np.float32)
     for i in range(hf["num_hidden_layers"]):
         p = f"model.layers.{i}."
         norm(p + "input_layernorm.weight", H)
@@ -191,7 +213,9 @@ def make_weights(family: str, hf: dict, seed: int) -> dict[str, np.ndarray]:
                     w[a + f"{t}_proj.bias"] = (0.3 * rng.standard_normal(n * hd)).astype(np.float32)
             mlp(p + "mlp.", hf["intermediate_size"])
     norm("model.norm.weight", H)
-    if not hf["tie_word_embeddings"]:
+    if tied:
+        w["model.norm.weight"] *= np.float32(40.0 / np.sqrt(H))
+    if not tied:
         lin("lm_head.weight", VOCAB, H, 4.0)
     return w
 
@@ -545,7 +569,7 @@ def cmd_build(args):
             "tolerance": {"rule": "abs(engine - reference) <= rel * max(abs(reference)) per position",
                           "rel": TOLERANCE},
         }
-        for k in ("greedy", "logits", "reference_info"):
+        for k in ("prompts", "greedy", "logits", "reference_info"):
             if k in old:
                 manifest[k] = old[k]
         mp.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -677,7 +701,41 @@ def cmd_reference(args):
     info = {"torch": torch.__version__, "transformers": transformers.__version__}
     print(info, flush=True)
     names = args.only or [p.name for p in sorted(args.fixtures.iterdir()) if (p / "manifest.json").exists()]
-    for name in names:
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    failed = []
+    # one process per fixture, one thread each: these models are too small for intra-op threads
+    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as ex:
+        futs = {ex.submit(_reference_worker, args, name, info): name for name in names}
+        for f in cf.as_completed(futs):
+            log, ok = f.result()
+            print(log, flush=True)
+            if not ok:
+                failed.append(futs[f])
+    print("FAILED:", failed if failed else "none")
+
+
+def _reference_worker(args, name, info):
+    import contextlib
+    import io
+    import traceback
+    import torch
+    torch.set_num_threads(1)
+    torch.set_grad_enabled(False)
+    buf = io.StringIO()
+    ok = True
+    with contextlib.redirect_stdout(buf):
+        try:
+            reference_one(args, name, info)
+        except Exception:
+            traceback.print_exc(file=buf)
+            ok = False
+    return buf.getvalue().rstrip(), ok
+
+
+def reference_one(args, name, info):
+    import torch
+    if True:
         d = args.fixtures / name
         man = json.loads((d / "manifest.json").read_text())
         family, hf = man["family"], man["hf_config"]
@@ -693,44 +751,63 @@ def cmd_reference(args):
         out.mkdir(parents=True, exist_ok=True)
         greedy, margins, rmarg = [], [], []
         logits_files = []
-        for pi, ids in enumerate(man["prompts"]):
-            lg = model(torch.tensor([ids])).logits[0].double().numpy()
+        prompts = []
+        for pi in range(len(man["prompts"])):
+            deadline = time.monotonic() + args.seconds_per_prompt
+            best = None
+            for attempt in range(MAX_ATTEMPTS):
+                if attempt and time.monotonic() > deadline:
+                    break
+                ids = prompt_candidate(man["seed"], pi, attempt)
+                lg = model(torch.tensor([ids])).logits[0].double().numpy()
+                # greedy: full recompute each step (no cache)
+                seq = list(ids)
+                gen, gm = [], np.inf
+                for _ in range(N_GREEDY):
+                    last = model(torch.tensor([seq])).logits[0, -1].double().numpy()
+                    top2 = np.sort(last)[-2:]
+                    gm = min(gm, float(top2[1] - top2[0]) / float(np.abs(last).max()))
+                    t = int(last.argmax())
+                    gen.append(t)
+                    seq.append(t)
+                rm = router_margins(model, family, hf, seq[:-1]) if family.startswith("deepseek") else (np.inf, np.inf)
+                score = min(gm / MIN_GREEDY_MARGIN, min(rm) / MIN_ROUTER_MARGIN) if EOS not in gen else -1.0
+                if best is None or score > best[0]:
+                    best = (score, attempt, ids, lg, gen, gm, rm, seq)
+                if score >= 1.0:
+                    break
+            score, attempt, ids, lg, gen, gm, rm, seq = best
+            if score < 1.0:
+                print(f"WARNING {name} p{pi}: no prompt met the margins; best score {score:.3f}")
             np.save(out / f"logits_p{pi}.npy", lg.astype(np.float32))
             logits_files.append(f"logits_p{pi}.npy")
-            # greedy: full recompute each step (no cache), then cross-check with generate()
-            seq = list(ids)
-            gen, gm = [], np.inf
-            for _ in range(N_GREEDY):
-                last = model(torch.tensor([seq])).logits[0, -1].double().numpy()
-                top2 = np.sort(last)[-2:]
-                gm = min(gm, float(top2[1] - top2[0]) / float(np.abs(last).max()))
-                t = int(last.argmax())
-                gen.append(t)
-                seq.append(t)
-            model.generation_config.eos_token_id = None
+            g2 = None
             try:
-                g2 = model.generate(torch.tensor([ids]), max_new_tokens=N_GREEDY, do_sample=False,
-                                    pad_token_id=0)[0, len(ids):].tolist()
+                model.generation_config.eos_token_id = None
+                t_ids = torch.tensor([ids])
+                g2 = model.generate(t_ids, attention_mask=torch.ones_like(t_ids), max_new_tokens=N_GREEDY,
+                                    do_sample=False, pad_token_id=0)[0, len(ids):].tolist()
             except Exception as e:
                 print(f"WARNING {name}: generate() failed: {e!r}")
-                g2 = gen
-            if g2 != gen:
+            if g2 is not None and g2 != gen:
                 print(f"WARNING {name} p{pi}: generate() differs from recompute greedy:\n {g2}\n {gen}")
+            # transformers runs RMSNorm, RoPE and softmax in float32 even in a float64 model
             full = model(torch.tensor([seq[:-1]])).logits[0].double().numpy()
-            assert np.abs(full[: len(ids)] - lg).max() <= 1e-9 * np.abs(lg).max() + 1e-9
+            pre = float(np.abs(full[: len(ids)] - lg).max() / np.abs(lg).max())
+            prompts.append(ids)
             greedy.append(gen)
             margins.append(gm)
             if family.startswith("deepseek"):
-                rmarg.append(router_margins(model, family, hf, seq[:-1]))
-            print(f"{name} p{pi}: len {len(ids)} max|logit| {np.abs(lg).max():.3f} "
-                  f"std {lg.std():.3f} greedy min rel margin {gm:.2e} "
-                  f"router margins {rmarg[-1] if rmarg else '-'} gen {gen[:12]}...", flush=True)
+                rmarg.append(rm)
+            print(f"{name} p{pi}: attempt {attempt} len {len(ids)} max|logit| {np.abs(lg).max():.3f} "
+                  f"std {lg.std():.3f} greedy rel margin {gm:.2e} router margins ({rm[0]:.1e}, {rm[1]:.1e}) "
+                  f"prefix drift {pre:.1e} generate {'same' if g2 == gen else 'DIFFERENT'} gen {gen[:8]}...", flush=True)
         ri["greedy_min_rel_margin"] = margins
         if rmarg:
             ri["router_min_margin_expert"] = [m[0] for m in rmarg]
             ri["router_min_margin_group"] = [m[1] for m in rmarg]
         (out / "result.json").write_text(json.dumps(
-            {"greedy": greedy, "logits": logits_files, "reference_info": ri}, indent=1) + "\n")
+            {"prompts": prompts, "greedy": greedy, "logits": logits_files, "reference_info": ri}, indent=1) + "\n")
 
 
 def cmd_merge(args):
@@ -759,6 +836,8 @@ def main():
     r.add_argument("--fixtures", type=pathlib.Path, default=FIXTURES)
     r.add_argument("--out", type=pathlib.Path, required=True)
     r.add_argument("--only", nargs="*")
+    r.add_argument("--jobs", type=int, default=min(16, os.cpu_count() or 1))
+    r.add_argument("--seconds-per-prompt", type=float, default=100.0)
     m = sub.add_parser("merge")
     m.add_argument("--fixtures", type=pathlib.Path, default=FIXTURES)
     m.add_argument("--results", type=pathlib.Path, required=True)
