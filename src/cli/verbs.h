@@ -17,9 +17,10 @@ Verb add_dump(CLI::App& app);
 Verb add_synth(CLI::App& app);
 Verb add_tokenize(CLI::App& app);
 Verb add_run(CLI::App& app);
+Verb add_bench(CLI::App& app);
 
 inline std::vector<Verb> all_verbs(CLI::App& app) {
-    return {add_run(app), add_info(app), add_dump(app), add_synth(app), add_tokenize(app)};
+    return {add_run(app), add_bench(app), add_info(app), add_dump(app), add_synth(app), add_tokenize(app)};
 }
 
 }  // namespace tandem::cli

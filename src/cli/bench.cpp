@@ -1,0 +1,145 @@
+// tandem bench: prefill and decode speed of a model over repetitions, with the bytes each
+// decoded token reads and how close that comes to the machine's measured read bandwidth.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/verbs.h"
+#include "core/check.h"
+#include "core/units.h"
+#include "cpu/bandwidth.h"
+#include "cpu/thread_pool.h"
+#include "gguf/gguf.h"
+#include "model/model.h"
+
+namespace tandem::cli {
+
+namespace {
+
+struct BenchArgs {
+    std::string model;
+    int n_prompt = 512;
+    int n_gen = 64;
+    int n_threads = 0;
+    int reps = 3;
+    int n_batch = 512;
+    bool json = false;
+    bool measure_bw = true;
+};
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int run_bench(const BenchArgs& a) {
+    if (a.n_prompt < 0 || a.n_gen < 0 || a.n_prompt + a.n_gen == 0) fail("-p and -n must be >= 0 and not both 0");
+    if (a.reps < 1 || a.reps > 1000) fail("-r must be 1 to 1000, found {}", a.reps);
+    if (a.n_batch < 1) fail("--batch must be positive, found {}", a.n_batch);
+    const gguf::File file = gguf::File::open(a.model);
+    cpu::ThreadPool pool(a.n_threads);
+    std::unique_ptr<model::Model> model = model::load_model(file, pool);
+    const int64_t V = model->n_vocab();
+    const int64_t n_ctx = a.n_prompt + a.n_gen + 1;
+
+    std::mt19937 rng(1234);
+    std::vector<int32_t> prompt(static_cast<size_t>(a.n_prompt));
+    for (auto& t : prompt) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(V));
+    std::vector<float> logits(static_cast<size_t>(std::max(a.n_batch, 1)) * static_cast<size_t>(V));
+
+    std::vector<double> pp_tps, tg_tps;
+    using clock = std::chrono::steady_clock;
+    // One untimed warm-up repetition pages the weights in and sizes every buffer.
+    for (int rep = -1; rep < a.reps; ++rep) {
+        auto cache = model->make_cache(n_ctx);
+        model::Batch b;
+        const auto t0 = clock::now();
+        for (int begin = 0; begin < a.n_prompt; begin += a.n_batch) {
+            b.clear();
+            const int end = std::min(a.n_prompt, begin + a.n_batch);
+            for (int i = begin; i < end; ++i) b.add(prompt[static_cast<size_t>(i)], i, 0, i + 1 == end);
+            model->forward(b, *cache, logits.data());
+        }
+        const double pp_s = std::chrono::duration<double>(clock::now() - t0).count();
+        int32_t tok = a.n_prompt > 0 ? static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) - logits.begin()) : 1;
+        const auto t1 = clock::now();
+        for (int i = 0; i < a.n_gen; ++i) {
+            b.clear();
+            b.add(tok, a.n_prompt + i, 0, true);
+            model->forward(b, *cache, logits.data());
+            tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) - logits.begin());
+        }
+        const double tg_s = std::chrono::duration<double>(clock::now() - t1).count();
+        if (rep < 0) continue;
+        if (a.n_prompt > 0) pp_tps.push_back(a.n_prompt / pp_s);
+        if (a.n_gen > 0) tg_tps.push_back(a.n_gen / tg_s);
+        if (!a.json)
+            std::fprintf(stderr, "bench: rep %d: prefill %.1f tok/s, decode %.2f tok/s\n", rep + 1,
+                         a.n_prompt ? a.n_prompt / pp_s : 0.0, a.n_gen ? a.n_gen / tg_s : 0.0);
+    }
+    const double bw = a.measure_bw ? cpu::measure_read_bandwidth(pool) : 0.0;
+
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    const uint64_t peak_rss = static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+    const double pp = median(pp_tps), tg = median(tg_tps);
+    const uint64_t bpt = model->bytes_per_token();
+    const double dec_bw = tg * static_cast<double>(bpt);
+    auto spread = [](const std::vector<double>& v) {
+        return v.empty() ? std::pair{0.0, 0.0} : std::pair{*std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end())};
+    };
+    if (a.json) {
+        nlohmann::ordered_json j;
+        j["model"] = a.model;
+        j["description"] = model->describe();
+        j["threads"] = pool.n_threads();
+        j["n_prompt"] = a.n_prompt;
+        j["n_gen"] = a.n_gen;
+        j["reps"] = a.reps;
+        j["pp_tps"] = pp;
+        j["tg_tps"] = tg;
+        j["pp_tps_all"] = pp_tps;
+        j["tg_tps_all"] = tg_tps;
+        j["peak_rss_bytes"] = peak_rss;
+        j["bytes_per_token"] = bpt;
+        j["decode_bytes_per_s"] = dec_bw;
+        j["read_bandwidth_bytes_per_s"] = bw;
+        j["decode_bandwidth_fraction"] = bw > 0 ? dec_bw / bw : 0.0;
+        std::printf("%s\n", j.dump(2).c_str());
+        return 0;
+    }
+    const auto [pp_lo, pp_hi] = spread(pp_tps);
+    const auto [tg_lo, tg_hi] = spread(tg_tps);
+    std::printf("model     %s\n          %s\n", a.model.c_str(), model->describe().c_str());
+    std::printf("prefill   %d tokens: %.1f tok/s (median of %d, range %.1f-%.1f)\n", a.n_prompt, pp, a.reps, pp_lo, pp_hi);
+    std::printf("decode    %d tokens: %.2f tok/s (median of %d, range %.2f-%.2f)\n", a.n_gen, tg, a.reps, tg_lo, tg_hi);
+    std::printf("memory    decode reads %s per token: %s/s", format_bytes(bpt).c_str(),
+                format_bytes(static_cast<uint64_t>(dec_bw)).c_str());
+    if (bw > 0) std::printf(" = %.0f%% of the measured %s/s read bandwidth", 100.0 * dec_bw / bw, format_bytes(static_cast<uint64_t>(bw)).c_str());
+    std::printf("\nsummary   pp %.1f tok/s | tg %.2f tok/s | %d threads | peak RSS %s\n", pp, tg, pool.n_threads(),
+                format_bytes(peak_rss).c_str());
+    return 0;
+}
+
+}  // namespace
+
+Verb add_bench(CLI::App& app) {
+    auto a = std::make_shared<BenchArgs>();
+    CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed, memory and bandwidth use");
+    cmd->add_option("-m,--model", a->model, "GGUF model (any shard of a split model)")->required();
+    cmd->add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens to prefill")->capture_default_str();
+    cmd->add_option("-n,--n-gen", a->n_gen, "Tokens to decode")->capture_default_str();
+    cmd->add_option("-t,--threads", a->n_threads, "CPU threads (default: all)");
+    cmd->add_option("-r,--reps", a->reps, "Timed repetitions (after one warm-up)")->capture_default_str();
+    cmd->add_option("--batch", a->n_batch, "Prefill chunk size in tokens")->capture_default_str();
+    cmd->add_flag("--json", a->json, "Print one JSON object (pp_tps, tg_tps, ...)");
+    cmd->add_flag("!--no-bandwidth", a->measure_bw, "Skip measuring the memory read bandwidth");
+    return {cmd, [a] { return run_bench(*a); }};
+}
+
+}  // namespace tandem::cli
