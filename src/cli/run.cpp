@@ -39,6 +39,7 @@ struct RunArgs {
     std::string logits_out;
     std::string tokens_out;
     bool ignore_eos = false;
+    bool f32_activations = false;
 };
 
 uint64_t peak_rss_bytes() {
@@ -80,7 +81,9 @@ int run_run(RunArgs args) {
     const gguf::File file = gguf::File::open(args.model);
     cpu::ThreadPool pool(args.n_threads);
     auto t_load = std::chrono::steady_clock::now();
-    std::unique_ptr<model::Model> model = model::load_model(file, pool);
+    model::LoadOptions lo;
+    lo.f32_activations = args.f32_activations;
+    std::unique_ptr<model::Model> model = model::load_model(file, pool, lo);
     const double load_s = seconds_since(t_load);
 
     std::optional<text::Tokenizer> tok;
@@ -198,6 +201,8 @@ Verb add_run(CLI::App& app) {
     cmd->add_option("--frequency-penalty", a->sampling.frequency_penalty, "Frequency penalty")->capture_default_str();
     cmd->add_option("--seed", a->sampling.seed, "Random seed for sampling")->capture_default_str();
     cmd->add_option("--stop", a->stops, "Stop string (repeatable)");
+    cmd->add_flag("--f32-activations", a->f32_activations,
+                  "Dot quantized weights with float32 activations instead of 8-bit blocks (slower; for checking)");
     cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
     cmd->add_option("--logits-out", a->logits_out, "Write float32 logits of every prompt position to this .npy ([n_tokens, n_vocab])");
     cmd->add_option("--tokens-out", a->tokens_out, "Write the generated token ids to this JSON file");

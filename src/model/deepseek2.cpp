@@ -156,7 +156,8 @@ void derive_k_b(const Config& c, const Mat& kv_b, Layer& l) {
 
 class DeepSeek2 final : public Model {
 public:
-    DeepSeek2(const gguf::File& file, cpu::ThreadPool& pool) : pool_(pool), c_(read_config(file)) {
+    DeepSeek2(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt)
+        : pool_(pool), c_(read_config(file)), f32_activations_(opt.f32_activations) {
         Binder b(file);
         const Config& c = c_;
         token_embd_ = b.mat("token_embd.weight", c.n_embd, c.n_vocab);
@@ -218,6 +219,7 @@ public:
         if (c.rope.yarn_factor > 1.0f) mscale = 1.0f + c.yarn_log_mul * std::log(c.rope.yarn_factor);
         kq_scale_ = mscale * mscale / std::sqrt(static_cast<float>(c.qk_head_dim()));
         scratch_.resize(static_cast<size_t>(pool.n_threads()));
+        for (auto& sc : scratch_) sc.f32_activations = opt.f32_activations;
         bytes_per_token_ = summarize(file).active_bytes_per_token;
     }
 
@@ -441,15 +443,46 @@ private:
                                     l.gate_exps->row_bytes(), l.up_exps->row_bytes(), l.down_exps->row_bytes(),
                                     c.n_embd, c.n_ff_exp, c.n_expert};
         moe_out_.resize(static_cast<size_t>(n_tok * c.n_embd));
-        cpu::moe_forward(pool_, ew, h_.data(), n_tok, ids_.data(), wts_.data(), static_cast<int>(k), moe_out_.data(), moe_scratch_);
+        if (f32_activations_) moe_f32(l, n_tok);
+        else cpu::moe_forward(pool_, ew, h_.data(), n_tok, ids_.data(), wts_.data(), static_cast<int>(k), moe_out_.data(), moe_scratch_);
         // shared experts, always on
         if (!l.gate_sh.empty()) dense_ffn(l.gate_sh, l.up_sh, l.down_sh, n_tok, y_.data());
         else std::fill(y_.begin(), y_.end(), 0.0f);
         for (size_t i = 0; i < y_.size(); ++i) y_[i] += moe_out_[i];
     }
 
+    // The routed experts with float32 activations (see QuantScratch): each active expert runs
+    // over the tokens that chose it; writes moe_out_.
+    void moe_f32(const Layer& l, int64_t n_tok) {
+        const Config& c = c_;
+        const int64_t k = c.n_expert_used;
+        std::fill(moe_out_.begin(), moe_out_.end(), 0.0f);
+        std::vector<float> xe, g, u, d;
+        for (int64_t e = 0; e < c.n_expert; ++e) {
+            std::vector<std::pair<int64_t, float>> toks;
+            for (int64_t i = 0; i < n_tok * k; ++i)
+                if (ids_[static_cast<size_t>(i)] == e) toks.emplace_back(i / k, wts_[static_cast<size_t>(i)]);
+            if (toks.empty()) continue;
+            const int64_t m = static_cast<int64_t>(toks.size());
+            xe.resize(static_cast<size_t>(m * c.n_embd));
+            for (int64_t i = 0; i < m; ++i) std::copy(h(toks[static_cast<size_t>(i)].first), h(toks[static_cast<size_t>(i)].first) + c.n_embd, xe.data() + i * c.n_embd);
+            g.resize(static_cast<size_t>(m * c.n_ff_exp));
+            u.resize(g.size());
+            d.resize(static_cast<size_t>(m * c.n_embd));
+            matmul(pool_, mat_of(*l.gate_exps, e), xe.data(), m, g.data(), c.n_ff_exp, scratch_[0]);
+            matmul(pool_, mat_of(*l.up_exps, e), xe.data(), m, u.data(), c.n_ff_exp, scratch_[0]);
+            for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+            matmul(pool_, mat_of(*l.down_exps, e), g.data(), m, d.data(), c.n_embd, scratch_[0]);
+            for (int64_t i = 0; i < m; ++i) {
+                const auto [t, w] = toks[static_cast<size_t>(i)];
+                for (int64_t j = 0; j < c.n_embd; ++j) moe_out_[static_cast<size_t>(t * c.n_embd + j)] += w * d[static_cast<size_t>(i * c.n_embd + j)];
+            }
+        }
+    }
+
     cpu::ThreadPool& pool_;
     Config c_;
+    bool f32_activations_;
     Mat token_embd_, output_;
     std::vector<float> output_norm_;
     std::vector<Layer> layers_;
@@ -465,8 +498,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Model> load_deepseek2(const gguf::File& file, cpu::ThreadPool& pool) {
-    return std::make_unique<DeepSeek2>(file, pool);
+std::unique_ptr<Model> load_deepseek2(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt) {
+    return std::make_unique<DeepSeek2>(file, pool, opt);
 }
 
 }  // namespace tandem::model

@@ -70,7 +70,8 @@ struct Layer {
 
 class Llama final : public Model {
 public:
-    Llama(const gguf::File& file, cpu::ThreadPool& pool) : pool_(pool), c_(read_config(file)) {
+    Llama(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt)
+        : pool_(pool), c_(read_config(file)) {
         Binder b(file);
         const Config& c = c_;
         arch_ = file.architecture();
@@ -103,6 +104,7 @@ public:
         }
         for (float& f : inv_freq_) f /= c.rope_linear_factor;
         scratch_.resize(static_cast<size_t>(pool.n_threads()));
+        for (auto& sc : scratch_) sc.f32_activations = opt.f32_activations;
         bytes_per_token_ = summarize(file).active_bytes_per_token;
     }
 
@@ -224,8 +226,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Model> load_llama(const gguf::File& file, cpu::ThreadPool& pool) {
-    return std::make_unique<Llama>(file, pool);
+std::unique_ptr<Model> load_llama(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt) {
+    return std::make_unique<Llama>(file, pool, opt);
 }
 
 }  // namespace tandem::model

@@ -93,10 +93,10 @@ void validate_batch(const Batch& batch, const KvCache& cache, int64_t n_vocab) {
     }
 }
 
-std::unique_ptr<Model> load_model(const gguf::File& file, cpu::ThreadPool& pool) {
+std::unique_ptr<Model> load_model(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt) {
     const std::string arch = file.architecture();
-    if (arch == "deepseek2") return load_deepseek2(file, pool);
-    if (arch == "llama" || arch == "qwen2") return load_llama(file, pool);
+    if (arch == "deepseek2") return load_deepseek2(file, pool, opt);
+    if (arch == "llama" || arch == "qwen2") return load_llama(file, pool, opt);
     fail("architecture '{}' is not supported (supported: deepseek2, llama, qwen2)", arch);
 }
 

@@ -83,13 +83,17 @@ public:
     virtual std::string describe() const = 0;
 };
 
+struct LoadOptions {
+    bool f32_activations = false;  // see QuantScratch in model/ops.h
+};
+
 // Loads the model in `file` (held open by the caller for the model's lifetime), choosing the
 // architecture family from general.architecture. Throws for an unsupported architecture.
-std::unique_ptr<Model> load_model(const gguf::File& file, cpu::ThreadPool& pool);
+std::unique_ptr<Model> load_model(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt = {});
 
 // Families.
-std::unique_ptr<Model> load_deepseek2(const gguf::File& file, cpu::ThreadPool& pool);
-std::unique_ptr<Model> load_llama(const gguf::File& file, cpu::ThreadPool& pool);
+std::unique_ptr<Model> load_deepseek2(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt);
+std::unique_ptr<Model> load_llama(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt);
 
 // Checks the batch against the cache before anything runs: tokens in range, positions
 // contiguous per sequence and continuing the cache, within the context. Throws tandem::Error.

@@ -46,7 +46,26 @@ void dot_rows(const Mat& w, quant::VecDotFn dot, const uint8_t* xq, uint64_t xq_
 
 }  // namespace
 
+// y = x w^T with float32 activations: each weight row dequantized once, dotted with every token.
+void matmul_f32_rows(const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride, std::vector<float>& row,
+                     int64_t o_begin, int64_t o_end) {
+    row.resize(static_cast<size_t>(w.n_in));
+    for (int64_t o = o_begin; o < o_end; ++o) {
+        quant::dequantize_row(w.type, w.row(o), row.data(), w.n_in);
+        for (int64_t t = 0; t < n_tok; ++t) {
+            const float* xt = x + t * w.n_in;
+            float s = 0;
+            for (int64_t i = 0; i < w.n_in; ++i) s += row[static_cast<size_t>(i)] * xt[i];
+            y[t * y_stride + o] = s;
+        }
+    }
+}
+
 void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride, QuantScratch& scratch) {
+    if (scratch.f32_activations) {
+        matmul_f32_rows(w, x, n_tok, y, y_stride, scratch.row, 0, w.n_out);
+        return;
+    }
     GgmlType act;
     const uint64_t xq_row = quantize_rows(w, x, n_tok, scratch, &act);
     dot_rows(w, quant::vec_dot_fn(w.type), scratch.bytes.data(), xq_row, n_tok, y, y_stride, 0, w.n_out);
@@ -55,6 +74,13 @@ void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_
 void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride,
             QuantScratch& scratch) {
     TANDEM_CHECK(y_stride == w.n_out, "matmul writes dense rows: y_stride {} != n_out {}", y_stride, w.n_out);
+    if (scratch.f32_activations) {
+        pool.parallel_for(w.n_out, [&](int64_t o0, int64_t o1, int) {
+            thread_local std::vector<float> row;
+            matmul_f32_rows(w, x, n_tok, y, y_stride, row, o0, o1);
+        });
+        return;
+    }
     cpu::matmul(pool, w.type, w.data, w.row_stride, w.n_in, w.n_out, x, n_tok, y, scratch.cpu);
 }
 

@@ -32,8 +32,15 @@ struct Mat {
 Mat mat_of(const gguf::TensorInfo& t, int64_t idx = 0);
 
 // Scratch for activations quantized to a weight type's vec_dot partner; grows, never shrinks.
+// Per-thread state of the matrix products. By default activations are quantized to the 8-bit
+// blocks GGUF kernels use (Q8_K/Q8_0), which costs ~1e-2 relative error on the logits of small
+// models; with f32_activations every weight row is dequantized and dotted with the float32
+// activations instead (slower), which is the arithmetic of a float reference run on the
+// dequantized weights, so correctness checks can separate weight handling from 8-bit rounding.
 struct QuantScratch {
+    bool f32_activations = false;
     std::vector<uint8_t> bytes;  // matmul_serial's quantized activations
+    std::vector<float> row;      // a dequantized weight row (f32_activations)
     cpu::MatmulScratch cpu;      // the pool matmul's
 };
 
