@@ -25,6 +25,7 @@ cmake --build build -j "$JOBS"
 step "reference vectors (gguf, tokenizers)"
 export TANDEM_BINARY_DIR=$ROOT/build
 export TANDEM_REQUIRE_VECTORS=1
+python3 tools/quant_gen_grids.py --check
 python3 tools/quant_vectors.py --out build/quant_vectors
 python3 tools/text_make_vectors.py --out build/text_vectors
 
@@ -38,12 +39,15 @@ py_passed=$(grep -Eo '[0-9]+ passed' build/pytest.log | tail -1 | grep -Eo '[0-9
 
 san_passed=0
 if [ -z "${QUICK:-}" ]; then
-  step "GGUF tests under ASan+UBSan"
+  step "GGUF and tokenizer tests under ASan+UBSan"
   cmake --preset asan >/dev/null
-  cmake --build build-asan -j "$JOBS" --target test_gguf
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ./build-asan/tests/test_gguf --gtest_brief=1 2>&1 | tee build/asan.log
-  san_passed=$(grep -Eo '\[  PASSED  \] [0-9]+' build/asan.log | grep -Eo '[0-9]+$' || echo 0)
+  cmake --build build-asan -j "$JOBS" --target test_gguf test_text
+  for t in test_gguf test_text; do
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      ./build-asan/tests/$t --gtest_brief=1 2>&1 | tee build/asan_$t.log
+    n=$(grep -Eo '\[  PASSED  \] [0-9]+' build/asan_$t.log | grep -Eo '[0-9]+$' || echo 0)
+    san_passed=$((san_passed + n))
+  done
 
   step "libFuzzer over the GGUF parser (${FUZZ_SECONDS} s, ASan+UBSan)"
   cmake --preset fuzz >/dev/null

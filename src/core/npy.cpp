@@ -4,7 +4,6 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <regex>
 
 #include "core/check.h"
 
@@ -44,15 +43,22 @@ std::vector<float> read_npy(const std::string& path, std::vector<int64_t>* shape
     f.read(header.data(), hlen);
     if (header.find("'descr': '<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos)
         fail("{}: expected a C-order float32 array, header is {}", path, header);
-    std::smatch m;
-    if (!std::regex_search(header, m, std::regex(R"('shape': \(([^)]*)\))"))) fail("{}: no shape in header", path);
+    // The shape is the tuple after 'shape': "(3, 4)", "(3,)" or "()".
+    const size_t key = header.find("'shape': (");
+    const size_t close = key == std::string::npos ? key : header.find(')', key);
+    if (close == std::string::npos) fail("{}: no shape in header", path);
     shape->clear();
-    std::string dims = m[1].str();
     uint64_t n = 1;
-    const std::regex number(R"(\d+)");
-    for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
-        shape->push_back(std::stoll(it->str()));
-        n *= static_cast<uint64_t>(shape->back());
+    int64_t dim = -1;
+    for (size_t i = key + 10; i <= close; ++i) {
+        const char ch = header[i];
+        if (ch >= '0' && ch <= '9') {
+            dim = (dim < 0 ? 0 : dim * 10) + (ch - '0');
+        } else if (dim >= 0) {
+            shape->push_back(dim);
+            n *= static_cast<uint64_t>(dim);
+            dim = -1;
+        }
     }
     std::vector<float> data(n);
     f.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(n * sizeof(float)));

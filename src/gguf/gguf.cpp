@@ -8,7 +8,6 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
-#include <regex>
 #include <set>
 
 #include "core/check.h"
@@ -452,22 +451,26 @@ Shard parse(std::span<const uint8_t> bytes, const std::string& name) {
 
 // ---- split models ----
 
-namespace {
-const std::regex kSplitPattern(R"((.*)-(\d{5})-of-(\d{5})\.gguf$)");
-}
-
 std::string split_path(const std::string& prefix, int shard_no, int n_shards) {
     return fmt::format("{}-{:05d}-of-{:05d}.gguf", prefix, shard_no, n_shards);
 }
 
 std::vector<std::string> split_paths(const std::string& path) {
-    std::smatch m;
-    if (!std::regex_match(path, m, kSplitPattern)) return {path};
-    const int n = std::stoi(m[3].str());
-    const int no = std::stoi(m[2].str());
+    // PREFIX-NNNNN-of-MMMMM.gguf: the suffix is exactly 24 characters.
+    constexpr std::string_view kSuffixShape = "-00000-of-00000.gguf";
+    if (path.size() <= kSuffixShape.size()) return {path};
+    const std::string_view tail = std::string_view(path).substr(path.size() - kSuffixShape.size());
+    for (size_t i = 0; i < tail.size(); ++i) {
+        const bool digit_slot = kSuffixShape[i] == '0';
+        const bool is_digit = tail[i] >= '0' && tail[i] <= '9';
+        if (digit_slot ? !is_digit : tail[i] != kSuffixShape[i]) return {path};
+    }
+    const int no = std::stoi(std::string(tail.substr(1, 5)));
+    const int n = std::stoi(std::string(tail.substr(10, 5)));
     if (n < 1 || no < 1 || no > n) fail("{}: split file name says shard {} of {}", path, no, n);
+    const std::string prefix = path.substr(0, path.size() - kSuffixShape.size());
     std::vector<std::string> out;
-    for (int i = 1; i <= n; ++i) out.push_back(split_path(m[1].str(), i, n));
+    for (int i = 1; i <= n; ++i) out.push_back(split_path(prefix, i, n));
     return out;
 }
 
