@@ -283,11 +283,52 @@ float dot_q8_0_row(const void* w, const void* a, int64_t n) {  // w, a: [n/32] Q
     return hsum(facc);
 }
 
+// The 32 signed 4-bit (Q4_0) or 5-bit (Q5_0) values of a block as [32] int8: the low nibbles
+// of qs are elements 0..15, the high nibbles 16..31; Q5_0's qh bit j is element j's fifth bit.
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f));
+    return _mm256_setr_m128i(lo, hi);
+}
+
+inline __m256i fifth_bits(const uint8_t* qh) {  // byte j = 0x10 when bit j of the u32 is set
+    uint32_t bits;
+    std::memcpy(&bits, qh, 4);
+    // Byte j takes byte j/8 of the word, then keeps bit j%8.
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                               _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+template <Isa I, typename Block>
+float dot_q4_5_0_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4_0 or Q5_0, a: [n/32] Q8_0
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* ab = static_cast<const BlockQ8_0*>(a);
+    __m256 facc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQ32; ++i) {
+        __m256i q = unpack_nibbles(wb[i].qs);
+        if constexpr (std::is_same_v<Block, BlockQ5_0>) {
+            q = _mm256_sub_epi8(_mm256_or_si256(q, fifth_bits(wb[i].qh)), _mm256_set1_epi8(16));
+        } else {
+            q = _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+        }
+        const __m256i dot = dot_u8<I>(_mm256_abs_epi8(q), _mm256_sign_epi8(load32(ab[i].qs), q));
+        const float d = fp16_to_f32(wb[i].d) * fp16_to_f32(ab[i].d);
+        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d), facc);
+    }
+    return hsum(facc);
+}
+
 template <Isa I>
 VecDotFn simd_kernel(GgmlType type) {
     using T = GgmlType;
     switch (type) {
         case T::Q8_0: return dot_q8_0_row<I>;
+        case T::Q4_0: return dot_q4_5_0_row<I, BlockQ4_0>;
+        case T::Q5_0: return dot_q4_5_0_row<I, BlockQ5_0>;
         case T::Q2_K: return dot_k_row<I, BlockQ2K>;
         case T::Q3_K: return dot_k_row<I, BlockQ3K>;
         case T::Q4_K: return dot_k_row<I, BlockQ4K>;

@@ -1,6 +1,9 @@
 // AVX2 dot-product kernels: simd_kernels.h compiled for the x86 baseline.
 #include <immintrin.h>
 
+#include <cstring>
+#include <type_traits>
+
 #include "quant/blocks.h"
 #include "quant/grids.h"
 #include "quant/unpack.h"

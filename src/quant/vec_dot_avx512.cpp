@@ -5,6 +5,9 @@
 // file is reached only through vec_dot_fn after CPUID says the CPU has AVX-512 VNNI.
 #include <immintrin.h>
 
+#include <cstring>
+#include <type_traits>
+
 #include "quant/blocks.h"
 #include "quant/grids.h"
 #include "quant/unpack.h"
