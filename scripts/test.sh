@@ -42,8 +42,9 @@ if [ -z "${QUICK:-}" ]; then
   step "GGUF and tokenizer tests under ASan+UBSan"
   cmake --preset asan >/dev/null
   cmake --build build-asan -j "$JOBS" --target test_gguf test_text
+  ln -sfn "$ROOT/build/text_vectors" build-asan/text_vectors
   for t in test_gguf test_text; do
-    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    TANDEM_BINARY_DIR=$ROOT/build-asan ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
       ./build-asan/tests/$t --gtest_brief=1 2>&1 | tee build/asan_$t.log
     n=$(grep -Eo '\[  PASSED  \] [0-9]+' build/asan_$t.log | grep -Eo '[0-9]+$' || echo 0)
     san_passed=$((san_passed + n))
