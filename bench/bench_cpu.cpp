@@ -26,6 +26,7 @@
 
 #include "cpu/matmul.h"
 #include "cpu/moe.h"
+#include "cpu/bandwidth.h"
 #include "cpu/thread_pool.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -65,26 +66,12 @@ BwBuffer& bw_buffer() {
     return b;
 }
 
-uint64_t sum_range(const uint8_t* p, uint64_t n) {  // n a multiple of 128
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    for (uint64_t i = 0; i < n; i += 128) {
-        a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
-        a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
-        a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
-        a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
-    }
-    const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-    alignas(32) uint64_t l[4];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(l), s);
-    return l[0] + l[1] + l[2] + l[3];
-}
-
 void read_pass(ThreadPool& pool) {
     const uint8_t* base = bw_buffer().data.get();
     std::vector<uint64_t> sums(static_cast<size_t>(pool.n_threads()) * 8);
     const int64_t n_lines = static_cast<int64_t>(kBwBytes / 128);
     pool.parallel_for(n_lines, [&](int64_t l0, int64_t l1, int idx) {
-        sums[static_cast<size_t>(idx) * 8] = sum_range(base + l0 * 128, static_cast<uint64_t>(l1 - l0) * 128);
+        sums[static_cast<size_t>(idx) * 8] = tandem::cpu::read_sum(base + l0 * 128, static_cast<uint64_t>(l1 - l0) * 128);
     });
     benchmark::DoNotOptimize(sums.data());
 }

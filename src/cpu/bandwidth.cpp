@@ -9,25 +9,20 @@
 
 namespace tandem::cpu {
 
-namespace {
-
-// Sums n bytes (a multiple of 128) as 64-bit lanes: four independent accumulators keep
-// enough loads in flight to saturate memory rather than the adder.
-uint64_t sum_range(const uint8_t* p, uint64_t n) {
+// Four independent accumulators keep enough loads in flight to saturate memory, not the adder.
+uint64_t read_sum(const uint8_t* p, uint64_t n) {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     for (uint64_t i = 0; i < n; i += 128) {
-        a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
-        a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
-        a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
-        a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+        a0 = _mm256_add_epi64(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
+        a1 = _mm256_add_epi64(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+        a2 = _mm256_add_epi64(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+        a3 = _mm256_add_epi64(a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
     }
     const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
     alignas(32) uint64_t l[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(l), s);
     return l[0] + l[1] + l[2] + l[3];
 }
-
-}  // namespace
 
 double measure_read_bandwidth(ThreadPool& pool, uint64_t bytes, int passes) {
     bytes = bytes / 4096 * 4096;
@@ -42,7 +37,7 @@ double measure_read_bandwidth(ThreadPool& pool, uint64_t bytes, int passes) {
     std::vector<uint64_t> sums(static_cast<size_t>(pool.n_threads()) * 8);  // a cache line each
     auto pass = [&] {
         pool.parallel_for(static_cast<int64_t>(bytes / 128), [&](int64_t l0, int64_t l1, int idx) {
-            sums[static_cast<size_t>(idx) * 8] += sum_range(base + l0 * 128, static_cast<uint64_t>(l1 - l0) * 128);
+            sums[static_cast<size_t>(idx) * 8] += read_sum(base + l0 * 128, static_cast<uint64_t>(l1 - l0) * 128);
         });
     };
     pass();

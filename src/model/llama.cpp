@@ -145,14 +145,11 @@ public:
             matmul(pool_, l.down, g_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
             for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
         }
-        std::map<int32_t, int64_t> ends;
-        for (int64_t t = 0; t < n_tok; ++t) ends[batch.seq[static_cast<size_t>(t)]] = batch.pos[static_cast<size_t>(t)] + 1;
-        for (const auto& [seq, n] : ends) cache.commit(seq, n);
+        cache.commit(batch);
 
-        int64_t n_out = 0;
-        for (int64_t t = 0; t < n_tok; ++t)
-            if (batch.want_logits[static_cast<size_t>(t)]) rms_norm(x(t), output_norm_.data(), h(n_out++), c.n_embd, c.rms_eps);
-        if (n_out) matmul(pool_, output_, h_.data(), n_out, logits, c.n_vocab, scratch_[0]);
+        // output norm and head, for the tokens that want logits
+        output_logits(pool_, batch.want_logits, x_.data(), h_.data(), c.n_embd, output_norm_, c.rms_eps, output_, logits,
+                      scratch_[0]);
     }
 
 private:

@@ -48,7 +48,9 @@ float* KvCache::append_row(int32_t seq, int64_t layer, int64_t pos) {
     return rows.data() + pos * row_width_;
 }
 
-void KvCache::commit(int32_t seq, int64_t n_pos) { seq_for(seq).n_pos = n_pos; }
+void KvCache::commit(const Batch& batch) {
+    for (int64_t t = 0; t < batch.size(); ++t) seq_for(batch.seq[static_cast<size_t>(t)]).n_pos = batch.pos[static_cast<size_t>(t)] + 1;
+}
 
 void KvCache::drop(int32_t seq) { seqs_.erase(seq); }
 

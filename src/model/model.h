@@ -48,8 +48,9 @@ public:
     const float* rows(int32_t seq, int64_t layer) const;
     // Appends the row for position `pos` (must equal n_pos before the step's first append).
     float* append_row(int32_t seq, int64_t layer, int64_t pos);
-    // Marks the positions appended in a step as cached (called once per sequence per step).
-    void commit(int32_t seq, int64_t n_pos);
+    // Marks the positions a step appended as cached: each sequence of the batch now ends after
+    // its last token in the batch.
+    void commit(const Batch& batch);
 
     void drop(int32_t seq);                      // forget a sequence
     void truncate(int32_t seq, int64_t n_pos);   // keep positions [0, n_pos)

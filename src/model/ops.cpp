@@ -129,6 +129,14 @@ std::vector<float> rope_inv_freq(const RopeParams& p) {
     return inv;
 }
 
+void output_logits(cpu::ThreadPool& pool, std::span<const uint8_t> want, const float* x, float* h, int64_t n_embd,
+                   const std::vector<float>& norm_w, float eps, const Mat& out_w, float* logits, QuantScratch& scratch) {
+    int64_t n_out = 0;
+    for (size_t t = 0; t < want.size(); ++t)
+        if (want[t]) rms_norm(x + static_cast<int64_t>(t) * n_embd, norm_w.data(), h + n_embd * n_out++, n_embd, eps);
+    if (n_out) matmul(pool, out_w, h, n_out, logits, out_w.n_out, scratch);
+}
+
 void softmax(float* x, int64_t n) {
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);

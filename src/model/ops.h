@@ -74,6 +74,11 @@ std::vector<float> rope_inv_freq(const RopeParams& p);
 
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+// The output head for the tokens of a step that want logits: rms_norm(x_t) * norm_w, then
+// logits = out_w . that, in batch order. x: [n_tok, n_embd]; h: scratch of the same size.
+void output_logits(cpu::ThreadPool& pool, std::span<const uint8_t> want, const float* x, float* h, int64_t n_embd,
+                   const std::vector<float>& norm_w, float eps, const Mat& out_w, float* logits, QuantScratch& scratch);
+
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
 
