@@ -14,10 +14,8 @@ QUESTION=${1:-"What is 12 * 7? Answer briefly."}
 MODEL=models/qwen2.5-coder-0.5b-instruct.gguf
 
 bash scripts/setup.sh
-if [ ! -x build/bin/tandem ]; then
-  cmake --preset release >/dev/null
-  cmake --build build -j "$(nproc)" --target tandem
-fi
+cmake --preset release >/dev/null
+cmake --build build -j "$(nproc)" --target tandem >/dev/null
 
 if [ ! -f "$MODEL" ]; then
   mkdir -p models/.download
