@@ -166,6 +166,7 @@ int run_run(RunArgs args) {
     }
     if (!tok && args.tokens_out.empty() && args.n_predict > 0) std::printf("%s\n", nlohmann::json(generated).dump().c_str());
 
+    std::fflush(stdout);  // the answer, then the summary line, also when both go to one pipe
     // Decode steps: each generated token but the last ran one forward pass.
     const double n_dec = static_cast<double>(std::max<size_t>(generated.size(), 1) - 1);
     const double dec_tps = decode_s > 0 && n_dec > 0 ? n_dec / decode_s : 0.0;
