@@ -257,7 +257,7 @@ public:
             for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
             // ffn rmsnorm, dense FFN or experts, residual
             for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
-            if (il < c.n_layer_dense) dense_ffn(l.ffn_gate, l.ffn_up, l.ffn_down, n_tok, y_.data());
+            if (il < c.n_layer_dense) swiglu_ffn(pool_, l.ffn_gate, l.ffn_up, l.ffn_down, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
             else moe(l, n_tok);
             for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
         }
@@ -363,17 +363,6 @@ private:
         matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
     }
 
-    // out[t] = down(silu(gate h_t) * up h_t), over rows of h_.
-    void dense_ffn(const Mat& gate, const Mat& up, const Mat& down, int64_t n_tok, float* out) {
-        const int64_t n_ff = gate.n_out;
-        g_.resize(static_cast<size_t>(n_tok * n_ff));
-        u_.resize(g_.size());
-        matmul(pool_, gate, h_.data(), n_tok, g_.data(), n_ff, scratch_[0]);
-        matmul(pool_, up, h_.data(), n_tok, u_.data(), n_ff, scratch_[0]);
-        for (size_t i = 0; i < g_.size(); ++i) g_[i] = silu(g_[i]) * u_[i];
-        matmul(pool_, down, g_.data(), n_tok, out, c_.n_embd, scratch_[0]);
-    }
-
     // Expert choice for one token from router logits: ids and weights (n_expert_used each).
     void route(const Layer& l, const float* logit, int32_t* ids, float* weights) const {
         const Config& c = c_;
@@ -442,7 +431,7 @@ private:
         if (f32_activations_) moe_f32(l, n_tok);
         else cpu::moe_forward(pool_, ew, h_.data(), n_tok, ids_.data(), wts_.data(), static_cast<int>(k), moe_out_.data(), moe_scratch_);
         // shared experts, always on
-        if (!l.gate_sh.empty()) dense_ffn(l.gate_sh, l.up_sh, l.down_sh, n_tok, y_.data());
+        if (!l.gate_sh.empty()) swiglu_ffn(pool_, l.gate_sh, l.up_sh, l.down_sh, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
         else std::fill(y_.begin(), y_.end(), 0.0f);
         for (size_t i = 0; i < y_.size(); ++i) y_[i] += moe_out_[i];
     }
@@ -453,7 +442,7 @@ private:
         const Config& c = c_;
         const int64_t k = c.n_expert_used;
         std::fill(moe_out_.begin(), moe_out_.end(), 0.0f);
-        std::vector<float> xe, g, u, d;
+        std::vector<float> xe, d;
         for (int64_t e = 0; e < c.n_expert; ++e) {
             std::vector<std::pair<int64_t, float>> toks;
             for (int64_t i = 0; i < n_tok * k; ++i)
@@ -462,13 +451,9 @@ private:
             const int64_t m = static_cast<int64_t>(toks.size());
             xe.resize(static_cast<size_t>(m * c.n_embd));
             for (int64_t i = 0; i < m; ++i) std::copy(h(toks[static_cast<size_t>(i)].first), h(toks[static_cast<size_t>(i)].first) + c.n_embd, xe.data() + i * c.n_embd);
-            g.resize(static_cast<size_t>(m * c.n_ff_exp));
-            u.resize(g.size());
             d.resize(static_cast<size_t>(m * c.n_embd));
-            matmul(pool_, mat_of(*l.gate_exps, e), xe.data(), m, g.data(), c.n_ff_exp, scratch_[0]);
-            matmul(pool_, mat_of(*l.up_exps, e), xe.data(), m, u.data(), c.n_ff_exp, scratch_[0]);
-            for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
-            matmul(pool_, mat_of(*l.down_exps, e), g.data(), m, d.data(), c.n_embd, scratch_[0]);
+            swiglu_ffn(pool_, mat_of(*l.gate_exps, e), mat_of(*l.up_exps, e), mat_of(*l.down_exps, e), xe.data(), m, d.data(),
+                       g_, u_, scratch_[0]);
             for (int64_t i = 0; i < m; ++i) {
                 const auto [t, w] = toks[static_cast<size_t>(i)];
                 for (int64_t j = 0; j < c.n_embd; ++j) moe_out_[static_cast<size_t>(t * c.n_embd + j)] += w * d[static_cast<size_t>(i * c.n_embd + j)];

@@ -97,9 +97,8 @@ public:
         }
         inv_freq_ = rope_inv_freq(c.rope);
         // Llama 3.1-style per-dimension frequency factors, when the file carries them.
-        if (const gguf::TensorInfo* rf = file.find("rope_freqs.weight")) {
+        if (b.has("rope_freqs.weight")) {
             const std::vector<float> factors = b.vec("rope_freqs.weight", c.rope.dim / 2);
-            (void)rf;
             for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= factors[i];
         }
         for (float& f : inv_freq_) f /= c.rope_linear_factor;
@@ -137,12 +136,7 @@ public:
             for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
             // ffn rmsnorm, SwiGLU, residual
             for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
-            g_.resize(static_cast<size_t>(n_tok * c.n_ff));
-            u_.resize(g_.size());
-            matmul(pool_, l.gate, h_.data(), n_tok, g_.data(), c.n_ff, scratch_[0]);
-            matmul(pool_, l.up, h_.data(), n_tok, u_.data(), c.n_ff, scratch_[0]);
-            for (size_t i = 0; i < g_.size(); ++i) g_[i] = silu(g_[i]) * u_[i];
-            matmul(pool_, l.down, g_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
+            swiglu_ffn(pool_, l.gate, l.up, l.down, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
             for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
         }
         cache.commit(batch);

@@ -129,6 +129,17 @@ std::vector<float> rope_inv_freq(const RopeParams& p) {
     return inv;
 }
 
+void swiglu_ffn(cpu::ThreadPool& pool, const Mat& gate, const Mat& up, const Mat& down, const float* x, int64_t n_tok,
+                float* out, std::vector<float>& g, std::vector<float>& u, QuantScratch& scratch) {
+    const int64_t n_ff = gate.n_out;
+    g.resize(static_cast<size_t>(n_tok * n_ff));
+    u.resize(g.size());
+    matmul(pool, gate, x, n_tok, g.data(), n_ff, scratch);
+    matmul(pool, up, x, n_tok, u.data(), n_ff, scratch);
+    for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+    matmul(pool, down, g.data(), n_tok, out, down.n_out, scratch);
+}
+
 void output_logits(cpu::ThreadPool& pool, std::span<const uint8_t> want, const float* x, float* h, int64_t n_embd,
                    const std::vector<float>& norm_w, float eps, const Mat& out_w, float* logits, QuantScratch& scratch) {
     int64_t n_out = 0;

@@ -74,6 +74,12 @@ std::vector<float> rope_inv_freq(const RopeParams& p);
 
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+// The SwiGLU feed-forward block (dense FFNs, shared and routed experts):
+// out[t] = down (silu(gate x_t) * up x_t). x: [n_tok, gate.n_in], out: [n_tok, down.n_out];
+// g and u are scratch, grown to [n_tok, gate.n_out].
+void swiglu_ffn(cpu::ThreadPool& pool, const Mat& gate, const Mat& up, const Mat& down, const float* x, int64_t n_tok,
+                float* out, std::vector<float>& g, std::vector<float>& u, QuantScratch& scratch);
+
 // The output head for the tokens of a step that want logits: rms_norm(x_t) * norm_w, then
 // logits = out_w . that, in batch order. x: [n_tok, n_embd]; h: scratch of the same size.
 void output_logits(cpu::ThreadPool& pool, std::span<const uint8_t> want, const float* x, float* h, int64_t n_embd,

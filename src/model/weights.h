@@ -13,7 +13,6 @@ class Binder {
 public:
     explicit Binder(const gguf::File& file) : file_(file) {}
 
-    const gguf::TensorInfo* find(const std::string& name) const { return file_.find(name); }
     bool has(const std::string& name) const { return file_.find(name) != nullptr; }
 
     // The tensor, which must exist and have exactly these GGUF dimensions.
