@@ -2,14 +2,17 @@
 //
 // One iteration is a matrix-vector product over a weight matrix [rows, 7168] (the gate/up
 // projection of one expert is [2048, 7168]), one vec_dot per row against a quantized
-// activation. The matrix (~512 MiB) is larger than the last-level cache (300 MiB on the
-// benchmark Xeon), so
-// the reported bytes/s is weight bytes streamed from memory, comparable to the machine's read
-// bandwidth; "weights/s" counts elements.
+// activation. Two matrix sizes per format and ISA:
+//   .../dram: ~512 MiB, larger than the last-level cache (300 MiB on the benchmark Xeon), so
+//             bytes/s is weight bytes streamed from memory, comparable to the read bandwidth;
+//   .../l2:   ~1 MiB, resident in L2 (2 MiB per core), the kernel's pure compute rate.
+// "weights/s" counts elements. Filter with --benchmark_filter, e.g. 'IQ1_S/avx512vnni'.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "quant/quant.h"
@@ -22,14 +25,14 @@ using namespace tandem::quant;
 
 constexpr int64_t kCols = 7168;  // n_embd of DeepSeek-R1
 
-void bm_vec_dot(benchmark::State& state, GgmlType type, Isa isa) {
+void bm_vec_dot(benchmark::State& state, GgmlType type, Isa isa, int64_t matrix_bytes) {
     if (static_cast<int>(isa) > static_cast<int>(detect_isa())) {
         state.SkipWithError("CPU lacks this ISA");
         return;
     }
     const tandem::GgmlTypeTraits& t = tandem::ggml_traits(type);
     const size_t row_bytes = kCols / t.block_size * t.type_size;
-    const int64_t rows = std::max<int64_t>(64, (int64_t{512} << 20) / static_cast<int64_t>(row_bytes));
+    const int64_t rows = std::max<int64_t>(8, matrix_bytes / static_cast<int64_t>(row_bytes));
     std::vector<uint8_t> w(row_bytes * rows);
     fill_random(type, w, 1, 0.05f);
     const tandem::GgmlTypeTraits& at = tandem::ggml_traits(vec_dot_type(type));
@@ -51,13 +54,22 @@ void bm_vec_dot(benchmark::State& state, GgmlType type, Isa isa) {
 }
 
 void register_all() {
-    const GgmlType types[] = {GgmlType::IQ1_S, GgmlType::IQ2_XXS, GgmlType::Q2_K,  GgmlType::Q4_K,  GgmlType::Q8_0,
-                              GgmlType::Q6_K,  GgmlType::Q3_K,    GgmlType::IQ1_M, GgmlType::IQ3_XXS, GgmlType::Q5_K};
+    // R1's priority formats first, then every other format with a SIMD kernel.
+    const GgmlType types[] = {GgmlType::IQ1_S,  GgmlType::IQ2_XXS, GgmlType::Q2_K,  GgmlType::Q4_K,   GgmlType::Q8_0,
+                              GgmlType::Q6_K,   GgmlType::Q3_K,    GgmlType::Q5_K,  GgmlType::IQ1_M,  GgmlType::IQ3_XXS,
+                              GgmlType::IQ2_XS, GgmlType::IQ2_S,   GgmlType::IQ3_S, GgmlType::IQ4_XS, GgmlType::IQ4_NL,
+                              GgmlType::Q4_0,   GgmlType::Q4_1,    GgmlType::Q5_0,  GgmlType::Q5_1,   GgmlType::F16,
+                              GgmlType::BF16};
+    const std::pair<const char*, int64_t> sizes[] = {{"dram", int64_t{512} << 20}, {"l2", int64_t{1} << 20}};
     for (GgmlType type : types)
-        for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni}) {
-            const std::string name = "vec_dot/" + std::string(tandem::ggml_type_name(type)) + "/" + std::string(isa_name(isa));
-            benchmark::RegisterBenchmark(name.c_str(), bm_vec_dot, type, isa)->Unit(benchmark::kMillisecond)->MinTime(0.2);
-        }
+        for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni})
+            for (const auto& [size_name, bytes] : sizes) {
+                const std::string name = "vec_dot/" + std::string(tandem::ggml_type_name(type)) + "/" +
+                                         std::string(isa_name(isa)) + "/" + size_name;
+                benchmark::RegisterBenchmark(name.c_str(), bm_vec_dot, type, isa, bytes)
+                    ->Unit(benchmark::kMicrosecond)
+                    ->MinTime(0.3);
+            }
 }
 
 }  // namespace

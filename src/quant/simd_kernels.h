@@ -175,44 +175,6 @@ inline __m256i grid_chunk(uint64_t e0, uint64_t e1, uint64_t e2, uint64_t e3) {
 }
 
 template <Isa I>
-inline void block_dot(const BlockIq2Xxs& b, const BlockQ8K& a, __m256& facc) {
-    const auto* qs = reinterpret_cast<const uint8_t*>(b.qs);
-    __m256i acc = _mm256_setzero_si256();
-    for (int i = 0; i < 8; ++i) {
-        // Bytes 8i .. 8i+3: four grid indices; 8i+4 .. 8i+7: four 7-bit sign indices, scale.
-        const uint32_t aux0 = load_u32(qs + 8 * i), aux1 = load_u32(qs + 8 * i + 4);
-        const __m256i u = grid_chunk(kIq2xxsGrid[aux0 & 0xFF], kIq2xxsGrid[(aux0 >> 8) & 0xFF],
-                                     kIq2xxsGrid[(aux0 >> 16) & 0xFF], kIq2xxsGrid[aux0 >> 24]);
-        // The grid is unsigned; its signs move onto the activations.
-        const __m256i signs = grid_chunk(kKsignsMul[aux1 & 0x7F], kKsignsMul[(aux1 >> 7) & 0x7F],
-                                         kKsignsMul[(aux1 >> 14) & 0x7F], kKsignsMul[(aux1 >> 21) & 0x7F]);
-        const __m256i qa = _mm256_sign_epi8(load32(a.qs + 32 * i), signs);
-        acc = scaled_dot<I>(acc, u, qa, _mm256_set1_epi16(static_cast<int16_t>(2 * (aux1 >> 28) + 1)));
-    }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
-}
-
-template <Isa I>
-inline void block_dot(const BlockIq1S& b, const BlockQ8K& a, __m256& facc) {
-    // Per 32 weights: (d/8) * (8 s * sum(g qa) + delta s * bsum), g in {-1,0,1}, and with
-    // u = g + 1 in {0,1,2}: sum(g qa) = sum(u qa) - bsum, so the offset is (delta - 8) s.
-    alignas(32) int16_t off[16];
-    const __m256i one = _mm256_set1_epi8(1);
-    __m256i acc = _mm256_setzero_si256();
-    for (int i = 0; i < 8; ++i) {
-        const uint32_t qh = b.qh[i];
-        const int s = 2 * static_cast<int>((qh >> 12) & 7) + 1;
-        off[2 * i] = off[2 * i + 1] = static_cast<int16_t>(((qh & 0x8000) ? -1 - 8 : 1 - 8) * s);
-        const uint8_t* q = b.qs + 4 * i;
-        const __m256i g = grid_chunk(kIq1sGrid[q[0] | ((qh << 8) & 0x700)], kIq1sGrid[q[1] | ((qh << 5) & 0x700)],
-                                     kIq1sGrid[q[2] | ((qh << 2) & 0x700)], kIq1sGrid[q[3] | ((qh >> 1) & 0x700)]);
-        acc = scaled_dot<I>(acc, _mm256_add_epi8(g, one), load32(a.qs + 32 * i), _mm256_set1_epi16(static_cast<int16_t>(8 * s)));
-    }
-    acc = _mm256_add_epi32(acc, bsum_terms(a, off));
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
-}
-
-template <Isa I>
 inline void block_dot(const BlockIq1M& b, const BlockQ8K& a, __m256& facc) {
     // As the scalar form: (d/8) * (2 sc + 1) * q with q = 8 g +- 1 (the delta sign changes
     // every 8 weights). Here u = q + 9 = 8 (g + 1) + (1 +- 1) in [0, 18]; the +9 comes back
@@ -241,31 +203,287 @@ inline void block_dot(const BlockIq1M& b, const BlockQ8K& a, __m256& facc) {
                            _mm256_set1_ps(a.d * (fp16_to_f32(iq1m_scale_bits(b)) * 0.125f)), facc);
 }
 
-template <Isa I>
-inline void block_dot(const BlockIq3Xxs& b, const BlockQ8K& a, __m256& facc) {
-    __m256i acc = _mm256_setzero_si256();
-    for (int i = 0; i < 8; ++i) {
-        const uint32_t aux = load_u32(b.qs + 64 + 4 * i);  // after the 64 grid indices
-        const uint8_t* q = b.qs + 8 * i;
-        const __m256i u = _mm256_setr_epi32(
-            static_cast<int>(kIq3xxsGrid[q[0]]), static_cast<int>(kIq3xxsGrid[q[1]]), static_cast<int>(kIq3xxsGrid[q[2]]),
-            static_cast<int>(kIq3xxsGrid[q[3]]), static_cast<int>(kIq3xxsGrid[q[4]]), static_cast<int>(kIq3xxsGrid[q[5]]),
-            static_cast<int>(kIq3xxsGrid[q[6]]), static_cast<int>(kIq3xxsGrid[q[7]]));
-        const __m256i signs = grid_chunk(kKsignsMul[aux & 0x7F], kKsignsMul[(aux >> 7) & 0x7F],
-                                         kKsignsMul[(aux >> 14) & 0x7F], kKsignsMul[(aux >> 21) & 0x7F]);
-        const __m256i qa = _mm256_sign_epi8(load32(a.qs + 32 * i), signs);
-        acc = scaled_dot<I>(acc, u, qa, _mm256_set1_epi16(static_cast<int16_t>(2 * (aux >> 28) + 1)));
-    }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.25f)), facc);
+// ---- grid formats (IQ1_S, IQ2_*, IQ3_*) ----
+//
+// Per 256-block the grid indices, sign bits and scales of all 256 weights are computed with a
+// few vector ops, then the grid entries are fetched with gathers (vpgatherdq / vpgatherdd):
+// under AVX-512 64 weights (8 entries of 8 bytes or 16 of 4) per gather, one zmm maddubs and
+// one vpdpwssd per 64 weights, and the signs applied to the activations through a 64-bit mask
+// register; under AVX2 32 weights per step. The scalar per-entry index arithmetic and chunk
+// assembly of the first kernels (~35 uops per 32 weights, compute-bound at ~1.5-2 GB/s on
+// IQ1_S) is gone. Signs: bit e of a 256-bit string (32 bytes, entry k's byte k) negates weight e.
+
+// Weights whose grid values are stored as signed {-1, 0, 1} (IQ1_S/IQ1_M) get them + 1 in
+// every byte, so a gathered entry is directly maddubs' unsigned operand.
+constexpr std::array<uint64_t, 2048> make_iq1s_grid_u() {
+    std::array<uint64_t, 2048> t{};
+    for (size_t i = 0; i < t.size(); ++i)
+        for (int j = 0; j < 8; ++j) {
+            const auto v = static_cast<uint8_t>(static_cast<int8_t>(kIq1sGrid[i] >> (8 * j)) + 1);
+            t[i] |= uint64_t{v} << (8 * j);
+        }
+    return t;
+}
+alignas(64) constexpr std::array<uint64_t, 2048> kIq1sGridU = make_iq1s_grid_u();
+
+// kKsigns as arithmetic: a 7-bit sign index i becomes the byte i | parity(i) << 7 (the eighth
+// sign makes the count of negatives even). x: bytes < 128.
+inline __m256i ksigns_bytes(__m256i x) {
+    const __m256i parity_lut = _mm256_setr_epi8(0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0, 0,
+                                                -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0);
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    const __m256i p = _mm256_xor_si256(_mm256_shuffle_epi8(parity_lut, _mm256_and_si256(x, nib)),
+                                       _mm256_shuffle_epi8(parity_lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), nib)));
+    return _mm256_or_si256(x, p);
 }
 
-template <Isa I, typename Block>
-float dot_k_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
-    const auto* wb = static_cast<const Block*>(w);
-    const auto* ab = static_cast<const BlockQ8K*>(a);
-    __m256 facc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / kQK; ++i) block_dot<I>(wb[i], ab[i], facc);
-    return hsum(facc);
+// Each dword t of aux (IQ2_XXS / IQ3_XXS: four 7-bit sign indices at bits 0, 7, 14, 21) as
+// four sign bytes, in order.
+inline __m256i ksigns_from_aux(__m256i aux) {
+    const __m256i f0 = _mm256_and_si256(aux, _mm256_set1_epi32(0x7F));
+    const __m256i f1 = _mm256_and_si256(_mm256_slli_epi32(aux, 1), _mm256_set1_epi32(0x7F00));
+    const __m256i f2 = _mm256_and_si256(_mm256_slli_epi32(aux, 2), _mm256_set1_epi32(0x7F0000));
+    const __m256i f3 = _mm256_and_si256(_mm256_slli_epi32(aux, 3), _mm256_set1_epi32(0x7F000000));
+    return ksigns_bytes(_mm256_or_si256(_mm256_or_si256(f0, f1), _mm256_or_si256(f2, f3)));
+}
+
+// [8] int16 scales, one per 32 weights, as [16] int16, one per 16 weights.
+inline __m256i scales_per16(__m128i sc8) {
+    const __m256i w = _mm256_cvtepu16_epi32(sc8);
+    return _mm256_or_si256(w, _mm256_slli_epi32(w, 16));
+}
+
+// The integer dot of one block, accumulated over its 64- (AVX-512) or 32-weight steps.
+// [16] int32 under AVX-512, [8] under AVX2.
+template <Isa I>
+struct AccVec {
+    using type = __m256i;
+};
+template <>
+struct AccVec<Isa::Avx512Vnni> {
+    using type = __m512i;
+};
+
+template <Isa I>
+struct GridAcc {
+    typename AccVec<I>::type v;
+    __m256i scales;                      // [16] int16, the scale of each 16 weights
+    alignas(32) int16_t sc[16];          // AVX2: the same, for broadcasts
+    alignas(32) uint64_t sign_bits[4];   // bit e: weight e is negative (signed grids only)
+
+    explicit GridAcc(__m256i scales16) : scales(scales16) {
+        if constexpr (I == Isa::Avx512Vnni) {
+            v = _mm512_setzero_si512();
+        } else {
+            v = _mm256_setzero_si256();
+            _mm256_store_si256(reinterpret_cast<__m256i*>(sc), scales16);
+        }
+    }
+    void set_signs(__m256i bits) { _mm256_store_si256(reinterpret_cast<__m256i*>(sign_bits), bits); }
+
+    // Weights 64j .. 64j+63 (AVX-512: u is one zmm; AVX2: call step32 twice instead).
+    template <bool kSigned>
+    void step64(__m512i u, const int8_t* qa, int j) {
+        __m512i q = _mm512_loadu_si512(qa + 64 * j);
+        if constexpr (kSigned) q = _mm512_mask_sub_epi8(q, _cvtu64_mask64(sign_bits[j]), _mm512_setzero_si512(), q);
+        // int16 lane m of the maddubs result covers weights 2m, 2m+1: scale 4j + m / 8.
+        const __m512i pick = _mm512_add_epi16(
+            _mm512_set1_epi16(static_cast<int16_t>(4 * j)),
+            _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+        const __m512i scale = _mm512_permutexvar_epi16(pick, _mm512_castsi256_si512(scales));
+        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(u, q), scale);
+    }
+    // Weights 32g .. 32g+31.
+    template <bool kSigned>
+    void step32(__m256i u, const int8_t* qa, int g) {
+        __m256i q = load32(qa + 32 * g);
+        if constexpr (kSigned) {
+            // Byte e takes byte e / 8 of the 32 sign bits, then keeps bit e % 8; -1 where set.
+            uint32_t bits;
+            std::memcpy(&bits, reinterpret_cast<const uint8_t*>(sign_bits) + 4 * g, 4);
+            const __m256i spread = _mm256_shuffle_epi8(
+                _mm256_set1_epi32(static_cast<int>(bits)),
+                _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+            const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+            const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
+            q = _mm256_sign_epi8(q, _mm256_or_si256(neg, _mm256_set1_epi8(1)));
+        }
+        v = scaled_dot<I>(v, u, q, scale_pair(sc[2 * g], sc[2 * g + 1]));
+    }
+    // [8] int32 partial sums.
+    __m256i sum8() const {
+        if constexpr (I == Isa::Avx512Vnni) return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+        else return v;
+    }
+};
+
+// Eight 8-byte grid entries (64 weights) at 32-bit indices.
+template <Isa I>
+inline __m512i gather8x64(const uint64_t* table, __m256i idx) {
+    return _mm512_i32gather_epi64(idx, table, 8);
+}
+inline __m256i gather4x64(const uint64_t* table, __m128i idx) {
+    return _mm256_i32gather_epi64(reinterpret_cast<const long long*>(table), idx, 8);
+}
+
+// Steps 2j and 2j + 1 (64 weights) from eight 8-byte entries at idx.
+template <Isa I, bool kSigned>
+inline void grid8_steps(GridAcc<I>& acc, const uint64_t* table, __m256i idx, const int8_t* qa, int j) {
+    if constexpr (I == Isa::Avx512Vnni) {
+        acc.template step64<kSigned>(gather8x64<I>(table, idx), qa, j);
+    } else {
+        acc.template step32<kSigned>(gather4x64(table, _mm256_castsi256_si128(idx)), qa, 2 * j);
+        acc.template step32<kSigned>(gather4x64(table, _mm256_extracti128_si256(idx, 1)), qa, 2 * j + 1);
+    }
+}
+
+// Steps 2j and 2j + 1 from sixteen 4-byte entries at idx (IQ3 grids).
+template <Isa I>
+inline void grid16_steps(GridAcc<I>& acc, const uint32_t* table, __m256i idx_lo, __m256i idx_hi, const int8_t* qa, int j) {
+    const auto* t = reinterpret_cast<const int*>(table);
+    if constexpr (I == Isa::Avx512Vnni) {
+        const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(idx_lo), idx_hi, 1);
+        acc.template step64<true>(_mm512_i32gather_epi32(idx, t, 4), qa, j);
+    } else {
+        acc.template step32<true>(_mm256_i32gather_epi32(t, idx_lo, 4), qa, 2 * j);
+        acc.template step32<true>(_mm256_i32gather_epi32(t, idx_hi, 4), qa, 2 * j + 1);
+    }
+}
+
+template <Isa I>
+inline void block_dot(const BlockIq1S& b, const BlockQ8K& a, __m256& facc) {
+    // Per 32 weights (group i): (d/8) * (8 s * sum(g qa) + delta s * bsum), g in {-1,0,1}; with
+    // u = g + 1 in {0,1,2}: sum(g qa) = sum(u qa) - bsum, so the group's offset is (delta - 8) s.
+    const __m128i qh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh));  // [8] u16
+    const __m128i s = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
+                                   _mm_set1_epi16(1));                            // 2 sc + 1
+    const __m128i neg = _mm_srai_epi16(qh, 15);                                   // -1 where delta < 0
+    const __m128i off = _mm_mullo_epi16(s, _mm_add_epi16(_mm_set1_epi16(-7), _mm_add_epi16(neg, neg)));
+    const __m256i bsum32 = _mm256_madd_epi16(load32(a.bsums), _mm256_set1_epi16(1));  // [8] qa sums per 32
+    GridAcc<I> acc(scales_per16(_mm_slli_epi16(s, 3)));
+    for (int j = 0; j < 4; ++j) {
+        // Entries 8j .. 8j+7 (groups 2j, 2j+1): index = qs[k] | bits 3l..3l+2 of qh[k/4] << 8.
+        const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
+        const __m256i qh2 = _mm256_set1_epi32(static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(b.qh) + 4 * j)));
+        __m256i idx;
+        if constexpr (I == Isa::Avx512Vnni) {
+            // Rotate the 3 bits to 8..10, then lo | (rot & 0x700).
+            const __m256i rot = _mm256_rolv_epi32(qh2, _mm256_setr_epi32(8, 5, 2, 31, 24, 21, 18, 15));
+            idx = _mm256_ternarylogic_epi32(lo, rot, _mm256_set1_epi32(0x700), 0xF8);
+        } else {
+            const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(qh2, _mm256_setr_epi32(0, 3, 6, 9, 16, 19, 22, 25)),
+                                                _mm256_set1_epi32(7));
+            idx = _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8));
+        }
+        grid8_steps<I, false>(acc, kIq1sGridU.data(), idx, a.qs, j);
+    }
+    const __m256i sum = _mm256_add_epi32(acc.sum8(), _mm256_mullo_epi32(bsum32, _mm256_cvtepi16_epi32(off)));
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
+}
+
+// The 8 odd dwords of 64 bytes (IQ2_XXS: the aux1 word of each group), in order.
+inline __m256i odd_dwords(const uint8_t* p) {
+    const __m256i pick = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
+    const __m256i a = _mm256_permutevar8x32_epi32(load32(p), pick), b = _mm256_permutevar8x32_epi32(load32(p + 32), pick);
+    return _mm256_permute2x128_si256(a, b, 0x20);
+}
+
+// 2 * (aux >> 28) + 1 of each dword as [16] int16 scales per 16 weights (IQ2_XXS, IQ3_XXS).
+inline __m256i aux_scales(__m256i aux) {
+    const __m256i s = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux, 28), 1), _mm256_set1_epi32(1));
+    return _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+}
+
+template <Isa I>
+inline void block_dot(const BlockIq2Xxs& b, const BlockQ8K& a, __m256& facc) {
+    // qs as 16 dwords: group g's aux0 (four 8-bit grid indices) at dword 2g, aux1 (four 7-bit
+    // sign indices, 4-bit scale) at 2g + 1.
+    const auto* qs = reinterpret_cast<const uint8_t*>(b.qs);
+    const __m256i aux1 = odd_dwords(qs);
+    GridAcc<I> acc(aux_scales(aux1));
+    acc.set_signs(ksigns_from_aux(aux1));
+    for (int j = 0; j < 4; ++j) {
+        // Bytes 16j + {0..3, 8..11}: the grid indices of groups 2j, 2j+1.
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16 * j));
+        const __m128i packed = _mm_shuffle_epi8(raw, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
+        grid8_steps<I, true>(acc, kIq2xxsGrid, _mm256_cvtepu8_epi32(packed), a.qs, j);
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
+}
+
+// IQ2_XS / IQ2_S: 4-bit scales, two per byte (low nibble first), as [16] int16 2 s + 1.
+inline __m256i iq2_scales(const uint8_t* scales) {
+    const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales));
+    const __m128i nib = _mm_unpacklo_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0F)),
+                                          _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    const __m256i s = _mm256_cvtepu8_epi16(nib);
+    return _mm256_or_si256(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
+}
+
+template <Isa I>
+inline void block_dot(const BlockIq2Xs& b, const BlockQ8K& a, __m256& facc) {
+    // qs[k]: 9-bit grid index | 7-bit sign index << 9.
+    const __m256i q0 = load32(b.qs), q1 = load32(b.qs + 16);
+    // Sign indices as bytes in entry order (packus interleaves 128-bit lanes; permute undoes it).
+    const __m256i sidx = _mm256_permute4x64_epi64(_mm256_packus_epi16(_mm256_srli_epi16(q0, 9), _mm256_srli_epi16(q1, 9)), 0xD8);
+    GridAcc<I> acc(iq2_scales(b.scales));
+    acc.set_signs(ksigns_bytes(sidx));
+    for (int j = 0; j < 4; ++j) {
+        const __m256i e = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
+        grid8_steps<I, true>(acc, kIq2xsGrid, _mm256_and_si256(e, _mm256_set1_epi32(511)), a.qs, j);
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
+}
+
+template <Isa I>
+inline void block_dot(const BlockIq2S& b, const BlockQ8K& a, __m256& facc) {
+    GridAcc<I> acc(iq2_scales(b.scales));
+    acc.set_signs(load32(b.signs));  // explicit: bit e % 8 of signs[e / 8]
+    for (int j = 0; j < 4; ++j) {
+        // Entries 8j .. 8j+7: qs[k] | bits 2(k%4)..+1 of qh[k/4] << 8.
+        const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
+        uint16_t qh2;
+        std::memcpy(&qh2, b.qh + 2 * j, 2);
+        const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(qh2), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                            _mm256_set1_epi32(3));
+        grid8_steps<I, true>(acc, kIq2sGrid, _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8)), a.qs, j);
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
+}
+
+template <Isa I>
+inline void block_dot(const BlockIq3Xxs& b, const BlockQ8K& a, __m256& facc) {
+    const __m256i aux = load32(b.qs + 64);  // [8] u32 after the 64 grid indices, one per 32 weights
+    GridAcc<I> acc(aux_scales(aux));
+    acc.set_signs(ksigns_from_aux(aux));
+    for (int j = 0; j < 4; ++j) {
+        const __m256i idx_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j)));
+        const __m256i idx_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j + 8)));
+        grid16_steps<I>(acc, kIq3xxsGrid, idx_lo, idx_hi, a.qs, j);
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.25f)), facc);
+}
+
+template <Isa I>
+inline void block_dot(const BlockIq3S& b, const BlockQ8K& a, __m256& facc) {
+    // Scales: nibble i % 2 of scales[i / 2] for the 32 weights i; x = d (1 + 2 sc) grid sign.
+    const __m128i raw = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.scales)));
+    const __m128i nib = _mm_unpacklo_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0F)),
+                                          _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    const __m128i s = _mm_cvtepu8_epi16(nib);
+    GridAcc<I> acc(scales_per16(_mm_or_si128(_mm_add_epi16(s, s), _mm_set1_epi16(1))));
+    acc.set_signs(load32(b.signs));
+    for (int j = 0; j < 4; ++j) {
+        // Entries 16j .. 16j+15: qs[k] | bit k % 8 of qh[k / 8] << 8.
+        const __m256i shifts = _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1);
+        const __m256i bit8 = _mm256_set1_epi32(0x100);
+        const __m256i lo0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j)));
+        const __m256i lo1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j + 8)));
+        const __m256i h0 = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(b.qh[2 * j]), shifts), bit8);
+        const __m256i h1 = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(b.qh[2 * j + 1]), shifts), bit8);
+        grid16_steps<I>(acc, kIq3sGrid, _mm256_or_si256(lo0, h0), _mm256_or_si256(lo1, h1), a.qs, j);
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
 // Q8_0 . Q8_0: signed weights, so |w| goes in the unsigned operand and w's sign onto qa.
@@ -322,6 +540,95 @@ float dot_q4_5_0_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4
     return hsum(facc);
 }
 
+// ---- non-linear 4-bit values (IQ4_NL, IQ4_XS): a 16-byte table lookup with vpshufb ----
+
+// The 32 values of one 16-byte nibble run as [32] int8: low nibbles are elements 0..15,
+// high nibbles 16..31 (Q4_0's order, which IQ4_NL and IQ4_XS's sub-blocks share).
+inline __m256i iq4_values(const uint8_t* qs) {
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+    return _mm256_shuffle_epi8(lut, unpack_nibbles(qs));
+}
+
+template <Isa I>
+inline void block_dot(const BlockIq4Xs& b, const BlockQ8K& a, __m256& facc) {
+    // Scales: low nibble of scales_l[i / 2] (nibble i % 2) | bits 2i..2i+1 of scales_h << 4, - 32.
+    alignas(16) int16_t sc[8];
+    const uint32_t lo = load_u32(b.scales_l), hi = b.scales_h;
+    for (int i = 0; i < 8; ++i) sc[i] = static_cast<int16_t>((((lo >> (4 * i)) & 0x0F) | (((hi >> (2 * i)) & 3) << 4)) - 32);
+    __m256i acc = _mm256_setzero_si256();
+    for (int i = 0; i < 8; ++i) {
+        // Signed values: |v| is the unsigned operand, v's sign moves onto qa (|v| <= 127).
+        const __m256i v = iq4_values(b.qs + 16 * i);
+        const __m256i qa = _mm256_sign_epi8(load32(a.qs + 32 * i), v);
+        acc = scaled_dot<I>(acc, _mm256_abs_epi8(v), qa, _mm256_set1_epi16(sc[i]));
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
+}
+
+template <Isa I>
+float dot_iq4_nl_row(const void* w, const void* a, int64_t n) {  // w: [n/32] IQ4_NL, a: [n/32] Q8_0
+    const auto* wb = static_cast<const BlockIq4Nl*>(w);
+    const auto* ab = static_cast<const BlockQ8_0*>(a);
+    __m256 facc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQ32; ++i) {
+        const __m256i v = iq4_values(wb[i].qs);
+        const __m256i dot = dot_u8<I>(_mm256_abs_epi8(v), _mm256_sign_epi8(load32(ab[i].qs), v));
+        const float d = fp16_to_f32(wb[i].d) * fp16_to_f32(ab[i].d);
+        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d), facc);
+    }
+    return hsum(facc);
+}
+
+// Q4_1 / Q5_1: x = d q + m with q unsigned, so sum x qa = d sum(q qa) + m sum(qa).
+template <Isa I, typename Block>
+float dot_q4_5_1_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4_1 or Q5_1, a: [n/32] Q8_0
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* ab = static_cast<const BlockQ8_0*>(a);
+    __m256 facc = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n / kQ32; ++i) {
+        __m256i q = unpack_nibbles(wb[i].qs);
+        if constexpr (std::is_same_v<Block, BlockQ5_1>) q = _mm256_or_si256(q, fifth_bits(wb[i].qh));
+        const __m256i qa = load32(ab[i].qs);
+        const float ad = fp16_to_f32(ab[i].d);
+        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8<I>(q, qa)), _mm256_set1_ps(fp16_to_f32(wb[i].d) * ad), facc);
+        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8<I>(ones, qa)), _mm256_set1_ps(fp16_to_f32(wb[i].m) * ad), facc);
+    }
+    return hsum(facc);
+}
+
+// ---- F16 / BF16 weights . F32 activations ----
+
+template <bool kBf16>
+inline __m256 load8_half(const uint16_t* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (kBf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    else return _mm256_cvtph_ps(h);
+}
+
+template <Isa I, bool kBf16>
+float dot_half_row(const void* w, const void* a, int64_t n) {  // w: [n] f16 or bf16, a: [n] f32
+    const auto* wh = static_cast<const uint16_t*>(w);
+    const auto* x = static_cast<const float*>(a);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; ++k)
+            acc[k] = _mm256_fmadd_ps(load8_half<kBf16>(wh + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k), acc[k]);
+    float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; ++i) sum += (kBf16 ? bf16_to_f32(wh[i]) : fp16_to_f32(wh[i])) * x[i];
+    return sum;
+}
+
+template <Isa I, typename Block>
+float dot_k_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    __m256 facc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK; ++i) block_dot<I>(wb[i], ab[i], facc);
+    return hsum(facc);
+}
+
 template <Isa I>
 VecDotFn simd_kernel(GgmlType type) {
     using T = GgmlType;
@@ -338,6 +645,15 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ3_XXS: return dot_k_row<I, BlockIq3Xxs>;
         case T::IQ1_S: return dot_k_row<I, BlockIq1S>;
         case T::IQ1_M: return dot_k_row<I, BlockIq1M>;
+        case T::IQ2_XS: return dot_k_row<I, BlockIq2Xs>;
+        case T::IQ2_S: return dot_k_row<I, BlockIq2S>;
+        case T::IQ3_S: return dot_k_row<I, BlockIq3S>;
+        case T::IQ4_XS: return dot_k_row<I, BlockIq4Xs>;
+        case T::IQ4_NL: return dot_iq4_nl_row<I>;
+        case T::Q4_1: return dot_q4_5_1_row<I, BlockQ4_1>;
+        case T::Q5_1: return dot_q4_5_1_row<I, BlockQ5_1>;
+        case T::F16: return dot_half_row<I, false>;
+        case T::BF16: return dot_half_row<I, true>;
         default: return nullptr;
     }
 }

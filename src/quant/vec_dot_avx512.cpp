@@ -5,6 +5,7 @@
 // file is reached only through vec_dot_fn after CPUID says the CPU has AVX-512 VNNI.
 #include <immintrin.h>
 
+#include <array>
 #include <cstring>
 #include <type_traits>
 
@@ -15,6 +16,10 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
+// NOTES: GCC 12's _mm512_undefined_epi32 (behind the gathers, extracti64x4, inserti64x4)
+// is `__m512i __Y = __Y;`, which -Wmaybe-uninitialized reports once inlined here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "quant/simd_kernels.h"
 
 namespace tandem::quant {
@@ -22,6 +27,7 @@ namespace {
 VecDotFn avx512_table(GgmlType type) { return simd_kernel<Isa::Avx512Vnni>(type); }
 }  // namespace
 }  // namespace tandem::quant
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 namespace tandem::quant {
