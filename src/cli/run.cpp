@@ -1,13 +1,12 @@
 // tandem run: prompt in, streamed text (or token ids and logits) out, then one summary line of
 // prefill and decode speed and peak memory.
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli/common.h"
 #include "cli/verbs.h"
 #include "core/check.h"
 #include "core/npy.h"
@@ -29,24 +28,18 @@ struct RunArgs {
     std::string prompt;
     std::string prompt_tokens;  // "1,2,3"
     bool chat = false;
+    std::string chat_template;  // built-in name or file; empty: the model's
+    std::string system;
     int n_predict = 128;
     int n_threads = 0;
     int n_ctx = 4096;
     int n_batch = 512;
-    bool greedy = false;
-    text::SamplerParams sampling;
-    std::vector<std::string> stops;
+    SamplingArgs sampling;
     std::string logits_out;
     std::string tokens_out;
     bool ignore_eos = false;
     bool f32_activations = false;
 };
-
-uint64_t peak_rss_bytes() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
-}
 
 std::vector<int32_t> parse_token_list(const std::string& s) {
     std::vector<int32_t> out;
@@ -61,22 +54,24 @@ std::vector<int32_t> parse_token_list(const std::string& s) {
             used = 0;
         }
         if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX)
-            fail("--prompt-tokens: '{}' is not a token id (expected comma-separated non-negative integers)", item);
+            fail(
+                "--prompt-tokens: '{}' is not a token id (expected comma-separated non-negative "
+                "integers)",
+                item);
         out.push_back(static_cast<int32_t>(v));
     }
     if (out.empty()) fail("--prompt-tokens: no token ids given");
     return out;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 int run_run(RunArgs args) {
-    if (args.prompt.empty() == args.prompt_tokens.empty()) fail("give exactly one of -p/--prompt and --prompt-tokens");
+    if (args.prompt.empty() == args.prompt_tokens.empty())
+        fail("give exactly one of -p/--prompt and --prompt-tokens");
     if (args.n_predict < 0) fail("-n must be 0 or more, found {}", args.n_predict);
     if (args.n_ctx < 1) fail("--ctx must be positive, found {}", args.n_ctx);
     if (args.n_batch < 1) fail("--batch must be positive, found {}", args.n_batch);
+    if (!args.chat && (!args.chat_template.empty() || !args.system.empty()))
+        fail("--chat-template and --system need --chat");
 
     const gguf::File file = gguf::File::open(args.model);
     cpu::ThreadPool pool(args.n_threads);
@@ -95,20 +90,23 @@ int run_run(RunArgs args) {
         std::string text = args.prompt;
         text::EncodeOptions eo;
         if (args.chat) {
-            text = text::apply_chat_template(file.metadata(), nlohmann::json::array({{{"role", "user"}, {"content", args.prompt}}}), true);
+            nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+            if (!args.system.empty())
+                messages.push_back({{"role", "system"}, {"content", args.system}});
+            messages.push_back({{"role", "user"}, {"content", args.prompt}});
+            text = text::apply_chat_template(file.metadata(), messages, true, args.chat_template);
             eo.add_special = false;  // the template writes BOS itself
         }
         prompt = tok->encode(text, eo);
     }
     if (static_cast<int64_t>(prompt.size()) + args.n_predict > args.n_ctx)
-        fail("prompt ({} tokens) plus -n {} exceeds --ctx {}", prompt.size(), args.n_predict, args.n_ctx);
+        fail("prompt ({} tokens) plus -n {} exceeds --ctx {}", prompt.size(), args.n_predict,
+             args.n_ctx);
 
     const int64_t n_vocab = model->n_vocab();
     std::unique_ptr<model::KvCache> cache = model->make_cache(args.n_ctx);
-    text::SamplerParams sp = args.sampling;
-    if (args.greedy) sp.temperature = 0.0f;
-    text::Sampler sampler(sp);
-    text::StopMatcher stop(args.stops);
+    text::Sampler sampler(args.sampling.resolved());
+    text::StopMatcher stop(args.sampling.stops);
     text::StreamDecoder utf8;
 
     // prefill, in chunks of --batch tokens
@@ -122,7 +120,8 @@ int run_run(RunArgs args) {
         batch.clear();
         for (size_t i = begin; i < end; ++i)
             batch.add(prompt[i], static_cast<int32_t>(i), 0, all_logits || i + 1 == prompt.size());
-        float* out = all_logits ? prompt_logits.data() + begin * static_cast<size_t>(n_vocab) : logits.data();
+        float* out = all_logits ? prompt_logits.data() + begin * static_cast<size_t>(n_vocab)
+                                : logits.data();
         model->forward(batch, *cache, out);
     }
     const double prefill_s = seconds_since(t_prefill);
@@ -138,12 +137,14 @@ int run_run(RunArgs args) {
     const auto t_decode = std::chrono::steady_clock::now();
     int32_t pos = static_cast<int32_t>(prompt.size());
     for (int i = 0; i < args.n_predict; ++i) {
-        const int32_t next = sampler.sample(std::span<const float>(logits.data(), static_cast<size_t>(n_vocab)));
+        const int32_t next =
+            sampler.sample(std::span<const float>(logits.data(), static_cast<size_t>(n_vocab)));
         sampler.accept(next);
         generated.push_back(next);
         if (tok && !args.ignore_eos && tok->is_eog(next)) break;
         if (tok) {
-            const auto r = stop.push(utf8.push(tok->decode(std::span<const int32_t>(&next, 1), false)));
+            const auto r =
+                stop.push(utf8.push(tok->decode(std::span<const int32_t>(&next, 1), false)));
             std::fputs(r.text.c_str(), stdout);
             std::fflush(stdout);
             if (r.stopped) break;
@@ -164,18 +165,20 @@ int run_run(RunArgs args) {
         if (!f) fail("{}: cannot open for writing", args.tokens_out);
         f << nlohmann::json(generated).dump() << "\n";
     }
-    if (!tok && args.tokens_out.empty() && args.n_predict > 0) std::printf("%s\n", nlohmann::json(generated).dump().c_str());
+    if (!tok && args.tokens_out.empty() && args.n_predict > 0)
+        std::printf("%s\n", nlohmann::json(generated).dump().c_str());
 
     std::fflush(stdout);  // the answer, then the summary line, also when both go to one pipe
     // Decode steps: each generated token but the last ran one forward pass.
-    const double n_dec = static_cast<double>(std::max<size_t>(generated.size(), 1) - 1);
-    const double dec_tps = decode_s > 0 && n_dec > 0 ? n_dec / decode_s : 0.0;
-    std::fprintf(stderr,
-                 "run: prefill %zu tokens in %.2f s (%.1f tok/s) | decode %zu tokens (%.2f tok/s, %s/s of weights) | "
-                 "load %.2f s | %d threads | peak RSS %s\n",
-                 prompt.size(), prefill_s, static_cast<double>(prompt.size()) / std::max(prefill_s, 1e-9),
-                 generated.size(), dec_tps, format_bytes(static_cast<uint64_t>(dec_tps * static_cast<double>(model->bytes_per_token()))).c_str(),
-                 load_s, pool.n_threads(), format_bytes(peak_rss_bytes()).c_str());
+    SpeedTotals totals;
+    totals.prefill_tokens = static_cast<int64_t>(prompt.size());
+    totals.prefill_s = prefill_s;
+    totals.decode_tokens = static_cast<int64_t>(generated.size());
+    totals.decode_steps = std::max<int64_t>(totals.decode_tokens, 1) - 1;
+    totals.decode_s = decode_s;
+    std::fprintf(
+        stderr, "%s\n",
+        format_summary("run", totals, model->bytes_per_token(), load_s, pool.n_threads()).c_str());
     return 0;
 }
 
@@ -183,30 +186,33 @@ int run_run(RunArgs args) {
 
 Verb add_run(CLI::App& app) {
     auto a = std::make_shared<RunArgs>();
-    CLI::App* cmd = app.add_subcommand("run", "Generate text (or token ids and logits) from a prompt");
+    CLI::App* cmd =
+        app.add_subcommand("run", "Generate text (or token ids and logits) from a prompt");
     cmd->add_option("-m,--model", a->model, "GGUF model (any shard of a split model)")->required();
     cmd->add_option("-p,--prompt", a->prompt, "Prompt text");
-    cmd->add_option("--prompt-tokens", a->prompt_tokens, "Prompt as comma-separated token ids (no tokenizer needed)");
-    cmd->add_flag("--chat", a->chat, "Wrap the prompt in the model's chat template as one user turn");
+    cmd->add_option("--prompt-tokens", a->prompt_tokens,
+                    "Prompt as comma-separated token ids (no tokenizer needed)");
+    cmd->add_flag("--chat", a->chat,
+                  "Wrap the prompt in the model's chat template as one user turn");
+    cmd->add_option("--chat-template", a->chat_template,
+                    "With --chat: a built-in template (deepseek-r1, deepseek-v3, qwen2.5, chatml, "
+                    "llama3) or a Jinja file "
+                    "instead of the model's");
+    cmd->add_option("--system", a->system, "With --chat: a system message before the prompt");
     cmd->add_option("-n,--n-predict", a->n_predict, "Tokens to generate")->capture_default_str();
     cmd->add_option("-t,--threads", a->n_threads, "CPU threads (default: all)");
     cmd->add_option("--ctx", a->n_ctx, "Context size in tokens")->capture_default_str();
     cmd->add_option("--batch", a->n_batch, "Prefill chunk size in tokens")->capture_default_str();
-    cmd->add_flag("--greedy", a->greedy, "Always take the most likely token (same as --temp 0)");
-    cmd->add_option("--temp", a->sampling.temperature, "Sampling temperature")->capture_default_str();
-    cmd->add_option("--top-k", a->sampling.top_k, "Top-k (0: off)")->capture_default_str();
-    cmd->add_option("--top-p", a->sampling.top_p, "Top-p (1: off)")->capture_default_str();
-    cmd->add_option("--min-p", a->sampling.min_p, "Min-p (0: off)")->capture_default_str();
-    cmd->add_option("--repeat-penalty", a->sampling.repetition_penalty, "Repetition penalty (1: off)")->capture_default_str();
-    cmd->add_option("--presence-penalty", a->sampling.presence_penalty, "Presence penalty")->capture_default_str();
-    cmd->add_option("--frequency-penalty", a->sampling.frequency_penalty, "Frequency penalty")->capture_default_str();
-    cmd->add_option("--seed", a->sampling.seed, "Random seed for sampling")->capture_default_str();
-    cmd->add_option("--stop", a->stops, "Stop string (repeatable)");
+    add_sampling_options(cmd, a->sampling);
     cmd->add_flag("--f32-activations", a->f32_activations,
-                  "Dot quantized weights with float32 activations instead of 8-bit blocks (slower; for checking)");
+                  "Dot quantized weights with float32 activations instead of 8-bit blocks (slower; "
+                  "for checking)");
     cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
-    cmd->add_option("--logits-out", a->logits_out, "Write float32 logits of every prompt position to this .npy ([n_tokens, n_vocab])");
-    cmd->add_option("--tokens-out", a->tokens_out, "Write the generated token ids to this JSON file");
+    cmd->add_option(
+        "--logits-out", a->logits_out,
+        "Write float32 logits of every prompt position to this .npy ([n_tokens, n_vocab])");
+    cmd->add_option("--tokens-out", a->tokens_out,
+                    "Write the generated token ids to this JSON file");
     return {cmd, [a] { return run_run(*a); }};
 }
 

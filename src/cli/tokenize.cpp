@@ -1,5 +1,7 @@
 // tandem tokenize -m MODEL (TEXT | -f FILE) [--pieces]: the token ids of a text as JSON, with
-// the model's own tokenizer (GGUF metadata only; no tensor data is read).
+// the model's own tokenizer (GGUF metadata only; no tensor data is read). With --chat or
+// --messages the text is first rendered through the chat template (as run and chat do);
+// --render prints that rendered prompt instead of ids, --print-template the template itself.
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -7,6 +9,7 @@
 #include "cli/verbs.h"
 #include "core/check.h"
 #include "gguf/gguf.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 #include "text/utf8.h"
 
@@ -21,21 +24,63 @@ struct TokenizeArgs {
     bool pieces = false;
     bool no_bos = false;
     bool no_parse_special = false;
+    bool chat = false;
+    std::string messages_file;  // JSON list of {role, content}
+    std::string system;
+    std::string chat_template;
+    bool no_generation_prompt = false;
+    bool render = false;
+    bool print_template = false;
 };
 
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("{}: cannot open", path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
 int run_tokenize(const TokenizeArgs& args) {
+    const bool templated = args.chat || !args.messages_file.empty();
+    if (!templated && (!args.system.empty() || !args.chat_template.empty() || args.render ||
+                       args.no_generation_prompt))
+        fail(
+            "--system, --chat-template, --render and --no-generation-prompt need --chat or "
+            "--messages");
     std::string text = args.text;
-    if (!args.file.empty()) {
-        std::ifstream in(args.file, std::ios::binary);
-        if (!in) fail("{}: cannot open", args.file);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        text = ss.str();
-    }
+    if (!args.file.empty()) text = read_file(args.file);
     const gguf::File file = gguf::File::open(args.model);
+    if (args.print_template) {
+        std::fputs(text::chat_template_source(file.metadata(), args.chat_template).c_str(), stdout);
+        return 0;
+    }
+    bool add_special = !args.no_bos;
+    if (templated) {
+        nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+        if (!args.messages_file.empty()) {
+            try {
+                messages = nlohmann::ordered_json::parse(read_file(args.messages_file));
+            } catch (const nlohmann::json::exception& e) {
+                fail("{}: not JSON: {}", args.messages_file, e.what());
+            }
+            if (!messages.is_array())
+                fail("{}: expected a JSON list of messages", args.messages_file);
+        }
+        if (!args.system.empty())
+            messages.insert(messages.begin(), {{"role", "system"}, {"content", args.system}});
+        if (args.chat) messages.push_back({{"role", "user"}, {"content", text}});
+        text = text::apply_chat_template(file.metadata(), messages, !args.no_generation_prompt,
+                                         args.chat_template);
+        add_special = false;  // the template writes BOS itself
+        if (args.render) {
+            std::fputs(text.c_str(), stdout);
+            return 0;
+        }
+    }
     const text::Tokenizer tk = text::Tokenizer::from_metadata(file.metadata());
     const auto ids =
-        tk.encode(text, {.add_special = !args.no_bos, .parse_special = !args.no_parse_special});
+        tk.encode(text, {.add_special = add_special, .parse_special = !args.no_parse_special});
 
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (int32_t id : ids) {
@@ -72,9 +117,26 @@ Verb add_tokenize(CLI::App& app) {
     cmd->add_flag("--no-bos", args->no_bos, "Do not add BOS/EOS even if the vocabulary asks to");
     cmd->add_flag("--no-parse-special", args->no_parse_special,
                   "Treat control-token text (e.g. <｜User｜>) as plain text");
-    cmd->callback([text, file] {
-        if (text->count() == 0 && file->count() == 0)
-            throw CLI::ValidationError("tokenize", "give a TEXT or -f FILE");
+    cmd->add_flag("--chat", args->chat,
+                  "Render the text as one user message through the chat template first");
+    auto* messages = cmd->add_option(
+        "--messages", args->messages_file,
+        "Render this JSON list of {role, content} messages through the chat template");
+    cmd->add_option("--system", args->system, "With --chat/--messages: a system message first");
+    cmd->add_option("--chat-template", args->chat_template,
+                    "Built-in template (deepseek-r1, deepseek-v3, qwen2.5, chatml, llama3) or "
+                    "Jinja file instead of the model's");
+    cmd->add_flag("--no-generation-prompt", args->no_generation_prompt,
+                  "Render without add_generation_prompt");
+    cmd->add_flag("--render", args->render, "Print the rendered prompt text instead of token ids");
+    auto* print_template =
+        cmd->add_flag("--print-template", args->print_template,
+                      "Print the chat template source that would be used, and nothing else");
+    cmd->callback([text, file, messages, print_template] {
+        if (text->count() == 0 && file->count() == 0 && messages->count() == 0 &&
+            print_template->count() == 0)
+            throw CLI::ValidationError("tokenize",
+                                       "give a TEXT, -f FILE, --messages FILE or --print-template");
     });
     return {cmd, [args] { return run_tokenize(*args); }};
 }

@@ -18,9 +18,12 @@ Verb add_synth(CLI::App& app);
 Verb add_tokenize(CLI::App& app);
 Verb add_run(CLI::App& app);
 Verb add_bench(CLI::App& app);
+Verb add_chat(CLI::App& app);
+Verb add_perplexity(CLI::App& app);
 
 inline std::vector<Verb> all_verbs(CLI::App& app) {
-    return {add_run(app), add_bench(app), add_info(app), add_dump(app), add_synth(app), add_tokenize(app)};
+    return {add_run(app),  add_chat(app), add_perplexity(app), add_bench(app),
+            add_info(app), add_dump(app), add_synth(app),      add_tokenize(app)};
 }
 
 }  // namespace tandem::cli

@@ -4,8 +4,11 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <fmt/ranges.h>
+#include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <variant>
 
 #include "core/check.h"
@@ -1252,9 +1255,27 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
     return out;
 }
 
+std::string chat_template_source(const gguf::Metadata& md, const std::string& override_spec) {
+    if (override_spec.empty()) {
+        if (!md.has("tokenizer.chat_template"))
+            fail("the model has no chat template (tokenizer.chat_template); give one with --chat-template "
+                 "NAME|FILE (built-in: {})",
+                 fmt::join(builtin_chat_template_names(), ", "));
+        return md.get_string("tokenizer.chat_template");
+    }
+    if (const auto builtin = builtin_chat_template(override_spec)) return std::string(*builtin);
+    std::ifstream in(override_spec, std::ios::binary);
+    if (!in)
+        fail("--chat-template {}: neither a built-in template ({}) nor a readable file", override_spec,
+             fmt::join(builtin_chat_template_names(), ", "));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
 std::string apply_chat_template(const gguf::Metadata& md, const nlohmann::ordered_json& messages,
-                                bool add_generation_prompt) {
-    const ChatTemplate tmpl(md.get_string("tokenizer.chat_template"));
+                                bool add_generation_prompt, const std::string& override_spec) {
+    const ChatTemplate tmpl(chat_template_source(md, override_spec));
     const std::vector<std::string> tokens = md.get_strings("tokenizer.ggml.tokens");
     auto token = [&](const char* key) -> std::string {
         const int64_t id = md.int_or(key, -1);

@@ -15,7 +15,10 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace tandem::gguf {
 class Metadata;
@@ -41,9 +44,19 @@ class ChatTemplate {
     std::unique_ptr<Impl> impl_;
 };
 
-// tokenizer.chat_template of a model, rendered for `messages` with bos_token/eos_token taken
-// from the vocabulary, as transformers does.
+// Built-in templates by name (deepseek-r1, deepseek-v3, qwen2.5, chatml, llama3): the exact
+// template texts of those model families, for models whose GGUF carries none or a broken one.
+std::vector<std::string_view> builtin_chat_template_names();
+std::optional<std::string_view> builtin_chat_template(std::string_view name);
+
+// The template source to use for a model: its tokenizer.chat_template when `override_spec` is
+// empty, else the built-in template of that name, else the contents of that file. Throws
+// tandem::Error when the model has no template and none is given, or the file cannot be read.
+std::string chat_template_source(const gguf::Metadata& md, const std::string& override_spec = "");
+
+// A chat template rendered for `messages` with bos_token/eos_token taken from the vocabulary,
+// as transformers does. `override_spec` as in chat_template_source.
 std::string apply_chat_template(const gguf::Metadata& md, const nlohmann::ordered_json& messages,
-                                bool add_generation_prompt);
+                                bool add_generation_prompt, const std::string& override_spec = "");
 
 }  // namespace tandem::text

@@ -1,0 +1,59 @@
+#include "cli/common.h"
+
+#include <fmt/format.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+
+#include "core/units.h"
+
+namespace tandem::cli {
+
+text::SamplerParams SamplingArgs::resolved() const {
+    text::SamplerParams p = params;
+    if (greedy) p.temperature = 0.0f;
+    return p;
+}
+
+void add_sampling_options(CLI::App* cmd, SamplingArgs& a) {
+    cmd->add_flag("--greedy", a.greedy, "Always take the most likely token (same as --temp 0)");
+    cmd->add_option("--temp", a.params.temperature, "Sampling temperature")->capture_default_str();
+    cmd->add_option("--top-k", a.params.top_k, "Top-k (0: off)")->capture_default_str();
+    cmd->add_option("--top-p", a.params.top_p, "Top-p (1: off)")->capture_default_str();
+    cmd->add_option("--min-p", a.params.min_p, "Min-p (0: off)")->capture_default_str();
+    cmd->add_option("--repeat-penalty", a.params.repetition_penalty, "Repetition penalty (1: off)")
+        ->capture_default_str();
+    cmd->add_option("--presence-penalty", a.params.presence_penalty, "Presence penalty")
+        ->capture_default_str();
+    cmd->add_option("--frequency-penalty", a.params.frequency_penalty, "Frequency penalty")
+        ->capture_default_str();
+    cmd->add_option("--seed", a.params.seed, "Random seed for sampling")->capture_default_str();
+    cmd->add_option("--stop", a.stops, "Stop string (repeatable)");
+}
+
+uint64_t peak_rss_bytes() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string format_summary(const char* verb, const SpeedTotals& t, uint64_t bytes_per_token,
+                           double load_s, int n_threads) {
+    const double pp_tps = static_cast<double>(t.prefill_tokens) / std::max(t.prefill_s, 1e-9);
+    const double dec_tps = t.decode_s > 0 && t.decode_steps > 0
+                               ? static_cast<double>(t.decode_steps) / t.decode_s
+                               : 0.0;
+    return fmt::format(
+        "{}: prefill {} tokens in {:.2f} s ({:.1f} tok/s) | decode {} tokens ({:.2f} tok/s, {}/s "
+        "of weights) | "
+        "load {:.2f} s | {} threads | peak RSS {}",
+        verb, t.prefill_tokens, t.prefill_s, pp_tps, t.decode_tokens, dec_tps,
+        format_bytes(static_cast<uint64_t>(dec_tps * static_cast<double>(bytes_per_token))), load_s,
+        n_threads, format_bytes(peak_rss_bytes()));
+}
+
+}  // namespace tandem::cli
