@@ -209,9 +209,8 @@ inline void block_dot(const BlockIq1M& b, const BlockQ8K& a, __m256& facc) {
 // few vector ops, then the grid entries are fetched with gathers (vpgatherdq / vpgatherdd):
 // under AVX-512 64 weights (8 entries of 8 bytes or 16 of 4) per gather, one zmm maddubs and
 // one vpdpwssd per 64 weights, and the signs applied to the activations through a 64-bit mask
-// register; under AVX2 32 weights per step. The scalar per-entry index arithmetic and chunk
-// assembly of the first kernels (~35 uops per 32 weights, compute-bound at ~1.5-2 GB/s on
-// IQ1_S) is gone. Signs: bit e of a 256-bit string (32 bytes, entry k's byte k) negates weight e.
+// register; under AVX2 32 weights per step. Signs: bit e of a 256-bit string (32 bytes, one
+// per 8 weights) negates weight e. docs/performance.md counts the uops per block.
 
 // Weights whose grid values are stored as signed {-1, 0, 1} (IQ1_S/IQ1_M) get them + 1 in
 // every byte, so a gathered entry is directly maddubs' unsigned operand.
@@ -237,7 +236,7 @@ inline __m256i ksigns_bytes(__m256i x) {
     return _mm256_or_si256(x, p);
 }
 
-// Each dword t of aux (IQ2_XXS / IQ3_XXS: four 7-bit sign indices at bits 0, 7, 14, 21) as
+// Each dword of aux (IQ2_XXS / IQ3_XXS: four 7-bit sign indices at bits 0, 7, 14, 21) as
 // four sign bytes, in order.
 inline __m256i ksigns_from_aux(__m256i aux) {
     const __m256i f0 = _mm256_and_si256(aux, _mm256_set1_epi32(0x7F));
@@ -247,14 +246,7 @@ inline __m256i ksigns_from_aux(__m256i aux) {
     return ksigns_bytes(_mm256_or_si256(_mm256_or_si256(f0, f1), _mm256_or_si256(f2, f3)));
 }
 
-// [8] int16 scales, one per 32 weights, as [16] int16, one per 16 weights.
-inline __m256i scales_per16(__m128i sc8) {
-    const __m256i w = _mm256_cvtepu16_epi32(sc8);
-    return _mm256_or_si256(w, _mm256_slli_epi32(w, 16));
-}
-
-// The integer dot of one block, accumulated over its 64- (AVX-512) or 32-weight steps.
-// [16] int32 under AVX-512, [8] under AVX2.
+// A block's int32 dot: [16] lanes under AVX-512, [8] under AVX2.
 template <Isa I>
 struct AccVec {
     using type = __m256i;
@@ -264,36 +256,45 @@ struct AccVec<Isa::Avx512Vnni> {
     using type = __m512i;
 };
 
-template <Isa I>
+// The integer dot of one block, accumulated over its 64- (AVX-512) or 32-weight steps.
+// kPer32: one scale per 32 weights ([8] int16 in the low half of `scales`), else one per 16.
+template <Isa I, bool kPer32>
 struct GridAcc {
     typename AccVec<I>::type v;
-    __m256i scales;                      // [16] int16, the scale of each 16 weights
-    alignas(32) int16_t sc[16];          // AVX2: the same, for broadcasts
+    __m256i scales;
+    alignas(32) int16_t sc[16];          // AVX2: `scales` again, for broadcasts
     alignas(32) uint64_t sign_bits[4];   // bit e: weight e is negative (signed grids only)
 
-    explicit GridAcc(__m256i scales16) : scales(scales16) {
+    explicit GridAcc(__m256i scales_in) : scales(scales_in) {
         if constexpr (I == Isa::Avx512Vnni) {
             v = _mm512_setzero_si512();
         } else {
             v = _mm256_setzero_si256();
-            _mm256_store_si256(reinterpret_cast<__m256i*>(sc), scales16);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(sc), scales_in);
         }
     }
     void set_signs(__m256i bits) { _mm256_store_si256(reinterpret_cast<__m256i*>(sign_bits), bits); }
 
-    // Weights 64j .. 64j+63 (AVX-512: u is one zmm; AVX2: call step32 twice instead).
+    // Weights 64j .. 64j+63 (AVX-512).
     template <bool kSigned>
     void step64(__m512i u, const int8_t* qa, int j) {
         __m512i q = _mm512_loadu_si512(qa + 64 * j);
         if constexpr (kSigned) q = _mm512_mask_sub_epi8(q, _cvtu64_mask64(sign_bits[j]), _mm512_setzero_si512(), q);
-        // int16 lane m of the maddubs result covers weights 2m, 2m+1: scale 4j + m / 8.
-        const __m512i pick = _mm512_add_epi16(
-            _mm512_set1_epi16(static_cast<int16_t>(4 * j)),
-            _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+        // int16 lane m of the maddubs result covers weights 2m, 2m+1: scale 2j + m / 16 (per 32)
+        // or 4j + m / 8 (per 16).
+        __m512i pick;
+        if constexpr (kPer32) {
+            pick = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(2 * j))),
+                                      _mm256_set1_epi16(static_cast<int16_t>(2 * j + 1)), 1);
+        } else {
+            pick = _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(4 * j)),
+                                    _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+                                                     0, 0, 0, 0, 0, 0, 0));
+        }
         const __m512i scale = _mm512_permutexvar_epi16(pick, _mm512_castsi256_si512(scales));
         v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(u, q), scale);
     }
-    // Weights 32g .. 32g+31.
+    // Weights 32g .. 32g+31 (AVX2).
     template <bool kSigned>
     void step32(__m256i u, const int8_t* qa, int g) {
         __m256i q = load32(qa + 32 * g);
@@ -308,12 +309,8 @@ struct GridAcc {
             const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
             q = _mm256_sign_epi8(q, _mm256_or_si256(neg, _mm256_set1_epi8(1)));
         }
-        v = scaled_dot<I>(v, u, q, scale_pair(sc[2 * g], sc[2 * g + 1]));
-    }
-    // [8] int32 partial sums.
-    __m256i sum8() const {
-        if constexpr (I == Isa::Avx512Vnni) return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-        else return v;
+        const __m256i scale = kPer32 ? _mm256_set1_epi16(sc[g]) : scale_pair(sc[2 * g], sc[2 * g + 1]);
+        v = scaled_dot<I>(v, u, q, scale);
     }
 };
 
@@ -326,9 +323,9 @@ inline __m256i gather4x64(const uint64_t* table, __m128i idx) {
     return _mm256_i32gather_epi64(reinterpret_cast<const long long*>(table), idx, 8);
 }
 
-// Steps 2j and 2j + 1 (64 weights) from eight 8-byte entries at idx.
-template <Isa I, bool kSigned>
-inline void grid8_steps(GridAcc<I>& acc, const uint64_t* table, __m256i idx, const int8_t* qa, int j) {
+// Weights 64j .. 64j+63 from eight 8-byte entries at idx.
+template <Isa I, bool kSigned, typename Acc>
+inline void grid8_steps(Acc& acc, const uint64_t* table, __m256i idx, const int8_t* qa, int j) {
     if constexpr (I == Isa::Avx512Vnni) {
         acc.template step64<kSigned>(gather8x64<I>(table, idx), qa, j);
     } else {
@@ -337,9 +334,9 @@ inline void grid8_steps(GridAcc<I>& acc, const uint64_t* table, __m256i idx, con
     }
 }
 
-// Steps 2j and 2j + 1 from sixteen 4-byte entries at idx (IQ3 grids).
-template <Isa I>
-inline void grid16_steps(GridAcc<I>& acc, const uint32_t* table, __m256i idx_lo, __m256i idx_hi, const int8_t* qa, int j) {
+// Weights 64j .. 64j+63 from sixteen 4-byte entries at idx (IQ3 grids).
+template <Isa I, typename Acc>
+inline void grid16_steps(Acc& acc, const uint32_t* table, __m256i idx_lo, __m256i idx_hi, const int8_t* qa, int j) {
     const auto* t = reinterpret_cast<const int*>(table);
     if constexpr (I == Isa::Avx512Vnni) {
         const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(idx_lo), idx_hi, 1);
@@ -351,56 +348,75 @@ inline void grid16_steps(GridAcc<I>& acc, const uint32_t* table, __m256i idx_lo,
 }
 
 template <Isa I>
-inline void block_dot(const BlockIq1S& b, const BlockQ8K& a, __m256& facc) {
-    // Per 32 weights (group i): (d/8) * (8 s * sum(g qa) + delta s * bsum), g in {-1,0,1}; with
-    // u = g + 1 in {0,1,2}: sum(g qa) = sum(u qa) - bsum, so the group's offset is (delta - 8) s.
+inline typename AccVec<I>::type add_low128(typename AccVec<I>::type v, __m128i x) {
+    if constexpr (I == Isa::Avx512Vnni) return _mm512_add_epi32(v, _mm512_zextsi128_si512(x));
+    else return _mm256_add_epi32(v, _mm256_zextsi128_si256(x));
+}
+
+// The float unit of each grid format's integer dot: x = d * unit * (integer).
+template <typename Block>
+constexpr float kGridUnit = 0.125f;  // IQ1_S, IQ2_XXS, IQ2_XS, IQ2_S: d/8 * (2 s + 1) ...
+template <>
+constexpr float kGridUnit<BlockIq3Xxs> = 0.25f;
+template <>
+constexpr float kGridUnit<BlockIq3S> = 1.0f;
+
+template <Isa I>
+inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a) {
+    // Per 32 weights (group i): (d/8) * (8 s * sum(g qa) + delta s * bsum), s = 2 sc + 1,
+    // g in {-1,0,1}; with u = g + 1 in {0,1,2}: sum(g qa) = sum(u qa) - bsum, so the group's
+    // offset is (delta - 8) s = +-s - 8 s against its activation sum.
     const __m128i qh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh));  // [8] u16
-    const __m128i s = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
-                                   _mm_set1_epi16(1));                            // 2 sc + 1
-    const __m128i neg = _mm_srai_epi16(qh, 15);                                   // -1 where delta < 0
-    const __m128i off = _mm_mullo_epi16(s, _mm_add_epi16(_mm_set1_epi16(-7), _mm_add_epi16(neg, neg)));
-    const __m256i bsum32 = _mm256_madd_epi16(load32(a.bsums), _mm256_set1_epi16(1));  // [8] qa sums per 32
-    GridAcc<I> acc(scales_per16(_mm_slli_epi16(s, 3)));
-    for (int j = 0; j < 4; ++j) {
-        // Entries 8j .. 8j+7 (groups 2j, 2j+1): index = qs[k] | bits 3l..3l+2 of qh[k/4] << 8.
-        const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
-        const __m256i qh2 = _mm256_set1_epi32(static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(b.qh) + 4 * j)));
-        __m256i idx;
-        if constexpr (I == Isa::Avx512Vnni) {
-            // Rotate the 3 bits to 8..10, then lo | (rot & 0x700).
-            const __m256i rot = _mm256_rolv_epi32(qh2, _mm256_setr_epi32(8, 5, 2, 31, 24, 21, 18, 15));
-            idx = _mm256_ternarylogic_epi32(lo, rot, _mm256_set1_epi32(0x700), 0xF8);
-        } else {
+    // 8 s = 16 sc + 8, sc = bits 12..14.
+    const __m128i scale8 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qh, 8), _mm_set1_epi16(0x70)), _mm_set1_epi16(8));
+    const __m128i s = _mm_srli_epi16(scale8, 3);
+    const __m128i off = _mm_sub_epi16(_mm_sign_epi16(s, _mm_or_si128(qh, _mm_set1_epi16(1))), scale8);  // bit 15: -s
+    const __m128i bsum32 = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums)),
+                                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums + 8)));
+    GridAcc<I, true> acc(_mm256_zextsi128_si256(scale8));
+    if constexpr (I == Isa::Avx512Vnni) {
+        // Entries 16h .. 16h+15: index = qs[k] | bits 3l..3l+2 of qh[k/4] << 8 (l = k % 4),
+        // the 3 bits rotated to 8..10 and merged as lo | (rot & 0x700).
+        const __m512i qh32 = _mm512_cvtepu16_epi32(_mm256_zextsi128_si256(qh));
+        const __m512i rot = _mm512_set_epi32(31, 2, 5, 8, 31, 2, 5, 8, 31, 2, 5, 8, 31, 2, 5, 8);
+        for (int h = 0; h < 2; ++h) {
+            const __m512i rep = _mm512_permutexvar_epi32(
+                _mm512_add_epi32(_mm512_set1_epi32(4 * h), _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)), qh32);
+            const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * h)));
+            const __m512i idx = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(rep, rot), _mm512_set1_epi32(0x700), 0xF8);
+            grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm512_castsi512_si256(idx), a.qs, 2 * h);
+            grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm512_extracti64x4_epi64(idx, 1), a.qs, 2 * h + 1);
+        }
+    } else {
+        for (int j = 0; j < 4; ++j) {
+            // Entries 8j .. 8j+7 (groups 2j, 2j+1), qh[2j] | qh[2j+1] << 16 in every lane.
+            const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
+            const __m256i qh2 = _mm256_set1_epi32(static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(b.qh) + 4 * j)));
             const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(qh2, _mm256_setr_epi32(0, 3, 6, 9, 16, 19, 22, 25)),
                                                 _mm256_set1_epi32(7));
-            idx = _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8));
+            grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8)), a.qs, j);
         }
-        grid8_steps<I, false>(acc, kIq1sGridU.data(), idx, a.qs, j);
     }
-    const __m256i sum = _mm256_add_epi32(acc.sum8(), _mm256_mullo_epi32(bsum32, _mm256_cvtepi16_epi32(off)));
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
-}
-
-// The 8 odd dwords of 64 bytes (IQ2_XXS: the aux1 word of each group), in order.
-inline __m256i odd_dwords(const uint8_t* p) {
-    const __m256i pick = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
-    const __m256i a = _mm256_permutevar8x32_epi32(load32(p), pick), b = _mm256_permutevar8x32_epi32(load32(p + 32), pick);
-    return _mm256_permute2x128_si256(a, b, 0x20);
-}
-
-// 2 * (aux >> 28) + 1 of each dword as [16] int16 scales per 16 weights (IQ2_XXS, IQ3_XXS).
-inline __m256i aux_scales(__m256i aux) {
-    const __m256i s = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux, 28), 1), _mm256_set1_epi32(1));
-    return _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+    return add_low128<I>(acc.v, _mm_madd_epi16(off, bsum32));
 }
 
 template <Isa I>
-inline void block_dot(const BlockIq2Xxs& b, const BlockQ8K& a, __m256& facc) {
+inline typename AccVec<I>::type grid_block(const BlockIq2Xxs& b, const BlockQ8K& a) {
     // qs as 16 dwords: group g's aux0 (four 8-bit grid indices) at dword 2g, aux1 (four 7-bit
-    // sign indices, 4-bit scale) at 2g + 1.
+    // sign indices, 4-bit scale at bits 28..31) at 2g + 1.
     const auto* qs = reinterpret_cast<const uint8_t*>(b.qs);
-    const __m256i aux1 = odd_dwords(qs);
-    GridAcc<I> acc(aux_scales(aux1));
+    __m256i aux1;
+    if constexpr (I == Isa::Avx512Vnni) {
+        aux1 = _mm512_castsi512_si256(_mm512_permutexvar_epi32(
+            _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15), _mm512_loadu_si512(qs)));
+    } else {
+        const __m256i pick = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
+        aux1 = _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(load32(qs), pick),
+                                         _mm256_permutevar8x32_epi32(load32(qs + 32), pick), 0x20);
+    }
+    // 2 ls + 1 per 32 weights, as [8] int16.
+    const __m256i s32 = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux1, 28), 1), _mm256_set1_epi32(1));
+    GridAcc<I, true> acc(_mm256_zextsi128_si256(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1))));
     acc.set_signs(ksigns_from_aux(aux1));
     for (int j = 0; j < 4; ++j) {
         // Bytes 16j + {0..3, 8..11}: the grid indices of groups 2j, 2j+1.
@@ -408,7 +424,7 @@ inline void block_dot(const BlockIq2Xxs& b, const BlockQ8K& a, __m256& facc) {
         const __m128i packed = _mm_shuffle_epi8(raw, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
         grid8_steps<I, true>(acc, kIq2xxsGrid, _mm256_cvtepu8_epi32(packed), a.qs, j);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
+    return acc.v;
 }
 
 // IQ2_XS / IQ2_S: 4-bit scales, two per byte (low nibble first), as [16] int16 2 s + 1.
@@ -421,23 +437,23 @@ inline __m256i iq2_scales(const uint8_t* scales) {
 }
 
 template <Isa I>
-inline void block_dot(const BlockIq2Xs& b, const BlockQ8K& a, __m256& facc) {
+inline typename AccVec<I>::type grid_block(const BlockIq2Xs& b, const BlockQ8K& a) {
     // qs[k]: 9-bit grid index | 7-bit sign index << 9.
     const __m256i q0 = load32(b.qs), q1 = load32(b.qs + 16);
     // Sign indices as bytes in entry order (packus interleaves 128-bit lanes; permute undoes it).
     const __m256i sidx = _mm256_permute4x64_epi64(_mm256_packus_epi16(_mm256_srli_epi16(q0, 9), _mm256_srli_epi16(q1, 9)), 0xD8);
-    GridAcc<I> acc(iq2_scales(b.scales));
+    GridAcc<I, false> acc(iq2_scales(b.scales));
     acc.set_signs(ksigns_bytes(sidx));
     for (int j = 0; j < 4; ++j) {
         const __m256i e = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
         grid8_steps<I, true>(acc, kIq2xsGrid, _mm256_and_si256(e, _mm256_set1_epi32(511)), a.qs, j);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
+    return acc.v;
 }
 
 template <Isa I>
-inline void block_dot(const BlockIq2S& b, const BlockQ8K& a, __m256& facc) {
-    GridAcc<I> acc(iq2_scales(b.scales));
+inline typename AccVec<I>::type grid_block(const BlockIq2S& b, const BlockQ8K& a) {
+    GridAcc<I, false> acc(iq2_scales(b.scales));
     acc.set_signs(load32(b.signs));  // explicit: bit e % 8 of signs[e / 8]
     for (int j = 0; j < 4; ++j) {
         // Entries 8j .. 8j+7: qs[k] | bits 2(k%4)..+1 of qh[k/4] << 8.
@@ -448,30 +464,31 @@ inline void block_dot(const BlockIq2S& b, const BlockQ8K& a, __m256& facc) {
                                             _mm256_set1_epi32(3));
         grid8_steps<I, true>(acc, kIq2sGrid, _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8)), a.qs, j);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.125f)), facc);
+    return acc.v;
 }
 
 template <Isa I>
-inline void block_dot(const BlockIq3Xxs& b, const BlockQ8K& a, __m256& facc) {
+inline typename AccVec<I>::type grid_block(const BlockIq3Xxs& b, const BlockQ8K& a) {
     const __m256i aux = load32(b.qs + 64);  // [8] u32 after the 64 grid indices, one per 32 weights
-    GridAcc<I> acc(aux_scales(aux));
+    const __m256i s32 = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux, 28), 1), _mm256_set1_epi32(1));
+    GridAcc<I, true> acc(_mm256_zextsi128_si256(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1))));
     acc.set_signs(ksigns_from_aux(aux));
     for (int j = 0; j < 4; ++j) {
         const __m256i idx_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j)));
         const __m256i idx_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j + 8)));
         grid16_steps<I>(acc, kIq3xxsGrid, idx_lo, idx_hi, a.qs, j);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * (fp16_to_f32(b.d) * 0.25f)), facc);
+    return acc.v;
 }
 
 template <Isa I>
-inline void block_dot(const BlockIq3S& b, const BlockQ8K& a, __m256& facc) {
+inline typename AccVec<I>::type grid_block(const BlockIq3S& b, const BlockQ8K& a) {
     // Scales: nibble i % 2 of scales[i / 2] for the 32 weights i; x = d (1 + 2 sc) grid sign.
     const __m128i raw = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.scales)));
     const __m128i nib = _mm_unpacklo_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0F)),
                                           _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
     const __m128i s = _mm_cvtepu8_epi16(nib);
-    GridAcc<I> acc(scales_per16(_mm_or_si128(_mm_add_epi16(s, s), _mm_set1_epi16(1))));
+    GridAcc<I, true> acc(_mm256_zextsi128_si256(_mm_or_si128(_mm_add_epi16(s, s), _mm_set1_epi16(1))));
     acc.set_signs(load32(b.signs));
     for (int j = 0; j < 4; ++j) {
         // Entries 16j .. 16j+15: qs[k] | bit k % 8 of qh[k / 8] << 8.
@@ -483,7 +500,29 @@ inline void block_dot(const BlockIq3S& b, const BlockQ8K& a, __m256& facc) {
         const __m256i h1 = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(b.qh[2 * j + 1]), shifts), bit8);
         grid16_steps<I>(acc, kIq3sGrid, _mm256_or_si256(lo0, h0), _mm256_or_si256(lo1, h1), a.qs, j);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.sum8()), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
+    return acc.v;
+}
+
+// Grid formats: per block ad * d * unit * (integer dot), the float step at full vector width.
+template <Isa I, typename Block>
+float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    if constexpr (I == Isa::Avx512Vnni) {
+        __m512 facc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < n / kQK; ++i) {
+            const __m512 scale = _mm512_set1_ps(ab[i].d * (fp16_to_f32(wb[i].d) * kGridUnit<Block>));
+            facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(grid_block<I>(wb[i], ab[i])), scale, facc);
+        }
+        return _mm512_reduce_add_ps(facc);
+    } else {
+        __m256 facc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n / kQK; ++i) {
+            const __m256 scale = _mm256_set1_ps(ab[i].d * (fp16_to_f32(wb[i].d) * kGridUnit<Block>));
+            facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(grid_block<I>(wb[i], ab[i])), scale, facc);
+        }
+        return hsum(facc);
+    }
 }
 
 // Q8_0 . Q8_0: signed weights, so |w| goes in the unsigned operand and w's sign onto qa.
@@ -641,13 +680,13 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::Q4_K: return dot_k_row<I, BlockQ4K>;
         case T::Q5_K: return dot_k_row<I, BlockQ5K>;
         case T::Q6_K: return dot_k_row<I, BlockQ6K>;
-        case T::IQ2_XXS: return dot_k_row<I, BlockIq2Xxs>;
-        case T::IQ3_XXS: return dot_k_row<I, BlockIq3Xxs>;
-        case T::IQ1_S: return dot_k_row<I, BlockIq1S>;
+        case T::IQ2_XXS: return dot_grid_row<I, BlockIq2Xxs>;
+        case T::IQ3_XXS: return dot_grid_row<I, BlockIq3Xxs>;
+        case T::IQ1_S: return dot_grid_row<I, BlockIq1S>;
         case T::IQ1_M: return dot_k_row<I, BlockIq1M>;
-        case T::IQ2_XS: return dot_k_row<I, BlockIq2Xs>;
-        case T::IQ2_S: return dot_k_row<I, BlockIq2S>;
-        case T::IQ3_S: return dot_k_row<I, BlockIq3S>;
+        case T::IQ2_XS: return dot_grid_row<I, BlockIq2Xs>;
+        case T::IQ2_S: return dot_grid_row<I, BlockIq2S>;
+        case T::IQ3_S: return dot_grid_row<I, BlockIq3S>;
         case T::IQ4_XS: return dot_k_row<I, BlockIq4Xs>;
         case T::IQ4_NL: return dot_iq4_nl_row<I>;
         case T::Q4_1: return dot_q4_5_1_row<I, BlockQ4_1>;

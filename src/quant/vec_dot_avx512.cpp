@@ -17,9 +17,10 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
 // NOTES: GCC 12's _mm512_undefined_epi32 (behind the gathers, extracti64x4, inserti64x4)
-// is `__m512i __Y = __Y;`, which -Wmaybe-uninitialized reports once inlined here.
+// is `__m512i __Y = __Y;`, which -W(maybe-)uninitialized reports once inlined here.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "quant/simd_kernels.h"
 
 namespace tandem::quant {
