@@ -33,6 +33,10 @@ step "C++ tests"
 ctest --test-dir build --output-on-failure -j "$JOBS" 2>&1 | tee build/ctest.log
 ctest_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' build/ctest.log | tail -1)
 
+step "forward-pass tests on the per-token path only (TANDEM_AMX=0: batches bit-equal to single tokens)"
+TANDEM_AMX=0 ./build/tests/test_model --gtest_brief=1 2>&1 | tee build/test_model_noamx.log
+noamx_passed=$(grep -Eo '\[  PASSED  \] [0-9]+' build/test_model_noamx.log | grep -Eo '[0-9]+$' || echo 0)
+
 step "Python and CLI tests"
 python3 -m pytest -q tests/python 2>&1 | tee build/pytest.log
 py_passed=$(grep -Eo '[0-9]+ passed' build/pytest.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
@@ -59,5 +63,5 @@ if [ -z "${QUICK:-}" ]; then
 fi
 
 step "summary"
-echo "ctest: ${ctest_total:-0} tests, pytest: ${py_passed} passed, sanitizer run: ${san_passed} passed"
-echo "$(( ${ctest_total:-0} + py_passed + san_passed )) passed, 0 failed"
+echo "ctest: ${ctest_total:-0} tests, per-token path: ${noamx_passed} passed, pytest: ${py_passed} passed, sanitizer run: ${san_passed} passed"
+echo "$(( ${ctest_total:-0} + noamx_passed + py_passed + san_passed )) passed, 0 failed"

@@ -20,6 +20,7 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
     const uint64_t w_row = quant_row_bytes(w_type, n_in);
     if (row_bytes < w_row) fail("matmul: rows of {} bytes, but {} {} values need {}", row_bytes, n_in,
                                 ggml_type_name(w_type), w_row);
+    if (gemm_applies(w_type, n_in, n_tok)) return gemm(pool, w_type, w, row_bytes, n_in, n_out, x, n_tok, y, scratch.gemm);
     const GgmlType act_type = quant::vec_dot_type(w_type);
     const quant::VecDotFn dot = quant::vec_dot_fn(w_type);
     const uint64_t xq_row = quant_row_bytes(act_type, n_in);

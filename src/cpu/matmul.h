@@ -4,12 +4,15 @@
 // quant::vec_dot_type(w_type)) and every weight row is dotted against it in integer arithmetic
 // (quant::vec_dot_fn). Rows of the output are split evenly over the pool's threads; within a
 // thread the token loop is innermost, so each weight row is read from memory once per call and
-// reused from L1 for every token of the batch.
+// reused from L1 for every token of the batch. From kGemmMinTokens tokens on, on CPUs with
+// AMX, the product goes through the tile unit instead (cpu/gemm.h): weights unpacked once per
+// call rather than once per token.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "cpu/gemm.h"
 #include "cpu/thread_pool.h"
 #include "gguf/types.h"
 
@@ -18,13 +21,16 @@ namespace tandem::cpu {
 // Quantized activation rows, grown on first use and reused (allocated once, not per token).
 struct MatmulScratch {
     std::vector<uint8_t> xq;  // [n_tok] rows of vec_dot_type(w_type), n_in values each
+    GemmScratch gemm;         // the tile path's
 };
 
 // y[t, o] = sum_i w[o, i] * x[t, i].
 //   w: [n_out, n_in] as n_out rows of row_bytes bytes (blocks of w_type), row o at w + o * row_bytes
 //   x: [n_tok, n_in] f32, y: [n_tok, n_out] f32 (overwritten)
-// n_in must be a multiple of w_type's block size. Results do not depend on n_tok or on the
-// number of threads: token t's row of y is bit-identical to a call with x + t * n_in alone.
+// n_in must be a multiple of w_type's block size. Results do not depend on the number of
+// threads. On the per-token path (fewer than kGemmMinTokens tokens, or no AMX) token t's row
+// of y is bit-identical to a call with x + t * n_in alone; the tile path agrees with it within
+// bf16 rounding (see gemm.h).
 void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
             const float* x, int64_t n_tok, float* y, MatmulScratch& scratch);
 

@@ -7,11 +7,16 @@
 // every selected expert, in the down phase the same slice of n_embd rows, so threads stay
 // balanced whatever the routing, and each weight row is read once per step and reused from
 // cache for every token routed to that expert.
+//
+// An expert chosen by kGemmMinTokens or more tokens of the batch (prefill) goes through the
+// tile unit instead, where the CPU has one (cpu/gemm.h): its matrices are dequantized once,
+// 32 rows at a time, and multiplied with all of its tokens; threads take whole panels.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "cpu/gemm.h"
 #include "cpu/thread_pool.h"
 #include "gguf/types.h"
 
@@ -39,12 +44,18 @@ struct MoeScratch {
     std::vector<float> o;                 // [n_tok * k, n_embd] down h per (token, slot)
     std::vector<int32_t> pair_order;      // pairs t * k + s grouped by expert
     std::vector<Group> groups;            // one per distinct selected expert, ascending
+    // The tile path (experts with kGemmMinTokens or more pairs):
+    std::vector<int32_t> pair_tok;        // [pairs] token of pair_order[i]
+    std::vector<int32_t> tiled;           // indices into groups that take it
+    std::vector<uint64_t> packed_at;      // [tiled] offset of each one's packed x / h
+    std::vector<uint16_t> packed_x, packed_h;
+    std::vector<PanelScratch> threads;    // [n_threads]
 };
 
 // x: [n_tok, n_embd] f32; expert_ids, expert_w: [n_tok, k] (k <= 64); out: [n_tok, n_embd],
 // overwritten. An id < 0 marks a slot handled elsewhere (e.g. an expert on the GPU): it adds
-// nothing. Ids >= n_expert throw tandem::Error. Token t's output is bit-identical to a call
-// with that token alone.
+// nothing. Ids >= n_expert throw tandem::Error. On the per-token path token t's output is
+// bit-identical to a call with that token alone; the tile path agrees within bf16 rounding.
 void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64_t n_tok, const int32_t* expert_ids,
                  const float* expert_w, int k, float* out, MoeScratch& scratch);
 

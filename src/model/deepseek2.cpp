@@ -330,12 +330,7 @@ private:
                 const float* kv = cache.rows(seq, il);  // [n_ctx, width]
                 const float* qc = qcat_.data() + i * width;
                 p.resize(static_cast<size_t>(n_ctx));
-                for (int64_t j = 0; j < n_ctx; ++j) {
-                    const float* r = kv + j * width;
-                    float s = 0;
-                    for (int64_t d = 0; d < width; ++d) s += qc[d] * r[d];
-                    p[static_cast<size_t>(j)] = s * kq_scale_;
-                }
+                for (int64_t j = 0; j < n_ctx; ++j) p[static_cast<size_t>(j)] = dot(qc, kv + j * width, width) * kq_scale_;
                 softmax(p.data(), n_ctx);
                 float* o = olat_.data() + i * rank;
                 std::fill(o, o + rank, 0.0f);

@@ -184,12 +184,7 @@ private:
                 const float* rows = cache.rows(batch.seq[static_cast<size_t>(t)], il);
                 const float* q = q_.data() + t * n_q + hh * hd;
                 p.resize(static_cast<size_t>(n_ctx));
-                for (int64_t j = 0; j < n_ctx; ++j) {
-                    const float* kj = rows + j * width + kvh * hd;
-                    float s = 0;
-                    for (int64_t d = 0; d < hd; ++d) s += q[d] * kj[d];
-                    p[static_cast<size_t>(j)] = s * scale;
-                }
+                for (int64_t j = 0; j < n_ctx; ++j) p[static_cast<size_t>(j)] = dot(q, rows + j * width + kvh * hd, hd) * scale;
                 softmax(p.data(), n_ctx);
                 float* o = attn_.data() + t * n_q + hh * hd;
                 std::fill(o, o + hd, 0.0f);

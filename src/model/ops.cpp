@@ -1,5 +1,7 @@
 #include "model/ops.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -66,9 +68,32 @@ void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_
         matmul_f32_rows(w, x, n_tok, y, y_stride, scratch.row, 0, w.n_out);
         return;
     }
+    if (cpu::gemm_applies(w.type, w.n_in, n_tok))
+        return cpu::gemm_serial(w.type, w.data, w.row_stride, w.n_in, w.n_out, x, n_tok, y, y_stride, scratch.cpu.gemm);
     GgmlType act;
     const uint64_t xq_row = quantize_rows(w, x, n_tok, scratch, &act);
     dot_rows(w, quant::vec_dot_fn(w.type), scratch.bytes.data(), xq_row, n_tok, y, y_stride, 0, w.n_out);
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+    // Four independent 8-wide accumulators hide the FMA latency (a plain loop is one serial
+    // chain of scalar adds: the compiler may not reassociate float sums).
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    const __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    float s = _mm_cvtss_f32(s4);
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
 }
 
 void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride,

@@ -52,6 +52,9 @@ void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, 
 // The same on the calling thread only (inside work already spread over threads).
 void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride, QuantScratch& scratch);
 
+// sum_i a[i] * b[i] in float32 (AVX2, the build's baseline).
+float dot(const float* a, const float* b, int64_t n);
+
 // y = x / sqrt(mean(x^2) + eps) * weight, over rows of n.
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
 

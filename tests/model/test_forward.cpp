@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/check.h"
+#include "cpu/gemm.h"
 #include "gguf/gguf.h"
 #include "gguf/writer.h"
 #include "model/model.h"
@@ -130,6 +131,16 @@ double rel_diff(const float* a, const float* b, size_t n) {
     return d / std::max(m, 1e-30);
 }
 
+// How close two runs of the same tokens must be. On the per-token path every token's
+// arithmetic is the same whatever the batch: float rounding only. Where the CPU has AMX, the
+// batches of 4 or more tokens below go through the tile unit (bf16 weights and activations,
+// cpu/gemm.h) while single tokens do not: the logits then agree to bf16 rounding (measured
+// up to 2.3% of max |logit| on the UD-IQ1_S model, ~0.4% on the others; the accuracy of the
+// tile path itself is checked against transformers by tests/python/test_reference_logits.py,
+// whose prompts take it). scripts/test.sh also runs this binary with
+// TANDEM_AMX=0, so both bounds are checked in CI.
+double same_logits_tol() { return cpu::amx_available() ? 5e-2 : 1e-5; }
+
 }  // namespace
 
 TEST_P(ForwardTest, BatchOfSequencesEqualsEachAlone) {
@@ -155,7 +166,7 @@ TEST_P(ForwardTest, BatchOfSequencesEqualsEachAlone) {
     for (size_t r = 0; r < order.size(); ++r) {
         const auto [which, pos] = order[r];
         const float* want = alone[which]->data() + pos * static_cast<size_t>(V);
-        EXPECT_LT(rel_diff(out.data() + r * static_cast<size_t>(V), want, static_cast<size_t>(V)), 1e-5)
+        EXPECT_LT(rel_diff(out.data() + r * static_cast<size_t>(V), want, static_cast<size_t>(V)), same_logits_tol())
             << "sequence " << which << " position " << pos;
     }
     EXPECT_EQ(kv->n_pos(7), 9);
@@ -170,7 +181,7 @@ TEST_P(ForwardTest, BatchOfSequencesEqualsEachAlone) {
     step.add(5, 5, 3, true);
     std::vector<float> one(static_cast<size_t>(V));
     m.forward(step, *kv, one.data());
-    EXPECT_LT(rel_diff(one.data(), lb2.data() + 5 * static_cast<size_t>(V), static_cast<size_t>(V)), 1e-5);
+    EXPECT_LT(rel_diff(one.data(), lb2.data() + 5 * static_cast<size_t>(V), static_cast<size_t>(V)), same_logits_tol());
 }
 
 TEST_P(ForwardTest, ChunkedPrefillEqualsOnePiece) {
@@ -187,7 +198,7 @@ TEST_P(ForwardTest, ChunkedPrefillEqualsOnePiece) {
             for (size_t i = begin; i < end; ++i) b.add(toks[i], static_cast<int32_t>(i), 0, true);
             m.forward(b, *kv, out.data() + begin * static_cast<size_t>(V));
         }
-        EXPECT_LT(rel_diff(out.data(), whole.data(), out.size()), 1e-5) << "chunk " << chunk;
+        EXPECT_LT(rel_diff(out.data(), whole.data(), out.size()), same_logits_tol()) << "chunk " << chunk;
     }
 }
 
@@ -207,7 +218,7 @@ TEST_P(ForwardTest, TruncateAndDropSequences) {
     for (size_t i = 6; i < toks.size(); ++i) rest.add(toks[i], static_cast<int32_t>(i), 0, true);
     std::vector<float> out(4 * static_cast<size_t>(V));
     m.forward(rest, *kv, out.data());
-    EXPECT_LT(rel_diff(out.data(), whole.data() + 6 * static_cast<size_t>(V), out.size()), 1e-5);
+    EXPECT_LT(rel_diff(out.data(), whole.data() + 6 * static_cast<size_t>(V), out.size()), same_logits_tol());
     // A forked sequence continues independently of its parent.
     kv->fork(0, 1);
     EXPECT_EQ(kv->n_pos(1), 10);

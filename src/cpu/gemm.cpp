@@ -1,0 +1,221 @@
+#include "cpu/gemm.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "core/check.h"
+#include "cpu/matmul.h"
+#include "quant/quant.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+template <typename T>
+T* grow(std::vector<T>& v, uint64_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
+bool detect_amx() {
+    if (const char* env = std::getenv("TANDEM_AMX"); env && std::string_view(env) == "0") return false;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+    const bool avx512f = b & (1u << 16), avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    const bool avx512_bf16 = a & (1u << 5);
+    if (!(amx_bf16 && amx_tile && avx512f && avx512bw && avx512vl && avx512_bf16)) return false;
+    // The OS must save the AVX-512 and tile states (XCR0 bits 5-7 and 17-18), and Linux hands
+    // out the 8 KiB tile data state only on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+    uint32_t xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    const uint64_t xcr0 = xcr0_lo | (uint64_t{xcr0_hi} << 32);
+    if ((xcr0 & 0x600e0) != 0x600e0) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+// The AMX tile configuration (palette 1): every tile used here is 16 rows of 64 bytes.
+struct TileConfig {
+    uint8_t palette = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+}  // namespace
+
+bool amx_available() {
+    static const bool available = detect_amx();
+    return available;
+}
+
+bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
+    return n_tok >= kGemmMinTokens && n_in % 32 == 0 && n_in > 0 && quant::can_dequantize(type) && amx_available();
+}
+
+uint64_t packed_acts_size(int64_t n_tok, int64_t n_in) {
+    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    return static_cast<uint64_t>(n_groups * n_in * kTokenGroup);
+}
+
+void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint16_t* packed) {
+    // Each token's row is rounded to bf16 once, then its value pairs (2r, 2r + 1), one 32-bit
+    // word each, go to word [g][r][t % 16] of the packed layout.
+    thread_local std::vector<uint16_t> row;
+    uint16_t* bf = grow(row, static_cast<uint64_t>(n_in));
+    const int64_t n_pairs = n_in / 2;
+    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    auto* words = reinterpret_cast<uint32_t*>(packed);  // [n_groups][n_pairs][16]
+    for (int64_t t = 0; t < n_groups * kTokenGroup; ++t) {
+        uint32_t* dst = words + (t / kTokenGroup) * n_pairs * kTokenGroup + t % kTokenGroup;
+        if (t >= n_tok) {
+            for (int64_t r = 0; r < n_pairs; ++r) dst[r * kTokenGroup] = 0;
+            continue;
+        }
+        quant::dequantize_row_bf16(GgmlType::F32, x + (rows ? rows[t] : t) * x_stride, bf, n_in);
+        uint32_t pair;
+        for (int64_t r = 0; r < n_pairs; ++r) {
+            std::memcpy(&pair, bf + 2 * r, 4);
+            dst[r * kTokenGroup] = pair;
+        }
+    }
+}
+
+void unpack_panel(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, uint16_t* panel) {
+    TANDEM_CHECK(n_rows <= kPanelRows);
+    for (int64_t r = 0; r < n_rows; ++r) quant::dequantize_row_bf16(type, w + static_cast<uint64_t>(r) * row_bytes, panel + r * n_in, n_in);
+    std::fill(panel + n_rows * n_in, panel + kPanelRows * n_in, uint16_t{0});
+}
+
+uint16_t* PanelScratch::panel_for(int64_t n_in) { return grow(panel, static_cast<uint64_t>(kPanelRows * n_in)); }
+float* PanelScratch::out_for(int64_t n_tok) {
+    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    return grow(out, static_cast<uint64_t>(n_groups * kTokenGroup * kPanelRows));
+}
+
+// NOTES: tiles 0-3 accumulate C (panel rows 0-15 / 16-31 x token groups g / g + 1), tiles 4-5
+// hold the two 16-row halves of the panel's 32-value K step, tiles 6-7 the two token groups'
+// matching 16 value pairs. Per K step: 4 tile loads (4 KiB) for 4 products of 16 cycles.
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void panel_product(const uint16_t* panel, const uint16_t* packed,
+                                                                           int64_t n_in, int64_t n_tok, float* out) {
+    TANDEM_CHECK(n_in % 32 == 0);
+    TileConfig cfg;
+    for (int i = 0; i < 8; ++i) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    const int64_t group_elems = n_in * kTokenGroup;  // uint16 per packed group
+    const int64_t a_stride = n_in * 2;              // bytes between panel rows
+    const uint16_t* panel_hi = panel + 16 * n_in;
+    alignas(64) float c[16 * 16];                    // one C tile: [16 rows][16 tokens]
+    // C tile -> out[t, row0 + m] for the tokens of group g that exist.
+    auto store = [&](int64_t g, int row0) {
+        const int64_t t_end = std::min<int64_t>(kTokenGroup, n_tok - g * kTokenGroup);
+        for (int64_t n = 0; n < t_end; ++n) {
+            float* o = out + (g * kTokenGroup + n) * kPanelRows + row0;
+            for (int m = 0; m < 16; ++m) o[m] = c[m * 16 + n];
+        }
+    };
+    for (int64_t g = 0; g < n_groups; g += 2) {
+        const uint16_t* b0 = packed + g * group_elems;
+        const uint16_t* b1 = b0 + group_elems;
+        _tile_zero(0);
+        _tile_zero(1);
+        if (g + 1 < n_groups) {
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int64_t k = 0; k < n_in; k += 32) {
+                _tile_loadd(4, panel + k, a_stride);
+                _tile_loadd(5, panel_hi + k, a_stride);
+                _tile_loadd(6, b0 + k * 16, 64);  // value pairs k/2 .. k/2 + 15: 32 bf16 per pair row
+                _tile_loadd(7, b1 + k * 16, 64);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 5, 6);
+                _tile_dpbf16ps(2, 4, 7);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            _tile_stored(2, c, 64);
+            store(g + 1, 0);
+            _tile_stored(3, c, 64);
+            store(g + 1, 16);
+        } else {
+            for (int64_t k = 0; k < n_in; k += 32) {
+                _tile_loadd(4, panel + k, a_stride);
+                _tile_loadd(5, panel_hi + k, a_stride);
+                _tile_loadd(6, b0 + k * 16, 64);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 5, 6);
+            }
+        }
+        _tile_stored(0, c, 64);
+        store(g, 0);
+        _tile_stored(1, c, 64);
+        store(g, 16);
+    }
+    _tile_release();
+}
+
+void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
+          const float* x, int64_t n_tok, float* y, GemmScratch& scratch) {
+    TANDEM_CHECK(gemm_applies(w_type, n_in, n_tok));
+    const uint64_t w_row = quant_row_bytes(w_type, n_in);
+    if (row_bytes < w_row) fail("gemm: rows of {} bytes, but {} {} values need {}", row_bytes, n_in, ggml_type_name(w_type),
+                                w_row);
+    uint16_t* packed = grow(scratch.packed, packed_acts_size(n_tok, n_in));
+    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    pool.parallel_for(n_groups, [&](int64_t g0, int64_t g1, int) {
+        for (int64_t g = g0; g < g1; ++g) {
+            const int64_t t0 = g * kTokenGroup, nt = std::min(kTokenGroup, n_tok - t0);
+            // A group packed alone is the same as its slice of the whole packing.
+            pack_acts(x + t0 * n_in, n_in, nullptr, nt, n_in, packed + static_cast<uint64_t>(g * n_in * kTokenGroup));
+        }
+    });
+    if (scratch.threads.size() < static_cast<size_t>(pool.n_threads())) scratch.threads.resize(static_cast<size_t>(pool.n_threads()));
+    const auto* wb = static_cast<const uint8_t*>(w);
+    const int64_t n_panels = (n_out + kPanelRows - 1) / kPanelRows;
+    pool.parallel_for(n_panels, [&](int64_t p0, int64_t p1, int tid) {
+        PanelScratch& ps = scratch.threads[static_cast<size_t>(tid)];
+        uint16_t* panel = ps.panel_for(n_in);
+        float* out = ps.out_for(n_tok);
+        for (int64_t p = p0; p < p1; ++p) {
+            const int64_t o0 = p * kPanelRows, n_rows = std::min(kPanelRows, n_out - o0);
+            unpack_panel(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, panel);
+            panel_product(panel, packed, n_in, n_tok, out);
+            for (int64_t t = 0; t < n_tok; ++t) std::copy(out + t * kPanelRows, out + t * kPanelRows + n_rows, y + t * n_out + o0);
+        }
+    });
+}
+
+void gemm_serial(GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out, const float* x,
+                 int64_t n_tok, float* y, int64_t y_stride, GemmScratch& scratch) {
+    TANDEM_CHECK(gemm_applies(w_type, n_in, n_tok));
+    uint16_t* packed = grow(scratch.packed, packed_acts_size(n_tok, n_in));
+    pack_acts(x, n_in, nullptr, n_tok, n_in, packed);
+    if (scratch.threads.empty()) scratch.threads.resize(1);
+    PanelScratch& ps = scratch.threads[0];
+    uint16_t* panel = ps.panel_for(n_in);
+    float* out = ps.out_for(n_tok);
+    const auto* wb = static_cast<const uint8_t*>(w);
+    for (int64_t o0 = 0; o0 < n_out; o0 += kPanelRows) {
+        const int64_t n_rows = std::min(kPanelRows, n_out - o0);
+        unpack_panel(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, panel);
+        panel_product(panel, packed, n_in, n_tok, out);
+        for (int64_t t = 0; t < n_tok; ++t) std::copy(out + t * kPanelRows, out + t * kPanelRows + n_rows, y + t * y_stride + o0);
+    }
+}
+
+}  // namespace tandem::cpu

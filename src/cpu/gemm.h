@@ -1,0 +1,76 @@
+// Matrix products for many tokens at once on Intel AMX (prefill, batched decode).
+//
+// Per-token dot products (matmul.h) unpack every weight block once per token, so a prompt of
+// 512 tokens would cost 512 times the unpacking of the whole model. Here each weight matrix is
+// unpacked once per call instead: rows are dequantized to bfloat16 one panel of kPanelRows at
+// a time (quant::dequantize_row_bf16), activations are rounded to bfloat16 once, and the tile
+// unit (TDPBF16PS: a 16x32 by 32x16 bf16 product accumulated in float32, 16 cycles) multiplies
+// each panel with every token of the batch.
+//
+// Numerics: weights and activations are each rounded to bf16 (8 significant bits, relative
+// error <= 2^-9), products are accumulated in float32. That is comparable to the 8-bit
+// activation blocks of the per-token path but not the same arithmetic: a token's result
+// depends (within that rounding) on whether its batch took this path.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu/thread_pool.h"
+#include "gguf/types.h"
+
+namespace tandem::cpu {
+
+// True when this CPU and OS run the tile products: AMX-TILE, AMX-BF16 and AVX512-BF16 in
+// CPUID, and the kernel granted the process the tile data state (arch_prctl). Checked once;
+// TANDEM_AMX=0 in the environment turns the path off (A/B runs, exactness tests).
+bool amx_available();
+
+inline constexpr int64_t kPanelRows = 32;  // weight rows dequantized and multiplied together
+inline constexpr int64_t kTokenGroup = 16; // tokens per tile column block
+
+// Whether a product of n_tok tokens with a [*, n_in] matrix of `type` should take the tile
+// path: AMX available, n_in a multiple of 32, and at least kGemmMinTokens tokens (below that,
+// unpacking per token is as cheap as unpacking once into bf16).
+inline constexpr int64_t kGemmMinTokens = 4;
+bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok);
+
+// Activations packed for the tile unit: ceil(n_tok / 16) groups of [n_in / 2][16][2] bf16,
+// i.e. tile row r of group g holds values 2r, 2r + 1 of tokens 16g .. 16g + 15 (64 bytes).
+// Tokens past n_tok are zero.
+uint64_t packed_acts_size(int64_t n_tok, int64_t n_in);  // in uint16 elements
+// Token t's row is x + rows[t] * x_stride (rows may be null: row t).
+void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint16_t* packed);
+
+// Dequantizes n_rows (<= kPanelRows) consecutive weight rows, row_bytes apart, into
+// panel [kPanelRows, n_in] bf16; rows past n_rows are zero.
+void unpack_panel(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, uint16_t* panel);
+
+// out[t, r] = sum_i panel[r, i] * act[t, i] for t < n_tok, r < kPanelRows.
+//   panel: [kPanelRows, n_in] bf16, packed: pack_acts of n_tok tokens, out: [n_tok, kPanelRows] f32
+void panel_product(const uint16_t* panel, const uint16_t* packed, int64_t n_in, int64_t n_tok, float* out);
+
+// Per-thread buffers of the tile path: one panel and its product (grown, never shrunk).
+struct PanelScratch {
+    std::vector<uint16_t> panel;  // [kPanelRows, n_in] bf16
+    std::vector<float> out;       // [n_tok, kPanelRows]
+    uint16_t* panel_for(int64_t n_in);
+    float* out_for(int64_t n_tok);
+};
+
+struct GemmScratch {
+    std::vector<uint16_t> packed;       // pack_acts of the call's tokens
+    std::vector<PanelScratch> threads;  // [n_threads]
+};
+
+// y[t, o] = sum_i w[o, i] * x[t, i], as cpu::matmul (same arguments), through the tile unit.
+// Requires gemm_applies(w_type, n_in, n_tok).
+void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
+          const float* x, int64_t n_tok, float* y, GemmScratch& scratch);
+
+// The same on the calling thread only (inside work already spread over threads), writing
+// y[t * y_stride + o]. Uses scratch.packed and scratch.threads[0].
+void gemm_serial(GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out, const float* x,
+                 int64_t n_tok, float* y, int64_t y_stride, GemmScratch& scratch);
+
+}  // namespace tandem::cpu

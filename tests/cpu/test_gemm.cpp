@@ -1,0 +1,160 @@
+// The tile-unit path (cpu/gemm.h) and its bf16 dequantization, against independent
+// references:
+//   - quant::dequantize_row_bf16 against the reference dequantizer (itself bit-identical to
+//     gguf.quants.dequantize) rounded to bf16: within one bf16 ulp (the fast kernels use one
+//     fused multiply-add where the reference rounds twice, so a value a hair from a bf16
+//     rounding boundary may land on the other side).
+//   - cpu::gemm against a float64 product of the same bf16-rounded weights and activations:
+//     the only difference left is float32 accumulation order, bounded by 1e-5 * sum |w x|.
+// At R1 shapes (7168, 2048, 576, 1536) with panel and token-group tails, NaN-poisoned outputs.
+// Skipped on CPUs without AMX (the path is never taken there).
+#include <gtest/gtest.h>
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "cpu/matmul.h"
+#include "quant/quant.h"
+
+namespace tandem::cpu {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+float bf16_to_float(uint16_t h) {
+    const uint32_t bits = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+// Round to nearest even, as the hardware conversion does (no NaN inputs here).
+uint16_t float_to_bf16(float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    bits += 0x7FFF + ((bits >> 16) & 1);
+    return static_cast<uint16_t>(bits >> 16);
+}
+
+std::vector<float> random_floats(int64_t n, uint64_t seed, float scale) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& f : v) f = dist(rng);
+    return v;
+}
+
+std::vector<uint8_t> random_matrix(GgmlType type, int64_t n_in, int64_t n_out, uint64_t seed) {
+    if (type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16) {
+        const std::vector<float> f = random_floats(n_in * n_out, seed, 0.05f);
+        std::vector<uint8_t> out(quant_row_bytes(type, n_in) * static_cast<uint64_t>(n_out));
+        for (size_t i = 0; i < f.size(); ++i) {
+            if (type == GgmlType::F32) std::memcpy(out.data() + 4 * i, &f[i], 4);
+            const uint16_t h = type == GgmlType::F16 ? static_cast<uint16_t>(_cvtss_sh(f[i], 0)) : float_to_bf16(f[i]);
+            if (type != GgmlType::F32) std::memcpy(out.data() + 2 * i, &h, 2);
+        }
+        return out;
+    }
+    std::vector<uint8_t> out(quant_row_bytes(type, n_in) * static_cast<uint64_t>(n_out));
+    quant::fill_random(type, out, seed, 0.05f);
+    return out;
+}
+
+TEST(DequantBf16, EveryFormatWithinOneUlpOfTheReference) {
+    if (!amx_available()) GTEST_SKIP() << "no AMX / AVX512-BF16 on this CPU";
+    const int64_t n = 7168;
+    for (const GgmlType type :
+         {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+          GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+          GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS,
+          GgmlType::IQ3_S, GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
+        SCOPED_TRACE(ggml_type_name(type));
+        const std::vector<uint8_t> w = random_matrix(type, n, 1, 3);
+        std::vector<float> ref(static_cast<size_t>(n));
+        quant::dequantize_row(type, w.data(), ref.data(), n);
+        std::vector<uint16_t> got(static_cast<size_t>(n) + 8, 0xFFFF);  // 0xFFFF: a NaN, past the end too
+        quant::dequantize_row_bf16(type, w.data(), got.data(), n);
+        for (int64_t i = 0; i < n; ++i) {
+            const float want = bf16_to_float(float_to_bf16(ref[static_cast<size_t>(i)]));
+            const float g = bf16_to_float(got[static_cast<size_t>(i)]);
+            ASSERT_LE(std::fabs(g - want), std::ldexp(std::fabs(want), -7)) << "value " << i << ": " << g << " vs " << want;
+        }
+        for (size_t i = static_cast<size_t>(n); i < got.size(); ++i) ASSERT_EQ(got[i], 0xFFFF) << "wrote past the row";
+    }
+}
+
+void check_gemm(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tok) {
+    SCOPED_TRACE(::testing::Message() << ggml_type_name(type) << " " << n_in << "->" << n_out << " x" << n_tok);
+    ASSERT_TRUE(gemm_applies(type, n_in, n_tok));
+    const uint64_t rb = quant_row_bytes(type, n_in);
+    const std::vector<uint8_t> w = random_matrix(type, n_in, n_out, 7);
+    const std::vector<float> x = random_floats(n_in * n_tok, 11, 1.0f);
+    MatmulScratch scratch;
+    std::vector<float> y(static_cast<size_t>(n_tok * n_out), kNaN);
+    matmul(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), scratch);
+
+    // Reference: bf16-rounded reference weights and activations, float64 sums.
+    std::vector<float> wf(static_cast<size_t>(n_in)), wr(static_cast<size_t>(n_in * n_out));
+    for (int64_t o = 0; o < n_out; ++o) {
+        quant::dequantize_row(type, w.data() + static_cast<uint64_t>(o) * rb, wf.data(), n_in);
+        for (int64_t i = 0; i < n_in; ++i) wr[static_cast<size_t>(o * n_in + i)] = bf16_to_float(float_to_bf16(wf[static_cast<size_t>(i)]));
+    }
+    for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t o = 0; o < n_out; ++o) {
+            double s = 0, mag = 0;
+            for (int64_t i = 0; i < n_in; ++i) {
+                const double p = static_cast<double>(wr[static_cast<size_t>(o * n_in + i)]) *
+                                 bf16_to_float(float_to_bf16(x[static_cast<size_t>(t * n_in + i)]));
+                s += p;
+                mag += std::fabs(p);
+            }
+            // One bf16 ulp of slack per term covers a weight the fast dequantizer rounded the
+            // other way; float32 accumulation adds ~1e-6 * mag.
+            const double tol = 1e-5 * mag + 1e-30;
+            const float got = y[static_cast<size_t>(t * n_out + o)];
+            ASSERT_TRUE(std::isfinite(got)) << "token " << t << " row " << o;
+            ASSERT_NEAR(got, s, tol + std::ldexp(mag, -8) * (quant::has_fast_bf16_dequant(type) ? 0.05 : 0.0))
+                << "token " << t << " row " << o;
+        }
+    }
+}
+
+TEST(Gemm, R1ShapesAgainstFloat64OnBf16Inputs) {
+    if (!amx_available()) GTEST_SKIP() << "no AMX on this CPU";
+    ThreadPool pool(3);
+    check_gemm(pool, GgmlType::IQ1_S, 7168, 70, 16);    // panel tail of 6 rows
+    check_gemm(pool, GgmlType::IQ2_XXS, 2048, 64, 33);  // token-group tail of 1
+    check_gemm(pool, GgmlType::Q4_K, 7168, 40, 4);      // fewest tokens, one partial group
+    check_gemm(pool, GgmlType::Q6_K, 1536, 96, 48);     // three whole groups (2 + 1)
+    check_gemm(pool, GgmlType::Q8_0, 576, 33, 21);
+    check_gemm(pool, GgmlType::Q2_K, 512, 32, 5);
+    check_gemm(pool, GgmlType::F32, 64, 17, 64);
+    check_gemm(pool, GgmlType::IQ4_XS, 256, 3, 7);      // through the reference dequantizer
+}
+
+TEST(Gemm, PackedActivationsFollowTheTileLayout) {
+    if (!amx_available()) GTEST_SKIP() << "no AMX on this CPU";
+    // Token t, value i -> word [t / 16][i / 2][t % 16], half i % 2; tokens past n_tok are zero.
+    const int64_t n_tok = 19, n_in = 64;
+    std::vector<float> x(static_cast<size_t>(n_tok * n_in));
+    for (int64_t t = 0; t < n_tok; ++t)
+        for (int64_t i = 0; i < n_in; ++i) x[static_cast<size_t>(t * n_in + i)] = static_cast<float>(t * 100 + i);
+    std::vector<uint16_t> packed(packed_acts_size(n_tok, n_in), 0xFFFF);
+    ASSERT_EQ(packed.size(), static_cast<size_t>(2 * 16 * n_in));
+    pack_acts(x.data(), n_in, nullptr, n_tok, n_in, packed.data());
+    for (int64_t t = 0; t < 32; ++t)
+        for (int64_t i = 0; i < n_in; ++i) {
+            const size_t at = static_cast<size_t>(((t / 16) * (n_in / 2) + i / 2) * 32 + (t % 16) * 2 + i % 2);
+            const float want = t < n_tok ? bf16_to_float(float_to_bf16(static_cast<float>(t * 100 + i))) : 0.0f;
+            ASSERT_EQ(bf16_to_float(packed[at]), want) << "token " << t << " value " << i;
+        }
+}
+
+}  // namespace
+}  // namespace tandem::cpu
