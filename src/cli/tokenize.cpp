@@ -43,8 +43,9 @@ std::string read_file(const std::string& path) {
 
 int run_tokenize(const TokenizeArgs& args) {
     const bool templated = args.chat || !args.messages_file.empty();
-    if (!templated && (!args.system.empty() || !args.chat_template.empty() || args.render ||
-                       args.no_generation_prompt))
+    if (!templated &&
+        (!args.system.empty() || (!args.chat_template.empty() && !args.print_template) ||
+         args.render || args.no_generation_prompt))
         fail(
             "--system, --chat-template, --render and --no-generation-prompt need --chat or "
             "--messages");
@@ -68,7 +69,8 @@ int run_tokenize(const TokenizeArgs& args) {
                 fail("{}: expected a JSON list of messages", args.messages_file);
         }
         if (!args.system.empty())
-            messages.insert(messages.begin(), {{"role", "system"}, {"content", args.system}});
+            messages.insert(messages.begin(),
+                            nlohmann::ordered_json{{"role", "system"}, {"content", args.system}});
         if (args.chat) messages.push_back({{"role", "user"}, {"content", text}});
         text = text::apply_chat_template(file.metadata(), messages, !args.no_generation_prompt,
                                          args.chat_template);
