@@ -230,10 +230,10 @@ alignas(64) constexpr std::array<uint64_t, 2048> kIq1sGridU = make_iq1s_grid_u()
 inline __m256i ksigns_bytes(__m256i x) {
     const __m256i parity_lut = _mm256_setr_epi8(0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0, 0,
                                                 -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0);
-    const __m256i nib = _mm256_set1_epi8(0x0F);
-    const __m256i p = _mm256_xor_si256(_mm256_shuffle_epi8(parity_lut, _mm256_and_si256(x, nib)),
-                                       _mm256_shuffle_epi8(parity_lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), nib)));
-    return _mm256_or_si256(x, p);
+    // parity(x) = parity(low nibble ^ high nibble); the 16-bit shift's spill-over from the
+    // next byte lands in bits 4..7, which the mask drops.
+    const __m256i folded = _mm256_and_si256(_mm256_xor_si256(x, _mm256_srli_epi16(x, 4)), _mm256_set1_epi8(0x0F));
+    return _mm256_or_si256(x, _mm256_shuffle_epi8(parity_lut, folded));
 }
 
 // Each dword of aux (IQ2_XXS / IQ3_XXS: four 7-bit sign indices at bits 0, 7, 14, 21) as
@@ -256,9 +256,12 @@ struct AccVec<Isa::Avx512Vnni> {
     using type = __m512i;
 };
 
+// Where a block's scales sit in GridAcc::scales: one int16 per 16 weights, one int16 per 32
+// weights, or one int32 (< 2^15) per 32 weights.
+enum class ScaleLayout { kPer16, kPer32, kPer32Dword };
+
 // The integer dot of one block, accumulated over its 64- (AVX-512) or 32-weight steps.
-// kPer32: one scale per 32 weights ([8] int16 in the low half of `scales`), else one per 16.
-template <Isa I, bool kPer32>
+template <Isa I, ScaleLayout kLayout>
 struct GridAcc {
     typename AccVec<I>::type v;
     __m256i scales;
@@ -273,23 +276,29 @@ struct GridAcc {
             _mm256_store_si256(reinterpret_cast<__m256i*>(sc), scales_in);
         }
     }
-    void set_signs(__m256i bits) { _mm256_store_si256(reinterpret_cast<__m256i*>(sign_bits), bits); }
+    void set_signs(__m256i bits) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sign_bits), bits);
+        // NOTES: keeps the mask bits in memory: kmovq k, m64 is a plain load, while GCC would
+        // otherwise move them through general registers (vmovq/vpextrq + kmovq, port 5 each).
+        if constexpr (I == Isa::Avx512Vnni) asm volatile("" ::: "memory");
+    }
 
     // Weights 64j .. 64j+63 (AVX-512).
     template <bool kSigned>
     void step64(__m512i u, const int8_t* qa, int j) {
         __m512i q = _mm512_loadu_si512(qa + 64 * j);
-        if constexpr (kSigned) q = _mm512_mask_sub_epi8(q, _cvtu64_mask64(sign_bits[j]), _mm512_setzero_si512(), q);
-        // int16 lane m of the maddubs result covers weights 2m, 2m+1: scale 2j + m / 16 (per 32)
-        // or 4j + m / 8 (per 16).
+        if constexpr (kSigned) q = _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[j])), _mm512_setzero_si512(), q);
+        // int16 lane m of the maddubs result covers weights 2m, 2m+1: per 32 weights scale
+        // 2j + m / 16, per 16 weights 4j + m / 8 (in int16 units of `scales`).
         __m512i pick;
-        if constexpr (kPer32) {
-            pick = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(2 * j))),
-                                      _mm256_set1_epi16(static_cast<int16_t>(2 * j + 1)), 1);
-        } else {
+        if constexpr (kLayout == ScaleLayout::kPer16) {
             pick = _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(4 * j)),
                                     _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0,
                                                      0, 0, 0, 0, 0, 0, 0));
+        } else {
+            constexpr int kStride = kLayout == ScaleLayout::kPer32 ? 1 : 2;
+            pick = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(kStride * 2 * j))),
+                                      _mm256_set1_epi16(static_cast<int16_t>(kStride * (2 * j + 1))), 1);
         }
         const __m512i scale = _mm512_permutexvar_epi16(pick, _mm512_castsi256_si512(scales));
         v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(u, q), scale);
@@ -309,7 +318,10 @@ struct GridAcc {
             const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
             q = _mm256_sign_epi8(q, _mm256_or_si256(neg, _mm256_set1_epi8(1)));
         }
-        const __m256i scale = kPer32 ? _mm256_set1_epi16(sc[g]) : scale_pair(sc[2 * g], sc[2 * g + 1]);
+        __m256i scale;
+        if constexpr (kLayout == ScaleLayout::kPer16) scale = scale_pair(sc[2 * g], sc[2 * g + 1]);
+        else if constexpr (kLayout == ScaleLayout::kPer32) scale = _mm256_set1_epi16(sc[g]);
+        else scale = _mm256_set1_epi16(sc[2 * g]);
         v = scaled_dot<I>(v, u, q, scale);
     }
 };
@@ -367,27 +379,38 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
     // g in {-1,0,1}; with u = g + 1 in {0,1,2}: sum(g qa) = sum(u qa) - bsum, so the group's
     // offset is (delta - 8) s = +-s - 8 s against its activation sum.
     const __m128i qh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh));  // [8] u16
-    // 8 s = 16 sc + 8, sc = bits 12..14.
-    const __m128i scale8 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qh, 8), _mm_set1_epi16(0x70)), _mm_set1_epi16(8));
-    const __m128i s = _mm_srli_epi16(scale8, 3);
-    const __m128i off = _mm_sub_epi16(_mm_sign_epi16(s, _mm_or_si128(qh, _mm_set1_epi16(1))), scale8);  // bit 15: -s
-    const __m128i bsum32 = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums)),
-                                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums + 8)));
-    GridAcc<I, true> acc(_mm256_zextsi128_si256(scale8));
+    // qh[i] in int16 lanes 2i and 2i + 1, i.e. per 16 weights, as the bsums are.
+    __m256i qhd;
+    if constexpr (I == Isa::Avx512Vnni) {
+        qhd = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), _mm256_castsi128_si256(qh));
+    } else {
+        qhd = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(qh, qh)), _mm_unpackhi_epi16(qh, qh), 1);
+    }
+    // 8 s = 16 sc + 8 with sc = bits 12..14.
+    const __m256i scale16 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qhd, 8), _mm256_set1_epi16(0x70)),
+                                            _mm256_set1_epi16(8));
+    const __m256i s = _mm256_srli_epi16(scale16, 3);
+    const __m256i off16 = _mm256_sub_epi16(_mm256_sign_epi16(s, _mm256_or_si256(qhd, _mm256_set1_epi16(1))), scale16);
+    GridAcc<I, ScaleLayout::kPer16> acc(scale16);
     if constexpr (I == Isa::Avx512Vnni) {
         // Entries 16h .. 16h+15: index = qs[k] | bits 3l..3l+2 of qh[k/4] << 8 (l = k % 4),
-        // the 3 bits rotated to 8..10 and merged as lo | (rot & 0x700).
-        const __m512i qh32 = _mm512_cvtepu16_epi32(_mm256_zextsi128_si256(qh));
+        // the 3 bits rotated to 8..10 and merged as lo | (rot & 0x700). The int16 word 2k of
+        // `rep` is qh[k/4]; its high word is qh[k/4] as well, which the mask drops.
         const __m512i rot = _mm512_set_epi32(31, 2, 5, 8, 31, 2, 5, 8, 31, 2, 5, 8, 31, 2, 5, 8);
+        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
         for (int h = 0; h < 2; ++h) {
-            const __m512i rep = _mm512_permutexvar_epi32(
-                _mm512_add_epi32(_mm512_set1_epi32(4 * h), _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)), qh32);
+            const __m512i rep = _mm512_permutexvar_epi16(
+                _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(8 * h)),
+                                 _mm512_set_epi16(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0,
+                                                  0, 0, 0, 0, 0, 0)),
+                _mm512_castsi256_si512(qhd));
             const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * h)));
             const __m512i idx = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(rep, rot), _mm512_set1_epi32(0x700), 0xF8);
             grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm512_castsi512_si256(idx), a.qs, 2 * h);
             grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm512_extracti64x4_epi64(idx, 1), a.qs, 2 * h + 1);
         }
     } else {
+        acc.v = _mm256_madd_epi16(load32(a.bsums), off16);
         for (int j = 0; j < 4; ++j) {
             // Entries 8j .. 8j+7 (groups 2j, 2j+1), qh[2j] | qh[2j+1] << 16 in every lane.
             const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
@@ -397,7 +420,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
             grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8)), a.qs, j);
         }
     }
-    return add_low128<I>(acc.v, _mm_madd_epi16(off, bsum32));
+    return acc.v;
 }
 
 template <Isa I>
@@ -414,9 +437,9 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xxs& b, const BlockQ8K&
         aux1 = _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(load32(qs), pick),
                                          _mm256_permutevar8x32_epi32(load32(qs + 32), pick), 0x20);
     }
-    // 2 ls + 1 per 32 weights, as [8] int16.
+    // 2 ls + 1 per 32 weights, as [8] int32.
     const __m256i s32 = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux1, 28), 1), _mm256_set1_epi32(1));
-    GridAcc<I, true> acc(_mm256_zextsi128_si256(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1))));
+    GridAcc<I, ScaleLayout::kPer32Dword> acc(s32);
     acc.set_signs(ksigns_from_aux(aux1));
     for (int j = 0; j < 4; ++j) {
         // Bytes 16j + {0..3, 8..11}: the grid indices of groups 2j, 2j+1.
@@ -442,7 +465,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xs& b, const BlockQ8K& 
     const __m256i q0 = load32(b.qs), q1 = load32(b.qs + 16);
     // Sign indices as bytes in entry order (packus interleaves 128-bit lanes; permute undoes it).
     const __m256i sidx = _mm256_permute4x64_epi64(_mm256_packus_epi16(_mm256_srli_epi16(q0, 9), _mm256_srli_epi16(q1, 9)), 0xD8);
-    GridAcc<I, false> acc(iq2_scales(b.scales));
+    GridAcc<I, ScaleLayout::kPer16> acc(iq2_scales(b.scales));
     acc.set_signs(ksigns_bytes(sidx));
     for (int j = 0; j < 4; ++j) {
         const __m256i e = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
@@ -453,7 +476,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xs& b, const BlockQ8K& 
 
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq2S& b, const BlockQ8K& a) {
-    GridAcc<I, false> acc(iq2_scales(b.scales));
+    GridAcc<I, ScaleLayout::kPer16> acc(iq2_scales(b.scales));
     acc.set_signs(load32(b.signs));  // explicit: bit e % 8 of signs[e / 8]
     for (int j = 0; j < 4; ++j) {
         // Entries 8j .. 8j+7: qs[k] | bits 2(k%4)..+1 of qh[k/4] << 8.
@@ -471,7 +494,7 @@ template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq3Xxs& b, const BlockQ8K& a) {
     const __m256i aux = load32(b.qs + 64);  // [8] u32 after the 64 grid indices, one per 32 weights
     const __m256i s32 = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux, 28), 1), _mm256_set1_epi32(1));
-    GridAcc<I, true> acc(_mm256_zextsi128_si256(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1))));
+    GridAcc<I, ScaleLayout::kPer32Dword> acc(s32);
     acc.set_signs(ksigns_from_aux(aux));
     for (int j = 0; j < 4; ++j) {
         const __m256i idx_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j)));
@@ -488,7 +511,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq3S& b, const BlockQ8K& a
     const __m128i nib = _mm_unpacklo_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0F)),
                                           _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
     const __m128i s = _mm_cvtepu8_epi16(nib);
-    GridAcc<I, true> acc(_mm256_zextsi128_si256(_mm_or_si128(_mm_add_epi16(s, s), _mm_set1_epi16(1))));
+    GridAcc<I, ScaleLayout::kPer32> acc(_mm256_zextsi128_si256(_mm_or_si128(_mm_add_epi16(s, s), _mm_set1_epi16(1))));
     acc.set_signs(load32(b.signs));
     for (int j = 0; j < 4; ++j) {
         // Entries 16j .. 16j+15: qs[k] | bit k % 8 of qh[k / 8] << 8.
@@ -503,23 +526,54 @@ inline typename AccVec<I>::type grid_block(const BlockIq3S& b, const BlockQ8K& a
     return acc.v;
 }
 
+// The float factors ad * d * unit of up to kChunk consecutive blocks, into f[]: the f16
+// scales and activation scales are copied with scalar loads/stores (ports a vector kernel
+// leaves idle) and converted with one vcvtph2ps, instead of ~6 vector uops per block.
+template <Isa I, typename Block>
+inline void grid_factors(const Block* wb, const BlockQ8K* ab, int64_t count, float* f) {
+    constexpr int kChunk = I == Isa::Avx512Vnni ? 16 : 8;
+    alignas(64) uint16_t d[kChunk] = {};
+    alignas(64) float ad[kChunk] = {};
+    for (int64_t k = 0; k < count; ++k) {
+        d[k] = wb[k].d;
+        ad[k] = ab[k].d;
+        asm volatile("" ::: "memory");  // keeps GCC from turning this strided copy into gathers
+    }
+    if constexpr (I == Isa::Avx512Vnni) {
+        const __m512 wd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d))),
+                                        _mm512_set1_ps(kGridUnit<Block>));
+        _mm512_store_ps(f, _mm512_mul_ps(_mm512_load_ps(ad), wd));
+    } else {
+        const __m256 wd = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d))),
+                                        _mm256_set1_ps(kGridUnit<Block>));
+        _mm256_store_ps(f, _mm256_mul_ps(_mm256_load_ps(ad), wd));
+    }
+}
+
 // Grid formats: per block ad * d * unit * (integer dot), the float step at full vector width.
 template <Isa I, typename Block>
 float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
+    constexpr int kChunk = I == Isa::Avx512Vnni ? 16 : 8;
     const auto* wb = static_cast<const Block*>(w);
     const auto* ab = static_cast<const BlockQ8K*>(a);
+    const int64_t nb = n / kQK;
+    alignas(64) float f[kChunk];
     if constexpr (I == Isa::Avx512Vnni) {
         __m512 facc = _mm512_setzero_ps();
-        for (int64_t i = 0; i < n / kQK; ++i) {
-            const __m512 scale = _mm512_set1_ps(ab[i].d * (fp16_to_f32(wb[i].d) * kGridUnit<Block>));
-            facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(grid_block<I>(wb[i], ab[i])), scale, facc);
+        for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
+            const int64_t count = std::min<int64_t>(kChunk, nb - i0);
+            grid_factors<I>(wb + i0, ab + i0, count, f);
+            for (int64_t k = 0; k < count; ++k)
+                facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(grid_block<I>(wb[i0 + k], ab[i0 + k])), _mm512_set1_ps(f[k]), facc);
         }
         return _mm512_reduce_add_ps(facc);
     } else {
         __m256 facc = _mm256_setzero_ps();
-        for (int64_t i = 0; i < n / kQK; ++i) {
-            const __m256 scale = _mm256_set1_ps(ab[i].d * (fp16_to_f32(wb[i].d) * kGridUnit<Block>));
-            facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(grid_block<I>(wb[i], ab[i])), scale, facc);
+        for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
+            const int64_t count = std::min<int64_t>(kChunk, nb - i0);
+            grid_factors<I>(wb + i0, ab + i0, count, f);
+            for (int64_t k = 0; k < count; ++k)
+                facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(grid_block<I>(wb[i0 + k], ab[i0 + k])), _mm256_set1_ps(f[k]), facc);
         }
         return hsum(facc);
     }

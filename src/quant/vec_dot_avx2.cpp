@@ -1,6 +1,7 @@
 // AVX2 dot-product kernels: simd_kernels.h compiled for the x86 baseline.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <type_traits>

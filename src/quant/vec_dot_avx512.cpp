@@ -5,6 +5,7 @@
 // file is reached only through vec_dot_fn after CPUID says the CPU has AVX-512 VNNI.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <type_traits>
