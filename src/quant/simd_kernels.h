@@ -238,12 +238,22 @@ inline __m256i ksigns_bytes(__m256i x) {
 
 // Each dword of aux (IQ2_XXS / IQ3_XXS: four 7-bit sign indices at bits 0, 7, 14, 21) as
 // four sign bytes, in order.
+template <Isa I>
 inline __m256i ksigns_from_aux(__m256i aux) {
-    const __m256i f0 = _mm256_and_si256(aux, _mm256_set1_epi32(0x7F));
-    const __m256i f1 = _mm256_and_si256(_mm256_slli_epi32(aux, 1), _mm256_set1_epi32(0x7F00));
-    const __m256i f2 = _mm256_and_si256(_mm256_slli_epi32(aux, 2), _mm256_set1_epi32(0x7F0000));
+    // Field l, shifted left by l bits, lands in byte l.
     const __m256i f3 = _mm256_and_si256(_mm256_slli_epi32(aux, 3), _mm256_set1_epi32(0x7F000000));
-    return ksigns_bytes(_mm256_or_si256(_mm256_or_si256(f0, f1), _mm256_or_si256(f2, f3)));
+    const __m256i m0 = _mm256_set1_epi32(0x7F), m1 = _mm256_set1_epi32(0x7F00), m2 = _mm256_set1_epi32(0x7F0000);
+    if constexpr (I == Isa::Avx512Vnni) {
+        // Bit selects m ? x : rest (vpternlogd 0xCA); bits outside the fields stay 0 from f3.
+        const __m256i f23 = _mm256_ternarylogic_epi32(m2, _mm256_slli_epi32(aux, 2), f3, 0xCA);
+        const __m256i f123 = _mm256_ternarylogic_epi32(m1, _mm256_slli_epi32(aux, 1), f23, 0xCA);
+        return ksigns_bytes(_mm256_ternarylogic_epi32(m0, aux, f123, 0xCA));
+    } else {
+        const __m256i f0 = _mm256_and_si256(aux, m0);
+        const __m256i f1 = _mm256_and_si256(_mm256_slli_epi32(aux, 1), m1);
+        const __m256i f2 = _mm256_and_si256(_mm256_slli_epi32(aux, 2), m2);
+        return ksigns_bytes(_mm256_or_si256(_mm256_or_si256(f0, f1), _mm256_or_si256(f2, f3)));
+    }
 }
 
 // A block's int32 dot: [16] lanes under AVX-512, [8] under AVX2.
@@ -440,7 +450,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xxs& b, const BlockQ8K&
     // 2 ls + 1 per 32 weights, as [8] int32.
     const __m256i s32 = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux1, 28), 1), _mm256_set1_epi32(1));
     GridAcc<I, ScaleLayout::kPer32Dword> acc(s32);
-    acc.set_signs(ksigns_from_aux(aux1));
+    acc.set_signs(ksigns_from_aux<I>(aux1));
     for (int j = 0; j < 4; ++j) {
         // Bytes 16j + {0..3, 8..11}: the grid indices of groups 2j, 2j+1.
         const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16 * j));
@@ -495,7 +505,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq3Xxs& b, const BlockQ8K&
     const __m256i aux = load32(b.qs + 64);  // [8] u32 after the 64 grid indices, one per 32 weights
     const __m256i s32 = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux, 28), 1), _mm256_set1_epi32(1));
     GridAcc<I, ScaleLayout::kPer32Dword> acc(s32);
-    acc.set_signs(ksigns_from_aux(aux));
+    acc.set_signs(ksigns_from_aux<I>(aux));
     for (int j = 0; j < 4; ++j) {
         const __m256i idx_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j)));
         const __m256i idx_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 16 * j + 8)));
