@@ -59,85 +59,204 @@ inline __m256i bsum_terms(const BlockQ8K& a, const int16_t* offset16) {
 }
 
 // ---- per-format 256-blocks: add ad * (da * int_a + db * int_b) into facc ----
+//
+// Scales are unpacked with a few vector ops per block. Under AVX-512 a block is four steps of
+// 64 weights: the packed bits of two 32-weight chunks are broadcast to both 256-bit halves
+// (vbroadcasti64x4, a plain load), shifted per half with vpsrlvw, and dotted in one zmm
+// maddubs + vpdpwssd; under AVX2 eight steps of 32 weights.
+
+// A block's int32 dot: [16] lanes under AVX-512, [8] under AVX2.
+template <Isa I>
+struct AccVec {
+    using type = __m256i;
+};
+template <>
+struct AccVec<Isa::Avx512Vnni> {
+    using type = __m512i;
+};
+
+// The int16 scale of each maddubs lane for weights 64j .. 64j+63 (lane m covers weights
+// 2m, 2m+1): `scales` holds one int16 per 16 weights (scale 4j + m / 8), or with kPer32 one
+// per 32 weights every kStride int16 (scale kStride * (2j + m / 16)).
+template <Isa I, bool kPer32, int kStride = 1>
+inline __m512i scales64(__m256i scales, int j) {
+    __m512i pick;
+    if constexpr (kPer32) {
+        pick = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(kStride * 2 * j))),
+                                  _mm256_set1_epi16(static_cast<int16_t>(kStride * (2 * j + 1))), 1);
+    } else {
+        pick = _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(4 * j)),
+                                _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0,
+                                                 0, 0, 0, 0, 0, 0));
+    }
+    return _mm512_permutexvar_epi16(pick, _mm512_castsi256_si512(scales));
+}
+
+// Per 256-bit half h of a zmm: shift_lo for h = 0, shift_hi for h = 1, as int16 shift counts.
+template <Isa I>
+inline __m512i half_shifts(int shift_lo, int shift_hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(shift_lo))),
+                              _mm256_set1_epi16(static_cast<int16_t>(shift_hi)), 1);
+}
+
+template <Isa I>
+inline __m256i sum_halves(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
 
 template <Isa I>
 inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
-    alignas(32) int16_t sc[16], mn[16];
-    for (int g = 0; g < 16; ++g) {
-        sc[g] = static_cast<int16_t>(b.scales[g] & 0x0F);
-        mn[g] = static_cast<int16_t>(-(b.scales[g] >> 4));
-    }
-    const __m256i mask2 = _mm256_set1_epi8(3);
-    __m256i acc = _mm256_setzero_si256();
-    for (int half = 0; half < 2; ++half) {
-        // qs bytes half*32 .. +31; bits 2s..2s+1 hold chunk 4*half + s.
-        const __m256i q = load32(b.qs + 32 * half);
-        for (int s = 0; s < 4; ++s) {
-            const int c = 4 * half + s;
-            const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), mask2);
-            acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
+    // scales[g]: low nibble the scale, high nibble the min of the 16 weights g.
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);  // [8] int32 sums of m * bsum
+    __m256i acc;
+    if constexpr (I == Isa::Avx512Vnni) {
+        // Weights 64j .. 64j+63 are chunks 2j, 2j+1: qs bytes 32 (j/2) .. +31 at bits
+        // 4 (j%2) and 4 (j%2) + 2.
+        __m512i acc512 = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
+            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
+                                               _mm512_set1_epi8(3));
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+                                         scales64<I, false>(sc16, j));
+        }
+        acc = sum_halves<I>(acc512);
+    } else {
+        alignas(32) int16_t sc[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
+        acc = _mm256_setzero_si256();
+        for (int half = 0; half < 2; ++half) {
+            // qs bytes half*32 .. +31; bits 2s..2s+1 hold chunk 4*half + s.
+            const __m256i q = load32(b.qs + 32 * half);
+            for (int s = 0; s < 4; ++s) {
+                const int c = 4 * half + s;
+                const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), _mm256_set1_epi8(3));
+                acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
+            }
         }
     }
-    const __m256i mins = bsum_terms(a, mn);
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
+    facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
+}
+
+// Q3_K's 16 signed 6-bit scales as [16] int16 (see BlockQ3K): low nibbles from scales[0..7]
+// (sub-block i: byte i % 8, nibble i / 8), high 2 bits from dword scales[8..11] shifted by
+// 2 (i / 4), byte i % 4.
+inline __m256i q3k_scales(const uint8_t* scales) {
+    const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales));
+    const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(raw, _mm_set1_epi8(0x0F)),
+                                          _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(load_u32(scales + 8))),
+                                                    _mm_setr_epi32(0, 2, 4, 6)),
+                                     _mm_set1_epi8(3));
+    return _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4))), _mm256_set1_epi16(32));
 }
 
 template <Isa I>
 inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
-    alignas(32) int16_t sc[16], off[16];
-    for (int g = 0; g < 16; ++g) {
-        sc[g] = static_cast<int16_t>(q3k_scale(b.scales, g));
-        off[g] = static_cast<int16_t>(-4 * sc[g]);  // u below is q + 4
-    }
-    const __m256i mask2 = _mm256_set1_epi8(3);
-    const __m256i hm = load32(b.hmask);
-    __m256i acc = bsum_terms(a, off);
-    for (int half = 0; half < 2; ++half) {
-        const __m256i q = load32(b.qs + 32 * half);
-        for (int s = 0; s < 4; ++s) {
-            const int c = 4 * half + s;
-            // Bit c of hmask[l] adds 4 to element 32c + l.
-            const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << c));
-            const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), _mm256_set1_epi8(4));
-            const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * s), mask2), high);
-            acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
+    // u below is q + 4 (low 2 bits | 4 * hmask bit): the offset -4 sc goes against bsums.
+    const __m256i sc16 = q3k_scales(b.scales);
+    const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));
+    __m256i acc;
+    if constexpr (I == Isa::Avx512Vnni) {
+        // Chunks 2j, 2j+1 as Q2_K; their hmask bits are bits 2j, 2j+1 of hmask[l].
+        const __m512i hm = _mm512_broadcast_i64x4(load32(b.hmask));
+        __m512i acc512 = _mm512_zextsi256_si512(off);
+        for (int j = 0; j < 4; ++j) {
+            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
+            const __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
+                                                 _mm512_set1_epi8(3));
+            const __m512i h = _mm512_slli_epi16(_mm512_srlv_epi16(hm, half_shifts<I>(2 * j, 2 * j + 1)), 2);
+            const __m512i u = _mm512_ternarylogic_epi32(low, h, _mm512_set1_epi8(4), 0xF8);  // low | (h & 4)
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+                                         scales64<I, false>(sc16, j));
+        }
+        acc = sum_halves<I>(acc512);
+    } else {
+        alignas(32) int16_t sc[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
+        const __m256i hm = load32(b.hmask);
+        acc = off;
+        for (int half = 0; half < 2; ++half) {
+            const __m256i q = load32(b.qs + 32 * half);
+            for (int s = 0; s < 4; ++s) {
+                const int c = 4 * half + s;
+                // Bit c of hmask[l] adds 4 to element 32c + l.
+                const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << c));
+                const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), _mm256_set1_epi8(4));
+                const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * s), _mm256_set1_epi8(3)), high);
+                acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
+            }
         }
     }
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
+// Q4_K / Q5_K: the 8 6-bit scales (bytes 0..7) and mins (bytes 8..15) of the 12 packed bytes
+// (see BlockQ4K), with dword masks as in ggml: with u0, u1, u2 the three dwords,
+//   scales 0..3 = u0 & 0x3f..,  scales 4..7 = (u2 & 0x0f..) | (u0 >> 6 & 0x03..) << 4,
+//   mins 0..3 = u1 & 0x3f..,    mins 4..7 = (u2 >> 4 & 0x0f..) | (u1 >> 6 & 0x03..) << 4.
+// Reads 16 bytes at `scales` (Q4_K/Q5_K blocks go on past the scales).
+inline __m128i k4_scales_mins(const uint8_t* scales) {
+    const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales));
+    const __m128i a = _mm_shuffle_epi32(u, 0x98);  // u0, u2, u1, u2
+    const __m128i b = _mm_shuffle_epi32(u, 0x50);  // u0, u0, u1, u1
+    const __m128i low = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+                                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i top = _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(low, top);
+}
+
 template <Isa I, typename Block>
 inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
-    alignas(32) int16_t mn[16];
-    int sc[8];
-    for (int j = 0; j < 8; ++j) {
-        const auto [s, m] = k4_scale_min(b.scales, j);
-        sc[j] = s;
-        mn[2 * j] = mn[2 * j + 1] = static_cast<int16_t>(-m);
-    }
-    const __m256i mask4 = _mm256_set1_epi8(0x0F);
-    __m256i acc = _mm256_setzero_si256();
-    for (int k = 0; k < 4; ++k) {
-        // qs bytes 32k .. 32k+31: low nibbles are chunk 2k, high nibbles chunk 2k+1.
-        const __m256i q = load32(b.qs + 32 * k);
-        __m256i lo = _mm256_and_si256(q, mask4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask4);
-        if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
-            // Fifth bit of chunk c is bit c of qh[l].
-            const __m256i qh = load32(b.qh);
-            const __m256i b_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * k)));
-            const __m256i b_hi = _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1)));
-            const __m256i sixteen = _mm256_set1_epi8(16);
-            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen));
-            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen));
+    const __m128i sm = k4_scales_mins(b.scales);
+    const __m256i sc16 = _mm256_cvtepu8_epi16(sm);                         // [8] scales, then [8] mins
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));  // min of each 16 weights
+    const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);
+    __m256i acc;
+    if constexpr (I == Isa::Avx512Vnni) {
+        // Weights 64j .. 64j+63: low then high nibbles of qs bytes 32j .. 32j+31; Q5_K's
+        // fifth bits are bits 2j, 2j+1 of qh[l].
+        __m512i acc512 = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * j));
+            __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(0, 4)), _mm512_set1_epi8(0x0F));
+            if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
+                const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh)), half_shifts<I>(2 * j, 2 * j + 1));
+                u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);  // u | (h << 4 & 16)
+            }
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+                                         scales64<I, true>(sc16, j));
         }
-        acc = scaled_dot<I>(acc, lo, load32(a.qs + 64 * k), _mm256_set1_epi16(static_cast<int16_t>(sc[2 * k])));
-        acc = scaled_dot<I>(acc, hi, load32(a.qs + 64 * k + 32), _mm256_set1_epi16(static_cast<int16_t>(sc[2 * k + 1])));
+        acc = sum_halves<I>(acc512);
+    } else {
+        alignas(32) int16_t sc[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
+        const __m256i mask4 = _mm256_set1_epi8(0x0F);
+        acc = _mm256_setzero_si256();
+        for (int k = 0; k < 4; ++k) {
+            // qs bytes 32k .. 32k+31: low nibbles are chunk 2k, high nibbles chunk 2k+1.
+            const __m256i q = load32(b.qs + 32 * k);
+            __m256i lo = _mm256_and_si256(q, mask4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask4);
+            if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
+                // Fifth bit of chunk c is bit c of qh[l].
+                const __m256i qh = load32(b.qh);
+                const __m256i b_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * k)));
+                const __m256i b_hi = _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1)));
+                const __m256i sixteen = _mm256_set1_epi8(16);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen));
+            }
+            acc = scaled_dot<I>(acc, lo, load32(a.qs + 64 * k), _mm256_set1_epi16(sc[2 * k]));
+            acc = scaled_dot<I>(acc, hi, load32(a.qs + 64 * k + 32), _mm256_set1_epi16(sc[2 * k + 1]));
+        }
     }
-    const __m256i mins = bsum_terms(a, mn);
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
+    facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
 }
 
 template <Isa I>
@@ -147,25 +266,45 @@ inline void block_dot(const BlockQ5K& b, const BlockQ8K& a, __m256& facc) { k4_b
 
 template <Isa I>
 inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
-    alignas(32) int16_t off[16];
-    for (int g = 0; g < 16; ++g) off[g] = static_cast<int16_t>(-32 * b.scales[g]);  // u below is q + 32
-    const __m256i mask4 = _mm256_set1_epi8(0x0F), mask2 = _mm256_set1_epi8(3);
-    __m256i acc = bsum_terms(a, off);
-    for (int half = 0; half < 2; ++half) {
-        // ql bytes half*64 + [0, 64), qh bytes half*32 + [0, 32): chunk 4*half + t, t = 2n + r,
-        // takes nibble n of ql[half*64 + 32r + l] and bits 2t..2t+1 of qh[half*32 + l].
-        const __m256i ql0 = load32(b.ql + 64 * half), ql1 = load32(b.ql + 64 * half + 32);
-        const __m256i qh = load32(b.qh + 32 * half);
-        for (int t = 0; t < 4; ++t) {
-            const int c = 4 * half + t;
-            const __m256i ql = (t % 2) ? ql1 : ql0;
-            const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (t / 2)), mask4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), mask2);
-            const __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-            acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(b.scales[2 * c], b.scales[2 * c + 1]));
+    // u below is q + 32: the offset -32 sc goes against bsums.
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_slli_epi16(sc16, 5));  // subtracted below
+    __m256i acc;
+    if constexpr (I == Isa::Avx512Vnni) {
+        // Weights 64j .. 64j+63 are chunks 4 half + t, t = 2 (j%2) + {0, 1}, half = j / 2: the
+        // low nibbles (n = j % 2) of ql[half*64 .. +63] and bits 2t.. of qh[half*32 + l].
+        __m512i acc512 = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+            const int half = j / 2, t = 2 * (j % 2);
+            const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(b.ql + 64 * half), 4 * (j % 2)),
+                                                _mm512_set1_epi8(0x0F));
+            const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)), half_shifts<I>(2 * t, 2 * t + 2));
+            const __m512i u = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+                                         scales64<I, false>(sc16, j));
+        }
+        acc = sum_halves<I>(acc512);
+    } else {
+        alignas(32) int16_t sc[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
+        const __m256i mask4 = _mm256_set1_epi8(0x0F), mask2 = _mm256_set1_epi8(3);
+        acc = _mm256_setzero_si256();
+        for (int half = 0; half < 2; ++half) {
+            // ql bytes half*64 + [0, 64), qh bytes half*32 + [0, 32): chunk 4*half + t, t = 2n + r,
+            // takes nibble n of ql[half*64 + 32r + l] and bits 2t..2t+1 of qh[half*32 + l].
+            const __m256i ql0 = load32(b.ql + 64 * half), ql1 = load32(b.ql + 64 * half + 32);
+            const __m256i qh = load32(b.qh + 32 * half);
+            for (int t = 0; t < 4; ++t) {
+                const int c = 4 * half + t;
+                const __m256i ql = (t % 2) ? ql1 : ql0;
+                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (t / 2)), mask4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), mask2);
+                const __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
+            }
         }
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
 // Four 8-byte grid entries as one chunk, entry 0 in the lowest bytes.
@@ -256,16 +395,6 @@ inline __m256i ksigns_from_aux(__m256i aux) {
     }
 }
 
-// A block's int32 dot: [16] lanes under AVX-512, [8] under AVX2.
-template <Isa I>
-struct AccVec {
-    using type = __m256i;
-};
-template <>
-struct AccVec<Isa::Avx512Vnni> {
-    using type = __m512i;
-};
-
 // Where a block's scales sit in GridAcc::scales: one int16 per 16 weights, one int16 per 32
 // weights, or one int32 (< 2^15) per 32 weights.
 enum class ScaleLayout { kPer16, kPer32, kPer32Dword };
@@ -298,19 +427,10 @@ struct GridAcc {
     void step64(__m512i u, const int8_t* qa, int j) {
         __m512i q = _mm512_loadu_si512(qa + 64 * j);
         if constexpr (kSigned) q = _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[j])), _mm512_setzero_si512(), q);
-        // int16 lane m of the maddubs result covers weights 2m, 2m+1: per 32 weights scale
-        // 2j + m / 16, per 16 weights 4j + m / 8 (in int16 units of `scales`).
-        __m512i pick;
-        if constexpr (kLayout == ScaleLayout::kPer16) {
-            pick = _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(4 * j)),
-                                    _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0,
-                                                     0, 0, 0, 0, 0, 0, 0));
-        } else {
-            constexpr int kStride = kLayout == ScaleLayout::kPer32 ? 1 : 2;
-            pick = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(kStride * 2 * j))),
-                                      _mm256_set1_epi16(static_cast<int16_t>(kStride * (2 * j + 1))), 1);
-        }
-        const __m512i scale = _mm512_permutexvar_epi16(pick, _mm512_castsi256_si512(scales));
+        __m512i scale;
+        if constexpr (kLayout == ScaleLayout::kPer16) scale = scales64<I, false>(scales, j);
+        else if constexpr (kLayout == ScaleLayout::kPer32) scale = scales64<I, true, 1>(scales, j);
+        else scale = scales64<I, true, 2>(scales, j);
         v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(u, q), scale);
     }
     // Weights 32g .. 32g+31 (AVX2).
