@@ -52,7 +52,9 @@ struct Case {
     Row xq;                 // activations as blocks of vec_dot_type
 };
 
-Case make_case(GgmlType type, int64_t n, uint64_t seed) {
+// full_scale: every activation +-1 (random signs), so every quantized activation is +-127,
+// the largest products the kernels' 16-bit intermediates must hold without saturating.
+Case make_case(GgmlType type, int64_t n, uint64_t seed, bool full_scale = false) {
     Case c;
     c.n = n;
     c.wq = poisoned_row(type, n);
@@ -64,6 +66,8 @@ Case make_case(GgmlType type, int64_t n, uint64_t seed) {
     c.x.resize(n);
     for (auto& v : c.x) v = normal(rng);
     for (int64_t i = 0; i < n; i += 613) c.x[i] *= 10.0f;  // activation outliers, as in real models
+    if (full_scale)
+        for (auto& v : c.x) v = v < 0 ? -1.0f : 1.0f;
     const GgmlType at = vec_dot_type(type);
     c.xq = poisoned_row(at, n);
     quantize_row(at, c.x.data(), c.xq.bytes.data(), n);
@@ -111,8 +115,7 @@ TEST_P(VecDot, ScalarWithinActivationQuantizationBound) {
 // Each SIMD kernel equals scalar up to the order of float additions: the integer parts are
 // identical, so the difference is bounded by a few ulps of the running sums, i.e. relative
 // to sum |w x|: 1e-5 (n/256 block terms, each rounded at 2^-24, and the int->float steps).
-TEST_P(VecDot, SimdMatchesScalar) {
-    const GgmlType type = GetParam();
+void expect_simd_matches_scalar(GgmlType type, bool full_scale) {
     const Isa best = detect_isa();
     for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
         if (static_cast<int>(isa) > static_cast<int>(best)) {
@@ -121,30 +124,39 @@ TEST_P(VecDot, SimdMatchesScalar) {
             continue;
         }
         if (!has_simd_kernel(type, isa)) continue;
-        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}}) {
+        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}, int64_t{1000}}) {  // 1000: F16/BF16 tails
             if (n % ggml_traits(type).block_size) continue;
             for (uint64_t seed : {11u, 12u, 13u, 14u}) {
-                const Case c = make_case(type, n, seed);
+                const Case c = make_case(type, n, seed, full_scale);
                 const float ref = vec_dot_fn(type, Isa::Scalar)(c.wq.data(), c.xq.data(), n);
                 const float got = vec_dot_fn(type, isa)(c.wq.data(), c.xq.data(), n);
                 ASSERT_TRUE(std::isfinite(got)) << ggml_type_name(type) << " " << isa_name(isa);
                 EXPECT_LE(std::fabs(got - ref), 1e-5 * abs_dot(c))
-                    << ggml_type_name(type) << " " << isa_name(isa) << " n=" << n << " seed=" << seed << " scalar " << ref
-                    << " simd " << got;
+                    << ggml_type_name(type) << " " << isa_name(isa) << " n=" << n << " seed=" << seed
+                    << (full_scale ? " full-scale" : "") << " scalar " << ref << " simd " << got;
             }
         }
     }
 }
 
+TEST_P(VecDot, SimdMatchesScalar) { expect_simd_matches_scalar(GetParam(), false); }
+
+// Every activation at +-127: a kernel whose 16-bit pair sums could saturate fails here.
+TEST_P(VecDot, SimdMatchesScalarAtFullScaleActivations) { expect_simd_matches_scalar(GetParam(), true); }
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, VecDot, ::testing::ValuesIn(kDotTypes),
                          [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
-TEST(VecDotDispatch, ActiveIsaAndPriorityKernels) {
+// Every weight format of GGUF models has its own kernel on both ISAs; only the activation
+// formats (Q8_1, Q8_K), F32, MXFP4 and the ternary TQ formats fall back to scalar.
+TEST(VecDotDispatch, ActiveIsaAndKernelsForEveryModelFormat) {
     const Isa isa = active_isa();
     std::printf("    active ISA: %s\n", std::string(isa_name(isa)).c_str());
     EXPECT_NE(isa, Isa::Scalar);
-    for (GgmlType t : {GgmlType::IQ1_S, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::Q6_K,
-                       GgmlType::Q3_K, GgmlType::IQ1_M, GgmlType::IQ3_XXS, GgmlType::Q5_K})
+    for (GgmlType t : {GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S,
+                       GgmlType::IQ3_XXS, GgmlType::IQ3_S, GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::Q2_K, GgmlType::Q3_K,
+                       GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
+                       GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::BF16})
         for (Isa i : {Isa::Avx2, Isa::Avx512Vnni}) EXPECT_TRUE(has_simd_kernel(t, i)) << ggml_type_name(t) << " " << isa_name(i);
     EXPECT_EQ(vec_dot_type(GgmlType::IQ1_S), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot_type(GgmlType::Q4_0), GgmlType::Q8_0);
