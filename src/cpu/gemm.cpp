@@ -45,7 +45,7 @@ bool detect_amx() {
 }
 
 // The AMX tile configuration (palette 1): every tile used here is 16 rows of 64 bytes.
-struct TileConfig {
+struct alignas(64) TileConfig {
     uint8_t palette = 1;
     uint8_t start_row = 0;
     uint8_t reserved[14] = {};
@@ -62,6 +62,9 @@ bool amx_available() {
 }
 
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
+    // F32 and F16 weights keep their precision (bf16 would drop 16 and 3 mantissa bits):
+    // whoever ships them asked for it.
+    if (type == GgmlType::F32 || type == GgmlType::F16) return false;
     return n_tok >= kGemmMinTokens && n_in % 32 == 0 && n_in > 0 && quant::can_dequantize(type) && amx_available();
 }
 
@@ -93,80 +96,127 @@ void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_
     }
 }
 
-void unpack_panel(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, uint16_t* panel) {
-    TANDEM_CHECK(n_rows <= kPanelRows);
-    for (int64_t r = 0; r < n_rows; ++r) quant::dequantize_row_bf16(type, w + static_cast<uint64_t>(r) * row_bytes, panel + r * n_in, n_in);
-    std::fill(panel + n_rows * n_in, panel + kPanelRows * n_in, uint16_t{0});
-}
-
-uint16_t* PanelScratch::panel_for(int64_t n_in) { return grow(panel, static_cast<uint64_t>(kPanelRows * n_in)); }
 float* PanelScratch::out_for(int64_t n_tok) {
     const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
     return grow(out, static_cast<uint64_t>(n_groups * kTokenGroup * kPanelRows));
 }
 
-// NOTES: tiles 0-3 accumulate C (panel rows 0-15 / 16-31 x token groups g / g + 1), tiles 4-5
-// hold the two 16-row halves of the panel's 32-value K step, tiles 6-7 the two token groups'
-// matching 16 value pairs. Per K step: 4 tile loads (4 KiB) for 4 products of 16 cycles.
-__attribute__((target("amx-tile,amx-bf16,avx512f"))) void panel_product(const uint16_t* panel, const uint16_t* packed,
-                                                                           int64_t n_in, int64_t n_tok, float* out) {
-    TANDEM_CHECK(n_in % 32 == 0);
+namespace {
+
+constexpr TileConfig make_tile_config() {
     TileConfig cfg;
     for (int i = 0; i < 8; ++i) {
         cfg.rows[i] = 16;
         cfg.colsb[i] = 64;
     }
-    _tile_loadconfig(&cfg);
-    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
-    const int64_t group_elems = n_in * kTokenGroup;  // uint16 per packed group
-    const int64_t a_stride = n_in * 2;              // bytes between panel rows
-    const uint16_t* panel_hi = panel + 16 * n_in;
-    alignas(64) float c[16 * 16];                    // one C tile: [16 rows][16 tokens]
-    // C tile -> out[t, row0 + m] for the tokens of group g that exist.
-    auto store = [&](int64_t g, int row0) {
-        const int64_t t_end = std::min<int64_t>(kTokenGroup, n_tok - g * kTokenGroup);
-        for (int64_t n = 0; n < t_end; ++n) {
-            float* o = out + (g * kTokenGroup + n) * kPanelRows + row0;
-            for (int m = 0; m < 16; ++m) o[m] = c[m * 16 + n];
+    return cfg;
+}
+// NOTES: a static object, not a local: GCC 12 does not see that ldtilecfg reads its operand
+// and drops the stores that fill a local config (the instruction then faults on garbage).
+constexpr TileConfig kTileConfig = make_tile_config();
+
+__attribute__((target("amx-tile"))) void tile_config() { _tile_loadconfig(&kTileConfig); }
+
+// C tiles += chunk (32 rows x width bf16, row-major) times the chunk's value pairs of token
+// groups g and g + 1 (if two). NOTES: tiles 0-3 are C (rows 0-15 / 16-31 x group g / g + 1),
+// 4-5 the two 16-row halves of a 32-value K step of the chunk, 6-7 the two groups' matching
+// 16 value pairs: per K step 4 tile loads (4 KiB, the chunk's from L1) for 4 products of 16
+// cycles each.
+__attribute__((target("amx-tile,amx-bf16"))) void chunk_product(const uint16_t* chunk, int64_t width,
+                                                                  const uint16_t* b0, const uint16_t* b1, bool two) {
+    const int64_t a_stride = width * 2;  // bytes between chunk rows
+    const uint16_t* chunk_hi = chunk + 16 * width;
+    if (two) {
+        for (int64_t k = 0; k < width; k += 32) {
+            _tile_loadd(4, chunk + k, a_stride);
+            _tile_loadd(5, chunk_hi + k, a_stride);
+            _tile_loadd(6, b0 + k * 16, 64);  // value pairs k/2 .. k/2 + 15: 16 tokens x 2 bf16 each
+            _tile_loadd(7, b1 + k * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 5, 6);
+            _tile_dpbf16ps(2, 4, 7);
+            _tile_dpbf16ps(3, 5, 7);
         }
-    };
-    for (int64_t g = 0; g < n_groups; g += 2) {
-        const uint16_t* b0 = packed + g * group_elems;
-        const uint16_t* b1 = b0 + group_elems;
-        _tile_zero(0);
-        _tile_zero(1);
-        if (g + 1 < n_groups) {
-            _tile_zero(2);
-            _tile_zero(3);
-            for (int64_t k = 0; k < n_in; k += 32) {
-                _tile_loadd(4, panel + k, a_stride);
-                _tile_loadd(5, panel_hi + k, a_stride);
-                _tile_loadd(6, b0 + k * 16, 64);  // value pairs k/2 .. k/2 + 15: 32 bf16 per pair row
-                _tile_loadd(7, b1 + k * 16, 64);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 5, 6);
-                _tile_dpbf16ps(2, 4, 7);
-                _tile_dpbf16ps(3, 5, 7);
-            }
-            _tile_stored(2, c, 64);
-            store(g + 1, 0);
-            _tile_stored(3, c, 64);
-            store(g + 1, 16);
-        } else {
-            for (int64_t k = 0; k < n_in; k += 32) {
-                _tile_loadd(4, panel + k, a_stride);
-                _tile_loadd(5, panel_hi + k, a_stride);
-                _tile_loadd(6, b0 + k * 16, 64);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 5, 6);
-            }
+    } else {
+        for (int64_t k = 0; k < width; k += 32) {
+            _tile_loadd(4, chunk + k, a_stride);
+            _tile_loadd(5, chunk_hi + k, a_stride);
+            _tile_loadd(6, b0 + k * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 5, 6);
         }
-        _tile_stored(0, c, 64);
-        store(g, 0);
-        _tile_stored(1, c, 64);
-        store(g, 16);
     }
-    _tile_release();
+}
+
+__attribute__((target("amx-tile"))) void tiles_zero() {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+}
+__attribute__((target("amx-tile"))) void tiles_load(const float* c, bool two) {  // c: [2 groups][2 halves][256]
+    _tile_loadd(0, c, 64);
+    _tile_loadd(1, c + 256, 64);
+    if (two) {
+        _tile_loadd(2, c + 512, 64);
+        _tile_loadd(3, c + 768, 64);
+    }
+}
+__attribute__((target("amx-tile"))) void tiles_store(float* c, bool two) {
+    _tile_stored(0, c, 64);
+    _tile_stored(1, c + 256, 64);
+    if (two) {
+        _tile_stored(2, c + 512, 64);
+        _tile_stored(3, c + 768, 64);
+    }
+}
+__attribute__((target("amx-tile"))) void tiles_release() { _tile_release(); }
+
+}  // namespace
+
+void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint16_t* packed,
+                int64_t n_tok, float* out, PanelScratch& ps) {
+    TANDEM_CHECK(n_rows <= kPanelRows && n_in % 32 == 0);
+    const GgmlTypeTraits& tr = ggml_traits(type);
+    // Chunks of kChunk values where the format's blocks tile them, else the whole row.
+    const int64_t width = (n_in % kChunk == 0 && kChunk % tr.block_size == 0) ? kChunk : n_in;
+    const uint64_t chunk_bytes = static_cast<uint64_t>(width / tr.block_size) * tr.type_size;
+    uint16_t* chunk = grow(ps.chunk, static_cast<uint64_t>(kPanelRows * width));
+    std::fill(chunk + n_rows * width, chunk + kPanelRows * width, uint16_t{0});
+    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    const int64_t n_pairs = (n_groups + 1) / 2;
+    const int64_t group_elems = n_in * kTokenGroup;  // uint16 per packed group
+    float* acc = grow(ps.acc, static_cast<uint64_t>(n_pairs * 1024));  // [pairs][2 groups][2 halves][256]
+    // With one or two token groups the C tiles stay in the tile unit for the whole row; with
+    // more, each group pair's C tiles are saved to `acc` between chunks.
+    const bool resident = n_groups <= 2;
+    if (!resident) std::fill(acc, acc + n_pairs * 1024, 0.0f);
+    tile_config();
+    if (resident) tiles_zero();
+    for (int64_t k0 = 0; k0 < n_in; k0 += width) {
+        const uint64_t at = static_cast<uint64_t>(k0 / width) * chunk_bytes;
+        for (int64_t r = 0; r < n_rows; ++r)
+            quant::dequantize_row_bf16(type, w + static_cast<uint64_t>(r) * row_bytes + at, chunk + r * width, width);
+        for (int64_t g = 0; g < n_groups; g += 2) {
+            const bool two = g + 1 < n_groups;
+            if (!resident) tiles_load(acc + g * 512, two);
+            const uint16_t* b0 = packed + g * group_elems + k0 * 16;
+            chunk_product(chunk, width, b0, b0 + group_elems, two);
+            if (!resident) tiles_store(acc + g * 512, two);
+        }
+    }
+    if (resident) tiles_store(acc, true);
+    tiles_release();
+    // C tile [16 rows][16 tokens] of group g, half h -> out[t, 16 h + m].
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const int64_t g = t / kTokenGroup;
+        const float* c = acc + (g / 2) * 1024 + (g % 2) * 512 + t % kTokenGroup;
+        float* o = out + t * kPanelRows;
+        for (int m = 0; m < 16; ++m) {
+            o[m] = c[m * 16];
+            o[16 + m] = c[256 + m * 16];
+        }
+    }
 }
 
 void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
@@ -189,12 +239,10 @@ void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, 
     const int64_t n_panels = (n_out + kPanelRows - 1) / kPanelRows;
     pool.parallel_for(n_panels, [&](int64_t p0, int64_t p1, int tid) {
         PanelScratch& ps = scratch.threads[static_cast<size_t>(tid)];
-        uint16_t* panel = ps.panel_for(n_in);
         float* out = ps.out_for(n_tok);
         for (int64_t p = p0; p < p1; ++p) {
             const int64_t o0 = p * kPanelRows, n_rows = std::min(kPanelRows, n_out - o0);
-            unpack_panel(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, panel);
-            panel_product(panel, packed, n_in, n_tok, out);
+            panel_gemm(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, packed, n_tok, out, ps);
             for (int64_t t = 0; t < n_tok; ++t) std::copy(out + t * kPanelRows, out + t * kPanelRows + n_rows, y + t * n_out + o0);
         }
     });
@@ -207,13 +255,11 @@ void gemm_serial(GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_i
     pack_acts(x, n_in, nullptr, n_tok, n_in, packed);
     if (scratch.threads.empty()) scratch.threads.resize(1);
     PanelScratch& ps = scratch.threads[0];
-    uint16_t* panel = ps.panel_for(n_in);
     float* out = ps.out_for(n_tok);
     const auto* wb = static_cast<const uint8_t*>(w);
     for (int64_t o0 = 0; o0 < n_out; o0 += kPanelRows) {
         const int64_t n_rows = std::min(kPanelRows, n_out - o0);
-        unpack_panel(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, panel);
-        panel_product(panel, packed, n_in, n_tok, out);
+        panel_gemm(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, packed, n_tok, out, ps);
         for (int64_t t = 0; t < n_tok; ++t) std::copy(out + t * kPanelRows, out + t * kPanelRows + n_rows, y + t * y_stride + o0);
     }
 }

@@ -30,8 +30,9 @@ inline constexpr int64_t kPanelRows = 32;  // weight rows dequantized and multip
 inline constexpr int64_t kTokenGroup = 16; // tokens per tile column block
 
 // Whether a product of n_tok tokens with a [*, n_in] matrix of `type` should take the tile
-// path: AMX available, n_in a multiple of 32, and at least kGemmMinTokens tokens (below that,
-// unpacking per token is as cheap as unpacking once into bf16).
+// path: AMX available, a quantized or BF16 type (F32/F16 weights keep their precision), n_in
+// a multiple of 32, and at least kGemmMinTokens tokens (below that, unpacking per token is as
+// cheap as unpacking once into bf16).
 inline constexpr int64_t kGemmMinTokens = 4;
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok);
 
@@ -42,19 +43,22 @@ uint64_t packed_acts_size(int64_t n_tok, int64_t n_in);  // in uint16 elements
 // Token t's row is x + rows[t] * x_stride (rows may be null: row t).
 void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint16_t* packed);
 
-// Dequantizes n_rows (<= kPanelRows) consecutive weight rows, row_bytes apart, into
-// panel [kPanelRows, n_in] bf16; rows past n_rows are zero.
-void unpack_panel(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, uint16_t* panel);
-
-// out[t, r] = sum_i panel[r, i] * act[t, i] for t < n_tok, r < kPanelRows.
-//   panel: [kPanelRows, n_in] bf16, packed: pack_acts of n_tok tokens, out: [n_tok, kPanelRows] f32
-void panel_product(const uint16_t* panel, const uint16_t* packed, int64_t n_in, int64_t n_tok, float* out);
+// out[t, r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows (<= kPanelRows): the n_rows
+// weight rows starting at w (row_bytes apart, any dequantizable type) times the packed tokens.
+// The rows are dequantized kChunk values at a time into a 32 x kChunk bf16 chunk (16 KiB,
+// L1-resident), which the tile unit multiplies with every token group before the next chunk
+// is unpacked; rows past n_rows are zero.
+//   packed: pack_acts of n_tok tokens, out: [n_tok, kPanelRows] f32
+inline constexpr int64_t kChunk = 256;
+struct PanelScratch;
+void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint16_t* packed,
+                int64_t n_tok, float* out, PanelScratch& ps);
 
 // Per-thread buffers of the tile path: one panel and its product (grown, never shrunk).
 struct PanelScratch {
-    std::vector<uint16_t> panel;  // [kPanelRows, n_in] bf16
+    std::vector<uint16_t> chunk;  // [kPanelRows, chunk width] bf16
+    std::vector<float> acc;       // [token groups][2][16 rows][16 tokens] C tiles between chunks
     std::vector<float> out;       // [n_tok, kPanelRows]
-    uint16_t* panel_for(int64_t n_in);
     float* out_for(int64_t n_tok);
 };
 

@@ -47,7 +47,6 @@ void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, Moe
     const int64_t n_items = static_cast<int64_t>(scratch.tiled.size()) * k_panels;
     pool.parallel_for(n_items, [&](int64_t i0, int64_t i1, int tid) {
         PanelScratch& ps = scratch.threads[static_cast<size_t>(tid)];
-        uint16_t* panel = ps.panel_for(n_embd);
         for (int64_t item = i0; item < i1; ++item) {
             const size_t j = static_cast<size_t>(item / k_panels);
             const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(scratch.tiled[j])];
@@ -56,12 +55,10 @@ void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, Moe
             float* gv = ps.out_for(2 * int64_t{g.count});  // [count, 32] gate, then [count, 32] up
             float* uv = gv + int64_t{g.count} * kPanelRows;
             const uint64_t e = static_cast<uint64_t>(g.expert);
-            unpack_panel(w.gate_type, w.gate + e * gate_mat + static_cast<uint64_t>(r0) * w.gate_row_bytes, w.gate_row_bytes,
-                         n_rows, n_embd, panel);
-            panel_product(panel, packed, n_embd, g.count, gv);
-            unpack_panel(w.up_type, w.up + e * up_mat + static_cast<uint64_t>(r0) * w.up_row_bytes, w.up_row_bytes, n_rows,
-                         n_embd, panel);
-            panel_product(panel, packed, n_embd, g.count, uv);
+            panel_gemm(w.gate_type, w.gate + e * gate_mat + static_cast<uint64_t>(r0) * w.gate_row_bytes, w.gate_row_bytes,
+                       n_rows, n_embd, packed, g.count, gv, ps);
+            panel_gemm(w.up_type, w.up + e * up_mat + static_cast<uint64_t>(r0) * w.up_row_bytes, w.up_row_bytes, n_rows,
+                       n_embd, packed, g.count, uv, ps);
             for (int32_t i = 0; i < g.count; ++i) {
                 float* hp = h + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_ff + r0;
                 for (int64_t r = 0; r < n_rows; ++r) hp[r] = silu(gv[i * kPanelRows + r]) * uv[i * kPanelRows + r];
@@ -78,16 +75,14 @@ void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, MoeScr
     const int64_t n_items = static_cast<int64_t>(scratch.tiled.size()) * k_panels;
     pool.parallel_for(n_items, [&](int64_t i0, int64_t i1, int tid) {
         PanelScratch& ps = scratch.threads[static_cast<size_t>(tid)];
-        uint16_t* panel = ps.panel_for(n_ff);
         for (int64_t item = i0; item < i1; ++item) {
             const size_t j = static_cast<size_t>(item / k_panels);
             const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(scratch.tiled[j])];
             const int64_t r0 = (item % k_panels) * kPanelRows, n_rows = std::min(kPanelRows, n_embd - r0);
             float* dv = ps.out_for(g.count);  // [count, 32]
-            unpack_panel(w.down_type,
-                         w.down + static_cast<uint64_t>(g.expert) * down_mat + static_cast<uint64_t>(r0) * w.down_row_bytes,
-                         w.down_row_bytes, n_rows, n_ff, panel);
-            panel_product(panel, scratch.packed_h.data() + scratch.packed_at[j], n_ff, g.count, dv);
+            panel_gemm(w.down_type,
+                       w.down + static_cast<uint64_t>(g.expert) * down_mat + static_cast<uint64_t>(r0) * w.down_row_bytes,
+                       w.down_row_bytes, n_rows, n_ff, scratch.packed_h.data() + scratch.packed_at[j], g.count, dv, ps);
             for (int32_t i = 0; i < g.count; ++i) {
                 float* op = o + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_embd + r0;
                 std::copy(dv + i * kPanelRows, dv + i * kPanelRows + n_rows, op);

@@ -10,6 +10,8 @@
 // affinities, optional group-limited selection, top-k, optional normalisation, a scale, plus
 // shared experts; the first `leading_dense_block_count` layers have a dense FFN instead.
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <numeric>
 
@@ -154,6 +156,36 @@ void derive_k_b(const Config& c, const Mat& kv_b, Layer& l) {
                          static_cast<uint64_t>(nope) * sizeof(float)});
 }
 
+// Where a forward pass spends its time, per step, when TANDEM_PROFILE is set in the
+// environment: accumulated over the model's life and printed to stderr when it is destroyed.
+struct StepProfile {
+    enum Step { kAttnProj, kAttnAbsorb, kAttnCore, kRouter, kRoutedExperts, kDenseFfn, kOutput, kSteps };
+    static constexpr const char* kNames[kSteps] = {"attention projections", "MLA absorption (W_uk, W_uv)",
+                                                  "attention over the cache", "router", "routed experts",
+                                                  "dense FFN and shared experts", "output head"};
+    bool on = std::getenv("TANDEM_PROFILE") != nullptr;
+    double seconds[kSteps] = {};
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point t0 = Clock::now();
+    // Charges the time since the last mark to `step`.
+    void mark(Step step) {
+        if (!on) return;
+        const auto now = Clock::now();
+        seconds[step] += std::chrono::duration<double>(now - t0).count();
+        t0 = now;
+    }
+    void start() {
+        if (on) t0 = Clock::now();
+    }
+    ~StepProfile() {
+        if (!on) return;
+        double total = 0;
+        for (double v : seconds) total += v;
+        for (int i = 0; i < kSteps; ++i)
+            fmt::print(stderr, "profile  {:<30} {:8.3f} s  {:5.1f}%\n", kNames[i], seconds[i], 100.0 * seconds[i] / std::max(total, 1e-9));
+    }
+};
+
 class DeepSeek2 final : public Model {
 public:
     DeepSeek2(const gguf::File& file, cpu::ThreadPool& pool, const LoadOptions& opt)
@@ -249,6 +281,7 @@ public:
         // token embeddings
         for (int64_t t = 0; t < n_tok; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], &x_[static_cast<size_t>(t * c.n_embd)]);
 
+        prof_.start();
         for (int64_t il = 0; il < c.n_layer; ++il) {
             const Layer& l = layers_[static_cast<size_t>(il)];
             // attention rmsnorm, attention, residual
@@ -257,8 +290,12 @@ public:
             for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
             // ffn rmsnorm, dense FFN or experts, residual
             for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
-            if (il < c.n_layer_dense) swiglu_ffn(pool_, l.ffn_gate, l.ffn_up, l.ffn_down, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
-            else moe(l, n_tok);
+            if (il < c.n_layer_dense) {
+                swiglu_ffn(pool_, l.ffn_gate, l.ffn_up, l.ffn_down, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
+                prof_.mark(StepProfile::kDenseFfn);
+            } else {
+                moe(l, n_tok);
+            }
             for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
         }
         cache.commit(batch);
@@ -266,6 +303,7 @@ public:
         // output norm and head, for the tokens that want logits
         output_logits(pool_, batch.want_logits, x_.data(), h_.data(), c.n_embd, output_norm_, c.rms_eps, output_, logits,
                       scratch_[0]);
+        prof_.mark(StepProfile::kOutput);
     }
 
 private:
@@ -301,6 +339,7 @@ private:
             std::copy(src + rank, src + width, row + rank);
             rope(row + rank, rope_dim, pos, inv_freq_, false);
         }
+        prof_.mark(StepProfile::kAttnProj);
         // per head: q_cat = [W_uk^T q_nope, rope(q_pe)], one 576-wide query against the cache
         qcat_.resize(static_cast<size_t>(n_tok * c.n_head * width));
         pool_.parallel_for(c.n_head, [&](int64_t h0, int64_t h1, int tid) {
@@ -319,28 +358,39 @@ private:
                     std::copy(ql.data() + t * rank, ql.data() + (t + 1) * rank, qcat_.data() + (t * c.n_head + hh) * width);
             }
         });
-        // scores over the sequence's cached positions (causal), softmax, latent output
+        prof_.mark(StepProfile::kAttnAbsorb);
+        // scores over the sequence's cached positions (causal), softmax, latent output. Work
+        // items are (token, block of kHeadBlock heads): each cache row is read once per block
+        // and reused from L1 by all its heads, instead of streaming the cache once per head.
+        constexpr int64_t kHeadBlock = 8;
+        const int64_t n_hb = (c.n_head + kHeadBlock - 1) / kHeadBlock;
         olat_.resize(static_cast<size_t>(n_tok * c.n_head * rank));
-        pool_.parallel_for(n_tok * c.n_head, [&](int64_t i0, int64_t i1, int) {
-            std::vector<float> p;
+        pool_.parallel_for(n_tok * n_hb, [&](int64_t i0, int64_t i1, int) {
+            std::vector<float> p;  // [heads of the block][n_ctx]
             for (int64_t i = i0; i < i1; ++i) {
-                const int64_t t = i / c.n_head;
+                const int64_t t = i / n_hb, h0 = (i % n_hb) * kHeadBlock, nh = std::min(kHeadBlock, c.n_head - h0);
                 const int32_t seq = batch.seq[static_cast<size_t>(t)];
                 const int64_t n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
-                const float* kv = cache.rows(seq, il);  // [n_ctx, width]
-                const float* qc = qcat_.data() + i * width;
-                p.resize(static_cast<size_t>(n_ctx));
-                for (int64_t j = 0; j < n_ctx; ++j) p[static_cast<size_t>(j)] = dot(qc, kv + j * width, width) * kq_scale_;
-                softmax(p.data(), n_ctx);
-                float* o = olat_.data() + i * rank;
-                std::fill(o, o + rank, 0.0f);
+                const float* kv = cache.rows(seq, il);                            // [n_ctx, width]
+                const float* qc = qcat_.data() + (t * c.n_head + h0) * width;     // [nh, width]
+                float* o = olat_.data() + (t * c.n_head + h0) * rank;             // [nh, rank]
+                p.resize(static_cast<size_t>(nh * n_ctx));
+                for (int64_t j = 0; j < n_ctx; ++j)
+                    for (int64_t hh = 0; hh < nh; ++hh)
+                        p[static_cast<size_t>(hh * n_ctx + j)] = dot(qc + hh * width, kv + j * width, width) * kq_scale_;
+                for (int64_t hh = 0; hh < nh; ++hh) softmax(p.data() + hh * n_ctx, n_ctx);
+                std::fill(o, o + nh * rank, 0.0f);
                 for (int64_t j = 0; j < n_ctx; ++j) {
-                    const float pj = p[static_cast<size_t>(j)];
                     const float* r = kv + j * width;
-                    for (int64_t d = 0; d < rank; ++d) o[d] += pj * r[d];
+                    for (int64_t hh = 0; hh < nh; ++hh) {
+                        const float pj = p[static_cast<size_t>(hh * n_ctx + j)];
+                        float* oh = o + hh * rank;
+                        for (int64_t d = 0; d < rank; ++d) oh[d] += pj * r[d];
+                    }
                 }
             }
         });
+        prof_.mark(StepProfile::kAttnCore);
         // per head: W_uv decompresses the latent output to v_head_dim values
         attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
         pool_.parallel_for(c.n_head, [&](int64_t h0, int64_t h1, int tid) {
@@ -354,8 +404,10 @@ private:
                               c.n_head * c.v_head_dim, scratch_[static_cast<size_t>(tid)]);
             }
         });
+        prof_.mark(StepProfile::kAttnAbsorb);
         // output projection
         matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
+        prof_.mark(StepProfile::kAttnProj);
     }
 
     // Expert choice for one token from router logits: ids and weights (n_expert_used each).
@@ -416,6 +468,7 @@ private:
         wts_.resize(ids_.size());
         for (int64_t t = 0; t < n_tok; ++t)
             route(l, router_.data() + t * c.n_expert, ids_.data() + t * k, wts_.data() + t * k);
+        prof_.mark(StepProfile::kRouter);
 
         // routed experts: gate, up, SiLU, down and the weighted sum, spread over all threads
         const cpu::ExpertWeights ew{l.gate_exps->type, l.up_exps->type, l.down_exps->type,
@@ -425,10 +478,12 @@ private:
         moe_out_.resize(static_cast<size_t>(n_tok * c.n_embd));
         if (f32_activations_) moe_f32(l, n_tok);
         else cpu::moe_forward(pool_, ew, h_.data(), n_tok, ids_.data(), wts_.data(), static_cast<int>(k), moe_out_.data(), moe_scratch_);
+        prof_.mark(StepProfile::kRoutedExperts);
         // shared experts, always on
         if (!l.gate_sh.empty()) swiglu_ffn(pool_, l.gate_sh, l.up_sh, l.down_sh, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
         else std::fill(y_.begin(), y_.end(), 0.0f);
         for (size_t i = 0; i < y_.size(); ++i) y_[i] += moe_out_[i];
+        prof_.mark(StepProfile::kDenseFfn);
     }
 
     // The routed experts with float32 activations (see QuantScratch): each active expert runs
@@ -467,6 +522,7 @@ private:
     uint64_t bytes_per_token_ = 0;
     // Step buffers, grown to the largest batch seen.
     std::vector<float> x_, h_, y_, q_, cq_, kva_, qcat_, olat_, attn_, g_, u_, router_, wts_, moe_out_;
+    StepProfile prof_;
     cpu::MoeScratch moe_scratch_;
     std::vector<int32_t> ids_;
     std::vector<QuantScratch> scratch_;  // one per pool thread

@@ -134,8 +134,15 @@ TEST(Gemm, R1ShapesAgainstFloat64OnBf16Inputs) {
     check_gemm(pool, GgmlType::Q6_K, 1536, 96, 48);     // three whole groups (2 + 1)
     check_gemm(pool, GgmlType::Q8_0, 576, 33, 21);
     check_gemm(pool, GgmlType::Q2_K, 512, 32, 5);
-    check_gemm(pool, GgmlType::F32, 64, 17, 64);
+    check_gemm(pool, GgmlType::BF16, 64, 17, 64);
     check_gemm(pool, GgmlType::IQ4_XS, 256, 3, 7);      // through the reference dequantizer
+}
+
+TEST(Gemm, FloatWeightsKeepTheirPrecision) {
+    EXPECT_FALSE(gemm_applies(GgmlType::F32, 7168, 64));
+    EXPECT_FALSE(gemm_applies(GgmlType::F16, 7168, 64));
+    EXPECT_FALSE(gemm_applies(GgmlType::Q4_K, 7168, kGemmMinTokens - 1));
+    EXPECT_FALSE(gemm_applies(GgmlType::Q8_0, 48, 64));  // rows not a whole number of tile steps
 }
 
 TEST(Gemm, PackedActivationsFollowTheTileLayout) {
