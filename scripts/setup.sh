@@ -10,7 +10,8 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )
-PIP_PACKAGES=(numpy gguf tokenizers openai jinja2 pytest requests)
+# transformers: only its GGUF tokenizer converter (the real-model vocabulary test); no torch.
+PIP_PACKAGES=(numpy gguf tokenizers openai jinja2 pytest requests transformers)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -37,6 +37,10 @@ step "forward-pass tests on the per-token path only (TANDEM_AMX=0: batches bit-e
 TANDEM_AMX=0 ./build/tests/test_model --gtest_brief=1 2>&1 | tee build/test_model_noamx.log
 noamx_passed=$(grep -Eo '\[  PASSED  \] [0-9]+' build/test_model_noamx.log | grep -Eo '[0-9]+$' || echo 0)
 
+step "real model (PyPI, ~470 MiB, kept in models/)"
+bash scripts/fetch_model.sh
+export TANDEM_REQUIRE_MODEL=1
+
 step "Python and CLI tests"
 python3 -m pytest -q tests/python 2>&1 | tee build/pytest.log
 py_passed=$(grep -Eo '[0-9]+ passed' build/pytest.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
