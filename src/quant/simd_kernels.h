@@ -319,41 +319,6 @@ inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
-// Four 8-byte grid entries as one chunk, entry 0 in the lowest bytes.
-inline __m256i grid_chunk(uint64_t e0, uint64_t e1, uint64_t e2, uint64_t e3) {
-    return _mm256_set_epi64x(static_cast<int64_t>(e3), static_cast<int64_t>(e2), static_cast<int64_t>(e1),
-                             static_cast<int64_t>(e0));
-}
-
-template <Isa I>
-inline void block_dot(const BlockIq1M& b, const BlockQ8K& a, __m256& facc) {
-    // As the scalar form: (d/8) * (2 sc + 1) * q with q = 8 g +- 1 (the delta sign changes
-    // every 8 weights). Here u = q + 9 = 8 (g + 1) + (1 +- 1) in [0, 18]; the +9 comes back
-    // through the group sums.
-    alignas(32) int16_t sc[16], off[16];
-    for (int g = 0; g < 16; ++g) {
-        sc[g] = static_cast<int16_t>(2 * iq1m_sub_scale(b, g) + 1);
-        off[g] = static_cast<int16_t>(-9 * sc[g]);
-    }
-    __m256i acc = bsum_terms(a, off);
-    for (int i = 0; i < 8; ++i) {
-        // Grid entries 4i .. 4i+3; entry k takes nibble k % 2 of qh[k / 2]: 3 index bits and
-        // the delta sign (bit 3).
-        const uint32_t nibs = b.qh[2 * i] | (uint32_t{b.qh[2 * i + 1]} << 8);  // 4 nibbles
-        const uint8_t* q = b.qs + 4 * i;
-        const __m256i g = grid_chunk(kIq1sGrid[q[0] | ((nibs << 8) & 0x700)], kIq1sGrid[q[1] | ((nibs << 4) & 0x700)],
-                                     kIq1sGrid[q[2] | (nibs & 0x700)], kIq1sGrid[q[3] | ((nibs >> 4) & 0x700)]);
-        constexpr uint64_t kTwos = 0x0202020202020202ull;  // 1 + delta for delta = +1
-        const __m256i delta = grid_chunk((nibs & 0x0008) ? 0 : kTwos, (nibs & 0x0080) ? 0 : kTwos,
-                                         (nibs & 0x0800) ? 0 : kTwos, (nibs & 0x8000) ? 0 : kTwos);
-        // 8 (g + 1) stays inside each byte (<= 16), so a 16-bit shift is safe.
-        const __m256i u = _mm256_add_epi8(_mm256_slli_epi16(_mm256_add_epi8(g, _mm256_set1_epi8(1)), 3), delta);
-        acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * i), scale_pair(sc[2 * i], sc[2 * i + 1]));
-    }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc),
-                           _mm256_set1_ps(a.d * (fp16_to_f32(iq1m_scale_bits(b)) * 0.125f)), facc);
-}
-
 // ---- grid formats (IQ1_S, IQ2_*, IQ3_*) ----
 //
 // Per 256-block the grid indices, sign bits and scales of all 256 weights are computed with a
@@ -592,6 +557,62 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xxs& b, const BlockQ8K&
     return acc.v;
 }
 
+template <Isa I>
+inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a) {
+    // As the scalar form: (d/8) * (2 sc + 1) * q with q = 8 g +- 1 (the delta sign changes
+    // every 8 weights). Here u = q + 9 = 8 (g + 1) + (1 +- 1) in [0, 18]; the +9 comes back
+    // through the group sums. Entry k's index is qs[k] | low 3 bits of nibble k of qh << 8,
+    // and the nibble's bit 3 is the delta sign; the 8 nibbles of entries 8j .. 8j+7 are the
+    // dword at qh + 4j.
+    __m256i scale16;
+    if constexpr (I == Isa::Avx512Vnni) {
+        // Sub-scale g: bits 3 (g % 4) .. of scales u16 g / 4.
+        const __m256i rep = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                     _mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales))));
+        const __m256i sc = _mm256_and_si256(_mm256_srlv_epi16(rep, _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9)),
+                                            _mm256_set1_epi16(7));
+        scale16 = _mm256_or_si256(_mm256_add_epi16(sc, sc), _mm256_set1_epi16(1));
+    } else {
+        alignas(32) int16_t sc[16];
+        for (int g = 0; g < 16; ++g) sc[g] = static_cast<int16_t>(2 * iq1m_sub_scale(b, g) + 1);
+        scale16 = load32(sc);
+    }
+    const __m256i off16 = _mm256_mullo_epi16(scale16, _mm256_set1_epi16(-9));
+    GridAcc<I, ScaleLayout::kPer16> acc(scale16);
+    const __m256i twos = _mm256_set1_epi8(2);  // 1 + delta for delta = +1
+    if constexpr (I == Isa::Avx512Vnni) {
+        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
+        for (int j = 0; j < 4; ++j) {
+            const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
+            // Nibble m rotated to bits 8..11: index bits 8..10, delta sign bit 11.
+            const __m256i rot = _mm256_rolv_epi32(_mm256_set1_epi32(static_cast<int>(load_u32(b.qh + 4 * j))),
+                                                  _mm256_setr_epi32(8, 4, 0, 28, 24, 20, 16, 12));
+            const __m256i idx = _mm256_ternarylogic_epi32(lo, rot, _mm256_set1_epi32(0x700), 0xF8);
+            const __mmask8 plus = _mm256_testn_epi32_mask(rot, _mm256_set1_epi32(0x800));
+            // 8 (g + 1) stays inside each byte (<= 16), so a 16-bit shift is safe.
+            const __m512i g8 = _mm512_slli_epi16(gather8x64<I>(kIq1sGridU.data(), idx), 3);
+            acc.template step64<false>(_mm512_mask_add_epi64(g8, plus, g8, _mm512_broadcast_i64x4(twos)), a.qs, j);
+        }
+    } else {
+        acc.v = _mm256_madd_epi16(load32(a.bsums), off16);
+        for (int j = 0; j < 4; ++j) {
+            const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
+            const __m256i nib = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(load_u32(b.qh + 4 * j))),
+                                                  _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+            const __m256i idx = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(7)), 8));
+            const __m256i minus = _mm256_and_si256(nib, _mm256_set1_epi32(8));  // per entry: 8 where delta = -1
+            for (int h = 0; h < 2; ++h) {
+                const __m128i idx4 = h ? _mm256_extracti128_si256(idx, 1) : _mm256_castsi256_si128(idx);
+                const __m128i minus4 = h ? _mm256_extracti128_si256(minus, 1) : _mm256_castsi256_si128(minus);
+                const __m256i plus = _mm256_cmpeq_epi64(_mm256_cvtepu32_epi64(minus4), _mm256_setzero_si256());
+                const __m256i g8 = _mm256_slli_epi16(gather4x64(kIq1sGridU.data(), idx4), 3);
+                acc.template step32<false>(_mm256_add_epi8(g8, _mm256_and_si256(plus, twos)), a.qs, 2 * j + h);
+            }
+        }
+    }
+    return acc.v;
+}
+
 // IQ2_XS / IQ2_S: 4-bit scales, two per byte (low nibble first), as [16] int16 2 s + 1.
 inline __m256i iq2_scales(const uint8_t* scales) {
     const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales));
@@ -668,6 +689,13 @@ inline typename AccVec<I>::type grid_block(const BlockIq3S& b, const BlockQ8K& a
     return acc.v;
 }
 
+// The f16 super-scale of a grid block (IQ1_M spreads it over its scales' top nibbles).
+template <typename Block>
+inline uint16_t grid_d(const Block& b) {
+    return b.d;
+}
+inline uint16_t grid_d(const BlockIq1M& b) { return iq1m_scale_bits(b); }
+
 // The float factors ad * d * unit of up to kChunk consecutive blocks, into f[]: the f16
 // scales and activation scales are copied with scalar loads/stores (ports a vector kernel
 // leaves idle) and converted with one vcvtph2ps, instead of ~6 vector uops per block.
@@ -677,7 +705,7 @@ inline void grid_factors(const Block* wb, const BlockQ8K* ab, int64_t count, flo
     alignas(64) uint16_t d[kChunk] = {};
     alignas(64) float ad[kChunk] = {};
     for (int64_t k = 0; k < count; ++k) {
-        d[k] = wb[k].d;
+        d[k] = grid_d(wb[k]);
         ad[k] = ab[k].d;
         asm volatile("" ::: "memory");  // keeps GCC from turning this strided copy into gathers
     }
@@ -892,7 +920,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ2_XXS: return dot_grid_row<I, BlockIq2Xxs>;
         case T::IQ3_XXS: return dot_grid_row<I, BlockIq3Xxs>;
         case T::IQ1_S: return dot_grid_row<I, BlockIq1S>;
-        case T::IQ1_M: return dot_k_row<I, BlockIq1M>;
+        case T::IQ1_M: return dot_grid_row<I, BlockIq1M>;
         case T::IQ2_XS: return dot_grid_row<I, BlockIq2Xs>;
         case T::IQ2_S: return dot_grid_row<I, BlockIq2S>;
         case T::IQ3_S: return dot_grid_row<I, BlockIq3S>;
