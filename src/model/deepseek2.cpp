@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <numeric>
 
@@ -123,7 +124,7 @@ struct Layer {
     std::vector<float> kv_a_norm;   // [kv_lora_rank]
     std::vector<Mat> k_b;           // per head: [kv_lora_rank, qk_nope_head_dim]  (W_uk^T)
     std::vector<Mat> v_b;           // per head: [v_head_dim, kv_lora_rank]        (W_uv)
-    std::vector<float> k_b_owned;   // W_uk^T derived from attn_kv_b when the file has no attn_k_b
+    std::vector<uint8_t> k_b_owned;  // W_uk^T derived from attn_kv_b when the file has no attn_k_b
     Mat wo;                         // [n_embd, n_head * v_head_dim]
     std::vector<float> ffn_norm;    // [n_embd]
     // Dense FFN.
@@ -140,20 +141,37 @@ struct Layer {
 // W_uk^T for each head, from attn_kv_b ([n_head * (nope + v), kv_lora] rows, per head the nope
 // key rows then the v value rows): transposed once at load so that absorbing a query is a row
 // product. Float32, held in `owned`.
-void derive_k_b(const Config& c, const Mat& kv_b, Layer& l) {
+// W_uk^T per head, [rank, nope], from the legacy attn_kv_b. Stored as float32 when the file's
+// kv_b is float (or every weight must stay exact: f32_activations); otherwise as bf16, so that
+// prefill multiplies it on the tile path (cpu/gemm.h) like every quantized matrix: rounding
+// values that come from a quantized tensor to bf16 adds ~2^-9 relative error.
+void derive_k_b(const Config& c, const Mat& kv_b, bool keep_f32, Layer& l) {
     const int64_t nope = c.qk_nope_head_dim, rank = c.kv_lora_rank, per_head = nope + c.v_head_dim;
-    l.k_b_owned.assign(static_cast<size_t>(c.n_head * rank * nope), 0.0f);
+    const GgmlType type = keep_f32 ? GgmlType::F32 : GgmlType::BF16;
+    const uint64_t elem = keep_f32 ? 4 : 2;
+    l.k_b_owned.assign(static_cast<size_t>(c.n_head * rank * nope) * elem, 0);
     std::vector<float> row(static_cast<size_t>(rank));
     for (int64_t h = 0; h < c.n_head; ++h) {
-        float* dst = l.k_b_owned.data() + h * rank * nope;  // [rank, nope]
+        uint8_t* dst = l.k_b_owned.data() + static_cast<uint64_t>(h * rank * nope) * elem;  // [rank, nope]
         for (int64_t d = 0; d < nope; ++d) {
             dequantize_mat_row(kv_b, h * per_head + d, row.data());
-            for (int64_t r = 0; r < rank; ++r) dst[r * nope + d] = row[static_cast<size_t>(r)];
+            for (int64_t r = 0; r < rank; ++r) {
+                const float v = row[static_cast<size_t>(r)];
+                uint8_t* at = dst + static_cast<uint64_t>(r * nope + d) * elem;
+                if (keep_f32) {
+                    std::memcpy(at, &v, 4);
+                } else {  // round to nearest even
+                    uint32_t bits;
+                    std::memcpy(&bits, &v, 4);
+                    const auto b16 = static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+                    std::memcpy(at, &b16, 2);
+                }
+            }
         }
     }
     for (int64_t h = 0; h < c.n_head; ++h)
-        l.k_b.push_back({GgmlType::F32, nope, rank, reinterpret_cast<const uint8_t*>(l.k_b_owned.data() + h * rank * nope),
-                         static_cast<uint64_t>(nope) * sizeof(float)});
+        l.k_b.push_back({type, nope, rank, l.k_b_owned.data() + static_cast<uint64_t>(h * rank * nope) * elem,
+                         static_cast<uint64_t>(nope) * elem});
 }
 
 // Where a forward pass spends its time, per step, when TANDEM_PROFILE is set in the
@@ -220,7 +238,7 @@ public:
                 }
             } else {
                 const Mat kv_b = b.mat(p + "attn_kv_b.weight", c.kv_lora_rank, c.n_head * (c.qk_nope_head_dim + c.v_head_dim));
-                derive_k_b(c, kv_b, l);
+                derive_k_b(c, kv_b, opt.f32_activations || kv_b.type == GgmlType::F32 || kv_b.type == GgmlType::F16, l);
                 for (int64_t h = 0; h < c.n_head; ++h)
                     l.v_b.push_back(kv_b.rows(h * (c.qk_nope_head_dim + c.v_head_dim) + c.qk_nope_head_dim, c.v_head_dim));
             }
