@@ -7,14 +7,20 @@
 // is ever compiled with AVX-512 (which would let the linker hand an AVX2 CPU an AVX-512 copy).
 //
 // Scheme (the same integers as vec_dot_scalar.cpp): each 32-weight chunk is decoded into
-// 32 unsigned bytes u <= 128 (offset, or with the sign moved onto the activation), and
+// 32 unsigned bytes u (offset, or with the sign moved onto the activation; maddubs pair sums
+// stay below 2^15, which SimdMatchesScalarAtFullScaleActivations checks), and
 //     acc += sum over pairs of maddubs(u, qa) * scale16
-// where scale16 holds the integer scale of the first 16 weights in the low 128-bit lane and
-// of the last 16 in the high lane. Offsets multiply the activation group sums (Q8_K bsums).
-// Per 256-block the int32 accumulator is converted once and added into float lanes.
-// ISA differences are confined to scaled_dot / dot_u8: AVX2 uses maddubs + madd + add,
-// AVX-512 VNNI fuses the last two (vpdpwssd) and uses vpdpbusd for unscaled chunks; both
-// run at 256-bit width, which keeps clocks up and is enough for memory-bound decode.
+// where scale16 holds the integer scale of each 16 weights. Offsets multiply the activation
+// group sums (Q8_K bsums). Per 256-block the int32 accumulator is converted once and added
+// into float lanes.
+//
+// AVX2 works on 32 weights per step (maddubs + madd + add). AVX-512 VNNI fuses the last two
+// (vpdpwssd) and, for the K and grid formats, works on 64 weights per step in zmm registers:
+// on the Xeons we target, 512-bit integer uops leave only ports 0 and 5 to vector work, so
+// the kernels are written to minimize vector uops per block; docs/performance.md ("CPU
+// kernels") has the counts and the measured bounds. Per-ISA code sits in `if constexpr`
+// branches of one template; 512-bit helpers are templates on the ISA so the AVX2
+// compilation never instantiates them.
 #pragma once
 
 namespace tandem::quant {
