@@ -884,6 +884,78 @@ float dot_q4_5_1_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4
     return hsum(facc);
 }
 
+// ---- Q4_0 / Q5_0 under AVX-512: two blocks per zmm ----
+//
+// Each block's 32 weights become unsigned bytes q with w = q - kOffset (8 for Q4_0, 16 for
+// Q5_0); per pair of blocks one vpdpbusd for sum(q qa) and one for kOffset * sum(qa): the
+// same integers as the scalar form. Float factors ad * d are converted 16 blocks at a time.
+// NOTES: measured against the 256-bit kernel (interleaved A/B, one core): Q4_0 +10-15% in L2,
+// +22-33% streaming, Q5_0 +28-30% / +19-47%; the same scheme for Q8_0, Q4_1, Q5_1 and IQ4_NL was
+// 0.84-1.07x (with 512-bit uops only two vector ports remain, and the per-block scale
+// copies cost as much as the dot), so those keep the 256-bit kernels.
+
+template <typename Block>
+constexpr int kQ32Offset = std::is_same_v<Block, BlockQ5_0> ? 16 : 8;
+
+// Blocks b0, b1 as [64] unsigned bytes q (b0's 32 weights, then b1's).
+template <Isa I, typename Block>
+inline __m512i q32_pair_u(const Block& b0, const Block& b1) {
+    // qs[j]: element j (low nibble) and j + 16 (high): each block's 16 bytes go to two
+    // 128-bit lanes, shifted by 0 and 4.
+    const __m512i raw = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0.qs)))),
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b1.qs))), 1);
+    const __m512i shifts =
+        _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0);
+    __m512i u = _mm512_and_si512(_mm512_srlv_epi16(raw, shifts), _mm512_set1_epi8(0x0F));
+    if constexpr (std::is_same_v<Block, BlockQ5_0>) {
+        // qh: bit j = fifth bit of element j, i.e. of byte j of the block's 32.
+        const uint64_t bits = uint64_t{load_u32(b0.qh)} | (uint64_t{load_u32(b1.qh)} << 32);
+        u = _mm512_mask_add_epi8(u, _cvtu64_mask64(bits), u, _mm512_set1_epi8(16));
+    }
+    return u;
+}
+
+// The float factors ad * d of up to 16 consecutive blocks, into f[].
+template <typename Block>
+inline void q32_factors(const Block* wb, const BlockQ8_0* ab, int64_t count, float* f) {
+    alignas(32) uint16_t d[16] = {}, ad[16] = {};
+    for (int64_t k = 0; k < count; ++k) {
+        d[k] = wb[k].d;
+        ad[k] = ab[k].d;
+        asm volatile("" ::: "memory");  // keeps GCC from turning this strided copy into gathers
+    }
+    _mm512_store_ps(f, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d))),
+                                     _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ad)))));
+}
+
+template <Isa I, typename Block>
+float dot_q4_5_0_row_zmm(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4_0 or Q5_0, a: [n/32] Q8_0
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* ab = static_cast<const BlockQ8_0*>(a);
+    const int64_t nb = n / kQ32;
+    const __m512i offset = _mm512_set1_epi8(static_cast<char>(kQ32Offset<Block>));
+    alignas(64) float f[16];
+    __m512 facc = _mm512_setzero_ps();
+    for (int64_t i0 = 0; i0 + 1 < nb; i0 += 16) {
+        const int64_t count = std::min<int64_t>(16, nb - i0) & ~int64_t{1};  // whole pairs
+        q32_factors(wb + i0, ab + i0, count, f);
+        for (int64_t k = 0; k < count; k += 2) {
+            const int64_t i = i0 + k;
+            prefetch_ahead(wb + i);
+            const __m512i qa = _mm512_inserti64x4(_mm512_castsi256_si512(load32(ab[i].qs)), load32(ab[i + 1].qs), 1);
+            const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q32_pair_u<I>(wb[i], wb[i + 1]), qa),
+                                                 _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, qa));
+            // f[k] for block i's int32 lanes 0..7, f[k + 1] for block i + 1's lanes 8..15.
+            const __m512 factor = _mm512_mask_broadcastss_ps(_mm512_set1_ps(f[k]), 0xFF00, _mm_load_ss(f + k + 1));
+            facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), factor, facc);
+        }
+    }
+    float sum = _mm512_reduce_add_ps(facc);
+    if (nb % 2) sum += dot_q4_5_0_row<I, Block>(wb + nb - 1, ab + nb - 1, kQ32);  // a last, unpaired block
+    return sum;
+}
+
 // ---- F16 / BF16 weights . F32 activations ----
 
 template <bool kBf16>
@@ -924,6 +996,10 @@ float dot_k_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block,
 template <Isa I>
 VecDotFn simd_kernel(GgmlType type) {
     using T = GgmlType;
+    if constexpr (I == Isa::Avx512Vnni) {
+        if (type == T::Q4_0) return dot_q4_5_0_row_zmm<I, BlockQ4_0>;
+        if (type == T::Q5_0) return dot_q4_5_0_row_zmm<I, BlockQ5_0>;
+    }
     switch (type) {
         case T::Q8_0: return dot_q8_0_row<I>;
         case T::Q4_0: return dot_q4_5_0_row<I, BlockQ4_0>;

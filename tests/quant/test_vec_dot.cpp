@@ -124,7 +124,7 @@ void expect_simd_matches_scalar(GgmlType type, bool full_scale) {
             continue;
         }
         if (!has_simd_kernel(type, isa)) continue;
-        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}, int64_t{1000}}) {  // 1000: F16/BF16 tails
+        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}, int64_t{1184}, int64_t{1000}}) {  // 1184: 37 32-blocks (an unpaired last one), 1000: F16/BF16 tails
             if (n % ggml_traits(type).block_size) continue;
             for (uint64_t seed : {11u, 12u, 13u, 14u}) {
                 const Case c = make_case(type, n, seed, full_scale);
