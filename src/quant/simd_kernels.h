@@ -104,8 +104,8 @@ inline __m512i scales64(__m256i scales, int j) {
                                   _mm256_set1_epi16(static_cast<int16_t>(kStride * (2 * j + 1))), 1);
     } else {
         pick = _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(4 * j)),
-                                _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0,
-                                                 0, 0, 0, 0, 0, 0));
+                                _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1,
+                                                 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
     }
     return _mm512_permutexvar_epi16(pick, _mm512_castsi256_si512(scales));
 }
@@ -204,7 +204,8 @@ inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
                 const int c = 4 * half + s;
                 // Bit c of hmask[l] adds 4 to element 32c + l.
                 const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << c));
-                const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), _mm256_set1_epi8(4));
+                const __m256i high = _mm256_and_si256(
+                    _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), _mm256_set1_epi8(4));
                 const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * s), _mm256_set1_epi8(3)), high);
                 acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
             }
@@ -244,7 +245,8 @@ inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
             __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(0, 4)), _mm512_set1_epi8(0x0F));
             if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
                 const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh)), half_shifts<I>(2 * j, 2 * j + 1));
-                u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);  // u | (h << 4 & 16)
+                // u | (h << 4 & 16)
+                u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);
             }
             acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
                                          scales64<I, true>(sc16, j));
@@ -296,7 +298,8 @@ inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
             const int half = j / 2, t = 2 * (j % 2);
             const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(b.ql + 64 * half), 4 * (j % 2)),
                                                 _mm512_set1_epi8(0x0F));
-            const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)), half_shifts<I>(2 * t, 2 * t + 2));
+            const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)),
+                                                half_shifts<I>(2 * t, 2 * t + 2));
             const __m512i u = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
             acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
                                          scales64<I, false>(sc16, j));
@@ -409,7 +412,9 @@ struct GridAcc {
     template <bool kSigned>
     void step64(__m512i u, const int8_t* qa, int j) {
         __m512i q = _mm512_loadu_si512(qa + 64 * j);
-        if constexpr (kSigned) q = _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[j])), _mm512_setzero_si512(), q);
+        if constexpr (kSigned)
+            q = _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[j])),
+                                     _mm512_setzero_si512(), q);
         __m512i scale;
         if constexpr (kLayout == ScaleLayout::kPer16) scale = scales64<I, false>(scales, j);
         else if constexpr (kLayout == ScaleLayout::kPer32) scale = scales64<I, true, 1>(scales, j);
@@ -495,7 +500,9 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
     // qh[i] in int16 lanes 2i and 2i + 1, i.e. per 16 weights, as the bsums are.
     __m256i qhd;
     if constexpr (I == Isa::Avx512Vnni) {
-        qhd = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), _mm256_castsi128_si256(qh));
+        qhd = _mm256_permutexvar_epi16(
+            _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+            _mm256_castsi128_si256(qh));
     } else {
         qhd = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(qh, qh)), _mm_unpackhi_epi16(qh, qh), 1);
     }
@@ -514,8 +521,8 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
         for (int h = 0; h < 2; ++h) {
             const __m512i rep = _mm512_permutexvar_epi16(
                 _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(8 * h)),
-                                 _mm512_set_epi16(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0,
-                                                  0, 0, 0, 0, 0, 0)),
+                                 _mm512_set_epi16(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4, 2,
+                                                  2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0)),
                 _mm512_castsi256_si512(qhd));
             const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * h)));
             const __m512i idx = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(rep, rot), _mm512_set1_epi32(0x700), 0xF8);
@@ -527,7 +534,8 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
         for (int j = 0; j < 4; ++j) {
             // Entries 8j .. 8j+7 (groups 2j, 2j+1), qh[2j] | qh[2j+1] << 16 in every lane.
             const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
-            const __m256i qh2 = _mm256_set1_epi32(static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(b.qh) + 4 * j)));
+            const __m256i qh2 = _mm256_set1_epi32(
+                static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(b.qh) + 4 * j)));
             const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(qh2, _mm256_setr_epi32(0, 3, 6, 9, 16, 19, 22, 25)),
                                                 _mm256_set1_epi32(7));
             grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8)), a.qs, j);
@@ -550,8 +558,9 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xxs& b, const BlockQ8K&
             const auto entry = [](uint64_t v) { return static_cast<int64_t>(v); };
             const __m256i u = _mm256_setr_epi64x(entry(kIq2xxsGrid[aux0 & 0xFF]), entry(kIq2xxsGrid[(aux0 >> 8) & 0xFF]),
                                                  entry(kIq2xxsGrid[(aux0 >> 16) & 0xFF]), entry(kIq2xxsGrid[aux0 >> 24]));
-            const __m256i signs = _mm256_setr_epi64x(entry(kKsignsMul[aux1 & 0x7F]), entry(kKsignsMul[(aux1 >> 7) & 0x7F]),
-                                                     entry(kKsignsMul[(aux1 >> 14) & 0x7F]), entry(kKsignsMul[(aux1 >> 21) & 0x7F]));
+            const __m256i signs = _mm256_setr_epi64x(
+                entry(kKsignsMul[aux1 & 0x7F]), entry(kKsignsMul[(aux1 >> 7) & 0x7F]),
+                entry(kKsignsMul[(aux1 >> 14) & 0x7F]), entry(kKsignsMul[(aux1 >> 21) & 0x7F]));
             acc = scaled_dot<I>(acc, u, _mm256_sign_epi8(load32(a.qs + 32 * g), signs),
                                 _mm256_set1_epi16(static_cast<int16_t>(2 * (aux1 >> 28) + 1)));
         }
@@ -566,7 +575,8 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xxs& b, const BlockQ8K&
         for (int j = 0; j < 4; ++j) {
             // Bytes 16j + {0..3, 8..11}: the grid indices of groups 2j, 2j+1.
             const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16 * j));
-            const __m128i packed = _mm_shuffle_epi8(raw, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
+            const __m128i packed = _mm_shuffle_epi8(
+                raw, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1));
             grid8_steps<I, true>(acc, kIq2xxsGrid, _mm256_cvtepu8_epi32(packed), a.qs, j);
         }
         return acc.v;
@@ -583,10 +593,13 @@ inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a
     __m256i scale16;
     if constexpr (I == Isa::Avx512Vnni) {
         // Sub-scale g: bits 3 (g % 4) .. of scales u16 g / 4.
-        const __m256i rep = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                                     _mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales))));
-        const __m256i sc = _mm256_and_si256(_mm256_srlv_epi16(rep, _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9)),
-                                            _mm256_set1_epi16(7));
+        const __m256i rep = _mm256_permutexvar_epi16(
+            _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+            _mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales))));
+        const __m256i sc = _mm256_and_si256(
+            _mm256_srlv_epi16(rep,
+                              _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9)),
+            _mm256_set1_epi16(7));
         scale16 = _mm256_or_si256(_mm256_add_epi16(sc, sc), _mm256_set1_epi16(1));
     } else {
         alignas(32) int16_t sc[16];
@@ -643,7 +656,8 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xs& b, const BlockQ8K& 
     // qs[k]: 9-bit grid index | 7-bit sign index << 9.
     const __m256i q0 = load32(b.qs), q1 = load32(b.qs + 16);
     // Sign indices as bytes in entry order (packus interleaves 128-bit lanes; permute undoes it).
-    const __m256i sidx = _mm256_permute4x64_epi64(_mm256_packus_epi16(_mm256_srli_epi16(q0, 9), _mm256_srli_epi16(q1, 9)), 0xD8);
+    const __m256i sidx = _mm256_permute4x64_epi64(
+        _mm256_packus_epi16(_mm256_srli_epi16(q0, 9), _mm256_srli_epi16(q1, 9)), 0xD8);
     GridAcc<I, ScaleLayout::kPer16> acc(iq2_scales(b.scales));
     acc.set_signs(ksigns_bytes(sidx));
     for (int j = 0; j < 4; ++j) {
@@ -662,8 +676,9 @@ inline typename AccVec<I>::type grid_block(const BlockIq2S& b, const BlockQ8K& a
         const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
         uint16_t qh2;
         std::memcpy(&qh2, b.qh + 2 * j, 2);
-        const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(qh2), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
-                                            _mm256_set1_epi32(3));
+        const __m256i hi = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_set1_epi32(qh2), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+            _mm256_set1_epi32(3));
         grid8_steps<I, true>(acc, kIq2sGrid, _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8)), a.qs, j);
     }
     return acc.v;
@@ -751,7 +766,8 @@ float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Blo
             grid_factors<I>(wb + i0, ab + i0, count, f);
             for (int64_t k = 0; k < count; ++k) {
                 prefetch_ahead(wb + i0 + k);
-                facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(grid_block<I>(wb[i0 + k], ab[i0 + k])), _mm512_set1_ps(f[k]), facc);
+                facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(grid_block<I>(wb[i0 + k], ab[i0 + k])),
+                                       _mm512_set1_ps(f[k]), facc);
             }
         }
         return _mm512_reduce_add_ps(facc);
@@ -762,7 +778,8 @@ float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Blo
             grid_factors<I>(wb + i0, ab + i0, count, f);
             for (int64_t k = 0; k < count; ++k) {
                 prefetch_ahead(wb + i0 + k);
-                facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(grid_block<I>(wb[i0 + k], ab[i0 + k])), _mm256_set1_ps(f[k]), facc);
+                facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(grid_block<I>(wb[i0 + k], ab[i0 + k])),
+                                       _mm256_set1_ps(f[k]), facc);
             }
         }
         return hsum(facc);
@@ -798,8 +815,9 @@ inline __m256i fifth_bits(const uint8_t* qh) {  // byte j = 0x10 when bit j of t
     uint32_t bits;
     std::memcpy(&bits, qh, 4);
     // Byte j takes byte j/8 of the word, then keeps bit j%8.
-    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
-                                               _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(static_cast<int>(bits)),
+        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
     const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
     const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
@@ -944,8 +962,9 @@ float dot_q4_5_0_row_zmm(const void* w, const void* a, int64_t n) {  // w: [n/32
             const int64_t i = i0 + k;
             prefetch_ahead(wb + i);
             const __m512i qa = _mm512_inserti64x4(_mm512_castsi256_si512(load32(ab[i].qs)), load32(ab[i + 1].qs), 1);
-            const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q32_pair_u<I>(wb[i], wb[i + 1]), qa),
-                                                 _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, qa));
+            const __m512i dot = _mm512_sub_epi32(
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), q32_pair_u<I>(wb[i], wb[i + 1]), qa),
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, qa));
             // f[k] for block i's int32 lanes 0..7, f[k + 1] for block i + 1's lanes 8..15.
             const __m512 factor = _mm512_mask_broadcastss_ps(_mm512_set1_ps(f[k]), 0xFF00, _mm_load_ss(f + k + 1));
             facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), factor, facc);
