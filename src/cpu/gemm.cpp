@@ -18,12 +18,6 @@ namespace tandem::cpu {
 
 namespace {
 
-template <typename T>
-T* grow(std::vector<T>& v, uint64_t n) {
-    if (v.size() < n) v.resize(n);
-    return v.data();
-}
-
 bool detect_amx() {
     if (const char* env = std::getenv("TANDEM_AMX"); env && std::string_view(env) == "0") return false;
     unsigned a, b, c, d;

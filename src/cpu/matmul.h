@@ -18,6 +18,14 @@
 
 namespace tandem::cpu {
 
+// The data of a scratch buffer holding at least n elements: buffers grow, never shrink, so a
+// steady state allocates nothing.
+template <typename T>
+T* grow(std::vector<T>& v, uint64_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
 // Quantized activation rows, grown on first use and reused (allocated once, not per token).
 struct MatmulScratch {
     std::vector<uint8_t> xq;  // [n_tok] rows of vec_dot_type(w_type), n_in values each

@@ -12,81 +12,70 @@ namespace tandem::cpu {
 
 namespace {
 
-template <typename T>
-T* grow(std::vector<T>& v, uint64_t n) {
-    if (v.size() < n) v.resize(n);
-    return v.data();
-}
-
 inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
 
-// Packs, for every tiled expert, the rows of its pairs (rows[i] for i in the group) of a
-// [*, n] activation matrix into `packed`, at scratch.packed_at.
-void pack_tiled(ThreadPool& pool, MoeScratch& scratch, const float* a, int64_t n, const int32_t* rows,
-                std::vector<uint16_t>& packed) {
+// The tile path's two phases share this: pack, for every tiled expert, the rows of its pairs
+// (rows[first + i]) of the [*, n_in] activations `a` into `packed`, then call, on all threads,
+// fn(group, its packed rows, r0, n_rows, the thread's PanelScratch) for every (expert, panel
+// of kPanelRows of its n_out output rows).
+template <typename Fn>
+void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const float* a, int64_t n_in, const int32_t* rows,
+                          std::vector<uint16_t>& packed, int64_t n_out, Fn&& fn) {
     auto& at = scratch.packed_at;
     at.assign(scratch.tiled.size() + 1, 0);
     for (size_t j = 0; j < scratch.tiled.size(); ++j)
-        at[j + 1] = at[j] + packed_acts_size(scratch.groups[static_cast<size_t>(scratch.tiled[j])].count, n);
+        at[j + 1] = at[j] + packed_acts_size(scratch.groups[static_cast<size_t>(scratch.tiled[j])].count, n_in);
     uint16_t* dst = grow(packed, at.back());
     pool.parallel_for(static_cast<int64_t>(scratch.tiled.size()), [&](int64_t j0, int64_t j1, int) {
         for (int64_t j = j0; j < j1; ++j) {
             const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(scratch.tiled[static_cast<size_t>(j)])];
-            pack_acts(a, n, rows + g.first, g.count, n, dst + at[static_cast<size_t>(j)]);
+            pack_acts(a, n_in, rows + g.first, g.count, n_in, dst + at[static_cast<size_t>(j)]);
         }
     });
-}
-
-// h[p] = SiLU(gate x[t]) * up x[t] for the pairs p (token t) of the tiled experts. Work items
-// are (expert, panel of 32 rows of n_ff), spread over the threads.
-void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, MoeScratch& scratch, float* h) {
-    const int64_t n_embd = w.n_embd, n_ff = w.n_ff, k_panels = (n_ff + kPanelRows - 1) / kPanelRows;
-    pack_tiled(pool, scratch, x, n_embd, scratch.pair_tok.data(), scratch.packed_x);
     if (scratch.threads.size() < static_cast<size_t>(pool.n_threads())) scratch.threads.resize(static_cast<size_t>(pool.n_threads()));
-    const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes, up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
-    const int64_t n_items = static_cast<int64_t>(scratch.tiled.size()) * k_panels;
-    pool.parallel_for(n_items, [&](int64_t i0, int64_t i1, int tid) {
-        PanelScratch& ps = scratch.threads[static_cast<size_t>(tid)];
+    const int64_t k_panels = (n_out + kPanelRows - 1) / kPanelRows;
+    pool.parallel_for(static_cast<int64_t>(scratch.tiled.size()) * k_panels, [&](int64_t i0, int64_t i1, int tid) {
         for (int64_t item = i0; item < i1; ++item) {
             const size_t j = static_cast<size_t>(item / k_panels);
-            const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(scratch.tiled[j])];
-            const int64_t r0 = (item % k_panels) * kPanelRows, n_rows = std::min(kPanelRows, n_ff - r0);
-            const uint16_t* packed = scratch.packed_x.data() + scratch.packed_at[j];
-            float* gv = ps.out_for(2 * int64_t{g.count});  // [count, 32] gate, then [count, 32] up
-            float* uv = gv + int64_t{g.count} * kPanelRows;
-            const uint64_t e = static_cast<uint64_t>(g.expert);
-            panel_gemm(w.gate_type, w.gate + e * gate_mat + static_cast<uint64_t>(r0) * w.gate_row_bytes, w.gate_row_bytes,
-                       n_rows, n_embd, packed, g.count, gv, ps);
-            panel_gemm(w.up_type, w.up + e * up_mat + static_cast<uint64_t>(r0) * w.up_row_bytes, w.up_row_bytes, n_rows,
-                       n_embd, packed, g.count, uv, ps);
-            for (int32_t i = 0; i < g.count; ++i) {
-                float* hp = h + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_ff + r0;
-                for (int64_t r = 0; r < n_rows; ++r) hp[r] = silu(gv[i * kPanelRows + r]) * uv[i * kPanelRows + r];
-            }
+            const int64_t r0 = (item % k_panels) * kPanelRows;
+            fn(scratch.groups[static_cast<size_t>(scratch.tiled[j])], dst + at[j], r0, std::min(kPanelRows, n_out - r0),
+               scratch.threads[static_cast<size_t>(tid)]);
         }
     });
 }
 
-// o[p] = down h[p] for the pairs of the tiled experts; items (expert, panel of n_embd rows).
+// h[p] = SiLU(gate x[t]) * up x[t] for the pairs p (token t) of the tiled experts.
+void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, MoeScratch& scratch, float* h) {
+    const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
+    const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes, up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
+    for_each_tiled_panel(pool, scratch, x, n_embd, scratch.pair_tok.data(), scratch.packed_x, n_ff,
+                         [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
+        float* gv = ps.out_for(2 * int64_t{g.count});  // [count, 32] gate, then [count, 32] up
+        float* uv = gv + int64_t{g.count} * kPanelRows;
+        const uint64_t e = static_cast<uint64_t>(g.expert);
+        panel_gemm(w.gate_type, w.gate + e * gate_mat + static_cast<uint64_t>(r0) * w.gate_row_bytes, w.gate_row_bytes, n_rows,
+                   n_embd, packed, g.count, gv, ps);
+        panel_gemm(w.up_type, w.up + e * up_mat + static_cast<uint64_t>(r0) * w.up_row_bytes, w.up_row_bytes, n_rows, n_embd,
+                   packed, g.count, uv, ps);
+        for (int32_t i = 0; i < g.count; ++i) {
+            float* hp = h + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_ff + r0;
+            for (int64_t r = 0; r < n_rows; ++r) hp[r] = silu(gv[i * kPanelRows + r]) * uv[i * kPanelRows + r];
+        }
+    });
+}
+
+// o[p] = down h[p] for the pairs of the tiled experts.
 void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, MoeScratch& scratch, float* o) {
-    const int64_t n_embd = w.n_embd, n_ff = w.n_ff, k_panels = (n_embd + kPanelRows - 1) / kPanelRows;
-    pack_tiled(pool, scratch, h, n_ff, scratch.pair_order.data(), scratch.packed_h);
+    const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
-    const int64_t n_items = static_cast<int64_t>(scratch.tiled.size()) * k_panels;
-    pool.parallel_for(n_items, [&](int64_t i0, int64_t i1, int tid) {
-        PanelScratch& ps = scratch.threads[static_cast<size_t>(tid)];
-        for (int64_t item = i0; item < i1; ++item) {
-            const size_t j = static_cast<size_t>(item / k_panels);
-            const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(scratch.tiled[j])];
-            const int64_t r0 = (item % k_panels) * kPanelRows, n_rows = std::min(kPanelRows, n_embd - r0);
-            float* dv = ps.out_for(g.count);  // [count, 32]
-            panel_gemm(w.down_type,
-                       w.down + static_cast<uint64_t>(g.expert) * down_mat + static_cast<uint64_t>(r0) * w.down_row_bytes,
-                       w.down_row_bytes, n_rows, n_ff, scratch.packed_h.data() + scratch.packed_at[j], g.count, dv, ps);
-            for (int32_t i = 0; i < g.count; ++i) {
-                float* op = o + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_embd + r0;
-                std::copy(dv + i * kPanelRows, dv + i * kPanelRows + n_rows, op);
-            }
+    for_each_tiled_panel(pool, scratch, h, n_ff, scratch.pair_order.data(), scratch.packed_h, n_embd,
+                         [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
+        float* dv = ps.out_for(g.count);  // [count, 32]
+        panel_gemm(w.down_type, w.down + static_cast<uint64_t>(g.expert) * down_mat + static_cast<uint64_t>(r0) * w.down_row_bytes,
+                   w.down_row_bytes, n_rows, n_ff, packed, g.count, dv, ps);
+        for (int32_t i = 0; i < g.count; ++i) {
+            float* op = o + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_embd + r0;
+            std::copy(dv + i * kPanelRows, dv + i * kPanelRows + n_rows, op);
         }
     });
 }
@@ -130,10 +119,15 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     tiled.clear();
     const bool tile_ok = gemm_applies(w.gate_type, n_embd, kGemmMinTokens) &&
                          gemm_applies(w.up_type, n_embd, kGemmMinTokens) && gemm_applies(w.down_type, n_ff, kGemmMinTokens);
-    for (int32_t gi = 0; gi < static_cast<int32_t>(groups.size()); ++gi)
-        if (tile_ok && groups[static_cast<size_t>(gi)].count >= kGemmMinTokens) tiled.push_back(gi);
-    std::vector<bool> is_tiled(groups.size(), false);  // NOTES: tiny (<= 256 groups), per call
-    for (int32_t gi : tiled) is_tiled[static_cast<size_t>(gi)] = true;
+    auto& pair_tiled = scratch.pair_tiled;
+    pair_tiled.assign(order.size(), 0);
+    for (int32_t gi = 0; gi < static_cast<int32_t>(groups.size()); ++gi) {
+        const MoeScratch::Group& g = groups[static_cast<size_t>(gi)];
+        if (!tile_ok || g.count < kGemmMinTokens) continue;
+        tiled.push_back(gi);
+        std::fill_n(pair_tiled.begin() + g.first, g.count, uint8_t{1});
+    }
+    auto is_tiled = [&](size_t gi) { return pair_tiled[static_cast<size_t>(groups[gi].first)] != 0; };
 
     // Quantize x once per token for gate and up (shared when they pair with the same type).
     const GgmlType gate_act = quant::vec_dot_type(w.gate_type), up_act = quant::vec_dot_type(w.up_type);
@@ -161,7 +155,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     const uint64_t up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
     pool.parallel_for(n_ff, [&](int64_t r0, int64_t r1, int) {
         for (size_t gi = 0; gi < groups.size(); ++gi) {
-            if (is_tiled[gi]) continue;
+            if (is_tiled(gi)) continue;
             const MoeScratch::Group& g = groups[gi];
             const uint8_t* gate_e = w.gate + static_cast<uint64_t>(g.expert) * gate_mat;
             const uint8_t* up_e = w.up + static_cast<uint64_t>(g.expert) * up_mat;
@@ -181,9 +175,11 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
 
     if (!tiled.empty()) tiled_gate_up(pool, w, x, scratch, h);
 
+    // h quantized for the per-token down products (the tiled experts pack h themselves).
     const int64_t n_active = static_cast<int64_t>(order.size());
     pool.parallel_for(n_active, [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i) {
+            if (pair_tiled[static_cast<size_t>(i)]) continue;
             const int64_t p = order[static_cast<size_t>(i)];
             quant::quantize_row(down_act, h + p * n_ff, hq + static_cast<uint64_t>(p) * hq_row, n_ff);
         }
@@ -196,7 +192,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
     pool.parallel_for(n_embd, [&](int64_t r0, int64_t r1, int) {
         for (size_t gi = 0; gi < groups.size(); ++gi) {
-            if (is_tiled[gi]) continue;
+            if (is_tiled(gi)) continue;
             const MoeScratch::Group& g = groups[gi];
             const uint8_t* down_e = w.down + static_cast<uint64_t>(g.expert) * down_mat;
             const int32_t* pairs = order.data() + g.first;

@@ -22,6 +22,7 @@
 #include "model/ops.h"
 #include "model/summary.h"
 #include "model/weights.h"
+#include "quant/blocks.h"
 #include "quant/quant.h"
 
 namespace tandem::model {
@@ -160,10 +161,8 @@ void derive_k_b(const Config& c, const Mat& kv_b, bool keep_f32, Layer& l) {
                 uint8_t* at = dst + static_cast<uint64_t>(r * nope + d) * elem;
                 if (keep_f32) {
                     std::memcpy(at, &v, 4);
-                } else {  // round to nearest even
-                    uint32_t bits;
-                    std::memcpy(&bits, &v, 4);
-                    const auto b16 = static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+                } else {
+                    const uint16_t b16 = quant::f32_to_bf16(v);
                     std::memcpy(at, &b16, 2);
                 }
             }

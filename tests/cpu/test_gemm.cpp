@@ -10,45 +10,21 @@
 // Skipped on CPUs without AMX (the path is never taken there).
 #include <gtest/gtest.h>
 
-#include <immintrin.h>
-
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
+#include "quant/blocks.h"
 #include "quant/quant.h"
+#include "random_floats.h"
 
 namespace tandem::cpu {
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-float bf16_to_float(uint16_t h) {
-    const uint32_t bits = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-}
-
-// Round to nearest even, as the hardware conversion does (no NaN inputs here).
-uint16_t float_to_bf16(float f) {
-    uint32_t bits;
-    std::memcpy(&bits, &f, 4);
-    bits += 0x7FFF + ((bits >> 16) & 1);
-    return static_cast<uint16_t>(bits >> 16);
-}
-
-std::vector<float> random_floats(int64_t n, uint64_t seed, float scale) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> dist(0.0f, scale);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& f : v) f = dist(rng);
-    return v;
-}
 
 std::vector<uint8_t> random_matrix(GgmlType type, int64_t n_in, int64_t n_out, uint64_t seed) {
     if (type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16) {
@@ -56,7 +32,7 @@ std::vector<uint8_t> random_matrix(GgmlType type, int64_t n_in, int64_t n_out, u
         std::vector<uint8_t> out(quant_row_bytes(type, n_in) * static_cast<uint64_t>(n_out));
         for (size_t i = 0; i < f.size(); ++i) {
             if (type == GgmlType::F32) std::memcpy(out.data() + 4 * i, &f[i], 4);
-            const uint16_t h = type == GgmlType::F16 ? static_cast<uint16_t>(_cvtss_sh(f[i], 0)) : float_to_bf16(f[i]);
+            const uint16_t h = type == GgmlType::F16 ? quant::f32_to_fp16(f[i]) : quant::f32_to_bf16(f[i]);
             if (type != GgmlType::F32) std::memcpy(out.data() + 2 * i, &h, 2);
         }
         return out;
@@ -81,8 +57,8 @@ TEST(DequantBf16, EveryFormatWithinOneUlpOfTheReference) {
         std::vector<uint16_t> got(static_cast<size_t>(n) + 8, 0xFFFF);  // 0xFFFF: a NaN, past the end too
         quant::dequantize_row_bf16(type, w.data(), got.data(), n);
         for (int64_t i = 0; i < n; ++i) {
-            const float want = bf16_to_float(float_to_bf16(ref[static_cast<size_t>(i)]));
-            const float g = bf16_to_float(got[static_cast<size_t>(i)]);
+            const float want = quant::bf16_to_f32(quant::f32_to_bf16(ref[static_cast<size_t>(i)]));
+            const float g = quant::bf16_to_f32(got[static_cast<size_t>(i)]);
             ASSERT_LE(std::fabs(g - want), std::ldexp(std::fabs(want), -7)) << "value " << i << ": " << g << " vs " << want;
         }
         for (size_t i = static_cast<size_t>(n); i < got.size(); ++i) ASSERT_EQ(got[i], 0xFFFF) << "wrote past the row";
@@ -103,14 +79,14 @@ void check_gemm(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, in
     std::vector<float> wf(static_cast<size_t>(n_in)), wr(static_cast<size_t>(n_in * n_out));
     for (int64_t o = 0; o < n_out; ++o) {
         quant::dequantize_row(type, w.data() + static_cast<uint64_t>(o) * rb, wf.data(), n_in);
-        for (int64_t i = 0; i < n_in; ++i) wr[static_cast<size_t>(o * n_in + i)] = bf16_to_float(float_to_bf16(wf[static_cast<size_t>(i)]));
+        for (int64_t i = 0; i < n_in; ++i) wr[static_cast<size_t>(o * n_in + i)] = quant::bf16_to_f32(quant::f32_to_bf16(wf[static_cast<size_t>(i)]));
     }
     for (int64_t t = 0; t < n_tok; ++t) {
         for (int64_t o = 0; o < n_out; ++o) {
             double s = 0, mag = 0;
             for (int64_t i = 0; i < n_in; ++i) {
                 const double p = static_cast<double>(wr[static_cast<size_t>(o * n_in + i)]) *
-                                 bf16_to_float(float_to_bf16(x[static_cast<size_t>(t * n_in + i)]));
+                                 quant::bf16_to_f32(quant::f32_to_bf16(x[static_cast<size_t>(t * n_in + i)]));
                 s += p;
                 mag += std::fabs(p);
             }
@@ -158,8 +134,8 @@ TEST(Gemm, PackedActivationsFollowTheTileLayout) {
     for (int64_t t = 0; t < 32; ++t)
         for (int64_t i = 0; i < n_in; ++i) {
             const size_t at = static_cast<size_t>(((t / 16) * (n_in / 2) + i / 2) * 32 + (t % 16) * 2 + i % 2);
-            const float want = t < n_tok ? bf16_to_float(float_to_bf16(static_cast<float>(t * 100 + i))) : 0.0f;
-            ASSERT_EQ(bf16_to_float(packed[at]), want) << "token " << t << " value " << i;
+            const float want = t < n_tok ? quant::bf16_to_f32(quant::f32_to_bf16(static_cast<float>(t * 100 + i))) : 0.0f;
+            ASSERT_EQ(quant::bf16_to_f32(packed[at]), want) << "token " << t << " value " << i;
         }
 }
 

@@ -22,6 +22,7 @@
 #include "cpu/moe.h"
 #include "cpu/thread_pool.h"
 #include "quant/quant.h"
+#include "random_floats.h"
 
 namespace tandem::cpu {
 namespace {
@@ -42,14 +43,6 @@ struct Mapping {
     Mapping(const Mapping&) = delete;
     Mapping& operator=(const Mapping&) = delete;
 };
-
-std::vector<float> random_floats(int64_t n, uint64_t seed, float scale) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> dist(0.0f, scale);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& f : v) f = dist(rng);
-    return v;
-}
 
 std::vector<float> dequant_matrix(GgmlType type, const uint8_t* data, uint64_t row_bytes, int64_t n_in, int64_t n_out) {
     std::vector<float> m(static_cast<size_t>(n_in * n_out));
