@@ -10,7 +10,12 @@
 //
 // Counters: bytes_per_second counts weight bytes read (the distinct experts of a step);
 // bw_frac is that rate over the read bandwidth the same binary measures (read_bw/threads:N,
-// a summing pass over 2 GiB on all threads). Run:
+// a summing pass over 2 GiB on all threads).
+//
+// panel/FORMAT/tokN (where the CPU has AMX): one thread's tile-unit product of one expert's
+// gate matrix [2048, 7168] with N tokens (cpu/gemm.h panel_gemm, activations packed once),
+// reporting multiply-adds/s (MAC/s) and weights unpacked/s. The matrix is re-read from L3/DRAM
+// each pass; the unpacking, not the memory, bounds it. Run:
 //   build/bin/bench_cpu --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
@@ -24,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/moe.h"
 #include "cpu/bandwidth.h"
@@ -215,6 +221,30 @@ void bm_moe(benchmark::State& state, GgmlType type, int batch) {
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * batch, benchmark::Counter::kIsRate);
 }
 
+// One expert's gate matrix times n_tok tokens on the tile unit, on this thread.
+void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
+    if (!amx_available()) {
+        state.SkipWithError("no AMX");
+        return;
+    }
+    const uint64_t rb = quant_row_bytes(type, kEmbd);
+    std::vector<uint8_t> w(rb * kFf);
+    tandem::quant::fill_random(type, w, 5, 0.05f);
+    const std::vector<float> x = activations(n_tok * kEmbd);
+    std::vector<uint16_t> packed(packed_acts_size(n_tok, kEmbd));
+    pack_acts(x.data(), kEmbd, nullptr, n_tok, kEmbd, packed.data());
+    PanelScratch ps;
+    float* out = ps.out_for(n_tok);
+    for (auto _ : state) {
+        for (int64_t r0 = 0; r0 < kFf; r0 += kPanelRows)
+            panel_gemm(type, w.data() + static_cast<uint64_t>(r0) * rb, rb, kPanelRows, kEmbd, packed.data(), n_tok, out, ps);
+        benchmark::DoNotOptimize(out);
+    }
+    const double weights = static_cast<double>(state.iterations()) * kFf * kEmbd;
+    state.counters["MAC/s"] = benchmark::Counter(weights * n_tok, benchmark::Counter::kIsRate);
+    state.counters["weights/s"] = benchmark::Counter(weights, benchmark::Counter::kIsRate);
+}
+
 void register_all() {
     const int all = pool_all().n_threads();
     benchmark::RegisterBenchmark("read_bw", bm_read_bw)->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.5)->UseRealTime();
@@ -230,6 +260,9 @@ void register_all() {
             if (batch == 1) b->Arg(1);
             b->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
         }
+        for (int n_tok : {16, 32, 64})
+            benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok)
+                ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
     }
 }
 

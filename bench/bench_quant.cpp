@@ -7,6 +7,9 @@
 //             bytes/s is weight bytes streamed from memory, comparable to the read bandwidth;
 //   .../l2:   ~1 MiB, resident in L2 (2 MiB per core), the kernel's pure compute rate.
 // "weights/s" counts elements. Filter with --benchmark_filter, e.g. 'IQ1_S/avx512vnni'.
+//
+// bf16/FORMAT: dequantize_row_bf16 of L2-resident rows (the unpacking the tile-unit matrix
+// products of prefill pay once per weight, cpu/gemm.h), in weights/s.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -53,6 +56,25 @@ void bm_vec_dot(benchmark::State& state, GgmlType type, Isa isa, int64_t matrix_
     state.SetLabel(has_simd_kernel(type, isa) || isa == Isa::Scalar ? "" : "scalar fallback");
 }
 
+void bm_bf16(benchmark::State& state, GgmlType type) {
+    const tandem::GgmlTypeTraits& t = tandem::ggml_traits(type);
+    const size_t row_bytes = kCols / t.block_size * t.type_size;
+    const int64_t rows = std::max<int64_t>(8, (int64_t{1} << 20) / static_cast<int64_t>(row_bytes));
+    std::vector<uint8_t> w(row_bytes * rows);
+    fill_random(type, w, 1, 0.05f);
+    std::vector<uint16_t> y(kCols);
+    for (auto _ : state) {
+        for (int64_t r = 0; r < rows; ++r) {
+            dequantize_row_bf16(type, w.data() + r * row_bytes, y.data(), kCols);
+            benchmark::DoNotOptimize(y.data());
+        }
+        benchmark::ClobberMemory();
+    }
+    state.counters["weights/s"] =
+        benchmark::Counter(static_cast<double>(state.iterations()) * rows * kCols, benchmark::Counter::kIsRate);
+    state.SetLabel(has_fast_bf16_dequant(type) ? "" : "scalar + conversion");
+}
+
 void register_all() {
     // R1's priority formats first, then every other format with a SIMD kernel.
     const GgmlType types[] = {GgmlType::IQ1_S,  GgmlType::IQ2_XXS, GgmlType::Q2_K,  GgmlType::Q4_K,   GgmlType::Q8_0,
@@ -70,6 +92,10 @@ void register_all() {
                     ->Unit(benchmark::kMicrosecond)
                     ->MinTime(0.3);
             }
+    for (GgmlType type : types)
+        benchmark::RegisterBenchmark(("bf16/" + std::string(tandem::ggml_type_name(type))).c_str(), bm_bf16, type)
+            ->Unit(benchmark::kMicrosecond)
+            ->MinTime(0.3);
 }
 
 }  // namespace

@@ -7,28 +7,40 @@
 // b are the float scale and offset of u's 16- or 32-value sub-block. Other formats go through
 // the scalar reference dequantizer and a conversion.
 //
-// Every header is included before the target pragma (see simd_kernels.h for why).
+// Where a block has few distinct values (IQ1_S: 3 per 32 weights; Q4_K: 16), they are
+// computed once into a table of 32 bf16 values and every weight is one table lookup
+// (vpermw): 2 uops per 32 values instead of the 7 of int -> float -> fma -> bf16.
+//
+// Only reached from the tile path (cpu/gemm.h), i.e. on CPUs with AMX, which all have
+// AVX-512 BF16 and VNNI. Every header is included before the target pragma (see
+// simd_kernels.h for why).
 #include <immintrin.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "quant/blocks.h"
 #include "quant/grids.h"
 #include "quant/quant.h"
 #include "quant/unpack.h"
+#include "quant/vec_dot_impl.h"
 
 #pragma GCC push_options
 // GCC 12's AVX-512 conversion intrinsics start from _mm512_undefined_*(), which its
 // -Wmaybe-uninitialized reports as a use of an uninitialised value (a known false positive).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,f16c,fma")
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,f16c,fma")
+#include "quant/simd_kernels.h"
 
 namespace tandem::quant {
 namespace {
 
-inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+constexpr Isa kIsa = Isa::Avx512Vnni;
 
 // Writes 32 bf16 values: lo (elements 0..15) and hi (16..31).
 inline void store_bf16(uint16_t* dst, __m512 lo, __m512 hi) {
@@ -44,6 +56,20 @@ inline void emit32(uint16_t* dst, __m256i u, float a_lo, float b_lo, float a_hi,
     const __m512i ih = Signed ? _mm512_cvtepi8_epi32(h) : _mm512_cvtepu8_epi32(h);
     store_bf16(dst, _mm512_fmadd_ps(_mm512_cvtepi32_ps(il), _mm512_set1_ps(a_lo), _mm512_set1_ps(b_lo)),
                _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), _mm512_set1_ps(a_hi), _mm512_set1_ps(b_hi)));
+}
+
+// 32 bf16 values lut[u] for 32 byte indices u < 32.
+inline void lookup32(uint16_t* dst, __m256i u, __m512i lut) {
+    _mm512_storeu_si512(dst, _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(u), lut));
+}
+
+// The bf16 table of 32 values: a_lo * i + b_lo for i < 16, then a_hi * (i - 16 + hi_first) +
+// b_hi (hi_first 0: two 16-value tables; 16: one 32-value table when a_hi, b_hi = a_lo, b_lo).
+inline __m512i table32(float a_lo, float b_lo, float a_hi, float b_hi, float hi_first = 0.0f) {
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 iota_hi = _mm512_add_ps(iota, _mm512_set1_ps(hi_first));
+    return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_fmadd_ps(iota_hi, _mm512_set1_ps(a_hi), _mm512_set1_ps(b_hi)),
+                                                         _mm512_fmadd_ps(iota, _mm512_set1_ps(a_lo), _mm512_set1_ps(b_lo))));
 }
 
 inline __m256i grid_chunk(uint64_t e0, uint64_t e1, uint64_t e2, uint64_t e3) {
@@ -114,27 +140,35 @@ void block_bf16(const BlockQ3K& b, uint16_t* y) {
 
 template <typename Block>
 void k4_block_bf16(const Block& b, uint16_t* y) {
-    const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
+    // ab[c] = d * scale_c, ab[8 + c] = -dmin * min_c: value = ab[c] * u + ab[8 + c], u < 16 (Q4_K)
+    // or < 32 (Q5_K, the fifth bit of chunk c is bit c of qh[l]).
+    alignas(64) float ab[16];
+    const __m512 dd = _mm512_castsi512_ps(_mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_castps_si256(_mm256_set1_ps(fp16_to_f32(b.d)))),
+        _mm256_castps_si256(_mm256_set1_ps(-fp16_to_f32(b.dmin))), 1));
+    _mm512_store_ps(ab, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(k4_scales_mins(b.scales))), dd));
     const __m256i mask4 = _mm256_set1_epi8(0x0F);
     for (int k = 0; k < 4; ++k) {
         // qs bytes 32k .. 32k+31: low nibbles are chunk 2k, high nibbles chunk 2k+1.
         const __m256i q = load32(b.qs + 32 * k);
         __m256i lo = _mm256_and_si256(q, mask4);
         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask4);
+        const int c0 = 2 * k, c1 = 2 * k + 1;
         if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
-            // Fifth bit of chunk c is bit c of qh[l].
             const __m256i qh = load32(b.qh);
             const __m256i sixteen = _mm256_set1_epi8(16);
-            lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << (2 * k)))), lo, sixteen);
-            hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1)))), hi,
-                                     sixteen);
+            lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << c0))), lo, sixteen);
+            hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << c1))), hi, sixteen);
+            // 32 values per chunk: two tables, one per chunk (lanes 16..31 continue i = 16..31).
+            const __m512i t0 = table32(ab[c0], ab[8 + c0], ab[c0], ab[8 + c0], 16.0f);
+            const __m512i t1 = table32(ab[c1], ab[8 + c1], ab[c1], ab[8 + c1], 16.0f);
+            lookup32(y + 64 * k, lo, t0);
+            lookup32(y + 64 * k + 32, hi, t1);
+        } else {
+            const __m512i t = table32(ab[c0], ab[8 + c0], ab[c1], ab[8 + c1]);
+            lookup32(y + 64 * k, lo, t);
+            lookup32(y + 64 * k + 32, _mm256_or_si256(hi, _mm256_set1_epi8(16)), t);
         }
-        const auto [sc0, m0] = k4_scale_min(b.scales, 2 * k);
-        const auto [sc1, m1] = k4_scale_min(b.scales, 2 * k + 1);
-        const float a0 = d * static_cast<float>(sc0), b0 = -(dmin * static_cast<float>(m0));
-        const float a1 = d * static_cast<float>(sc1), b1 = -(dmin * static_cast<float>(m1));
-        emit32<false>(y + 64 * k, lo, a0, b0, a0, b0);
-        emit32<false>(y + 64 * k + 32, hi, a1, b1, a1, b1);
     }
 }
 void block_bf16(const BlockQ4K& b, uint16_t* y) { k4_block_bf16(b, y); }
@@ -191,16 +225,34 @@ void block_bf16(const BlockIq3Xxs& b, uint16_t* y) {
 }
 
 void block_bf16(const BlockIq1S& b, uint16_t* y) {
-    const float d = fp16_to_f32(b.d);
-    for (int i = 0; i < 8; ++i) {
-        // x = dl * (g + delta), g in {-1, 0, 1} from the grid: a = dl, b = dl * delta (exact).
-        const uint32_t qh = b.qh[i];
-        const float dl = d * static_cast<float>(2 * ((qh >> 12) & 7) + 1);
-        const float off = dl * ((qh & 0x8000) ? -kIq1Delta : kIq1Delta);
-        const uint8_t* q = b.qs + 4 * i;
-        const __m256i g = grid_chunk(kIq1sGrid[q[0] | ((qh << 8) & 0x700)], kIq1sGrid[q[1] | ((qh << 5) & 0x700)],
-                                     kIq1sGrid[q[2] | ((qh << 2) & 0x700)], kIq1sGrid[q[3] | ((qh >> 1) & 0x700)]);
-        emit32<true>(y + 32 * i, g, dl, off, dl, off);
+    // Group i (32 weights): x = dl_i * (g + delta_i), g in {-1, 0, 1}, dl_i = d * (2 sc_i + 1),
+    // delta_i = +-1/8. Table entry 3 i + u (u = g + 1 from kIq1sGridU) holds x, exactly as
+    // fma(dl_i, g, dl_i * delta_i) rounds it (dl_i * delta_i is exact).
+    const __m256i qh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh)));  // [8]
+    const __m256i s = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(qh, 11), _mm256_set1_epi32(14)), _mm256_set1_epi32(1));
+    const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(fp16_to_f32(b.d)), _mm256_cvtepi32_ps(s));
+    const __m256 off = _mm256_xor_ps(_mm256_mul_ps(dl, _mm256_set1_ps(kIq1Delta)),
+                                     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(qh, _mm256_set1_epi32(0x8000)), 16)));
+    const __m512i grp_lo = _mm512_setr_epi32(0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5);
+    const __m512i grp_hi = _mm512_setr_epi32(5, 5, 6, 6, 6, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512 g_lo = _mm512_setr_ps(-1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1);
+    const __m512 g_hi = _mm512_setr_ps(0, 1, -1, 0, 1, -1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512 dl16 = _mm512_castps256_ps512(dl), off16 = _mm512_castps256_ps512(off);
+    const __m512i lut = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(
+        _mm512_fmadd_ps(_mm512_permutexvar_ps(grp_hi, dl16), g_hi, _mm512_permutexvar_ps(grp_hi, off16)),
+        _mm512_fmadd_ps(_mm512_permutexvar_ps(grp_lo, dl16), g_lo, _mm512_permutexvar_ps(grp_lo, off16))));
+    const __m256i qhd = iq1s_qh_per16<kIsa>(b);
+    for (int h = 0; h < 2; ++h) {
+        const __m512i idx = iq1s_indices16<kIsa>(b, qhd, h);
+        for (int half = 0; half < 2; ++half) {
+            // Weights 64j .. 64j+63 = groups 2j, 2j + 1: table indices u + 6j, u + 6j + 3.
+            const int j = 2 * h + half;
+            const __m512i u = gather8x64<kIsa>(kIq1sGridU.data(), half ? _mm512_extracti64x4_epi64(idx, 1) : _mm512_castsi512_si256(idx));
+            const __m512i t = _mm512_add_epi8(u, _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(6 * j)),
+                                                                   _mm256_set1_epi8(static_cast<char>(6 * j + 3)), 1));
+            lookup32(y + 64 * j, _mm512_castsi512_si256(t), lut);
+            lookup32(y + 64 * j + 32, _mm512_extracti64x4_epi64(t, 1), lut);
+        }
     }
 }
 

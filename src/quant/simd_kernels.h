@@ -491,21 +491,42 @@ constexpr float kGridUnit<BlockIq3Xxs> = 0.25f;
 template <>
 constexpr float kGridUnit<BlockIq3S> = 1.0f;
 
+// IQ1_S's qh[i] (scale, delta sign and high index bits of group i) in int16 lanes 2i and
+// 2i + 1, i.e. per 16 weights, as the Q8_K bsums are.
+template <Isa I>
+inline __m256i iq1s_qh_per16(const BlockIq1S& b) {
+    const __m128i qh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh));  // [8] u16
+    if constexpr (I == Isa::Avx512Vnni) {
+        return _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                                        _mm256_castsi128_si256(qh));
+    } else {
+        return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(qh, qh)), _mm_unpackhi_epi16(qh, qh), 1);
+    }
+}
+
+// The grid indices of IQ1_S entries 16h .. 16h+15 (AVX-512), one per dword, from qhd =
+// iq1s_qh_per16: index = qs[k] | bits 3l..3l+2 of qh[k/4] << 8 (l = k % 4), the 3 bits
+// rotated to 8..10 and merged as lo | (rot & 0x700). The int16 word 2k of `rep` is qh[k/4];
+// its high word is qh[k/4] as well, which the mask drops.
+template <Isa I>
+inline __m512i iq1s_indices16(const BlockIq1S& b, __m256i qhd, int h) {
+    static_assert(I == Isa::Avx512Vnni);
+    const __m512i rot = _mm512_set_epi32(31, 2, 5, 8, 31, 2, 5, 8, 31, 2, 5, 8, 31, 2, 5, 8);
+    const __m512i rep = _mm512_permutexvar_epi16(
+        _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(8 * h)),
+                         _mm512_set_epi16(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0,
+                                          0, 0, 0, 0, 0)),
+        _mm512_castsi256_si512(qhd));
+    const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * h)));
+    return _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(rep, rot), _mm512_set1_epi32(0x700), 0xF8);
+}
+
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a) {
     // Per 32 weights (group i): (d/8) * (8 s * sum(g qa) + delta s * bsum), s = 2 sc + 1,
     // g in {-1,0,1}; with u = g + 1 in {0,1,2}: sum(g qa) = sum(u qa) - bsum, so the group's
     // offset is (delta - 8) s = +-s - 8 s against its activation sum.
-    const __m128i qh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh));  // [8] u16
-    // qh[i] in int16 lanes 2i and 2i + 1, i.e. per 16 weights, as the bsums are.
-    __m256i qhd;
-    if constexpr (I == Isa::Avx512Vnni) {
-        qhd = _mm256_permutexvar_epi16(
-            _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
-            _mm256_castsi128_si256(qh));
-    } else {
-        qhd = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(qh, qh)), _mm_unpackhi_epi16(qh, qh), 1);
-    }
+    const __m256i qhd = iq1s_qh_per16<I>(b);
     // 8 s = 16 sc + 8 with sc = bits 12..14.
     const __m256i scale16 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qhd, 8), _mm256_set1_epi16(0x70)),
                                             _mm256_set1_epi16(8));
@@ -513,19 +534,9 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
     const __m256i off16 = _mm256_sub_epi16(_mm256_sign_epi16(s, _mm256_or_si256(qhd, _mm256_set1_epi16(1))), scale16);
     GridAcc<I, ScaleLayout::kPer16> acc(scale16);
     if constexpr (I == Isa::Avx512Vnni) {
-        // Entries 16h .. 16h+15: index = qs[k] | bits 3l..3l+2 of qh[k/4] << 8 (l = k % 4),
-        // the 3 bits rotated to 8..10 and merged as lo | (rot & 0x700). The int16 word 2k of
-        // `rep` is qh[k/4]; its high word is qh[k/4] as well, which the mask drops.
-        const __m512i rot = _mm512_set_epi32(31, 2, 5, 8, 31, 2, 5, 8, 31, 2, 5, 8, 31, 2, 5, 8);
         acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
         for (int h = 0; h < 2; ++h) {
-            const __m512i rep = _mm512_permutexvar_epi16(
-                _mm512_add_epi16(_mm512_set1_epi16(static_cast<int16_t>(8 * h)),
-                                 _mm512_set_epi16(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4, 2,
-                                                  2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0)),
-                _mm512_castsi256_si512(qhd));
-            const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * h)));
-            const __m512i idx = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(rep, rot), _mm512_set1_epi32(0x700), 0xF8);
+            const __m512i idx = iq1s_indices16<I>(b, qhd, h);
             grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm512_castsi512_si256(idx), a.qs, 2 * h);
             grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm512_extracti64x4_epi64(idx, 1), a.qs, 2 * h + 1);
         }
