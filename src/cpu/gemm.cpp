@@ -111,17 +111,18 @@ constexpr TileConfig kTileConfig = make_tile_config();
 
 __attribute__((target("amx-tile"))) void tile_config() { _tile_loadconfig(&kTileConfig); }
 
-// C tiles += chunk (32 rows x width bf16, row-major) times the chunk's value pairs of token
-// groups g and g + 1 (if two). NOTES: tiles 0-3 are C (rows 0-15 / 16-31 x group g / g + 1),
-// 4-5 the two 16-row halves of a 32-value K step of the chunk, 6-7 the two groups' matching
-// 16 value pairs: per K step 4 tile loads (4 KiB, the chunk's from L1) for 4 products of 16
-// cycles each.
-__attribute__((target("amx-tile,amx-bf16"))) void chunk_product(const uint16_t* chunk, int64_t width,
-                                                                  const uint16_t* b0, const uint16_t* b1, bool two) {
+// C tiles += K steps [k_begin, k_end) (multiples of 32) of chunk (32 rows x width bf16,
+// row-major) times the chunk's value pairs of token groups g and g + 1 (if two). NOTES: tiles
+// 0-3 are C (rows 0-15 / 16-31 x group g / g + 1), 4-5 the two 16-row halves of a 32-value K
+// step of the chunk, 6-7 the two groups' matching 16 value pairs: per K step 4 tile loads
+// (4 KiB, the chunk's from L1) for 4 products of 16 cycles each.
+__attribute__((target("amx-tile,amx-bf16"))) void chunk_steps(const uint16_t* chunk, int64_t width, int64_t k_begin,
+                                                                int64_t k_end, const uint16_t* b0, const uint16_t* b1,
+                                                                bool two) {
     const int64_t a_stride = width * 2;  // bytes between chunk rows
     const uint16_t* chunk_hi = chunk + 16 * width;
     if (two) {
-        for (int64_t k = 0; k < width; k += 32) {
+        for (int64_t k = k_begin; k < k_end; k += 32) {
             _tile_loadd(4, chunk + k, a_stride);
             _tile_loadd(5, chunk_hi + k, a_stride);
             _tile_loadd(6, b0 + k * 16, 64);  // value pairs k/2 .. k/2 + 15: 16 tokens x 2 bf16 each
@@ -132,7 +133,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void chunk_product(const uint16_t* 
             _tile_dpbf16ps(3, 5, 7);
         }
     } else {
-        for (int64_t k = 0; k < width; k += 32) {
+        for (int64_t k = k_begin; k < k_end; k += 32) {
             _tile_loadd(4, chunk + k, a_stride);
             _tile_loadd(5, chunk_hi + k, a_stride);
             _tile_loadd(6, b0 + k * 16, 64);
@@ -175,8 +176,18 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     // Chunks of kChunk values where the format's blocks tile them, else the whole row.
     const int64_t width = (n_in % kChunk == 0 && kChunk % tr.block_size == 0) ? kChunk : n_in;
     const uint64_t chunk_bytes = static_cast<uint64_t>(width / tr.block_size) * tr.type_size;
-    uint16_t* chunk = grow(ps.chunk, static_cast<uint64_t>(kPanelRows * width));
-    std::fill(chunk + n_rows * width, chunk + kPanelRows * width, uint16_t{0});
+    // Two chunk buffers: while the tile unit multiplies chunk c, the next one is unpacked
+    // into the other, a few rows after each K step (the tile products run asynchronously to
+    // the vector units, so the unpacking hides behind them instead of following them).
+    const uint64_t chunk_elems = static_cast<uint64_t>(kPanelRows * width);
+    uint16_t* chunks = grow(ps.chunk, 2 * chunk_elems);
+    for (int i = 0; i < 2; ++i) std::fill(chunks + i * chunk_elems + n_rows * width, chunks + (i + 1) * chunk_elems, uint16_t{0});
+    const auto unpack_rows = [&](int64_t k0, int64_t r0, int64_t r1, uint16_t* chunk) {
+        const uint64_t at = static_cast<uint64_t>(k0 / width) * chunk_bytes;
+        for (int64_t r = r0; r < r1; ++r)
+            quant::dequantize_row_bf16(type, w + static_cast<uint64_t>(r) * row_bytes + at, chunk + r * width, width);
+    };
+    const int64_t n_steps = width / 32, rows_per_step = (n_rows + n_steps - 1) / n_steps;
     const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
     const int64_t n_pairs = (n_groups + 1) / 2;
     const int64_t group_elems = n_in * kTokenGroup;  // uint16 per packed group
@@ -187,15 +198,20 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     if (!resident) std::fill(acc, acc + n_pairs * 1024, 0.0f);
     tile_config();
     if (resident) tiles_zero();
+    unpack_rows(0, 0, n_rows, chunks);
     for (int64_t k0 = 0; k0 < n_in; k0 += width) {
-        const uint64_t at = static_cast<uint64_t>(k0 / width) * chunk_bytes;
-        for (int64_t r = 0; r < n_rows; ++r)
-            quant::dequantize_row_bf16(type, w + static_cast<uint64_t>(r) * row_bytes + at, chunk + r * width, width);
+        const uint16_t* chunk = chunks + ((k0 / width) % 2) * chunk_elems;
+        uint16_t* next = chunks + ((k0 / width + 1) % 2) * chunk_elems;
+        const bool more = k0 + width < n_in;
         for (int64_t g = 0; g < n_groups; g += 2) {
             const bool two = g + 1 < n_groups;
             if (!resident) tiles_load(acc + g * 512, two);
             const uint16_t* b0 = packed + g * group_elems + k0 * 16;
-            chunk_product(chunk, width, b0, b0 + group_elems, two);
+            for (int64_t s = 0; s < n_steps; ++s) {
+                chunk_steps(chunk, width, 32 * s, 32 * (s + 1), b0, b0 + group_elems, two);
+                if (g == 0 && more)
+                    unpack_rows(k0 + width, std::min(n_rows, s * rows_per_step), std::min(n_rows, (s + 1) * rows_per_step), next);
+            }
             if (!resident) tiles_store(acc + g * 512, two);
         }
     }
