@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/check.h"
@@ -26,7 +27,8 @@ int online_cpus() {
     return std::max(1u, std::thread::hardware_concurrency());
 }
 
-ThreadPool::ThreadPool(int n_threads, bool pin) : n_threads_(n_threads > 0 ? n_threads : online_cpus()) {
+ThreadPool::ThreadPool(int n_threads, bool pin)
+    : n_threads_(n_threads > 0 ? n_threads : online_cpus()), shares_(new Share[static_cast<size_t>(n_threads_)]) {
     std::vector<int> cpus;
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -113,10 +115,26 @@ void ThreadPool::parallel_for(int64_t n, const RangeFn& fn) {
         fn(0, n, 0);
         return;
     }
+    // NOTES: kChunksPerShare chunks per share: enough for a thread that finishes early to even
+    // out a core running at 2/3 of the others' speed, few enough that each thread still
+    // streams long runs of consecutive weight rows (what the hardware prefetchers follow).
+    constexpr int64_t kChunksPerShare = 8;
+    const int64_t n_chunks = std::min(n, n_parts * kChunksPerShare);
+    for (int64_t p = 0; p < n_parts; ++p) {
+        shares_[p].next.store(n_chunks * p / n_parts, std::memory_order_relaxed);
+        shares_[p].end = n_chunks * (p + 1) / n_parts;
+    }
     run_on_all([&](int idx) {
-        if (idx >= n_parts) return;
-        const int64_t begin = n * idx / n_parts, end = n * (idx + 1) / n_parts;
-        fn(begin, end, idx);
+        const auto drain = [&](Share& s) {
+            // A plain load first: stealers mostly find a share empty, and a failed fetch_add
+            // would still take the line exclusively.
+            while (s.next.load(std::memory_order_relaxed) < s.end) {
+                const int64_t c = s.next.fetch_add(1, std::memory_order_relaxed);
+                if (c >= s.end) break;
+                fn(n * c / n_chunks, n * (c + 1) / n_chunks, idx);
+            }
+        };
+        for (int64_t v = 0; v < n_parts; ++v) drain(shares_[(idx + v) % n_parts]);
     });
 }
 
