@@ -12,6 +12,11 @@
 // bw_frac is that rate over the read bandwidth the same binary measures (read_bw/threads:N,
 // a summing pass over 2 GiB on all threads).
 //
+// clock/threads:N: the core clock while N threads run 512-bit integer work (a dependent chain
+// of vpaddd, one cycle each), in GHz per thread. With it, block_cycles on the MoE step counts
+// the core cycles spent per 256-weight block (threads x clock x time / blocks), to compare
+// with the bound from the kernels' instruction counts (docs/performance.md).
+//
 // panel/FORMAT/tokN (where the CPU has AMX): one thread's tile-unit product of one expert's
 // gate matrix [2048, 7168] with N tokens (cpu/gemm.h panel_gemm, activations packed once),
 // reporting multiply-adds/s (MAC/s) and weights unpacked/s. The matrix is re-read from L3/DRAM
@@ -169,10 +174,56 @@ std::vector<float> activations(int64_t n) {
     return x;
 }
 
+// ---- the core clock under load ----
+
+// Seconds for n * 8 dependent 512-bit adds (vpaddd latency is one cycle) on this thread.
+__attribute__((target("avx512f"))) double add_chain_seconds(int64_t n) {
+    __m512i a = _mm512_set1_epi32(1);
+    const __m512i b = _mm512_set1_epi32(3);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < n; ++i)
+        asm volatile(
+            "vpaddd %1, %0, %0\n\tvpaddd %1, %0, %0\n\tvpaddd %1, %0, %0\n\tvpaddd %1, %0, %0\n\t"
+            "vpaddd %1, %0, %0\n\tvpaddd %1, %0, %0\n\tvpaddd %1, %0, %0\n\tvpaddd %1, %0, %0"
+            : "+v"(a)
+            : "v"(b));
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The mean clock (Hz) of the pool's threads while all of them run the chain; 0 without AVX-512.
+double clock_hz(ThreadPool& pool) {
+    if (!__builtin_cpu_supports("avx512f")) return 0.0;
+    constexpr int64_t kReps = 50'000'000;  // 400 M cycles, ~0.15 s
+    std::vector<double> hz(static_cast<size_t>(pool.n_threads()));
+    pool.run_on_all([&](int idx) { hz[static_cast<size_t>(idx)] = 8.0 * kReps / add_chain_seconds(kReps); });
+    return std::accumulate(hz.begin(), hz.end(), 0.0) / static_cast<double>(hz.size());
+}
+double clock_of(int n_threads) {
+    static const double one = clock_hz(pool_one()), all = clock_hz(pool_all());
+    return n_threads == 1 ? one : all;
+}
+
+void bm_clock(benchmark::State& state) {
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    double hz = 0;
+    for (auto _ : state) hz = clock_hz(pool);
+    state.counters["GHz"] = hz / 1e9;
+    state.counters["threads"] = pool.n_threads();
+}
+
 void report(benchmark::State& state, double bytes, ThreadPool& pool) {
     state.SetBytesProcessed(static_cast<int64_t>(bytes));
     state.counters["bw_frac"] = benchmark::Counter(bytes / read_bw(), benchmark::Counter::kIsRate);
     state.counters["threads"] = pool.n_threads();
+}
+
+// Core cycles per 256-weight block read: threads x clock x elapsed / blocks.
+void report_block_cycles(benchmark::State& state, double bytes, uint64_t block_bytes, ThreadPool& pool) {
+    const double hz = clock_of(pool.n_threads());
+    if (hz <= 0) return;
+    const double blocks = bytes / static_cast<double>(block_bytes);
+    state.counters["block_cycles"] =
+        benchmark::Counter(blocks / (pool.n_threads() * hz), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // One expert: gate (7168 -> 2048) or down (2048 -> 7168), batch 1.
@@ -218,6 +269,7 @@ void bm_moe(benchmark::State& state, GgmlType type, int batch) {
         benchmark::DoNotOptimize(out.data());
     }
     report(state, bytes, pool);
+    report_block_cycles(state, bytes, quant_row_bytes(type, 256), pool);
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * batch, benchmark::Counter::kIsRate);
 }
 
@@ -247,6 +299,7 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
 
 void register_all() {
     const int all = pool_all().n_threads();
+    benchmark::RegisterBenchmark("clock", bm_clock)->Arg(1)->Arg(all)->ArgName("threads")->Iterations(3)->UseRealTime();
     benchmark::RegisterBenchmark("read_bw", bm_read_bw)->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.5)->UseRealTime();
     const GgmlType types[] = {GgmlType::IQ1_S, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K,
                               GgmlType::Q3_K,  GgmlType::Q6_K,    GgmlType::Q8_0};
