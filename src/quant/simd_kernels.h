@@ -986,28 +986,36 @@ float dot_q4_5_0_row_zmm(const void* w, const void* a, int64_t n) {  // w: [n/32
     return sum;
 }
 
-// ---- F16 / BF16 weights . F32 activations ----
+// ---- F32 / F16 / BF16 weights . F32 activations ----
 
-template <bool kBf16>
-inline __m256 load8_half(const uint16_t* p) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    if constexpr (kBf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+enum class FloatWeights { kF32, kF16, kBf16 };
+
+template <FloatWeights kW>
+inline __m256 load8_float(const void* w, int64_t i) {  // weights i .. i+7 as f32
+    if constexpr (kW == FloatWeights::kF32) return _mm256_loadu_ps(static_cast<const float*>(w) + i);
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
+    if constexpr (kW == FloatWeights::kBf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     else return _mm256_cvtph_ps(h);
 }
 
-template <Isa I, bool kBf16>
-float dot_half_row(const void* w, const void* a, int64_t n) {  // w: [n] f16 or bf16, a: [n] f32
-    const auto* wh = static_cast<const uint16_t*>(w);
+template <Isa I, FloatWeights kW>
+float dot_float_row(const void* w, const void* a, int64_t n) {  // w: [n] f32, f16 or bf16, a: [n] f32
+    constexpr int64_t kElem = kW == FloatWeights::kF32 ? 4 : 2;  // weight bytes
     const auto* x = static_cast<const float*>(a);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {  // 64 weight bytes
-        _mm_prefetch(reinterpret_cast<const char*>(wh + i) + kPrefetchBytes, _MM_HINT_T0);
-        for (int k = 0; k < 4; ++k)
-            acc[k] = _mm256_fmadd_ps(load8_half<kBf16>(wh + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k), acc[k]);
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch(static_cast<const char*>(w) + i * kElem + kPrefetchBytes, _MM_HINT_T0);
+        for (int k = 0; k < 4; ++k) acc[k] = _mm256_fmadd_ps(load8_float<kW>(w, i + 8 * k), _mm256_loadu_ps(x + i + 8 * k), acc[k]);
     }
     float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-    for (; i < n; ++i) sum += (kBf16 ? bf16_to_f32(wh[i]) : fp16_to_f32(wh[i])) * x[i];
+    for (; i < n; ++i) {
+        float wv;
+        if constexpr (kW == FloatWeights::kF32) wv = static_cast<const float*>(w)[i];
+        else if constexpr (kW == FloatWeights::kBf16) wv = bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
+        else wv = fp16_to_f32(static_cast<const uint16_t*>(w)[i]);
+        sum += wv * x[i];
+    }
     return sum;
 }
 
@@ -1050,8 +1058,9 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ4_NL: return dot_iq4_nl_row<I>;
         case T::Q4_1: return dot_q4_5_1_row<I, BlockQ4_1>;
         case T::Q5_1: return dot_q4_5_1_row<I, BlockQ5_1>;
-        case T::F16: return dot_half_row<I, false>;
-        case T::BF16: return dot_half_row<I, true>;
+        case T::F32: return dot_float_row<I, FloatWeights::kF32>;
+        case T::F16: return dot_float_row<I, FloatWeights::kF16>;
+        case T::BF16: return dot_float_row<I, FloatWeights::kBf16>;
         default: return nullptr;
     }
 }
