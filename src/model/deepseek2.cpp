@@ -483,8 +483,9 @@ private:
         matmul(pool_, l.gate_inp, h_.data(), n_tok, router_.data(), c.n_expert, scratch_[0]);
         ids_.resize(static_cast<size_t>(n_tok * k));
         wts_.resize(ids_.size());
-        for (int64_t t = 0; t < n_tok; ++t)
-            route(l, router_.data() + t * c.n_expert, ids_.data() + t * k, wts_.data() + t * k);
+        pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+            for (int64_t t = t0; t < t1; ++t) route(l, router_.data() + t * c.n_expert, ids_.data() + t * k, wts_.data() + t * k);
+        });
         prof_.mark(StepProfile::kRouter);
 
         // routed experts: gate, up, SiLU, down and the weighted sum, spread over all threads
