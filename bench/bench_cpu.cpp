@@ -313,7 +313,7 @@ void register_all() {
             if (batch == 1) b->Arg(1);
             b->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
         }
-        for (int n_tok : {16, 32, 64})
+        for (int n_tok : {16, 32, 64, 256})
             benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
     }

@@ -173,8 +173,14 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
                 int64_t n_tok, float* out, PanelScratch& ps) {
     TANDEM_CHECK(n_rows <= kPanelRows && n_in % 32 == 0);
     const GgmlTypeTraits& tr = ggml_traits(type);
-    // Chunks of kChunk values where the format's blocks tile them, else the whole row.
-    const int64_t width = (n_in % kChunk == 0 && kChunk % tr.block_size == 0) ? kChunk : n_in;
+    // Chunks of the widest whole number of blocks, at most kChunk values, that divides the row
+    // (else the whole row).
+    int64_t width = n_in;
+    for (int64_t w_try = std::min(kChunk, n_in) / 32 * 32; w_try >= 32; w_try -= 32)
+        if (n_in % w_try == 0 && w_try % tr.block_size == 0) {
+            width = w_try;
+            break;
+        }
     const uint64_t chunk_bytes = static_cast<uint64_t>(width / tr.block_size) * tr.type_size;
     // Two chunk buffers: while the tile unit multiplies chunk c, the next one is unpacked
     // into the other, a few rows after each K step (the tile products run asynchronously to

@@ -45,11 +45,11 @@ void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_
 
 // out[t, r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows (<= kPanelRows): the n_rows
 // weight rows starting at w (row_bytes apart, any dequantizable type) times the packed tokens.
-// The rows are dequantized kChunk values at a time into a 32 x kChunk bf16 chunk (16 KiB,
-// L1-resident), which the tile unit multiplies with every token group before the next chunk
-// is unpacked; rows past n_rows are zero.
+// The rows are dequantized up to kChunk values at a time into a 32 x kChunk bf16 chunk (32 KiB,
+// L1-resident), which the tile unit multiplies with every token group while the next chunk is
+// unpacked into a second buffer; rows past n_rows are zero.
 //   packed: pack_acts of n_tok tokens, out: [n_tok, kPanelRows] f32
-inline constexpr int64_t kChunk = 256;
+inline constexpr int64_t kChunk = 512;
 struct PanelScratch;
 void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint16_t* packed,
                 int64_t n_tok, float* out, PanelScratch& ps);
