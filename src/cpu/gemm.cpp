@@ -90,9 +90,9 @@ void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_
     }
 }
 
-float* PanelScratch::out_for(int64_t n_tok) {
+float* PanelScratch::out_for(int64_t n_tok, int64_t n_rows) {
     const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
-    return grow(out, static_cast<uint64_t>(n_groups * kTokenGroup * kPanelRows));
+    return grow(out, static_cast<uint64_t>(n_groups * kTokenGroup * n_rows));
 }
 
 namespace {
@@ -171,7 +171,7 @@ __attribute__((target("amx-tile"))) void tiles_release() { _tile_release(); }
 
 void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint16_t* packed,
                 int64_t n_tok, float* out, PanelScratch& ps) {
-    TANDEM_CHECK(n_rows <= kPanelRows && n_in % 32 == 0);
+    TANDEM_CHECK(n_rows > 0 && n_rows <= kMaxPanels * kPanelRows && n_in % 32 == 0);
     const GgmlTypeTraits& tr = ggml_traits(type);
     // Chunks of the widest whole number of blocks, at most kChunk values, that divides the row
     // (else the whole row).
@@ -182,57 +182,67 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
             break;
         }
     const uint64_t chunk_bytes = static_cast<uint64_t>(width / tr.block_size) * tr.type_size;
-    // Two chunk buffers: while the tile unit multiplies chunk c, the next one is unpacked
-    // into the other, a few rows after each K step (the tile products run asynchronously to
-    // the vector units, so the unpacking hides behind them instead of following them).
+    const int64_t n_panels = (n_rows + kPanelRows - 1) / kPanelRows, n_chunks = n_in / width;
+    // Work units in order: (chunk c, panel p) for c, then p, so each chunk of the activations
+    // is taken from L2 by all the panels in turn. Two chunk buffers: while the tile unit
+    // multiplies unit u, unit u + 1 is unpacked into the other, a few rows after each K step
+    // (the tile products run asynchronously to the vector units, so the unpacking hides behind
+    // them instead of following them).
     const uint64_t chunk_elems = static_cast<uint64_t>(kPanelRows * width);
     uint16_t* chunks = grow(ps.chunk, 2 * chunk_elems);
-    for (int i = 0; i < 2; ++i) std::fill(chunks + i * chunk_elems + n_rows * width, chunks + (i + 1) * chunk_elems, uint16_t{0});
-    const auto unpack_rows = [&](int64_t k0, int64_t r0, int64_t r1, uint16_t* chunk) {
-        const uint64_t at = static_cast<uint64_t>(k0 / width) * chunk_bytes;
-        for (int64_t r = r0; r < r1; ++r)
-            quant::dequantize_row_bf16(type, w + static_cast<uint64_t>(r) * row_bytes + at, chunk + r * width, width);
+    const int64_t n_units = n_chunks * n_panels;
+    const auto unit_rows = [&](int64_t u) { return std::min(kPanelRows, n_rows - (u % n_panels) * kPanelRows); };
+    const auto unpack_rows = [&](int64_t u, int64_t r0, int64_t r1) {  // rows [r0, r1) of unit u's panel
+        uint16_t* chunk = chunks + (u % 2) * chunk_elems;
+        const uint64_t at = static_cast<uint64_t>(u / n_panels) * chunk_bytes;
+        const uint8_t* wp = w + static_cast<uint64_t>((u % n_panels) * kPanelRows) * row_bytes + at;
+        const int64_t filled = unit_rows(u);
+        for (int64_t r = r0; r < std::min(r1, filled); ++r)
+            quant::dequantize_row_bf16(type, wp + static_cast<uint64_t>(r) * row_bytes, chunk + r * width, width);
+        if (r1 > filled) std::fill(chunk + std::max(r0, filled) * width, chunk + r1 * width, uint16_t{0});
     };
-    const int64_t n_steps = width / 32, rows_per_step = (n_rows + n_steps - 1) / n_steps;
+    const int64_t n_steps = width / 32, rows_per_step = (kPanelRows + n_steps - 1) / n_steps;
     const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
     const int64_t n_pairs = (n_groups + 1) / 2;
     const int64_t group_elems = n_in * kTokenGroup;  // uint16 per packed group
-    float* acc = grow(ps.acc, static_cast<uint64_t>(n_pairs * 1024));  // [pairs][2 groups][2 halves][256]
-    // With one or two token groups the C tiles stay in the tile unit for the whole row; with
-    // more, each group pair's C tiles are saved to `acc` between chunks.
-    const bool resident = n_groups <= 2;
-    if (!resident) std::fill(acc, acc + n_pairs * 1024, 0.0f);
+    // [panels][pairs][2 groups][2 halves][256]: C tiles between units.
+    float* acc = grow(ps.acc, static_cast<uint64_t>(n_panels * n_pairs * 1024));
+    // With one panel and one or two token groups the C tiles stay in the tile unit for the
+    // whole row; otherwise each (panel, group pair)'s C tiles are saved to `acc` between units.
+    const bool resident = n_panels == 1 && n_groups <= 2;
+    if (!resident) std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);
     tile_config();
     if (resident) tiles_zero();
-    unpack_rows(0, 0, n_rows, chunks);
-    for (int64_t k0 = 0; k0 < n_in; k0 += width) {
-        const uint16_t* chunk = chunks + ((k0 / width) % 2) * chunk_elems;
-        uint16_t* next = chunks + ((k0 / width + 1) % 2) * chunk_elems;
-        const bool more = k0 + width < n_in;
+    unpack_rows(0, 0, kPanelRows);
+    for (int64_t u = 0; u < n_units; ++u) {
+        const uint16_t* chunk = chunks + (u % 2) * chunk_elems;
+        const int64_t k0 = (u / n_panels) * width;
+        float* acc_p = acc + (u % n_panels) * n_pairs * 1024;
         for (int64_t g = 0; g < n_groups; g += 2) {
             const bool two = g + 1 < n_groups;
-            if (!resident) tiles_load(acc + g * 512, two);
+            if (!resident) tiles_load(acc_p + g * 512, two);
             const uint16_t* b0 = packed + g * group_elems + k0 * 16;
             for (int64_t s = 0; s < n_steps; ++s) {
                 chunk_steps(chunk, width, 32 * s, 32 * (s + 1), b0, b0 + group_elems, two);
-                if (g == 0 && more)
-                    unpack_rows(k0 + width, std::min(n_rows, s * rows_per_step), std::min(n_rows, (s + 1) * rows_per_step), next);
+                if (g == 0 && u + 1 < n_units) unpack_rows(u + 1, s * rows_per_step, std::min(kPanelRows, (s + 1) * rows_per_step));
             }
-            if (!resident) tiles_store(acc + g * 512, two);
+            if (!resident) tiles_store(acc_p + g * 512, two);
         }
     }
     if (resident) tiles_store(acc, true);
     tiles_release();
-    // C tile [16 rows][16 tokens] of group g, half h -> out[t, 16 h + m].
-    for (int64_t t = 0; t < n_tok; ++t) {
-        const int64_t g = t / kTokenGroup;
-        const float* c = acc + (g / 2) * 1024 + (g % 2) * 512 + t % kTokenGroup;
-        float* o = out + t * kPanelRows;
-        for (int m = 0; m < 16; ++m) {
-            o[m] = c[m * 16];
-            o[16 + m] = c[256 + m * 16];
+    // C tile [16 rows][16 tokens] of panel p, group g, half h -> out[t, 32 p + 16 h + m].
+    const int64_t out_stride = n_panels * kPanelRows;
+    for (int64_t p = 0; p < n_panels; ++p)
+        for (int64_t t = 0; t < n_tok; ++t) {
+            const int64_t g = t / kTokenGroup;
+            const float* c = acc + p * n_pairs * 1024 + (g / 2) * 1024 + (g % 2) * 512 + t % kTokenGroup;
+            float* o = out + t * out_stride + p * kPanelRows;
+            for (int m = 0; m < 16; ++m) {
+                o[m] = c[m * 16];
+                o[16 + m] = c[256 + m * 16];
+            }
         }
-    }
 }
 
 void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
@@ -252,14 +262,19 @@ void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, 
     });
     if (scratch.threads.size() < static_cast<size_t>(pool.n_threads())) scratch.threads.resize(static_cast<size_t>(pool.n_threads()));
     const auto* wb = static_cast<const uint8_t*>(w);
+    // Work items of up to kMaxPanels panels (sharing each activation chunk from L2), as long as
+    // that leaves at least two items per thread.
     const int64_t n_panels = (n_out + kPanelRows - 1) / kPanelRows;
-    pool.parallel_for(n_panels, [&](int64_t p0, int64_t p1, int tid) {
+    const int64_t per_item = std::clamp<int64_t>(n_panels / (2 * pool.n_threads()), 1, kMaxPanels);
+    const int64_t item_rows = per_item * kPanelRows, n_items = (n_out + item_rows - 1) / item_rows;
+    pool.parallel_for(n_items, [&](int64_t i0, int64_t i1, int tid) {
         PanelScratch& ps = scratch.threads[static_cast<size_t>(tid)];
-        float* out = ps.out_for(n_tok);
-        for (int64_t p = p0; p < p1; ++p) {
-            const int64_t o0 = p * kPanelRows, n_rows = std::min(kPanelRows, n_out - o0);
+        float* out = ps.out_for(n_tok, item_rows);
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t o0 = i * item_rows, n_rows = std::min(item_rows, n_out - o0);
+            const int64_t stride = (n_rows + kPanelRows - 1) / kPanelRows * kPanelRows;  // panel_gemm's out rows
             panel_gemm(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, packed, n_tok, out, ps);
-            for (int64_t t = 0; t < n_tok; ++t) std::copy(out + t * kPanelRows, out + t * kPanelRows + n_rows, y + t * n_out + o0);
+            for (int64_t t = 0; t < n_tok; ++t) std::copy(out + t * stride, out + t * stride + n_rows, y + t * n_out + o0);
         }
     });
 }

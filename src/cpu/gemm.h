@@ -43,13 +43,15 @@ uint64_t packed_acts_size(int64_t n_tok, int64_t n_in);  // in uint16 elements
 // Token t's row is x + rows[t] * x_stride (rows may be null: row t).
 void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint16_t* packed);
 
-// out[t, r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows (<= kPanelRows): the n_rows
-// weight rows starting at w (row_bytes apart, any dequantizable type) times the packed tokens.
+// out[t, r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows (<= kMaxPanels * kPanelRows):
+// the n_rows weight rows starting at w (row_bytes apart, any dequantizable type) times the
+// packed tokens, one panel of kPanelRows rows after the other for each chunk of K.
 // The rows are dequantized up to kChunk values at a time into a 32 x kChunk bf16 chunk (32 KiB,
 // L1-resident), which the tile unit multiplies with every token group while the next chunk is
 // unpacked into a second buffer; rows past n_rows are zero.
-//   packed: pack_acts of n_tok tokens, out: [n_tok, kPanelRows] f32
+//   packed: pack_acts of n_tok tokens, out: [n_tok, ceil(n_rows / 32) * 32] f32
 inline constexpr int64_t kChunk = 512;
+inline constexpr int64_t kMaxPanels = 4;
 struct PanelScratch;
 void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint16_t* packed,
                 int64_t n_tok, float* out, PanelScratch& ps);
@@ -57,9 +59,9 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
 // Per-thread buffers of the tile path: one panel and its product (grown, never shrunk).
 struct PanelScratch {
     std::vector<uint16_t> chunk;  // [kPanelRows, chunk width] bf16
-    std::vector<float> acc;       // [token groups][2][16 rows][16 tokens] C tiles between chunks
-    std::vector<float> out;       // [n_tok, kPanelRows]
-    float* out_for(int64_t n_tok);
+    std::vector<float> acc;       // [panels][token groups][2][16 rows][16 tokens] C tiles between chunks
+    std::vector<float> out;       // [n_tok, n_rows]
+    float* out_for(int64_t n_tok, int64_t n_rows = kPanelRows);
 };
 
 struct GemmScratch {

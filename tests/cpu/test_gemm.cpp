@@ -112,6 +112,10 @@ TEST(Gemm, R1ShapesAgainstFloat64OnBf16Inputs) {
     check_gemm(pool, GgmlType::Q2_K, 512, 32, 5);
     check_gemm(pool, GgmlType::BF16, 64, 17, 64);
     check_gemm(pool, GgmlType::IQ4_XS, 256, 3, 7);      // through the reference dequantizer
+    // 26 panels on 3 threads: work items of 4 panels sharing each activation chunk, the last
+    // item 2 panels of which the second has 7 rows; 3 token groups, one of 5 tokens.
+    check_gemm(pool, GgmlType::Q4_K, 1024, 32 * 25 + 7, 37);
+    check_gemm(pool, GgmlType::IQ1_S, 512, 32 * 24, 16);  // 4-panel items, one token group
 }
 
 TEST(Gemm, FloatWeightsKeepTheirPrecision) {
