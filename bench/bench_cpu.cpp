@@ -1,6 +1,7 @@
 // Multi-threaded CPU kernels at DeepSeek-R1 shapes: memory read bandwidth, one expert's
 // matrix-vector product (gate/up 7168->2048, down 2048->7168) and the MoE decode step
-// (8 experts per token, batch 1/4/16), per weight format, on one thread and on all.
+// (8 experts per token, batch 1/4/16), per weight format, on one thread and on all; and the
+// MLA attention over the latent cache on the tile unit (prefill and decode, R1's 128 heads).
 //
 // Weights come from a layer of n_expert experts of the real size, at least 2.5 GiB in all
 // (up to R1's 256), much larger than the last-level cache. Experts are taken in a fixed
@@ -34,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/attention.h"
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/moe.h"
@@ -297,6 +299,45 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
     state.counters["weights/s"] = benchmark::Counter(weights, benchmark::Counter::kIsRate);
 }
 
+// MLA attention of n_tok tokens of one sequence, the last n_tok of n_ctx positions (a prefill
+// when n_tok == n_ctx), at R1 shapes (576-value cache rows, 512 values, 128 heads). Counts the
+// multiply-adds of the two products over each row's causal positions.
+void bm_mla(benchmark::State& state, int64_t n_tok, int64_t n_ctx) {
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    if (!mla_attention_available()) {
+        state.SkipWithError("no AMX on this CPU");
+        return;
+    }
+    constexpr int64_t kWidth = 576, kRank = 512, kHead = 128;
+    const std::vector<float> cache = activations(n_ctx * kWidth), q = activations(n_tok * kHead * kWidth);
+    std::vector<float> o(static_cast<size_t>(n_tok * kHead * kRank));
+    std::vector<int32_t> row_seq(static_cast<size_t>(n_tok * kHead), 0), row_n_ctx;
+    double flop = 0;
+    for (int64_t t = 0; t < n_tok; ++t)
+        for (int64_t h = 0; h < kHead; ++h) {
+            row_n_ctx.push_back(static_cast<int32_t>(n_ctx - n_tok + t + 1));
+            flop += 2.0 * static_cast<double>(row_n_ctx.back()) * (kWidth + kRank);
+        }
+    const MlaSeq seq{cache.data(), n_ctx};
+    MlaParams p;
+    p.width = kWidth;
+    p.rank = kRank;
+    p.scale = 0.1352f;
+    p.n_rows = n_tok * kHead;
+    p.q = q.data();
+    p.row_seq = row_seq.data();
+    p.row_n_ctx = row_n_ctx.data();
+    p.seqs = {&seq, 1};
+    p.o = o.data();
+    MlaScratch scratch;
+    for (auto _ : state) {
+        mla_attention(pool, p, scratch);
+        benchmark::DoNotOptimize(o.data());
+    }
+    state.counters["flop/s"] = benchmark::Counter(flop * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+    state.counters["threads"] = pool.n_threads();
+}
+
 void register_all() {
     const int all = pool_all().n_threads();
     benchmark::RegisterBenchmark("clock", bm_clock)->Arg(1)->Arg(all)->ArgName("threads")->Iterations(3)->UseRealTime();
@@ -317,6 +358,10 @@ void register_all() {
             benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
     }
+    for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})
+        benchmark::RegisterBenchmark(("mla/tokens" + std::to_string(n_tok) + "/ctx" + std::to_string(n_ctx)).c_str(), bm_mla,
+                                     n_tok, n_ctx)
+            ->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
 }
 
 }  // namespace

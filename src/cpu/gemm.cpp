@@ -48,12 +48,26 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
+constexpr TileConfig make_tile_config() {
+    TileConfig cfg;
+    for (int i = 0; i < 8; ++i) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    return cfg;
+}
+// NOTES: a static object, not a local: GCC 12 does not see that ldtilecfg reads its operand
+// and drops the stores that fill a local config (the instruction then faults on garbage).
+constexpr TileConfig kTileConfig = make_tile_config();
+
 }  // namespace
 
 bool amx_available() {
     static const bool available = detect_amx();
     return available;
 }
+
+__attribute__((target("amx-tile"))) void amx_configure_tiles() { _tile_loadconfig(&kTileConfig); }
 
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
     // F32 and F16 weights keep their precision (bf16 would drop 16 and 3 mantissa bits):
@@ -97,19 +111,7 @@ float* PanelScratch::out_for(int64_t n_tok, int64_t n_rows) {
 
 namespace {
 
-constexpr TileConfig make_tile_config() {
-    TileConfig cfg;
-    for (int i = 0; i < 8; ++i) {
-        cfg.rows[i] = 16;
-        cfg.colsb[i] = 64;
-    }
-    return cfg;
-}
-// NOTES: a static object, not a local: GCC 12 does not see that ldtilecfg reads its operand
-// and drops the stores that fill a local config (the instruction then faults on garbage).
-constexpr TileConfig kTileConfig = make_tile_config();
 
-__attribute__((target("amx-tile"))) void tile_config() { _tile_loadconfig(&kTileConfig); }
 
 // C tiles += K steps [k_begin, k_end) (multiples of 32) of chunk (32 rows x width bf16,
 // row-major) times the chunk's value pairs of token groups g and g + 1 (if two). NOTES: tiles
@@ -211,7 +213,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     // whole row; otherwise each (panel, group pair)'s C tiles are saved to `acc` between units.
     const bool resident = n_panels == 1 && n_groups <= 2;
     if (!resident) std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);
-    tile_config();
+    amx_configure_tiles();
     if (resident) tiles_zero();
     unpack_rows(0, 0, kPanelRows);
     for (int64_t u = 0; u < n_units; ++u) {

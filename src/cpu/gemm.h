@@ -26,6 +26,10 @@ namespace tandem::cpu {
 // TANDEM_AMX=0 in the environment turns the path off (A/B runs, exactness tests).
 bool amx_available();
 
+// Loads, on the calling thread, the tile configuration of every tile product in tandem
+// (palette 1; tiles 0-7 all 16 rows of 64 bytes). Requires amx_available().
+void amx_configure_tiles();
+
 inline constexpr int64_t kPanelRows = 32;  // weight rows dequantized and multiplied together
 inline constexpr int64_t kTokenGroup = 16; // tokens per tile column block
 

@@ -17,6 +17,7 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "cpu/attention.h"
 #include "cpu/moe.h"
 #include "model/model.h"
 #include "model/ops.h"
@@ -376,37 +377,42 @@ private:
             }
         });
         prof_.mark(StepProfile::kAttnAbsorb);
-        // scores over the sequence's cached positions (causal), softmax, latent output. Work
-        // items are (token, block of kHeadBlock heads): each cache row is read once per block
-        // and reused from L1 by all its heads, instead of streaming the cache once per head.
-        constexpr int64_t kHeadBlock = 8;
-        const int64_t n_hb = (c.n_head + kHeadBlock - 1) / kHeadBlock;
+        // scores over the sequence's cached positions (causal), softmax, latent output
         olat_.resize(static_cast<size_t>(n_tok * c.n_head * rank));
-        pool_.parallel_for(n_tok * n_hb, [&](int64_t i0, int64_t i1, int) {
-            std::vector<float> p;  // [heads of the block][n_ctx]
-            for (int64_t i = i0; i < i1; ++i) {
-                const int64_t t = i / n_hb, h0 = (i % n_hb) * kHeadBlock, nh = std::min(kHeadBlock, c.n_head - h0);
-                const int32_t seq = batch.seq[static_cast<size_t>(t)];
-                const int64_t n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
-                const float* kv = cache.rows(seq, il);                            // [n_ctx, width]
-                const float* qc = qcat_.data() + (t * c.n_head + h0) * width;     // [nh, width]
-                float* o = olat_.data() + (t * c.n_head + h0) * rank;             // [nh, rank]
-                p.resize(static_cast<size_t>(nh * n_ctx));
-                for (int64_t j = 0; j < n_ctx; ++j)
-                    for (int64_t hh = 0; hh < nh; ++hh)
-                        p[static_cast<size_t>(hh * n_ctx + j)] = dot(qc + hh * width, kv + j * width, width) * kq_scale_;
-                for (int64_t hh = 0; hh < nh; ++hh) softmax(p.data() + hh * n_ctx, n_ctx);
-                std::fill(o, o + nh * rank, 0.0f);
-                for (int64_t j = 0; j < n_ctx; ++j) {
-                    const float* r = kv + j * width;
-                    for (int64_t hh = 0; hh < nh; ++hh) {
-                        const float pj = p[static_cast<size_t>(hh * n_ctx + j)];
-                        float* oh = o + hh * rank;
-                        for (int64_t d = 0; d < rank; ++d) oh[d] += pj * r[d];
+        if (tile_attention(l)) {
+            attend_tiles(il, batch, cache);
+        } else {
+            // scores over the sequence's cached positions (causal), softmax, latent output. Work
+            // items are (token, block of kHeadBlock heads): each cache row is read once per block
+            // and reused from L1 by all its heads, instead of streaming the cache once per head.
+            constexpr int64_t kHeadBlock = 8;
+            const int64_t n_hb = (c.n_head + kHeadBlock - 1) / kHeadBlock;
+            pool_.parallel_for(n_tok * n_hb, [&](int64_t i0, int64_t i1, int) {
+                std::vector<float> p;  // [heads of the block][n_ctx]
+                for (int64_t i = i0; i < i1; ++i) {
+                    const int64_t t = i / n_hb, h0 = (i % n_hb) * kHeadBlock, nh = std::min(kHeadBlock, c.n_head - h0);
+                    const int32_t seq = batch.seq[static_cast<size_t>(t)];
+                    const int64_t n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
+                    const float* kv = cache.rows(seq, il);                            // [n_ctx, width]
+                    const float* qc = qcat_.data() + (t * c.n_head + h0) * width;     // [nh, width]
+                    float* o = olat_.data() + (t * c.n_head + h0) * rank;             // [nh, rank]
+                    p.resize(static_cast<size_t>(nh * n_ctx));
+                    for (int64_t j = 0; j < n_ctx; ++j)
+                        for (int64_t hh = 0; hh < nh; ++hh)
+                            p[static_cast<size_t>(hh * n_ctx + j)] = dot(qc + hh * width, kv + j * width, width) * kq_scale_;
+                    for (int64_t hh = 0; hh < nh; ++hh) softmax(p.data() + hh * n_ctx, n_ctx);
+                    std::fill(o, o + nh * rank, 0.0f);
+                    for (int64_t j = 0; j < n_ctx; ++j) {
+                        const float* r = kv + j * width;
+                        for (int64_t hh = 0; hh < nh; ++hh) {
+                            const float pj = p[static_cast<size_t>(hh * n_ctx + j)];
+                            float* oh = o + hh * rank;
+                            for (int64_t d = 0; d < rank; ++d) oh[d] += pj * r[d];
+                        }
                     }
                 }
-            }
-        });
+            });
+        }
         prof_.mark(StepProfile::kAttnCore);
         // per head: W_uv decompresses the latent output to v_head_dim values
         attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
@@ -425,6 +431,56 @@ private:
         // output projection
         matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
         prof_.mark(StepProfile::kAttnProj);
+    }
+
+    // Whether attention over the cache runs on the tile unit (cpu/attention.h): where the CPU
+    // has one, unless every product must stay float32 (f32_activations) or the layer's latent
+    // projection (attn_kv_a_mqa, the cache's source) is float32/float16: such models keep
+    // float32 attention as they keep float32 products (cpu::gemm_applies); the transformers
+    // fixtures of tests/python check them at 1e-3, which bf16 scores miss by ~5x.
+    // NOTES: decided per layer from its weights, never from the batch, so that a token decoded
+    // alone and the same token inside a prefill take the same arithmetic.
+    bool tile_attention(const Layer& l) const {
+        const GgmlType t = l.kv_a.type;
+        return cpu::mla_attention_available() && !f32_activations_ && t != GgmlType::F32 && t != GgmlType::F16;
+    }
+
+    // Scores, softmax and latent output on the tile unit, one call for the whole batch: the
+    // rows are (token, head) pairs, row t * n_head + h of qcat_ ([rows, cache width]) and of
+    // olat_ ([rows, kv_lora_rank]); row (t, h) attends to positions [0, pos_t] of the cache of
+    // t's sequence.
+    void attend_tiles(int64_t il, const Batch& batch, const KvCache& cache) {
+        const Config& c = c_;
+        const int64_t n_tok = batch.size(), n_rows = n_tok * c.n_head;
+        mla_seqs_.clear();
+        mla_seq_ids_.clear();
+        mla_row_seq_.resize(static_cast<size_t>(n_rows));
+        mla_row_n_ctx_.resize(static_cast<size_t>(n_rows));
+        for (int64_t t = 0; t < n_tok; ++t) {
+            const int32_t seq = batch.seq[static_cast<size_t>(t)], n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
+            // A batch holds few sequences: a linear search finds the token's.
+            const auto found = std::find(mla_seq_ids_.begin(), mla_seq_ids_.end(), seq);
+            const auto idx = static_cast<int32_t>(found - mla_seq_ids_.begin());
+            if (found == mla_seq_ids_.end()) {
+                mla_seq_ids_.push_back(seq);
+                mla_seqs_.push_back({cache.rows(seq, il), 0});
+            }
+            cpu::MlaSeq& s = mla_seqs_[static_cast<size_t>(idx)];
+            s.n_ctx = std::max<int64_t>(s.n_ctx, n_ctx);
+            std::fill_n(mla_row_seq_.begin() + t * c.n_head, c.n_head, idx);
+            std::fill_n(mla_row_n_ctx_.begin() + t * c.n_head, c.n_head, n_ctx);
+        }
+        cpu::MlaParams p;
+        p.width = c.cache_width();
+        p.rank = c.kv_lora_rank;
+        p.scale = kq_scale_;
+        p.n_rows = n_rows;
+        p.q = qcat_.data();
+        p.row_seq = mla_row_seq_.data();
+        p.row_n_ctx = mla_row_n_ctx_.data();
+        p.seqs = mla_seqs_;
+        p.o = olat_.data();
+        cpu::mla_attention(pool_, p, mla_scratch_);
     }
 
     // Expert choice for one token from router logits: ids and weights (n_expert_used each).
@@ -542,6 +598,10 @@ private:
     std::vector<float> x_, h_, y_, q_, cq_, kva_, qcat_, olat_, attn_, g_, u_, router_, wts_, moe_out_;
     StepProfile prof_;
     cpu::MoeScratch moe_scratch_;
+    // attend_tiles: the batch's sequences (ids and caches) and each row's sequence and limit.
+    std::vector<cpu::MlaSeq> mla_seqs_;
+    std::vector<int32_t> mla_seq_ids_, mla_row_seq_, mla_row_n_ctx_;
+    cpu::MlaScratch mla_scratch_;
     std::vector<int32_t> ids_;
     std::vector<QuantScratch> scratch_;  // one per pool thread
 };

@@ -134,11 +134,12 @@ double rel_diff(const float* a, const float* b, size_t n) {
 // How close two runs of the same tokens must be. On the per-token path every token's
 // arithmetic is the same whatever the batch: float rounding only. Where the CPU has AMX, the
 // batches of 4 or more tokens below go through the tile unit (bf16 weights and activations,
-// cpu/gemm.h) while single tokens do not: the logits then agree to bf16 rounding (measured
-// up to 2.3% of max |logit| on the UD-IQ1_S model, ~0.4% on the others; the accuracy of the
-// tile path itself is checked against transformers by tests/python/test_reference_logits.py,
-// whose prompts take it). scripts/test.sh also runs this binary with
-// TANDEM_AMX=0, so both bounds are checked in CI.
+// cpu/gemm.h) while single tokens do not (attention over the cache of quantized models takes
+// the tile unit at every batch size, cpu/attention.h): the logits then agree to bf16 rounding
+// (measured up to 2.3% of max |logit| on the UD-IQ1_S model, ~0.4% on the others; the
+// accuracy of the tile path itself is checked against transformers by
+// tests/python/test_reference_logits.py, whose prompts take it). scripts/test.sh also runs
+// this binary with TANDEM_AMX=0, so both bounds are checked in CI.
 double same_logits_tol() { return cpu::amx_available() ? 5e-2 : 1e-5; }
 
 }  // namespace

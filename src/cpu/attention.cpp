@@ -1,0 +1,441 @@
+#include "cpu/attention.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/check.h"
+#include "cpu/gemm.h"
+#include "cpu/matmul.h"
+#include "quant/quant.h"
+
+// Layouts (all bf16, uint16 elements; width_pad = width rounded up to 32, rank_pad = rank
+// rounded up to 32, n_ctx_pad = the sequence's n_ctx rounded up to 32, n_pairs = n_ctx_pad / 2):
+//   K of a sequence, the B operand of S = Q K^T: [n_ctx_pad / 16 groups][width_pad / 2][16][2],
+//     i.e. row r of group g holds values 2r, 2r + 1 of positions 16g .. 16g + 15 (64 bytes;
+//     cpu/gemm.h's pack_acts with positions for tokens). The 32 values from k of group g are
+//     one tile at K + g * width_pad * 16 + k * 16, rows 64 bytes apart.
+//   V of a sequence, the B operand of O = P V: [rank_pad / 16 column groups][n_pairs][16][2],
+//     i.e. row j of column group c holds columns 16c .. 16c + 15 of positions 2j and 2j + 1
+//     (value pairs along the context). The 32 positions from pair j of column group c are one
+//     tile of 1 KiB at V + (c * n_pairs + j) * 32.
+//   Q of a work item (A operand of S): [32 rows, width_pad] row-major; P (A operand of O):
+//     [32 rows, kMlaCtxBlock] row-major; S and the output accumulator O: float32, row-major
+//     [32, kMlaCtxBlock] and [32, rank_pad].
+// Padding is zero everywhere: K and Q columns past width, V columns past rank, positions past
+// n_ctx. P is zero past each row's causal limit, so zero V rows add exactly nothing.
+
+namespace tandem::cpu {
+
+namespace {
+
+constexpr int64_t kHalf = 16;      // rows of a tile: query rows per half of a work item
+constexpr int64_t kItemRows = 32;  // query rows per work item (two halves)
+constexpr int64_t kStep = 32;      // positions per tile product step (16 value pairs)
+
+constexpr int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+__attribute__((target("amx-tile"))) void tiles_release() { _tile_release(); }
+
+// S[rows, 32 n_steps] = Q K^T for n_steps steps of 32 positions.
+//   q: [32, width_pad] bf16 (only the first 16 rows unless kTwo), k: the packed K of the
+//   block's first position, s: [32, kMlaCtxBlock] f32.
+// NOTES: tiles 0-3 are C (row half 0/1 x position group 0/1 of the step), 4-5 the two row
+// halves of Q's 32-value step, 6-7 K's two position groups: 4 loads for 4 products, and each
+// K tile, the operand that comes from L2, feeds two products.
+template <bool kTwo>
+__attribute__((target("amx-tile,amx-bf16"))) void tile_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k,
+                                                                int64_t n_steps, float* s) {
+    const int64_t q_stride = width_pad * 2;                // bytes between Q rows
+    const int64_t s_stride = kMlaCtxBlock * 4;             // bytes between S rows
+    const int64_t group = width_pad * kHalf;               // uint16 per packed group of 16 positions
+    const uint16_t* q_hi = q + kHalf * width_pad;
+    for (int64_t js = 0; js < n_steps; ++js) {
+        const uint16_t* k0 = k + 2 * js * group;
+        const uint16_t* k1 = k0 + group;
+        _tile_zero(0);
+        _tile_zero(1);
+        if constexpr (kTwo) {
+            _tile_zero(2);
+            _tile_zero(3);
+        }
+        for (int64_t kk = 0; kk < width_pad; kk += 32) {
+            _tile_loadd(4, q + kk, q_stride);
+            _tile_loadd(6, k0 + kk * 16, 64);
+            _tile_loadd(7, k1 + kk * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            if constexpr (kTwo) {
+                _tile_loadd(5, q_hi + kk, q_stride);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        float* sj = s + js * kStep;
+        _tile_stored(0, sj, s_stride);
+        _tile_stored(1, sj + kHalf, s_stride);
+        if constexpr (kTwo) {
+            _tile_stored(2, sj + kHalf * kMlaCtxBlock, s_stride);
+            _tile_stored(3, sj + kHalf * kMlaCtxBlock + kHalf, s_stride);
+        }
+    }
+}
+
+// O[rows, rank_pad] += P[rows, 32 n_steps] V[32 n_steps, rank_pad].
+//   p: [32, kMlaCtxBlock] bf16, v: the packed V at the block's first pair (column group c at
+//   v + c * n_pairs * 32), o: [32, rank_pad] f32.
+// NOTES: tiles 0-3 are C (row half x two column groups of 16), loaded from o once per 32
+// columns and block and kept for the block's n_steps steps; 4-5 P's row halves, 6-7 V's two
+// column groups. P (16 KiB) stays in L1 while all column groups pass over it.
+template <bool kTwo>
+__attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs,
+                                                                int64_t n_steps, int64_t rank_pad, float* o) {
+    const int64_t p_stride = kMlaCtxBlock * 2;  // bytes between P rows
+    const int64_t o_stride = rank_pad * 4;      // bytes between O rows
+    const uint16_t* p_hi = p + kHalf * kMlaCtxBlock;
+    for (int64_t c = 0; c < rank_pad; c += 32) {
+        float* oc = o + c;
+        float* oc_hi = oc + kHalf * rank_pad;
+        _tile_loadd(0, oc, o_stride);
+        _tile_loadd(1, oc + kHalf, o_stride);
+        if constexpr (kTwo) {
+            _tile_loadd(2, oc_hi, o_stride);
+            _tile_loadd(3, oc_hi + kHalf, o_stride);
+        }
+        const uint16_t* v0 = v + (c / kHalf) * n_pairs * 32;
+        const uint16_t* v1 = v0 + n_pairs * 32;
+        for (int64_t ks = 0; ks < n_steps; ++ks) {
+            _tile_loadd(4, p + ks * kStep, p_stride);
+            _tile_loadd(6, v0 + ks * 512, 64);  // 16 pairs of 16 columns x 2 = 512 uint16 per step
+            _tile_loadd(7, v1 + ks * 512, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            if constexpr (kTwo) {
+                _tile_loadd(5, p_hi + ks * kStep, p_stride);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        _tile_stored(0, oc, o_stride);
+        _tile_stored(1, oc + kHalf, o_stride);
+        if constexpr (kTwo) {
+            _tile_stored(2, oc_hi, o_stride);
+            _tile_stored(3, oc_hi + kHalf, o_stride);
+        }
+    }
+}
+
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its -Wmaybe-uninitialized
+// reports as a use of an uninitialised value (a known false positive; see quant/dequant_bf16.cpp).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define TANDEM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+// e^x for x <= 0 (x below -100 gives ~0): x log2(e) = n + f with n an integer and |f| <= 1/2,
+// 2^f from its degree-6 Taylor polynomial (relative error < 2e-7, far below the bf16 rounding
+// that follows), times 2^n by scalef.
+TANDEM_AVX512 inline __m512 exp_ps(__m512 x) {
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-100.0f)), log2e);
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n);
+    __m512 y = _mm512_set1_ps(1.5403530393381608e-4f);  // (ln 2)^k / k!, k = 6 .. 0
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.3333558146428443e-3f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(9.6181291076284772e-3f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.5504108664821580e-2f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.4022650695910071e-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(6.9314718055994531e-1f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+
+// Lanes j0 .. j0 + 15 that are below n.
+inline __mmask16 lanes_below(int64_t n, int64_t j0) {
+    const int64_t left = n - j0;
+    if (left <= 0) return 0;
+    return left >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+// The online softmax step of one block for each of n_rows rows (the running-maximum form of
+// Milakov & Gimelshein 2018, as in FlashAttention): with m the row's maximum of scale * s over
+// the positions seen so far,
+//   p_j = bf16(exp(scale * s_j - m)) for the row's valid positions of the block, 0 past them,
+//   sum = sum * e^(m_old - m) + sum_j p_j,   o_row *= e^(m_old - m).
+//   s: [32, kMlaCtxBlock] f32, p: [32, kMlaCtxBlock] bf16 (first cw columns written),
+//   valid: [n_rows] positions of the block below each row's causal limit (0 .. cw),
+//   o: [32, rank_pad] f32.
+// A row with no valid position in the block keeps its maximum, sum and output exactly.
+TANDEM_AVX512 void softmax_block(const float* s, int64_t n_rows, const int64_t* valid, int64_t cw, float scale,
+                                 float* row_max, float* row_sum, uint16_t* p, float* o, int64_t rank_pad) {
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const float* sr = s + r * kMlaCtxBlock;
+        uint16_t* pr = p + r * kMlaCtxBlock;
+        const int64_t n = valid[r];
+        if (n == 0) {
+            std::memset(pr, 0, static_cast<size_t>(cw) * 2);
+            continue;
+        }
+        __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        for (int64_t j = 0; j < n; j += 16)
+            mx = _mm512_mask_max_ps(mx, lanes_below(n, j), mx, _mm512_mul_ps(_mm512_loadu_ps(sr + j), vscale));
+        const float m_old = row_max[r];
+        const float m_new = std::max(m_old, _mm512_reduce_max_ps(mx));
+        const __m512 vm = _mm512_set1_ps(m_new);
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < cw; j += 16) {
+            const __m512 x = _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(sr + j), vscale), vm);
+            const __m512 e = _mm512_maskz_mov_ps(lanes_below(n, j), exp_ps(x));
+            const __m256i bf = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(e));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(pr + j), bf);
+            // The sum takes the rounded numerators, the values that multiply V.
+            sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf), 16)));
+        }
+        const float alpha = std::exp(m_old - m_new);  // 0 on the first block (m_old = -inf)
+        row_sum[r] = row_sum[r] * alpha + _mm512_reduce_add_ps(sum);
+        row_max[r] = m_new;
+        if (alpha != 1.0f) {
+            float* orow = o + r * rank_pad;
+            const __m512 va = _mm512_set1_ps(alpha);
+            for (int64_t c = 0; c < rank_pad; c += 16)
+                _mm512_storeu_ps(orow + c, _mm512_mul_ps(_mm512_loadu_ps(orow + c), va));
+        }
+    }
+}
+
+// z[r] <- dword r of every z[t]: a 16 x 16 transpose of 32-bit elements (z[t] = row t).
+// Unpacking dwords then qwords within 128-bit lanes leaves, in u[4i + m] lane L, column 4L + m
+// of rows 4i .. 4i + 3; two rounds of lane shuffles gather the four lanes of each column.
+TANDEM_AVX512 inline void transpose16(__m512i* z) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int m = 0; m < 4; ++m) {
+        // 0x88 takes lanes 0 and 2 of each source, 0xDD lanes 1 and 3.
+        const __m512i v0 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x88);
+        const __m512i v1 = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xDD);
+        const __m512i w0 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x88);
+        const __m512i w1 = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xDD);
+        z[m] = _mm512_shuffle_i32x4(v0, w0, 0x88);
+        z[8 + m] = _mm512_shuffle_i32x4(v0, w0, 0xDD);
+        z[4 + m] = _mm512_shuffle_i32x4(v1, w1, 0x88);
+        z[12 + m] = _mm512_shuffle_i32x4(v1, w1, 0xDD);
+    }
+}
+
+// Packs positions 32b .. 32b + 31 of one sequence (n_valid of them cached, the rest zero) into
+// its K and V layouts (see the top of this file), 16 positions x 32 values at a time: each
+// row's 32 values become 16 bf16 pairs (one zmm), V interleaves the rows of positions 2j and
+// 2j + 1 column by column, K is the 16 x 16 transpose of the pairs.
+//   rows: [n_valid, width] f32 cache rows of those positions, k: the sequence's packed K, v:
+//   its packed V.
+TANDEM_AVX512 void pack_block(const float* rows, int64_t n_valid, int64_t width, int64_t rank, int64_t width_pad,
+                              int64_t n_pairs, int64_t b, uint16_t* k, uint16_t* v) {
+    __m512i idx_lo, idx_hi;  // words (a_i, b_i) for columns i = 0 .. 15, and 16 .. 31
+    {
+        alignas(64) uint16_t lo[32], hi[32];
+        for (int i = 0; i < 16; ++i) {
+            lo[2 * i] = static_cast<uint16_t>(i), lo[2 * i + 1] = static_cast<uint16_t>(32 + i);
+            hi[2 * i] = static_cast<uint16_t>(16 + i), hi[2 * i + 1] = static_cast<uint16_t>(48 + i);
+        }
+        idx_lo = _mm512_load_si512(lo);
+        idx_hi = _mm512_load_si512(hi);
+    }
+    __m512i z[16];
+    for (int64_t g = 0; g < 2; ++g) {
+        const int64_t t0 = b * kStep + g * kHalf;  // first position of the group
+        const int64_t n_rows = std::clamp(n_valid - g * kHalf, int64_t{0}, kHalf);
+        uint16_t* kg = k + t0 * width_pad;        // group t0 / 16, [width_pad / 2][16][2]
+        for (int64_t kk = 0; kk < width_pad; kk += 32) {
+            const __mmask16 in_lo = lanes_below(width, kk), in_hi = lanes_below(width, kk + 16);
+            for (int64_t t = 0; t < kHalf; ++t) {
+                if (t >= n_rows) {
+                    z[t] = _mm512_setzero_si512();
+                    continue;
+                }
+                const float* r = rows + (g * kHalf + t) * width + kk;
+                const __m512 lo = _mm512_maskz_loadu_ps(in_lo, r), hi = _mm512_maskz_loadu_ps(in_hi, r + 16);
+                z[t] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+            }
+            if (kk < rank) {
+                // Column groups kk / 16 and kk / 16 + 1 (both exist: rank_pad is a multiple of 32).
+                const __mmask16 v_lo = lanes_below(rank, kk), v_hi = lanes_below(rank, kk + 16);
+                uint16_t* v0 = v + ((kk / kHalf) * n_pairs + t0 / 2) * 32;
+                uint16_t* v1 = v0 + n_pairs * 32;
+                for (int64_t j = 0; j < kHalf / 2; ++j) {
+                    const __m512i a = z[2 * j], c = z[2 * j + 1];
+                    const __m512i col_lo = _mm512_permutex2var_epi16(a, idx_lo, c);
+                    const __m512i col_hi = _mm512_permutex2var_epi16(a, idx_hi, c);
+                    _mm512_storeu_si512(v0 + j * 32, _mm512_maskz_mov_epi32(v_lo, col_lo));
+                    _mm512_storeu_si512(v1 + j * 32, _mm512_maskz_mov_epi32(v_hi, col_hi));
+                }
+            }
+            transpose16(z);
+            for (int64_t r = 0; r < kHalf; ++r) _mm512_storeu_si512(kg + (kk / 2 + r) * 32, z[r]);
+        }
+    }
+}
+
+// o rows = acc rows / sum over the first `rank` columns.
+TANDEM_AVX512 void normalize_row(const float* acc, float sum, int64_t rank, float* o) {
+    const float inv = 1.0f / sum;
+    const __m512 vi = _mm512_set1_ps(inv);
+    int64_t c = 0;
+    for (; c + 16 <= rank; c += 16) _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_loadu_ps(acc + c), vi));
+    for (; c < rank; ++c) o[c] = acc[c] * inv;
+}
+
+#undef TANDEM_AVX512
+#pragma GCC diagnostic pop
+
+struct Shape {
+    int64_t width_pad, rank_pad;
+};
+
+// One work item: up to 32 rows of one sequence over all of their positions, block by block.
+void attend_item(const MlaParams& prm, const Shape& sh, const MlaScratch::Item& it, const int32_t* order,
+                 const uint16_t* k, const uint16_t* v, int64_t n_pairs, MlaScratch::Thread& th) {
+    const bool two = it.n_rows > kHalf;
+    const int64_t n_rows = two ? kItemRows : kHalf;  // rows computed, padding included
+    const int64_t width_pad = sh.width_pad, rank_pad = sh.rank_pad;
+    uint16_t* q = grow(th.q, static_cast<uint64_t>(kItemRows * width_pad));
+    float* s = grow(th.s, static_cast<uint64_t>(kItemRows * kMlaCtxBlock));
+    uint16_t* p = grow(th.p, static_cast<uint64_t>(kItemRows * kMlaCtxBlock));
+    float* o = grow(th.o, static_cast<uint64_t>(kItemRows * rank_pad));
+    float* row_max = grow(th.row_max, kItemRows);
+    float* row_sum = grow(th.row_sum, kItemRows);
+    int64_t limit[kItemRows], valid[kItemRows];
+    for (int64_t r = 0; r < n_rows; ++r) {
+        uint16_t* qr = q + r * width_pad;
+        const int64_t filled = r < it.n_rows ? prm.width : 0;
+        if (filled) {
+            const int32_t row = order[it.first + r];
+            quant::dequantize_row_bf16(GgmlType::F32, prm.q + row * prm.width, qr, prm.width);
+            limit[r] = prm.row_n_ctx[row];
+        } else {
+            limit[r] = 0;  // padding: no valid position, never written out
+        }
+        std::memset(qr + filled, 0, static_cast<size_t>(width_pad - filled) * 2);
+        row_max[r] = -std::numeric_limits<float>::infinity();
+        row_sum[r] = 0.0f;
+    }
+    std::fill(o, o + n_rows * rank_pad, 0.0f);
+    for (int64_t c0 = 0; c0 < it.n_ctx; c0 += kMlaCtxBlock) {
+        const int64_t cw = std::min(kMlaCtxBlock, round_up(it.n_ctx - c0, kStep));
+        const uint16_t* kc = k + (c0 / kHalf) * width_pad * kHalf;
+        if (two) tile_scores<true>(q, width_pad, kc, cw / kStep, s);
+        else tile_scores<false>(q, width_pad, kc, cw / kStep, s);
+        for (int64_t r = 0; r < n_rows; ++r) valid[r] = std::clamp(limit[r] - c0, int64_t{0}, cw);
+        softmax_block(s, n_rows, valid, cw, prm.scale, row_max, row_sum, p, o, rank_pad);
+        const uint16_t* vc = v + (c0 / 2) * 32;
+        if (two) tile_values<true>(p, vc, n_pairs, cw / kStep, rank_pad, o);
+        else tile_values<false>(p, vc, n_pairs, cw / kStep, rank_pad, o);
+    }
+    for (int64_t r = 0; r < it.n_rows; ++r)
+        normalize_row(o + r * rank_pad, row_sum[r], prm.rank, prm.o + order[it.first + r] * prm.rank);
+}
+
+}  // namespace
+
+bool mla_attention_available() { return amx_available(); }
+
+void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
+    TANDEM_CHECK(mla_attention_available());
+    TANDEM_CHECK(prm.width > 0 && prm.rank > 0 && prm.rank <= prm.width, "width {} rank {}", prm.width, prm.rank);
+    const Shape sh{round_up(prm.width, 32), round_up(prm.rank, 32)};
+    const int64_t n_seqs = static_cast<int64_t>(prm.seqs.size());
+
+    // Where each sequence's packed K and V go, and its packing units of 32 positions.
+    sc.packed_at.assign(static_cast<size_t>(n_seqs + 1), 0);
+    sc.block_at.assign(static_cast<size_t>(n_seqs + 1), 0);
+    for (int64_t i = 0; i < n_seqs; ++i) {
+        const MlaSeq& sq = prm.seqs[static_cast<size_t>(i)];
+        TANDEM_CHECK(sq.n_ctx >= 0 && (sq.rows || sq.n_ctx == 0), "sequence {}: n_ctx {}", i, sq.n_ctx);
+        const int64_t n_ctx_pad = round_up(sq.n_ctx, kStep);
+        sc.packed_at[static_cast<size_t>(i + 1)] = sc.packed_at[static_cast<size_t>(i)] +
+                                                   static_cast<uint64_t>(n_ctx_pad * (sh.width_pad + sh.rank_pad));
+        sc.block_at[static_cast<size_t>(i + 1)] = sc.block_at[static_cast<size_t>(i)] + n_ctx_pad / kStep;
+    }
+    uint16_t* packed = grow(sc.packed, sc.packed_at.back());
+
+    // Rows grouped by sequence (a counting sort, keeping their order within a sequence).
+    std::vector<int64_t>& first = sc.seq_first;
+    first.assign(static_cast<size_t>(n_seqs + 1), 0);
+    for (int64_t r = 0; r < prm.n_rows; ++r) {
+        const int32_t si = prm.row_seq[r];
+        TANDEM_CHECK(si >= 0 && si < n_seqs, "row {}: sequence {} of {}", r, si, n_seqs);
+        const int64_t lim = prm.row_n_ctx[r], cached = prm.seqs[static_cast<size_t>(si)].n_ctx;
+        TANDEM_CHECK(lim >= 1 && lim <= cached, "row {}: causal limit {} with {} positions cached", r, lim, cached);
+        ++first[static_cast<size_t>(si + 1)];
+    }
+    for (int64_t i = 0; i < n_seqs; ++i) first[static_cast<size_t>(i + 1)] += first[static_cast<size_t>(i)];
+    sc.seq_fill.assign(first.begin(), first.end() - 1);
+    sc.row_order.resize(static_cast<size_t>(prm.n_rows));
+    for (int64_t r = 0; r < prm.n_rows; ++r)
+        sc.row_order[static_cast<size_t>(sc.seq_fill[static_cast<size_t>(prm.row_seq[r])]++)] = static_cast<int32_t>(r);
+
+    // Work items of 32 rows of one sequence, or of 16 when 32-row items would leave threads
+    // idle (decode of few sequences). NOTES: a row's arithmetic is the same either way (tile
+    // rows are independent), so this choice never changes a result. Items run longest first
+    // (most positions), taken from a shared counter, so causal prefill stays balanced.
+    auto seq_rows = [&](int64_t i) { return first[static_cast<size_t>(i + 1)] - first[static_cast<size_t>(i)]; };
+    int64_t n_items32 = 0;
+    for (int64_t i = 0; i < n_seqs; ++i) n_items32 += (seq_rows(i) + kItemRows - 1) / kItemRows;
+    const int64_t item_rows = n_items32 >= pool.n_threads() ? kItemRows : kHalf;
+    sc.items.clear();
+    for (int64_t i = 0; i < n_seqs; ++i) {
+        for (int64_t f = first[static_cast<size_t>(i)]; f < first[static_cast<size_t>(i + 1)]; f += item_rows) {
+            const int64_t n = std::min(item_rows, first[static_cast<size_t>(i + 1)] - f);
+            int32_t n_ctx = 0;
+            for (int64_t r = f; r < f + n; ++r)
+                n_ctx = std::max(n_ctx, prm.row_n_ctx[sc.row_order[static_cast<size_t>(r)]]);
+            sc.items.push_back({static_cast<int32_t>(i), static_cast<int32_t>(f), static_cast<int32_t>(n), n_ctx});
+        }
+    }
+    std::stable_sort(sc.items.begin(), sc.items.end(), [](const auto& a, const auto& b) { return a.n_ctx > b.n_ctx; });
+    if (sc.threads.size() < static_cast<size_t>(pool.n_threads()))
+        sc.threads.resize(static_cast<size_t>(pool.n_threads()));
+
+    // Phase 1: every sequence's cache rows to bf16, packed as K and V, 32 positions per unit.
+    auto seq_n_pairs = [&](int64_t i) { return round_up(prm.seqs[static_cast<size_t>(i)].n_ctx, kStep) / 2; };
+    auto seq_k = [&](int64_t i) { return packed + sc.packed_at[static_cast<size_t>(i)]; };
+    auto seq_v = [&](int64_t i) { return seq_k(i) + seq_n_pairs(i) * 2 * sh.width_pad; };
+    pool.parallel_for(sc.block_at.back(), [&](int64_t u0, int64_t u1, int) {
+        for (int64_t u = u0; u < u1; ++u) {
+            const int64_t i = std::upper_bound(sc.block_at.begin(), sc.block_at.end(), u) - sc.block_at.begin() - 1;
+            const MlaSeq& sq = prm.seqs[static_cast<size_t>(i)];
+            const int64_t b = u - sc.block_at[static_cast<size_t>(i)];
+            const int64_t n_valid = std::min(kStep, sq.n_ctx - b * kStep);
+            pack_block(sq.rows + b * kStep * prm.width, n_valid, prm.width, prm.rank, sh.width_pad, seq_n_pairs(i), b,
+                       seq_k(i), seq_v(i));
+        }
+    });
+
+    // Phase 2: the items.
+    std::atomic<int64_t> next{0};
+    const int64_t n_items = static_cast<int64_t>(sc.items.size());
+    pool.run_on_all([&](int tid) {
+        MlaScratch::Thread& th = sc.threads[static_cast<size_t>(tid)];
+        bool configured = false;
+        for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
+            if (!configured) amx_configure_tiles(), configured = true;
+            const MlaScratch::Item& it = sc.items[static_cast<size_t>(i)];
+            attend_item(prm, sh, it, sc.row_order.data(), seq_k(it.seq), seq_v(it.seq), seq_n_pairs(it.seq), th);
+        }
+        if (configured) tiles_release();
+    });
+}
+
+}  // namespace tandem::cpu

@@ -1,0 +1,88 @@
+// Multi-head latent attention over the latent cache on Intel AMX (DeepSeek-V2 paper, section
+// 2.1, with the weight absorption of its appendix): for each query row (a (token, head) pair)
+//   s_j = scale * q . kv_j             over the row's cached positions j < n_ctx(row)
+//   o   = sum_j softmax(s)_j kv_j[:rank]
+// where a cache row kv_j holds `width` values (kv_lora_rank latent values then the roped k_pe,
+// 576 for R1) and its first `rank` values (512) are the attention's values. All rows of a
+// sequence read the same cache rows, so the work is two matrix products per sequence,
+//   S[rows, n_ctx] = Q[rows, width] . K[n_ctx, width]^T   P = softmax(S) row-wise, causal
+//   O[rows, rank]  = P[rows, n_ctx] . V[n_ctx, rank]      V = K[:, :rank]
+// which the tile unit runs (TDPBF16PS, as cpu/gemm.h): the cache rows are rounded to bf16 and
+// packed once per call, then shared by every head and token of the sequence.
+//
+// Memory: the packed cache rows of every sequence of the call, 2 (width + rank) bytes per
+// position (2.2 KiB for R1, 35 MiB for a 16k context), plus ~150 KiB per thread whatever the
+// context (the softmax runs over blocks of kMlaCtxBlock positions).
+//
+// Numerics: Q, K, V and the softmax numerators P are rounded to bf16 (relative error <= 2^-9),
+// products are accumulated in float32, the softmax itself runs in float32 (its denominator
+// sums the bf16-rounded P, so the weights applied to V sum to 1). A row's arithmetic does not
+// depend on the other rows of the call, the batch or the number of threads: a token decoded
+// alone gets bit for bit the result it gets inside a prefill batch, given the same q and cache.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "cpu/thread_pool.h"
+
+namespace tandem::cpu {
+
+// The cache of one sequence as the attention reads it.
+struct MlaSeq {
+    const float* rows = nullptr;  // [n_ctx, width] f32 cache rows, row j for position j
+    int64_t n_ctx = 0;            // rows to read: the largest causal limit of the sequence's query rows
+};
+
+struct MlaParams {
+    int64_t width = 0;        // values per query and cache row (kv_lora_rank + qk_rope_head_dim)
+    int64_t rank = 0;         // leading values of a cache row that are the values (kv_lora_rank), <= width
+    float scale = 1.0f;       // softmax scale, applied to q . kv_j
+    int64_t n_rows = 0;       // query rows
+    const float* q = nullptr;           // [n_rows, width]
+    const int32_t* row_seq = nullptr;   // [n_rows] the row's sequence: an index into seqs
+    const int32_t* row_n_ctx = nullptr; // [n_rows] causal limit: the row attends to positions [0, row_n_ctx)
+    std::span<const MlaSeq> seqs;
+    float* o = nullptr;       // [n_rows, rank] f32, overwritten
+};
+
+// Positions per block of the softmax: scores are computed and normalised for kMlaCtxBlock
+// cache rows at a time with a running maximum (online softmax), so per-thread memory does not
+// grow with the context.
+inline constexpr int64_t kMlaCtxBlock = 256;
+
+// Buffers reused across calls (grown on first use, never shrunk).
+struct MlaScratch {
+    struct Item {
+        int32_t seq;        // index into MlaParams::seqs
+        int32_t first;      // its rows: row_order[first .. first + n_rows)
+        int32_t n_rows;     // 1 .. 32
+        int32_t n_ctx;      // the largest causal limit of its rows
+    };
+    struct Thread {
+        std::vector<uint16_t> q;     // [32, width_pad] bf16 query rows of the item
+        std::vector<float> s;        // [32, kMlaCtxBlock] scores of one block
+        std::vector<uint16_t> p;     // [32, kMlaCtxBlock] bf16 softmax numerators of one block
+        std::vector<float> o;        // [32, rank_pad] unnormalised output
+        std::vector<float> row_max;  // [32] running maximum of the scaled scores
+        std::vector<float> row_sum;  // [32] running sum of the numerators
+    };
+    std::vector<uint16_t> packed;       // per sequence, at packed_at[seq]: K then V, bf16 (see attention.cpp)
+    std::vector<uint64_t> packed_at;    // [n_seqs + 1]
+    std::vector<int64_t> block_at;      // [n_seqs + 1] first packing unit (32 positions) of each sequence
+    std::vector<int64_t> seq_first;     // [n_seqs + 1] each sequence's rows: row_order[seq_first[i] ..]
+    std::vector<int64_t> seq_fill;      // [n_seqs] the counting sort's cursors
+    std::vector<int32_t> row_order;     // rows grouped by sequence
+    std::vector<Item> items;
+    std::vector<Thread> threads;        // [n_threads]
+};
+
+// True when mla_attention runs here: the CPU has the tile unit (cpu::amx_available()).
+bool mla_attention_available();
+
+// o = softmax(scale * q . K^T) V for every row, as described above. Requires
+// mla_attention_available(), 0 < rank <= width and 1 <= row_n_ctx[r] <= seqs[row_seq[r]].n_ctx.
+void mla_attention(ThreadPool& pool, const MlaParams& p, MlaScratch& scratch);
+
+}  // namespace tandem::cpu
