@@ -118,6 +118,14 @@ TEST(Matmul, TinyAndOddThreadCounts) {
     check_matmul(pool, GgmlType::F16, 64, 9, 4);
 }
 
+TEST(Matmul, ManyTokensInBlocksOfTokensAndRows) {
+    // Float weights never take the tile path: more than 16 tokens go through (token block,
+    // row block) work items, and each token must still equal itself alone bit for bit.
+    ThreadPool pool(3);
+    check_matmul(pool, GgmlType::F32, 7168, 256, 37);  // R1's router: row blocks of 18 rows, tails
+    check_matmul(pool, GgmlType::F16, 512, 300, 20);
+}
+
 TEST(Matmul, RejectsRowsThatAreNotWholeBlocks) {
     ThreadPool pool(2);
     MatmulScratch scratch;
