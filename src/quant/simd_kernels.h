@@ -83,14 +83,17 @@ inline __m256i bsum_terms(const BlockQ8K& a, const int16_t* offset16) {
 // (vbroadcasti64x4, a plain load), shifted per half with vpsrlvw, and dotted in one zmm
 // maddubs + vpdpwssd; under AVX2 eight steps of 32 weights.
 
-// A block's int32 dot: [16] lanes under AVX-512, [8] under AVX2.
+// A block's int32 dot: [16] lanes under AVX-512, [8] under AVX2; `ftype` the float vector of
+// the same width.
 template <Isa I>
 struct AccVec {
     using type = __m256i;
+    using ftype = __m256;
 };
 template <>
 struct AccVec<Isa::Avx512Vnni> {
     using type = __m512i;
+    using ftype = __m512;
 };
 
 // The int16 scale of each maddubs lane for weights 64j .. 64j+63 (lane m covers weights
@@ -762,6 +765,21 @@ inline void grid_factors(const Block* wb, const BlockQ8K* ab, int64_t count, flo
     }
 }
 
+// The float side of a row's dot: acc += float(integer lanes) * factor per block, summed at the
+// end; [16] lanes under AVX-512, [8] under AVX2.
+template <Isa I>
+struct FloatAcc {
+    typename AccVec<I>::ftype v{};
+    void add(typename AccVec<I>::type x, float factor) {
+        if constexpr (I == Isa::Avx512Vnni) v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), _mm512_set1_ps(factor), v);
+        else v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(x), _mm256_set1_ps(factor), v);
+    }
+    float sum() const {
+        if constexpr (I == Isa::Avx512Vnni) return _mm512_reduce_add_ps(v);
+        else return hsum(v);
+    }
+};
+
 // Grid formats: per block ad * d * unit * (integer dot), the float step at full vector width.
 template <Isa I, typename Block>
 float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
@@ -770,31 +788,16 @@ float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Blo
     const auto* ab = static_cast<const BlockQ8K*>(a);
     const int64_t nb = n / kQK;
     alignas(64) float f[kChunk];
-    if constexpr (I == Isa::Avx512Vnni) {
-        __m512 facc = _mm512_setzero_ps();
-        for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
-            const int64_t count = std::min<int64_t>(kChunk, nb - i0);
-            grid_factors<I>(wb + i0, ab + i0, count, f);
-            for (int64_t k = 0; k < count; ++k) {
-                prefetch_ahead(wb + i0 + k);
-                facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(grid_block<I>(wb[i0 + k], ab[i0 + k])),
-                                       _mm512_set1_ps(f[k]), facc);
-            }
+    FloatAcc<I> facc;
+    for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
+        const int64_t count = std::min<int64_t>(kChunk, nb - i0);
+        grid_factors<I>(wb + i0, ab + i0, count, f);
+        for (int64_t k = 0; k < count; ++k) {
+            prefetch_ahead(wb + i0 + k);
+            facc.add(grid_block<I>(wb[i0 + k], ab[i0 + k]), f[k]);
         }
-        return _mm512_reduce_add_ps(facc);
-    } else {
-        __m256 facc = _mm256_setzero_ps();
-        for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
-            const int64_t count = std::min<int64_t>(kChunk, nb - i0);
-            grid_factors<I>(wb + i0, ab + i0, count, f);
-            for (int64_t k = 0; k < count; ++k) {
-                prefetch_ahead(wb + i0 + k);
-                facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(grid_block<I>(wb[i0 + k], ab[i0 + k])),
-                                       _mm256_set1_ps(f[k]), facc);
-            }
-        }
-        return hsum(facc);
     }
+    return facc.sum();
 }
 
 // Q8_0 . Q8_0: signed weights, so |w| goes in the unsigned operand and w's sign onto qa.
