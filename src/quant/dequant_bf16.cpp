@@ -104,37 +104,21 @@ void block_bf16(const BlockQ5_0& b, uint16_t* y) {
 
 void block_bf16(const BlockQ2K& b, uint16_t* y) {  // y: [256]
     const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
-    const __m256i mask2 = _mm256_set1_epi8(3);
-    for (int half = 0; half < 2; ++half) {
-        // qs bytes half*32 .. +31; bits 2s..2s+1 hold chunk 4*half + s (elements 32c ..).
-        const __m256i q = load32(b.qs + 32 * half);
-        for (int s = 0; s < 4; ++s) {
-            const int c = 4 * half + s;
-            const uint8_t s0 = b.scales[2 * c], s1 = b.scales[2 * c + 1];
-            emit32<false>(y + 32 * c, _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), mask2),
-                          d * static_cast<float>(s0 & 0x0F), -(dmin * static_cast<float>(s0 >> 4)),
-                          d * static_cast<float>(s1 & 0x0F), -(dmin * static_cast<float>(s1 >> 4)));
-        }
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+        const uint8_t s0 = b.scales[2 * c], s1 = b.scales[2 * c + 1];
+        emit32<false>(y + 32 * c, q2k_chunk(b, c), d * static_cast<float>(s0 & 0x0F), -(dmin * static_cast<float>(s0 >> 4)),
+                      d * static_cast<float>(s1 & 0x0F), -(dmin * static_cast<float>(s1 >> 4)));
     }
 }
 
-void block_bf16(const BlockQ3K& b, uint16_t* y) {
+void block_bf16(const BlockQ3K& b, uint16_t* y) {  // the value is scale * (u - 4)
     const float d = fp16_to_f32(b.d);
-    const __m256i mask2 = _mm256_set1_epi8(3);
-    const __m256i hm = load32(b.hmask);
-    for (int half = 0; half < 2; ++half) {
-        const __m256i q = load32(b.qs + 32 * half);
-        for (int s = 0; s < 4; ++s) {
-            const int c = 4 * half + s;
-            // u = q + 4 * (bit c of hmask[l]) in [0, 7]; the value is scale * (u - 4)
-            const __mmask32 high = _mm256_test_epi8_mask(hm, _mm256_set1_epi8(static_cast<char>(1 << c)));
-            const __m256i u = _mm256_mask_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q, 2 * s), mask2), high,
-                                                   _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), mask2),
-                                                   _mm256_set1_epi8(4));
-            const float a0 = d * static_cast<float>(q3k_scale(b.scales, 2 * c));
-            const float a1 = d * static_cast<float>(q3k_scale(b.scales, 2 * c + 1));
-            emit32<false>(y + 32 * c, u, a0, -4.0f * a0, a1, -4.0f * a1);
-        }
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+        const float a0 = d * static_cast<float>(q3k_scale(b.scales, 2 * c));
+        const float a1 = d * static_cast<float>(q3k_scale(b.scales, 2 * c + 1));
+        emit32<false>(y + 32 * c, q3k_chunk(b, c), a0, -4.0f * a0, a1, -4.0f * a1);
     }
 }
 
@@ -147,18 +131,11 @@ void k4_block_bf16(const Block& b, uint16_t* y) {
         _mm512_castsi256_si512(_mm256_castps_si256(_mm256_set1_ps(fp16_to_f32(b.d)))),
         _mm256_castps_si256(_mm256_set1_ps(-fp16_to_f32(b.dmin))), 1));
     _mm512_store_ps(ab, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(k4_scales_mins(b.scales))), dd));
-    const __m256i mask4 = _mm256_set1_epi8(0x0F);
     for (int k = 0; k < 4; ++k) {
-        // qs bytes 32k .. 32k+31: low nibbles are chunk 2k, high nibbles chunk 2k+1.
-        const __m256i q = load32(b.qs + 32 * k);
-        __m256i lo = _mm256_and_si256(q, mask4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask4);
+        __m256i lo, hi;
+        k4_chunks(b, k, lo, hi);
         const int c0 = 2 * k, c1 = 2 * k + 1;
         if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
-            const __m256i qh = load32(b.qh);
-            const __m256i sixteen = _mm256_set1_epi8(16);
-            lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << c0))), lo, sixteen);
-            hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << c1))), hi, sixteen);
             // 32 values per chunk: two tables, one per chunk (lanes 16..31 continue i = 16..31).
             const __m512i t0 = table32(ab[c0], ab[8 + c0], ab[c0], ab[8 + c0], 16.0f);
             const __m512i t1 = table32(ab[c1], ab[8 + c1], ab[c1], ab[8 + c1], 16.0f);
@@ -174,22 +151,12 @@ void k4_block_bf16(const Block& b, uint16_t* y) {
 void block_bf16(const BlockQ4K& b, uint16_t* y) { k4_block_bf16(b, y); }
 void block_bf16(const BlockQ5K& b, uint16_t* y) { k4_block_bf16(b, y); }
 
-void block_bf16(const BlockQ6K& b, uint16_t* y) {
+void block_bf16(const BlockQ6K& b, uint16_t* y) {  // the value is scale * (u - 32)
     const float d = fp16_to_f32(b.d);
-    const __m256i mask4 = _mm256_set1_epi8(0x0F), mask2 = _mm256_set1_epi8(3);
-    for (int half = 0; half < 2; ++half) {
-        // ql bytes half*64 + [0, 64), qh bytes half*32 + [0, 32): chunk 4*half + t, t = 2n + r,
-        // takes nibble n of ql[half*64 + 32r + l] and bits 2t..2t+1 of qh[half*32 + l].
-        const __m256i ql0 = load32(b.ql + 64 * half), ql1 = load32(b.ql + 64 * half + 32);
-        const __m256i qh = load32(b.qh + 32 * half);
-        for (int t = 0; t < 4; ++t) {
-            const int c = 4 * half + t;
-            const __m256i ql = (t % 2) ? ql1 : ql0;
-            const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (t / 2)), mask4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), mask2);
-            const float a0 = d * static_cast<float>(b.scales[2 * c]), a1 = d * static_cast<float>(b.scales[2 * c + 1]);
-            emit32<false>(y + 32 * c, _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), a0, -32.0f * a0, a1, -32.0f * a1);
-        }
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+        const float a0 = d * static_cast<float>(b.scales[2 * c]), a1 = d * static_cast<float>(b.scales[2 * c + 1]);
+        emit32<false>(y + 32 * c, q6k_chunk(b, c), a0, -32.0f * a0, a1, -32.0f * a1);
     }
 }
 

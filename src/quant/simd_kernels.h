@@ -52,6 +52,51 @@ inline __m256i scale_pair(int lo, int hi) {
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+// ---- K-quant chunk decoders: the 32 unsigned values u of chunk c (weights 32c .. 32c+31),
+// shared by the AVX2 dot steps and the bf16 dequantizer (dequant_bf16.cpp).
+
+// Q2_K: u in [0, 3], bits 2 (c % 4) of qs bytes 32 (c / 4) + l.
+inline __m256i q2k_chunk(const BlockQ2K& b, int c) {
+    return _mm256_and_si256(_mm256_srli_epi16(load32(b.qs + 32 * (c / 4)), 2 * (c % 4)), _mm256_set1_epi8(3));
+}
+
+// Q3_K: u = the Q2_K-style low 2 bits + 4 * bit c of hmask[l], in [0, 7] (the value is u - 4).
+inline __m256i q3k_chunk(const BlockQ3K& b, int c) {
+    // Bit c of each hmask byte moved to bit 2 (16-bit shifts: what crosses into the next byte
+    // is masked off).
+    const __m256i hm = load32(b.hmask);
+    const __m256i high = _mm256_and_si256(c >= 2 ? _mm256_srli_epi16(hm, c - 2) : _mm256_slli_epi16(hm, 2 - c),
+                                          _mm256_set1_epi8(4));
+    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(load32(b.qs + 32 * (c / 4)), 2 * (c % 4)), _mm256_set1_epi8(3));
+    return _mm256_or_si256(low, high);
+}
+
+// Q4_K / Q5_K: chunks 2k (low nibbles of qs bytes 32k + l) and 2k + 1 (high nibbles); Q5_K adds
+// 16 where bit c of qh[l] is set. u in [0, 15] / [0, 31].
+template <typename Block>
+inline void k4_chunks(const Block& b, int k, __m256i& lo, __m256i& hi) {
+    const __m256i q = load32(b.qs + 32 * k), mask4 = _mm256_set1_epi8(0x0F);
+    lo = _mm256_and_si256(q, mask4);
+    hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask4);
+    if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
+        const __m256i qh = load32(b.qh), sixteen = _mm256_set1_epi8(16);
+        const __m256i b_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * k)));
+        const __m256i b_hi = _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1)));
+        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen));
+    }
+}
+
+// Q6_K: u in [0, 63] (the value is u - 32): for c = 4 half + t, nibble t / 2 of ql bytes
+// 64 half + 32 (t % 2) + l, and bits 2t..2t+1 of qh bytes 32 half + l as bits 4..5.
+inline __m256i q6k_chunk(const BlockQ6K& b, int c) {
+    const int half = c / 4, t = c % 4;
+    const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(load32(b.ql + 64 * half + 32 * (t % 2)), 4 * (t / 2)),
+                                        _mm256_set1_epi8(0x0F));
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(load32(b.qh + 32 * half), 2 * t), _mm256_set1_epi8(3));
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -149,15 +194,8 @@ inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = _mm256_setzero_si256();
-        for (int half = 0; half < 2; ++half) {
-            // qs bytes half*32 .. +31; bits 2s..2s+1 hold chunk 4*half + s.
-            const __m256i q = load32(b.qs + 32 * half);
-            for (int s = 0; s < 4; ++s) {
-                const int c = 4 * half + s;
-                const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), _mm256_set1_epi8(3));
-                acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
-            }
-        }
+        for (int c = 0; c < 8; ++c)
+            acc = scaled_dot<I>(acc, q2k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
     }
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
     facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
@@ -199,20 +237,9 @@ inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
     } else {
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
-        const __m256i hm = load32(b.hmask);
         acc = off;
-        for (int half = 0; half < 2; ++half) {
-            const __m256i q = load32(b.qs + 32 * half);
-            for (int s = 0; s < 4; ++s) {
-                const int c = 4 * half + s;
-                // Bit c of hmask[l] adds 4 to element 32c + l.
-                const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << c));
-                const __m256i high = _mm256_and_si256(
-                    _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), _mm256_set1_epi8(4));
-                const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * s), _mm256_set1_epi8(3)), high);
-                acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
-            }
-        }
+        for (int c = 0; c < 8; ++c)
+            acc = scaled_dot<I>(acc, q3k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
     }
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
@@ -258,22 +285,10 @@ inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
     } else {
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
-        const __m256i mask4 = _mm256_set1_epi8(0x0F);
         acc = _mm256_setzero_si256();
         for (int k = 0; k < 4; ++k) {
-            // qs bytes 32k .. 32k+31: low nibbles are chunk 2k, high nibbles chunk 2k+1.
-            const __m256i q = load32(b.qs + 32 * k);
-            __m256i lo = _mm256_and_si256(q, mask4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask4);
-            if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
-                // Fifth bit of chunk c is bit c of qh[l].
-                const __m256i qh = load32(b.qh);
-                const __m256i b_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * k)));
-                const __m256i b_hi = _mm256_set1_epi8(static_cast<char>(1 << (2 * k + 1)));
-                const __m256i sixteen = _mm256_set1_epi8(16);
-                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen));
-            }
+            __m256i lo, hi;
+            k4_chunks(b, k, lo, hi);
             acc = scaled_dot<I>(acc, lo, load32(a.qs + 64 * k), _mm256_set1_epi16(sc[2 * k]));
             acc = scaled_dot<I>(acc, hi, load32(a.qs + 64 * k + 32), _mm256_set1_epi16(sc[2 * k + 1]));
         }
@@ -311,22 +326,9 @@ inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
     } else {
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
-        const __m256i mask4 = _mm256_set1_epi8(0x0F), mask2 = _mm256_set1_epi8(3);
         acc = _mm256_setzero_si256();
-        for (int half = 0; half < 2; ++half) {
-            // ql bytes half*64 + [0, 64), qh bytes half*32 + [0, 32): chunk 4*half + t, t = 2n + r,
-            // takes nibble n of ql[half*64 + 32r + l] and bits 2t..2t+1 of qh[half*32 + l].
-            const __m256i ql0 = load32(b.ql + 64 * half), ql1 = load32(b.ql + 64 * half + 32);
-            const __m256i qh = load32(b.qh + 32 * half);
-            for (int t = 0; t < 4; ++t) {
-                const int c = 4 * half + t;
-                const __m256i ql = (t % 2) ? ql1 : ql0;
-                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (t / 2)), mask4);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), mask2);
-                const __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-                acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
-            }
-        }
+        for (int c = 0; c < 8; ++c)
+            acc = scaled_dot<I>(acc, q6k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
     }
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
