@@ -285,7 +285,7 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
     std::vector<uint8_t> w(rb * kFf);
     tandem::quant::fill_random(type, w, 5, 0.05f);
     const std::vector<float> x = activations(n_tok * kEmbd);
-    std::vector<uint16_t> packed(packed_acts_size(n_tok, kEmbd));
+    tandem::aligned_vector<uint16_t> packed(packed_acts_size(n_tok, kEmbd));
     pack_acts(x.data(), kEmbd, nullptr, n_tok, kEmbd, packed.data());
     PanelScratch ps;
     float* out = ps.out_for(n_tok);

@@ -25,6 +25,7 @@
 #include <span>
 #include <vector>
 
+#include "core/aligned.h"
 #include "cpu/thread_pool.h"
 
 namespace tandem::cpu {
@@ -61,14 +62,14 @@ struct MlaScratch {
         int32_t n_ctx;      // the largest causal limit of its rows
     };
     struct Thread {
-        std::vector<uint16_t> q;     // [32, width_pad] bf16 query rows of the item
-        std::vector<float> s;        // [32, kMlaCtxBlock] scores of one block
-        std::vector<uint16_t> p;     // [32, kMlaCtxBlock] bf16 softmax numerators of one block
-        std::vector<float> o;        // [32, rank_pad] unnormalised output
+        aligned_vector<uint16_t> q;  // [32, width_pad] bf16 query rows of the item
+        aligned_vector<float> s;     // [32, kMlaCtxBlock] scores of one block
+        aligned_vector<uint16_t> p;  // [32, kMlaCtxBlock] bf16 softmax numerators of one block
+        aligned_vector<float> o;     // [32, rank_pad] unnormalised output
         std::vector<float> row_max;  // [32] running maximum of the scaled scores
         std::vector<float> row_sum;  // [32] running sum of the numerators
     };
-    std::vector<uint16_t> packed;       // per sequence, at packed_at[seq]: K then V, bf16 (see attention.cpp)
+    aligned_vector<uint16_t> packed;    // per sequence, at packed_at[seq]: K then V, bf16 (see attention.cpp)
     std::vector<uint64_t> packed_at;    // [n_seqs + 1]
     std::vector<int64_t> block_at;      // [n_seqs + 1] first packing unit (32 positions) of each sequence
     std::vector<int64_t> seq_first;     // [n_seqs + 1] each sequence's rows: row_order[seq_first[i] ..]

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/aligned.h"
 #include "cpu/thread_pool.h"
 #include "gguf/types.h"
 
@@ -62,14 +63,14 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
 
 // Per-thread buffers of the tile path: one panel and its product (grown, never shrunk).
 struct PanelScratch {
-    std::vector<uint16_t> chunk;  // [kPanelRows, chunk width] bf16
-    std::vector<float> acc;       // [panels][token groups][2][16 rows][16 tokens] C tiles between chunks
-    std::vector<float> out;       // [n_tok, n_rows]
+    aligned_vector<uint16_t> chunk;  // [kPanelRows, chunk width] bf16
+    aligned_vector<float> acc;       // [panels][token groups][2][16 rows][16 tokens] C tiles between chunks
+    std::vector<float> out;          // [n_tok, n_rows]
     float* out_for(int64_t n_tok, int64_t n_rows = kPanelRows);
 };
 
 struct GemmScratch {
-    std::vector<uint16_t> packed;       // pack_acts of the call's tokens
+    aligned_vector<uint16_t> packed;    // pack_acts of the call's tokens
     std::vector<PanelScratch> threads;  // [n_threads]
 };
 

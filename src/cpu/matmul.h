@@ -20,8 +20,8 @@ namespace tandem::cpu {
 
 // The data of a scratch buffer holding at least n elements: buffers grow, never shrink, so a
 // steady state allocates nothing.
-template <typename T>
-T* grow(std::vector<T>& v, uint64_t n) {
+template <typename T, typename A>
+T* grow(std::vector<T, A>& v, uint64_t n) {
     if (v.size() < n) v.resize(n);
     return v.data();
 }

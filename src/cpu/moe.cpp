@@ -20,7 +20,7 @@ inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
 // of kPanelRows of its n_out output rows).
 template <typename Fn>
 void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const float* a, int64_t n_in, const int32_t* rows,
-                          std::vector<uint16_t>& packed, int64_t n_out, Fn&& fn) {
+                          aligned_vector<uint16_t>& packed, int64_t n_out, Fn&& fn) {
     auto& at = scratch.packed_at;
     at.assign(scratch.tiled.size() + 1, 0);
     for (size_t j = 0; j < scratch.tiled.size(); ++j)

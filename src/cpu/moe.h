@@ -49,7 +49,7 @@ struct MoeScratch {
     std::vector<int32_t> tiled;           // indices into groups that take it
     std::vector<uint8_t> pair_tiled;      // [pairs] 1 where pair_order[i]'s expert takes it
     std::vector<uint64_t> packed_at;      // [tiled] offset of each one's packed x / h
-    std::vector<uint16_t> packed_x, packed_h;
+    aligned_vector<uint16_t> packed_x, packed_h;
     std::vector<PanelScratch> threads;    // [n_threads]
 };
 
