@@ -43,6 +43,7 @@ struct ChatArgs {
     bool hide_thinking = false;
     bool color = false, no_color = false;
     std::string transcript;
+    model::MlaForm mla = model::MlaForm::kAuto;
 };
 
 constexpr const char* kHelp =
@@ -293,7 +294,9 @@ int run_chat(const ChatArgs& args) {
         text::chat_template_source(file.metadata(), args.chat_template));
     cpu::ThreadPool pool(args.n_threads);
     const auto t_load = std::chrono::steady_clock::now();
-    std::unique_ptr<model::Model> model = model::load_model(file, pool);
+    model::LoadOptions lo;
+    lo.mla = args.mla;
+    std::unique_ptr<model::Model> model = model::load_model(file, pool, lo);
     const double load_s = seconds_since(t_load);
 
     const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
@@ -349,6 +352,7 @@ Verb add_chat(CLI::App& app) {
     cmd->add_option("-n,--n-predict", a->n_predict, "Most tokens per answer (-1: until it ends)")
         ->capture_default_str();
     cmd->add_option("-t,--threads", a->n_threads, "CPU threads (default: all)");
+    add_mla_option(cmd, a->mla);
     cmd->add_option("--ctx", a->n_ctx, "Context size in tokens (the whole conversation)")
         ->capture_default_str();
     cmd->add_option("--batch", a->n_batch, "Prefill chunk size in tokens")->capture_default_str();

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <map>
 
 #include "core/units.h"
 
@@ -13,6 +14,16 @@ text::SamplerParams SamplingArgs::resolved() const {
     text::SamplerParams p = params;
     if (greedy) p.temperature = 0.0f;
     return p;
+}
+
+void add_mla_option(CLI::App* cmd, model::MlaForm& form) {
+    const std::map<std::string, model::MlaForm> forms{
+        {"auto", model::MlaForm::kAuto}, {"absorbed", model::MlaForm::kAbsorbed}, {"decompressed", model::MlaForm::kDecompressed}};
+    cmd->add_option("--mla", form,
+                    "DeepSeek attention form: auto (fewer multiply-adds per batch), absorbed (over the latent cache), "
+                    "or decompressed (per-head keys and values; needs attn_kv_b)")
+        ->transform(CLI::CheckedTransformer(forms, CLI::ignore_case))
+        ->default_str("auto");
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingArgs& a) {

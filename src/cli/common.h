@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "model/model.h"
 #include "text/sampler.h"
 
 namespace tandem::cli {
@@ -20,6 +21,9 @@ struct SamplingArgs {
     text::SamplerParams resolved() const;  // greedy applied
 };
 void add_sampling_options(CLI::App* cmd, SamplingArgs& a);
+
+// --mla auto|absorbed|decompressed (model::MlaForm), for A/B runs and checks of either form.
+void add_mla_option(CLI::App* cmd, model::MlaForm& form);
 
 uint64_t peak_rss_bytes();
 double seconds_since(std::chrono::steady_clock::time_point t0);

@@ -39,6 +39,7 @@ struct RunArgs {
     std::string tokens_out;
     bool ignore_eos = false;
     bool f32_activations = false;
+    model::MlaForm mla = model::MlaForm::kAuto;
 };
 
 std::vector<int32_t> parse_token_list(const std::string& s) {
@@ -78,6 +79,7 @@ int run_run(RunArgs args) {
     auto t_load = std::chrono::steady_clock::now();
     model::LoadOptions lo;
     lo.f32_activations = args.f32_activations;
+    lo.mla = args.mla;
     std::unique_ptr<model::Model> model = model::load_model(file, pool, lo);
     const double load_s = seconds_since(t_load);
 
@@ -207,6 +209,7 @@ Verb add_run(CLI::App& app) {
     cmd->add_flag("--f32-activations", a->f32_activations,
                   "Dot quantized weights with float32 activations instead of 8-bit blocks (slower; "
                   "for checking)");
+    add_mla_option(cmd, a->mla);
     cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
     cmd->add_option(
         "--logits-out", a->logits_out,

@@ -127,6 +127,7 @@ struct Layer {
     std::vector<Mat> k_b;           // per head: [kv_lora_rank, qk_nope_head_dim]  (W_uk^T)
     std::vector<Mat> v_b;           // per head: [v_head_dim, kv_lora_rank]        (W_uv)
     std::vector<uint8_t> k_b_owned;  // W_uk^T derived from attn_kv_b when the file has no attn_k_b
+    Mat kv_b;                       // [n_head * (nope + v), kv_lora_rank] per head W_uk then W_uv rows, if in the file
     Mat wo;                         // [n_embd, n_head * v_head_dim]
     std::vector<float> ffn_norm;    // [n_embd]
     // Dense FFN.
@@ -178,7 +179,7 @@ void derive_k_b(const Config& c, const Mat& kv_b, bool keep_f32, Layer& l) {
 // environment: accumulated over the model's life and printed to stderr when it is destroyed.
 struct StepProfile {
     enum Step { kAttnProj, kAttnAbsorb, kAttnCore, kRouter, kRoutedExperts, kDenseFfn, kOutput, kSteps };
-    static constexpr const char* kNames[kSteps] = {"attention projections", "MLA absorption (W_uk, W_uv)",
+    static constexpr const char* kNames[kSteps] = {"attention projections", "MLA W_uk, W_uv products",
                                                   "attention over the cache", "router", "routed experts",
                                                   "dense FFN and shared experts", "output head"};
     bool on = std::getenv("TANDEM_PROFILE") != nullptr;
@@ -236,11 +237,13 @@ public:
                     l.k_b.push_back(mat_of(kb, h));
                     l.v_b.push_back(mat_of(vb, h));
                 }
+                // Some of these files keep attn_kv_b too: the decompressed form needs its rows.
+                if (b.has(p + "attn_kv_b.weight")) l.kv_b = b.mat(p + "attn_kv_b.weight", c.kv_lora_rank, c.n_head * (c.qk_nope_head_dim + c.v_head_dim));
             } else {
-                const Mat kv_b = b.mat(p + "attn_kv_b.weight", c.kv_lora_rank, c.n_head * (c.qk_nope_head_dim + c.v_head_dim));
-                derive_k_b(c, kv_b, opt.f32_activations || kv_b.type == GgmlType::F32 || kv_b.type == GgmlType::F16, l);
+                l.kv_b = b.mat(p + "attn_kv_b.weight", c.kv_lora_rank, c.n_head * (c.qk_nope_head_dim + c.v_head_dim));
+                derive_k_b(c, l.kv_b, opt.f32_activations || l.kv_b.type == GgmlType::F32 || l.kv_b.type == GgmlType::F16, l);
                 for (int64_t h = 0; h < c.n_head; ++h)
-                    l.v_b.push_back(kv_b.rows(h * (c.qk_nope_head_dim + c.v_head_dim) + c.qk_nope_head_dim, c.v_head_dim));
+                    l.v_b.push_back(l.kv_b.rows(h * (c.qk_nope_head_dim + c.v_head_dim) + c.qk_nope_head_dim, c.v_head_dim));
             }
             l.wo = b.mat(p + "attn_output.weight", c.n_head * c.v_head_dim, c.n_embd);
             l.ffn_norm = b.vec(p + "ffn_norm.weight", c.n_embd);
@@ -262,6 +265,11 @@ public:
                 l.down_sh = b.mat(p + "ffn_down_shexp.weight", n_sh, c.n_embd);
             }
         }
+        decompressible_ = std::all_of(layers_.begin(), layers_.end(), [](const Layer& l) { return !l.kv_b.empty(); });
+        mla_ = opt.mla;
+        if (mla_ == MlaForm::kDecompressed && !decompressible_)
+            fail("deepseek2 model: the decompressed attention form needs attn_kv_b in every layer; this file has only "
+                 "attn_k_b/attn_v_b (use the absorbed form)");
         inv_freq_ = rope_inv_freq(c.rope);
         // Softmax scale, with YaRN's attention temperature (DeepSeek's mscale_all_dim) applied
         // to both q and k: 1/sqrt(d_qk) * mscale^2.
@@ -299,6 +307,7 @@ public:
         // token embeddings
         for (int64_t t = 0; t < n_tok; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], &x_[static_cast<size_t>(t * c.n_embd)]);
 
+        decompress_ = use_decompressed(batch);
         prof_.start();
         for (int64_t il = 0; il < c.n_layer; ++il) {
             const Layer& l = layers_[static_cast<size_t>(il)];
@@ -328,11 +337,13 @@ private:
     float* x(int64_t t) { return x_.data() + t * c_.n_embd; }
     float* h(int64_t t) { return h_.data() + t * c_.n_embd; }
 
-    // MLA over the latent cache; reads h_, writes y_ (the attention output, pre-residual).
+    // MLA; reads h_, writes y_ (the attention output, pre-residual). The projections and the
+    // cache update are shared; the attention itself runs in the form chosen for the batch
+    // (decompress_, see use_decompressed), both writing attn_ ([n_tok, n_head * v_head_dim]).
     void attention(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
         const Config& c = c_;
         const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim(), rank = c.kv_lora_rank;
-        const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim, width = c.cache_width();
+        const int64_t rope_dim = c.qk_rope_head_dim, width = c.cache_width();
         q_.resize(static_cast<size_t>(n_tok * n_q));
         // q projection (through the low-rank bottleneck for V3/R1)
         if (c.q_lora_rank > 0) {
@@ -358,7 +369,20 @@ private:
             rope(row + rank, rope_dim, pos, inv_freq_, false);
         }
         prof_.mark(StepProfile::kAttnProj);
-        // per head: q_cat = [W_uk^T q_nope, rope(q_pe)], one 576-wide query against the cache
+        attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
+        if (decompress_) attend_decompressed(l, il, batch, cache);
+        else attend_absorbed(l, il, batch, cache);
+        // output projection
+        matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
+        prof_.mark(StepProfile::kAttnProj);
+    }
+
+    // The absorbed form: per head, q_cat = [W_uk^T q_nope, rope(q_pe)] is one width-wide query
+    // against the latent cache rows, and W_uv decompresses the rank-wide latent output.
+    void attend_absorbed(const Layer& l, int64_t il, const Batch& batch, const KvCache& cache) {
+        const Config& c = c_;
+        const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim(), rank = c.kv_lora_rank;
+        const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim, width = c.cache_width();
         qcat_.resize(static_cast<size_t>(n_tok * c.n_head * width));
         pool_.parallel_for(c.n_head, [&](int64_t h0, int64_t h1, int tid) {
             std::vector<float> qn(static_cast<size_t>(n_tok * nope));
@@ -377,45 +401,19 @@ private:
             }
         });
         prof_.mark(StepProfile::kAttnAbsorb);
-        // scores over the sequence's cached positions (causal), softmax, latent output
+        // scores over the sequence's cached positions (causal), softmax, latent output; row
+        // t * n_head + h of qcat_ and olat_ is (token t, head h)
         olat_.resize(static_cast<size_t>(n_tok * c.n_head * rank));
-        if (tile_attention(l)) {
-            attend_tiles(il, batch, cache);
-        } else {
-            // scores over the sequence's cached positions (causal), softmax, latent output. Work
-            // items are (token, block of kHeadBlock heads): each cache row is read once per block
-            // and reused from L1 by all its heads, instead of streaming the cache once per head.
-            constexpr int64_t kHeadBlock = 8;
-            const int64_t n_hb = (c.n_head + kHeadBlock - 1) / kHeadBlock;
-            pool_.parallel_for(n_tok * n_hb, [&](int64_t i0, int64_t i1, int) {
-                std::vector<float> p;  // [heads of the block][n_ctx]
-                for (int64_t i = i0; i < i1; ++i) {
-                    const int64_t t = i / n_hb, h0 = (i % n_hb) * kHeadBlock, nh = std::min(kHeadBlock, c.n_head - h0);
-                    const int32_t seq = batch.seq[static_cast<size_t>(t)];
-                    const int64_t n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
-                    const float* kv = cache.rows(seq, il);                            // [n_ctx, width]
-                    const float* qc = qcat_.data() + (t * c.n_head + h0) * width;     // [nh, width]
-                    float* o = olat_.data() + (t * c.n_head + h0) * rank;             // [nh, rank]
-                    p.resize(static_cast<size_t>(nh * n_ctx));
-                    for (int64_t j = 0; j < n_ctx; ++j)
-                        for (int64_t hh = 0; hh < nh; ++hh)
-                            p[static_cast<size_t>(hh * n_ctx + j)] = dot(qc + hh * width, kv + j * width, width) * kq_scale_;
-                    for (int64_t hh = 0; hh < nh; ++hh) softmax(p.data() + hh * n_ctx, n_ctx);
-                    std::fill(o, o + nh * rank, 0.0f);
-                    for (int64_t j = 0; j < n_ctx; ++j) {
-                        const float* r = kv + j * width;
-                        for (int64_t hh = 0; hh < nh; ++hh) {
-                            const float pj = p[static_cast<size_t>(hh * n_ctx + j)];
-                            float* oh = o + hh * rank;
-                            for (int64_t d = 0; d < rank; ++d) oh[d] += pj * r[d];
-                        }
-                    }
-                }
-            });
+        const int64_t n_rows = n_tok * c.n_head;
+        row_kv_.resize(static_cast<size_t>(n_rows));
+        row_n_ctx_.resize(static_cast<size_t>(n_rows));
+        for (int64_t t = 0; t < n_tok; ++t) {
+            std::fill_n(row_kv_.begin() + t * c.n_head, c.n_head, cache.rows(batch.seq[static_cast<size_t>(t)], il));
+            std::fill_n(row_n_ctx_.begin() + t * c.n_head, c.n_head, batch.pos[static_cast<size_t>(t)] + 1);
         }
+        attend_rows(l, qcat_.data(), n_rows, width, rank, olat_.data());
         prof_.mark(StepProfile::kAttnCore);
         // per head: W_uv decompresses the latent output to v_head_dim values
-        attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
         pool_.parallel_for(c.n_head, [&](int64_t h0, int64_t h1, int tid) {
             std::vector<float> ol(static_cast<size_t>(n_tok * rank));
             for (int64_t hh = h0; hh < h1; ++hh) {
@@ -428,9 +426,205 @@ private:
             }
         });
         prof_.mark(StepProfile::kAttnAbsorb);
-        // output projection
-        matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
-        prof_.mark(StepProfile::kAttnProj);
+    }
+
+    // The decompressed form: for every cached position of the batch's sequences, the per-head
+    // keys W_uk c_kv and values W_uv c_kv (attn_kv_b's rows), then ordinary attention per head
+    // with qk_head_dim-wide keys and v_head_dim-wide values. Per (query, position, head) that
+    // is ~(nope + rope + 2 v) multiply-adds instead of the absorbed form's (width + rank), for
+    // (nope + v) * rank per cached position and head: cheaper once a batch has many tokens
+    // per sequence (use_decompressed).
+    // The rows handed to the attention core are [v | k_nope | k_pe] (dw values, the values
+    // leading as the core expects) against queries [0 | q_nope | rope(q_pe)], so the same
+    // core (tile or float) serves both forms. Heads go in blocks whose rows fit ~64 MiB.
+    void attend_decompressed(const Layer& l, int64_t il, const Batch& batch, const KvCache& cache) {
+        const Config& c = c_;
+        const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim(), rank = c.kv_lora_rank;
+        const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim, v = c.v_head_dim;
+        const int64_t per_head = nope + v, dw = v + nope + rope_dim;
+        // The batch's sequences: positions [0, n_ctx) of each (its tokens' largest limit), one
+        // after another from dseq_at_[s] in the rows below.
+        const BatchSeqs& bs = batch_seqs(batch);
+        const auto n_seqs = static_cast<int64_t>(bs.ids.size());
+        const int64_t total = bs.at.back();
+        ckv_.resize(static_cast<size_t>(total * rank));
+        pos_row_.resize(static_cast<size_t>(total));
+        for (int64_t s = 0; s < n_seqs; ++s)
+            for (int64_t j = 0; j < bs.n_ctx[static_cast<size_t>(s)]; ++j)
+                pos_row_[static_cast<size_t>(bs.at[static_cast<size_t>(s)] + j)] = cache.rows(bs.ids[static_cast<size_t>(s)], il) + j * c.cache_width();
+        pool_.parallel_for(total, [&](int64_t j0, int64_t j1, int) {
+            for (int64_t j = j0; j < j1; ++j) std::copy_n(pos_row_[static_cast<size_t>(j)], rank, ckv_.data() + j * rank);
+        });
+        const int64_t hb = std::clamp<int64_t>((int64_t{64} << 20) / std::max<int64_t>(1, total * dw * 4), 1, c.n_head);
+        for (int64_t h0 = 0; h0 < c.n_head; h0 += hb) {
+            const int64_t nh = std::min(hb, c.n_head - h0), n_rows = nh * n_tok;
+            dec_.resize(static_cast<size_t>(total * nh * per_head));
+            matmul(pool_, l.kv_b.rows(h0 * per_head, nh * per_head), ckv_.data(), total, dec_.data(), nh * per_head, scratch_[0]);
+            // rows of (head hh, position j): dkv_ + (hh * total + j) * dw
+            dkv_.resize(static_cast<size_t>(nh * total * dw));
+            pool_.parallel_for(total, [&](int64_t j0, int64_t j1, int) {
+                for (int64_t j = j0; j < j1; ++j) {
+                    const float* kpe = pos_row_[static_cast<size_t>(j)] + rank;
+                    for (int64_t hh = 0; hh < nh; ++hh) {
+                        const float* src = dec_.data() + (j * nh + hh) * per_head;  // [k_nope | v]
+                        float* dst = dkv_.data() + (hh * total + j) * dw;
+                        std::copy_n(src + nope, v, dst);
+                        std::copy_n(src, nope, dst + v);
+                        std::copy_n(kpe, rope_dim, dst + v + nope);
+                    }
+                }
+            });
+            prof_.mark(StepProfile::kAttnAbsorb);
+            // query rows (head hh, token t) at dq_ + (hh * n_tok + t) * dw
+            dq_.resize(static_cast<size_t>(n_rows * dw));
+            row_kv_.resize(static_cast<size_t>(n_rows));
+            row_n_ctx_.resize(static_cast<size_t>(n_rows));
+            pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+                for (int64_t t = t0; t < t1; ++t) {
+                    const int32_t pos = batch.pos[static_cast<size_t>(t)];
+                    const int64_t s = bs.tok_seq[static_cast<size_t>(t)];
+                    for (int64_t hh = 0; hh < nh; ++hh) {
+                        const float* qh = q_.data() + t * n_q + (h0 + hh) * c.qk_head_dim();
+                        const int64_t r = hh * n_tok + t;
+                        float* dst = dq_.data() + r * dw;
+                        std::fill_n(dst, v, 0.0f);
+                        std::copy_n(qh, nope + rope_dim, dst + v);
+                        rope(dst + v + nope, rope_dim, pos, inv_freq_, false);
+                        row_kv_[static_cast<size_t>(r)] = dkv_.data() + (hh * total + bs.at[static_cast<size_t>(s)]) * dw;
+                        row_n_ctx_[static_cast<size_t>(r)] = pos + 1;
+                    }
+                }
+            });
+            dout_.resize(static_cast<size_t>(n_rows * v));
+            attend_rows(l, dq_.data(), n_rows, dw, v, dout_.data());
+            for (int64_t t = 0; t < n_tok; ++t)
+                for (int64_t hh = 0; hh < nh; ++hh)
+                    std::copy_n(dout_.data() + (hh * n_tok + t) * v, v, attn_.data() + (t * c.n_head + h0 + hh) * v);
+            prof_.mark(StepProfile::kAttnCore);
+        }
+    }
+
+    // The batch's distinct sequences in order of first appearance, each with the number of its
+    // cached positions the batch reads (its tokens' largest pos + 1) and where its positions
+    // start when all are laid end to end; and each token's index into them.
+    struct BatchSeqs {
+        std::vector<int32_t> ids;
+        std::vector<int64_t> n_ctx, at;  // at: [n_seqs + 1]
+        std::vector<int64_t> tok_seq;
+    };
+    const BatchSeqs& batch_seqs(const Batch& batch) {
+        BatchSeqs& bs = batch_seqs_;
+        bs.ids.clear();
+        bs.n_ctx.clear();
+        bs.tok_seq.resize(batch.tokens.size());
+        for (size_t t = 0; t < batch.tokens.size(); ++t) {
+            // A batch holds few sequences: a linear search finds the token's.
+            const auto s = static_cast<size_t>(std::find(bs.ids.begin(), bs.ids.end(), batch.seq[t]) - bs.ids.begin());
+            if (s == bs.ids.size()) {
+                bs.ids.push_back(batch.seq[t]);
+                bs.n_ctx.push_back(0);
+            }
+            bs.n_ctx[s] = std::max<int64_t>(bs.n_ctx[s], batch.pos[t] + 1);
+            bs.tok_seq[t] = static_cast<int64_t>(s);
+        }
+        bs.at.assign(bs.ids.size() + 1, 0);
+        for (size_t s = 0; s < bs.ids.size(); ++s) bs.at[s + 1] = bs.at[s] + bs.n_ctx[s];
+        return bs;
+    }
+
+    // Whether this batch runs the decompressed form: as asked (LoadOptions::mla), or, on auto,
+    // when it needs fewer multiply-adds. Per head, the absorbed form costs 2 nope rank per token
+    // (W_uk^T q, W_uv o) plus (width + rank) per (token, cached position); the decompressed one
+    // (nope + v) rank per cached position of the batch's sequences plus (dw + v) per (token,
+    // position), dw = v + nope + rope as attend_decompressed lays its rows out. A prefill of
+    // n tokens after p cached ones gains when 640 n (p + n / 2) > 131072 p at R1's sizes, so
+    // every prefill from an empty cache and every chunk of 205 tokens or more; never a decode.
+    bool use_decompressed(const Batch& batch) {
+        if (!decompressible_ || mla_ == MlaForm::kAbsorbed) return false;
+        if (mla_ == MlaForm::kDecompressed) return true;
+        const Config& c = c_;
+        const BatchSeqs& bs = batch_seqs(batch);
+        double sum_ctx = 0;
+        for (const int32_t pos : batch.pos) sum_ctx += pos + 1;
+        const double rank = static_cast<double>(c.kv_lora_rank), nope = static_cast<double>(c.qk_nope_head_dim);
+        const double v = static_cast<double>(c.v_head_dim), dw = v + nope + static_cast<double>(c.qk_rope_head_dim);
+        const double absorbed = static_cast<double>(batch.size()) * 2 * nope * rank + sum_ctx * static_cast<double>(c.cache_width() + c.kv_lora_rank);
+        const double decompressed = static_cast<double>(bs.at.back()) * (nope + v) * rank + sum_ctx * (dw + v);
+        return decompressed < absorbed;
+    }
+
+    // The attention core over query rows q ([n_rows, width]): row i attends to positions
+    // [0, row_n_ctx_[i]) of the rows at row_kv_[i] ([*, width], values their leading `rank`)
+    // and writes o ([n_rows, rank]). On the tile unit where the layer allows (tile_attention),
+    // else in float32.
+    void attend_rows(const Layer& l, const float* q, int64_t n_rows, int64_t width, int64_t rank, float* o) {
+        if (tile_attention(l)) {
+            // Rows that share cache rows (and so a packing of them) form one MlaSeq.
+            mla_seqs_.clear();
+            mla_row_seq_.resize(static_cast<size_t>(n_rows));
+            for (int64_t i = 0; i < n_rows; ++i) {
+                const float* kv = row_kv_[static_cast<size_t>(i)];
+                const int64_t n_ctx = row_n_ctx_[static_cast<size_t>(i)];
+                // Rows of one cache mostly come in runs: try the last one first.
+                auto found = !mla_seqs_.empty() && mla_seqs_.back().rows == kv
+                                 ? mla_seqs_.end() - 1
+                                 : std::find_if(mla_seqs_.begin(), mla_seqs_.end(), [&](const cpu::MlaSeq& s) { return s.rows == kv; });
+                if (found == mla_seqs_.end()) found = mla_seqs_.insert(mla_seqs_.end(), cpu::MlaSeq{kv, 0});
+                found->n_ctx = std::max(found->n_ctx, n_ctx);
+                mla_row_seq_[static_cast<size_t>(i)] = static_cast<int32_t>(found - mla_seqs_.begin());
+            }
+            cpu::MlaParams p;
+            p.width = width;
+            p.rank = rank;
+            p.scale = kq_scale_;
+            p.n_rows = n_rows;
+            p.q = q;
+            p.row_seq = mla_row_seq_.data();
+            p.row_n_ctx = row_n_ctx_.data();
+            p.seqs = mla_seqs_;
+            p.o = o;
+            cpu::mla_attention(pool_, p, mla_scratch_);
+            return;
+        }
+        // Float32: runs of up to kRowBlock consecutive rows with the same cache rows (the heads
+        // of one token in the absorbed form, the tokens of one head in the decompressed one)
+        // are scored together, so each cache row is read once per run and reused from L1 by
+        // every row of the run whose limit covers it.
+        constexpr int64_t kRowBlock = 8;
+        runs_.clear();
+        for (int64_t i = 0; i < n_rows;) {
+            int64_t j = i + 1;
+            while (j < n_rows && j - i < kRowBlock && row_kv_[static_cast<size_t>(j)] == row_kv_[static_cast<size_t>(i)]) ++j;
+            runs_.emplace_back(i, j);
+            i = j;
+        }
+        pool_.parallel_for(static_cast<int64_t>(runs_.size()), [&](int64_t r0, int64_t r1, int) {
+            std::vector<float> p;  // [rows of the run][n_max]
+            for (int64_t r = r0; r < r1; ++r) {
+                const auto [i0, i1] = runs_[static_cast<size_t>(r)];
+                const int64_t nh = i1 - i0;
+                const int32_t* lim = row_n_ctx_.data() + i0;
+                const int64_t n_max = *std::max_element(lim, lim + nh);
+                const float* kv = row_kv_[static_cast<size_t>(i0)];  // [n_max, width]
+                const float* qc = q + i0 * width;                      // [nh, width]
+                float* oc = o + i0 * rank;                             // [nh, rank]
+                p.resize(static_cast<size_t>(nh * n_max));
+                for (int64_t j = 0; j < n_max; ++j)
+                    for (int64_t hh = 0; hh < nh; ++hh)
+                        if (j < lim[hh]) p[static_cast<size_t>(hh * n_max + j)] = dot(qc + hh * width, kv + j * width, width) * kq_scale_;
+                for (int64_t hh = 0; hh < nh; ++hh) softmax(p.data() + hh * n_max, lim[hh]);
+                std::fill(oc, oc + nh * rank, 0.0f);
+                for (int64_t j = 0; j < n_max; ++j) {
+                    const float* kr = kv + j * width;
+                    for (int64_t hh = 0; hh < nh; ++hh) {
+                        if (j >= lim[hh]) continue;
+                        const float pj = p[static_cast<size_t>(hh * n_max + j)];
+                        float* oh = oc + hh * rank;
+                        for (int64_t d = 0; d < rank; ++d) oh[d] += pj * kr[d];
+                    }
+                }
+            }
+        });
     }
 
     // Whether attention over the cache runs on the tile unit (cpu/attention.h): where the CPU
@@ -439,48 +633,10 @@ private:
     // float32 attention as they keep float32 products (cpu::gemm_applies); the transformers
     // fixtures of tests/python check them at 1e-3, which bf16 scores miss by ~5x.
     // NOTES: decided per layer from its weights, never from the batch, so that a token decoded
-    // alone and the same token inside a prefill take the same arithmetic.
+    // alone and the same token inside a prefill take the same arithmetic (in the same form).
     bool tile_attention(const Layer& l) const {
         const GgmlType t = l.kv_a.type;
         return cpu::mla_attention_available() && !f32_activations_ && t != GgmlType::F32 && t != GgmlType::F16;
-    }
-
-    // Scores, softmax and latent output on the tile unit, one call for the whole batch: the
-    // rows are (token, head) pairs, row t * n_head + h of qcat_ ([rows, cache width]) and of
-    // olat_ ([rows, kv_lora_rank]); row (t, h) attends to positions [0, pos_t] of the cache of
-    // t's sequence.
-    void attend_tiles(int64_t il, const Batch& batch, const KvCache& cache) {
-        const Config& c = c_;
-        const int64_t n_tok = batch.size(), n_rows = n_tok * c.n_head;
-        mla_seqs_.clear();
-        mla_seq_ids_.clear();
-        mla_row_seq_.resize(static_cast<size_t>(n_rows));
-        mla_row_n_ctx_.resize(static_cast<size_t>(n_rows));
-        for (int64_t t = 0; t < n_tok; ++t) {
-            const int32_t seq = batch.seq[static_cast<size_t>(t)], n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
-            // A batch holds few sequences: a linear search finds the token's.
-            const auto found = std::find(mla_seq_ids_.begin(), mla_seq_ids_.end(), seq);
-            const auto idx = static_cast<int32_t>(found - mla_seq_ids_.begin());
-            if (found == mla_seq_ids_.end()) {
-                mla_seq_ids_.push_back(seq);
-                mla_seqs_.push_back({cache.rows(seq, il), 0});
-            }
-            cpu::MlaSeq& s = mla_seqs_[static_cast<size_t>(idx)];
-            s.n_ctx = std::max<int64_t>(s.n_ctx, n_ctx);
-            std::fill_n(mla_row_seq_.begin() + t * c.n_head, c.n_head, idx);
-            std::fill_n(mla_row_n_ctx_.begin() + t * c.n_head, c.n_head, n_ctx);
-        }
-        cpu::MlaParams p;
-        p.width = c.cache_width();
-        p.rank = c.kv_lora_rank;
-        p.scale = kq_scale_;
-        p.n_rows = n_rows;
-        p.q = qcat_.data();
-        p.row_seq = mla_row_seq_.data();
-        p.row_n_ctx = mla_row_n_ctx_.data();
-        p.seqs = mla_seqs_;
-        p.o = olat_.data();
-        cpu::mla_attention(pool_, p, mla_scratch_);
     }
 
     // Expert choice for one token from router logits: ids and weights (n_expert_used each).
@@ -598,10 +754,22 @@ private:
     std::vector<float> x_, h_, y_, q_, cq_, kva_, qcat_, olat_, attn_, g_, u_, router_, wts_, moe_out_;
     StepProfile prof_;
     cpu::MoeScratch moe_scratch_;
-    // attend_tiles: the batch's sequences (ids and caches) and each row's sequence and limit.
+    // attend_rows: each query row's cache rows and limit, the tile core's sequences (one per
+    // distinct cache) and each row's index into them, the float core's runs of rows.
+    std::vector<const float*> row_kv_;
+    std::vector<int32_t> row_n_ctx_;
     std::vector<cpu::MlaSeq> mla_seqs_;
-    std::vector<int32_t> mla_seq_ids_, mla_row_seq_, mla_row_n_ctx_;
+    std::vector<int32_t> mla_row_seq_;
+    std::vector<std::pair<int64_t, int64_t>> runs_;
     cpu::MlaScratch mla_scratch_;
+    // attend_decompressed: latent rows, the cache row of each position, decompressed keys and
+    // values, rows and queries of a head block, its output.
+    BatchSeqs batch_seqs_;
+    std::vector<float> ckv_, dec_, dkv_, dq_, dout_;
+    std::vector<const float*> pos_row_;
+    MlaForm mla_ = MlaForm::kAuto;
+    bool decompressible_ = false;  // every layer has attn_kv_b (W_uk and W_uv as rows)
+    bool decompress_ = false;      // the current batch runs the decompressed form
     std::vector<int32_t> ids_;
     std::vector<QuantScratch> scratch_;  // one per pool thread
 };

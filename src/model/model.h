@@ -84,8 +84,15 @@ public:
     virtual std::string describe() const = 0;
 };
 
+// Which form of multi-head latent attention a deepseek2 model runs (model/deepseek2.cpp):
+// absorbed (attention over the 576-wide latent cache), decompressed (per-head keys and values
+// rebuilt from the cache, cheaper for long prefills), or whichever needs fewer multiply-adds
+// for the batch at hand.
+enum class MlaForm { kAuto, kAbsorbed, kDecompressed };
+
 struct LoadOptions {
     bool f32_activations = false;  // see QuantScratch in model/ops.h
+    MlaForm mla = MlaForm::kAuto;
 };
 
 // Loads the model in `file` (held open by the caller for the model's lifetime), choosing the

@@ -140,7 +140,13 @@ double rel_diff(const float* a, const float* b, size_t n) {
 // accuracy of the tile path itself is checked against transformers by
 // tests/python/test_reference_logits.py, whose prompts take it). scripts/test.sh also runs
 // this binary with TANDEM_AMX=0, so both bounds are checked in CI.
-double same_logits_tol() { return cpu::amx_available() ? 5e-2 : 1e-5; }
+// The quantized DeepSeek models also run prefills and single tokens in different attention
+// forms (decompressed and absorbed, model/deepseek2.cpp), which quantize different activations
+// to 8-bit blocks: ~1-3% of max |logit| without AMX too. The float32 models keep float
+// rounding there, which is what checks the batching itself most tightly.
+double same_logits_tol(const std::string& model) {
+    return cpu::amx_available() || (model != "f32" && model != "qwen2") ? 5e-2 : 1e-5;
+}
 
 }  // namespace
 
@@ -167,7 +173,7 @@ TEST_P(ForwardTest, BatchOfSequencesEqualsEachAlone) {
     for (size_t r = 0; r < order.size(); ++r) {
         const auto [which, pos] = order[r];
         const float* want = alone[which]->data() + pos * static_cast<size_t>(V);
-        EXPECT_LT(rel_diff(out.data() + r * static_cast<size_t>(V), want, static_cast<size_t>(V)), same_logits_tol())
+        EXPECT_LT(rel_diff(out.data() + r * static_cast<size_t>(V), want, static_cast<size_t>(V)), same_logits_tol(GetParam()))
             << "sequence " << which << " position " << pos;
     }
     EXPECT_EQ(kv->n_pos(7), 9);
@@ -182,7 +188,7 @@ TEST_P(ForwardTest, BatchOfSequencesEqualsEachAlone) {
     step.add(5, 5, 3, true);
     std::vector<float> one(static_cast<size_t>(V));
     m.forward(step, *kv, one.data());
-    EXPECT_LT(rel_diff(one.data(), lb2.data() + 5 * static_cast<size_t>(V), static_cast<size_t>(V)), same_logits_tol());
+    EXPECT_LT(rel_diff(one.data(), lb2.data() + 5 * static_cast<size_t>(V), static_cast<size_t>(V)), same_logits_tol(GetParam()));
 }
 
 TEST_P(ForwardTest, ChunkedPrefillEqualsOnePiece) {
@@ -199,7 +205,7 @@ TEST_P(ForwardTest, ChunkedPrefillEqualsOnePiece) {
             for (size_t i = begin; i < end; ++i) b.add(toks[i], static_cast<int32_t>(i), 0, true);
             m.forward(b, *kv, out.data() + begin * static_cast<size_t>(V));
         }
-        EXPECT_LT(rel_diff(out.data(), whole.data(), out.size()), same_logits_tol()) << "chunk " << chunk;
+        EXPECT_LT(rel_diff(out.data(), whole.data(), out.size()), same_logits_tol(GetParam())) << "chunk " << chunk;
     }
 }
 
@@ -219,7 +225,7 @@ TEST_P(ForwardTest, TruncateAndDropSequences) {
     for (size_t i = 6; i < toks.size(); ++i) rest.add(toks[i], static_cast<int32_t>(i), 0, true);
     std::vector<float> out(4 * static_cast<size_t>(V));
     m.forward(rest, *kv, out.data());
-    EXPECT_LT(rel_diff(out.data(), whole.data() + 6 * static_cast<size_t>(V), out.size()), same_logits_tol());
+    EXPECT_LT(rel_diff(out.data(), whole.data() + 6 * static_cast<size_t>(V), out.size()), same_logits_tol(GetParam()));
     // A forked sequence continues independently of its parent.
     kv->fork(0, 1);
     EXPECT_EQ(kv->n_pos(1), 10);
@@ -227,6 +233,48 @@ TEST_P(ForwardTest, TruncateAndDropSequences) {
     EXPECT_FALSE(kv->has(0));
     EXPECT_EQ(kv->n_pos(0), 0);
     EXPECT_TRUE(kv->has(1));
+}
+
+// The two forms of DeepSeek's attention (model/deepseek2.cpp) on the same file: a prefill of
+// two sequences from an empty cache, then a second chunk of each on top of what the first
+// wrote, give the same logits absorbed and decompressed. Each form is also checked against transformers
+// by tests/python/test_reference_logits.py (test_mla_forms).
+TEST(MlaForms, DecompressedEqualsAbsorbed) {
+    cpu::ThreadPool pool(2);
+    for (const std::string recipe : {"f32", "ud-iq1_s"}) {
+        SCOPED_TRACE(recipe);
+        const fs::path path = temp_path("mla_" + recipe);
+        SynthOptions o;
+        o.preset = "tiny";
+        o.recipe = recipe;
+        synth_writer(o).write(path.string());
+        const gguf::File file = gguf::File::open(path.string());
+        fs::remove(path);
+        std::vector<std::vector<float>> logits;
+        for (const MlaForm form : {MlaForm::kAbsorbed, MlaForm::kDecompressed}) {
+            LoadOptions lo;
+            lo.mla = form;
+            const auto m = load_model(file, pool, lo);
+            const int64_t V = m->n_vocab();
+            const auto a = some_tokens(19, 8, static_cast<int32_t>(V)), b = some_tokens(11, 9, static_cast<int32_t>(V));
+            auto kv = m->make_cache(64);
+            std::vector<float> out;
+            for (const auto& [begin, end] : {std::pair<size_t, size_t>{0, 7}, {7, 19}}) {
+                Batch batch;
+                for (size_t i = begin; i < end; ++i) batch.add(a[i], static_cast<int32_t>(i), 0, true);
+                for (size_t i = begin; i < std::min(end, b.size()); ++i) batch.add(b[i], static_cast<int32_t>(i), 1, true);
+                const size_t at = out.size();
+                out.resize(at + static_cast<size_t>(batch.size() * V));
+                m->forward(batch, *kv, out.data() + at);
+            }
+            logits.push_back(std::move(out));
+        }
+        ASSERT_EQ(logits[0].size(), logits[1].size());
+        // f32: float rounding on either path. Quantized: the forms quantize different activations
+        // to 8-bit blocks (the latent rows for W_uk / W_uv against the queries and outputs) or
+        // round different ones to bf16: measured 1.4% of max |logit| without AMX.
+        EXPECT_LT(rel_diff(logits[1].data(), logits[0].data(), logits[0].size()), recipe == "f32" ? 1e-5 : 5e-2);
+    }
 }
 
 TEST_P(ForwardTest, BadBatchesAreRejected) {

@@ -113,3 +113,33 @@ def test_fast_path_agrees(run_verb, name, tmp_path):
     assert agree >= 0.70 * total, f"{name}: top-1 agreement {agree}/{total}"
     if m["gguf_arch"] != "deepseek2":
         assert worst <= 0.10, f"{name}: worst position error {worst:.3f} of max|logit|"
+
+
+DEEPSEEK = [n for n in CASES if manifest(n)["gguf_arch"] == "deepseek2"]
+
+
+@pytest.mark.parametrize("form", ["absorbed", "decompressed"])
+@pytest.mark.parametrize("name", DEEPSEEK)
+def test_mla_forms(run_verb, name, form, tmp_path):
+    """Each MLA form alone against transformers (the default picks per batch: decompressed for
+    these prefills, absorbed for decode steps): prompt logits in one piece, and in chunks of 3
+    tokens (--batch 3), where each chunk attends to the cache the earlier ones wrote. Files
+    without attn_kv_b (split W_uk / W_uv only) cannot decompress and say so."""
+    m = manifest(name)
+    model = FIXTURES / name / m["model"]
+    rel = m["tolerance"]["rel"]
+    has_kv_b = any(k.endswith("attn_kv_b.weight") for k in m["tensor_types"])
+    for k, (ids, lf) in enumerate(zip(m["prompts"], m["logits"])):
+        ref = np.load(FIXTURES / name / lf).astype(np.float64)
+        for batch in ("512", "3"):
+            out = tmp_path / f"logits_{k}_{batch}.npy"
+            args = ("run", "-m", model, "--prompt-tokens", ",".join(map(str, ids)), "-n", "0", "--logits-out", out,
+                    "--mla", form, "--batch", batch, *precision_flags(m))
+            if form == "decompressed" and not has_kv_b:
+                proc = run_verb(*args, check=False)
+                assert proc.returncode != 0 and "needs attn_kv_b" in proc.stderr, proc.stderr
+                return
+            run_verb(*args)
+            got = np.load(out).astype(np.float64)
+            ratio = (np.abs(got - ref).max(axis=1) / (rel * np.abs(ref).max(axis=1))).max()
+            assert ratio <= 1.0, f"{name} --mla {form} --batch {batch} prompt {k}: worst error {ratio:.2f} x tolerance"
