@@ -20,7 +20,7 @@ void add_mla_option(CLI::App* cmd, model::MlaForm& form) {
     const std::map<std::string, model::MlaForm> forms{
         {"auto", model::MlaForm::kAuto}, {"absorbed", model::MlaForm::kAbsorbed}, {"decompressed", model::MlaForm::kDecompressed}};
     cmd->add_option("--mla", form,
-                    "DeepSeek attention form: auto (fewer multiply-adds per batch), absorbed (over the latent cache), "
+                    "DeepSeek attention form: auto (the faster one for each batch), absorbed (over the latent cache), "
                     "or decompressed (per-head keys and values; needs attn_kv_b)")
         ->transform(CLI::CheckedTransformer(forms, CLI::ignore_case))
         ->default_str("auto");

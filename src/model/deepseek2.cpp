@@ -533,12 +533,20 @@ private:
     }
 
     // Whether this batch runs the decompressed form: as asked (LoadOptions::mla), or, on auto,
-    // when it needs fewer multiply-adds. Per head, the absorbed form costs 2 nope rank per token
+    // where it is faster. Per head, the absorbed form costs 2 nope rank multiply-adds per token
     // (W_uk^T q, W_uv o) plus (width + rank) per (token, cached position); the decompressed one
     // (nope + v) rank per cached position of the batch's sequences plus (dw + v) per (token,
-    // position), dw = v + nope + rope as attend_decompressed lays its rows out. A prefill of
-    // n tokens after p cached ones gains when 640 n (p + n / 2) > 131072 p at R1's sizes, so
-    // every prefill from an empty cache and every chunk of 205 tokens or more; never a decode.
+    // position), dw = v + nope + rope as attend_decompressed lays its rows out.
+    // - The float32 core is bound by those multiply-adds: decompress when that count is lower
+    //   (at R1's sizes a prefill of n tokens after p cached ones gains when
+    //   640 n (p + n / 2) > 131072 p: every prefill from an empty cache, chunks of 205+ tokens).
+    // - The tile core is not (its time goes to the per-score softmax and to streaming the packed
+    //   cache, the same count in both forms), so there the gain is only the projections: one
+    //   large product over the positions instead of a small one per head. Measured on the GPU
+    //   benchmark machine's CPU (16 threads, 13-layer R1 UD-IQ1_S, docs/performance.md): 7%
+    //   slower at a 512-token prefill, 5% faster at 2048. So: prefills from an empty or short
+    //   cache (projection work no larger than the absorbed form's) of kDecompressMinTokens+.
+    static constexpr int64_t kDecompressMinTokens = 1024;
     bool use_decompressed(const Batch& batch) {
         if (!decompressible_ || mla_ == MlaForm::kAbsorbed) return false;
         if (mla_ == MlaForm::kDecompressed) return true;
@@ -546,11 +554,12 @@ private:
         const BatchSeqs& bs = batch_seqs(batch);
         double sum_ctx = 0;
         for (const int32_t pos : batch.pos) sum_ctx += pos + 1;
+        const double n_tok = static_cast<double>(batch.size()), n_pos = static_cast<double>(bs.at.back());
         const double rank = static_cast<double>(c.kv_lora_rank), nope = static_cast<double>(c.qk_nope_head_dim);
         const double v = static_cast<double>(c.v_head_dim), dw = v + nope + static_cast<double>(c.qk_rope_head_dim);
-        const double absorbed = static_cast<double>(batch.size()) * 2 * nope * rank + sum_ctx * static_cast<double>(c.cache_width() + c.kv_lora_rank);
-        const double decompressed = static_cast<double>(bs.at.back()) * (nope + v) * rank + sum_ctx * (dw + v);
-        return decompressed < absorbed;
+        const double absorb_proj = n_tok * 2 * nope * rank, decompress_proj = n_pos * (nope + v) * rank;
+        if (tile_attention(layers_.front())) return batch.size() >= kDecompressMinTokens && decompress_proj <= absorb_proj;
+        return decompress_proj + sum_ctx * (dw + v) < absorb_proj + sum_ctx * static_cast<double>(c.cache_width() + c.kv_lora_rank);
     }
 
     // The attention core over query rows q ([n_rows, width]): row i attends to positions

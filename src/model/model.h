@@ -86,8 +86,8 @@ public:
 
 // Which form of multi-head latent attention a deepseek2 model runs (model/deepseek2.cpp):
 // absorbed (attention over the 576-wide latent cache), decompressed (per-head keys and values
-// rebuilt from the cache, cheaper for long prefills), or whichever needs fewer multiply-adds
-// for the batch at hand.
+// rebuilt from the cache, faster for long prefills), or whichever is faster for the batch at
+// hand (DeepSeek2::use_decompressed).
 enum class MlaForm { kAuto, kAbsorbed, kDecompressed };
 
 struct LoadOptions {
