@@ -4,7 +4,6 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <map>
 
 #include "core/units.h"
 
@@ -17,12 +16,15 @@ text::SamplerParams SamplingArgs::resolved() const {
 }
 
 void add_mla_option(CLI::App* cmd, model::MlaForm& form) {
-    const std::map<std::string, model::MlaForm> forms{
-        {"auto", model::MlaForm::kAuto}, {"absorbed", model::MlaForm::kAbsorbed}, {"decompressed", model::MlaForm::kDecompressed}};
-    cmd->add_option("--mla", form,
-                    "DeepSeek attention form: auto (the faster one for each batch), absorbed (over the latent cache), "
-                    "or decompressed (per-head keys and values; needs attn_kv_b)")
-        ->transform(CLI::CheckedTransformer(forms, CLI::ignore_case))
+    cmd->add_option_function<std::string>(
+           "--mla",
+           [&form](const std::string& s) {
+               form = s == "absorbed" ? model::MlaForm::kAbsorbed : s == "decompressed" ? model::MlaForm::kDecompressed : model::MlaForm::kAuto;
+           },
+           "DeepSeek attention form: auto (the faster one for each batch), absorbed (over the latent cache), or "
+           "decompressed (per-head keys and values; needs attn_kv_b)")
+        ->check(CLI::IsMember({"auto", "absorbed", "decompressed"}))
+        ->type_name("FORM")
         ->default_str("auto");
 }
 
