@@ -6,6 +6,7 @@
 //   python3 tools/text_make_vectors.py --out $BUILD/text_vectors
 // Without the vectors the tests skip, unless TANDEM_REQUIRE_VECTORS=1 makes that a failure.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -45,8 +46,18 @@ bool vectors_required() {
         }                                                                                       \
     } while (0)
 
+// Writes `w` to `out` through a file of this process's own and a rename: ctest runs every test
+// in a process of its own, two at a time, and several of them write the same file; a reader
+// must never see one half written.
+void write_atomically(const gguf::Writer& w, const fs::path& out) {
+    fs::create_directories(out.parent_path());
+    const fs::path tmp = out.string() + fmt::format(".{}.tmp", ::getpid());
+    w.write(tmp.string());
+    fs::rename(tmp, out);
+}
+
 // The DeepSeek-V3 vocabulary as a GGUF file (tokenizer metadata only, no tensors), written once
-// per test run, padded to the model's 129280 ids as R1/V3 GGUFs are.
+// per test process, padded to the model's 129280 ids as R1/V3 GGUFs are.
 const fs::path& deepseek_v3_gguf() {
     static const fs::path path = [] {
         gguf::Writer w;
@@ -55,8 +66,7 @@ const fs::path& deepseek_v3_gguf() {
                                       {.pre = "deepseek-v3", .vocab_size = 129280}, w.metadata());
         const fs::path out =
             fs::path(TANDEM_BINARY_DIR) / "text_vectors" / "deepseek-v3-vocab.gguf";
-        fs::create_directories(out.parent_path());
-        w.write(out.string());
+        write_atomically(w, out);
         return out;
     }();
     return path;
@@ -121,8 +131,9 @@ Tokenizer tokenizer_via_gguf(const std::string& tokenizer_json, const std::strin
                              const std::string& name) {
     gguf::Writer w;
     hf_tokenizer_to_gguf_metadata(tokenizer_json, {.pre = pre}, w.metadata());
-    const fs::path out = fs::path(TANDEM_BINARY_DIR) / "text_vectors" / (name + "-vocab.gguf");
-    w.write(out.string());
+    // Not deepseek_v3_gguf()'s file: this one has no architecture key and no padding.
+    const fs::path out = fs::path(TANDEM_BINARY_DIR) / "text_vectors" / (name + "-vectors-vocab.gguf");
+    write_atomically(w, out);
     const auto file = gguf::File::open(out.string());
     return Tokenizer::from_metadata(file.metadata());
 }
