@@ -30,7 +30,7 @@ struct BenchArgs {
     int n_batch = 512;
     bool json = false;
     bool measure_bw = true;
-    model::MlaForm mla = model::MlaForm::kAuto;
+    model::LoadOptions load;  // --mla
 };
 
 double median(std::vector<double> v) {
@@ -45,9 +45,7 @@ int run_bench(const BenchArgs& a) {
     if (a.n_batch < 1) fail("--batch must be positive, found {}", a.n_batch);
     const gguf::File file = gguf::File::open(a.model);
     cpu::ThreadPool pool(a.n_threads);
-    model::LoadOptions lo;
-    lo.mla = a.mla;
-    std::unique_ptr<model::Model> model = model::load_model(file, pool, lo);
+    std::unique_ptr<model::Model> model = model::load_model(file, pool, a.load);
     const int64_t V = model->n_vocab();
     const int64_t n_ctx = a.n_prompt + a.n_gen + 1;
 
@@ -141,7 +139,7 @@ Verb add_bench(CLI::App& app) {
     cmd->add_option("-t,--threads", a->n_threads, "CPU threads (default: all)");
     cmd->add_option("-r,--reps", a->reps, "Timed repetitions (after one warm-up)")->capture_default_str();
     cmd->add_option("--batch", a->n_batch, "Prefill chunk size in tokens")->capture_default_str();
-    add_mla_option(cmd, a->mla);
+    add_mla_option(cmd, a->load.mla);
     cmd->add_flag("--json", a->json, "Print one JSON object (pp_tps, tg_tps, ...)");
     cmd->add_flag("!--no-bandwidth", a->measure_bw, "Skip measuring the memory read bandwidth");
     return {cmd, [a] { return run_bench(*a); }};

@@ -43,7 +43,7 @@ struct ChatArgs {
     bool hide_thinking = false;
     bool color = false, no_color = false;
     std::string transcript;
-    model::MlaForm mla = model::MlaForm::kAuto;
+    model::LoadOptions load;  // --mla
 };
 
 constexpr const char* kHelp =
@@ -294,9 +294,7 @@ int run_chat(const ChatArgs& args) {
         text::chat_template_source(file.metadata(), args.chat_template));
     cpu::ThreadPool pool(args.n_threads);
     const auto t_load = std::chrono::steady_clock::now();
-    model::LoadOptions lo;
-    lo.mla = args.mla;
-    std::unique_ptr<model::Model> model = model::load_model(file, pool, lo);
+    std::unique_ptr<model::Model> model = model::load_model(file, pool, args.load);
     const double load_s = seconds_since(t_load);
 
     const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
@@ -352,7 +350,7 @@ Verb add_chat(CLI::App& app) {
     cmd->add_option("-n,--n-predict", a->n_predict, "Most tokens per answer (-1: until it ends)")
         ->capture_default_str();
     cmd->add_option("-t,--threads", a->n_threads, "CPU threads (default: all)");
-    add_mla_option(cmd, a->mla);
+    add_mla_option(cmd, a->load.mla);
     cmd->add_option("--ctx", a->n_ctx, "Context size in tokens (the whole conversation)")
         ->capture_default_str();
     cmd->add_option("--batch", a->n_batch, "Prefill chunk size in tokens")->capture_default_str();

@@ -38,7 +38,7 @@ struct PerplexityArgs {
     int n_chunks = -1;  // -1: all
     int n_batch = 512;
     int n_threads = 0;
-    model::MlaForm mla = model::MlaForm::kAuto;
+    model::LoadOptions load;  // --mla
 };
 
 // -log p(token) under softmax(logits[n_vocab]), as llama.cpp's log_softmax computes it.
@@ -85,9 +85,7 @@ int run_perplexity(const PerplexityArgs& args) {
 
     cpu::ThreadPool pool(args.n_threads);
     const auto t_load = std::chrono::steady_clock::now();
-    model::LoadOptions lo;
-    lo.mla = args.mla;
-    std::unique_ptr<model::Model> model = model::load_model(file, pool, lo);
+    std::unique_ptr<model::Model> model = model::load_model(file, pool, args.load);
     const double load_s = seconds_since(t_load);
     const int64_t n_vocab = model->n_vocab();
     if (n_ctx > model->n_ctx_train())
@@ -183,7 +181,7 @@ Verb add_perplexity(CLI::App& app) {
     cmd->add_option("--batch", a->n_batch, "Tokens per forward pass within a window")
         ->capture_default_str();
     cmd->add_option("-t,--threads", a->n_threads, "CPU threads (default: all)");
-    add_mla_option(cmd, a->mla);
+    add_mla_option(cmd, a->load.mla);
     return {cmd, [a] { return run_perplexity(*a); }};
 }
 

@@ -38,8 +38,7 @@ struct RunArgs {
     std::string logits_out;
     std::string tokens_out;
     bool ignore_eos = false;
-    bool f32_activations = false;
-    model::MlaForm mla = model::MlaForm::kAuto;
+    model::LoadOptions load;  // --f32-activations, --mla
 };
 
 std::vector<int32_t> parse_token_list(const std::string& s) {
@@ -77,10 +76,7 @@ int run_run(RunArgs args) {
     const gguf::File file = gguf::File::open(args.model);
     cpu::ThreadPool pool(args.n_threads);
     auto t_load = std::chrono::steady_clock::now();
-    model::LoadOptions lo;
-    lo.f32_activations = args.f32_activations;
-    lo.mla = args.mla;
-    std::unique_ptr<model::Model> model = model::load_model(file, pool, lo);
+    std::unique_ptr<model::Model> model = model::load_model(file, pool, args.load);
     const double load_s = seconds_since(t_load);
 
     std::optional<text::Tokenizer> tok;
@@ -206,10 +202,10 @@ Verb add_run(CLI::App& app) {
     cmd->add_option("--ctx", a->n_ctx, "Context size in tokens")->capture_default_str();
     cmd->add_option("--batch", a->n_batch, "Prefill chunk size in tokens")->capture_default_str();
     add_sampling_options(cmd, a->sampling);
-    cmd->add_flag("--f32-activations", a->f32_activations,
+    cmd->add_flag("--f32-activations", a->load.f32_activations,
                   "Dot quantized weights with float32 activations instead of 8-bit blocks (slower; "
                   "for checking)");
-    add_mla_option(cmd, a->mla);
+    add_mla_option(cmd, a->load.mla);
     cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
     cmd->add_option(
         "--logits-out", a->logits_out,

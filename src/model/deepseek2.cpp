@@ -442,9 +442,9 @@ private:
         const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim(), rank = c.kv_lora_rank;
         const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim, v = c.v_head_dim;
         const int64_t per_head = nope + v, dw = v + nope + rope_dim;
-        // The batch's sequences: positions [0, n_ctx) of each (its tokens' largest limit), one
-        // after another from dseq_at_[s] in the rows below.
-        const BatchSeqs& bs = batch_seqs(batch);
+        // The batch's sequences (use_decompressed found them for this forward pass): positions
+        // [0, n_ctx) of each, one after another from bs.at[s] in the rows below.
+        const BatchSeqs& bs = batch_seqs_;
         const auto n_seqs = static_cast<int64_t>(bs.ids.size());
         const int64_t total = bs.at.back();
         ckv_.resize(static_cast<size_t>(total * rank));
@@ -512,7 +512,7 @@ private:
         std::vector<int64_t> n_ctx, at;  // at: [n_seqs + 1]
         std::vector<int64_t> tok_seq;
     };
-    const BatchSeqs& batch_seqs(const Batch& batch) {
+    void find_batch_seqs(const Batch& batch) {
         BatchSeqs& bs = batch_seqs_;
         bs.ids.clear();
         bs.n_ctx.clear();
@@ -529,10 +529,10 @@ private:
         }
         bs.at.assign(bs.ids.size() + 1, 0);
         for (size_t s = 0; s < bs.ids.size(); ++s) bs.at[s + 1] = bs.at[s] + bs.n_ctx[s];
-        return bs;
     }
 
-    // Whether this batch runs the decompressed form: as asked (LoadOptions::mla), or, on auto,
+    // Whether this batch runs the decompressed form (and, when it may, its sequences into
+    // batch_seqs_ for attend_decompressed): as asked (LoadOptions::mla), or, on auto,
     // where it is faster. Per head, the absorbed form costs 2 nope rank multiply-adds per token
     // (W_uk^T q, W_uv o) plus (width + rank) per (token, cached position); the decompressed one
     // (nope + v) rank per cached position of the batch's sequences plus (dw + v) per (token,
@@ -549,16 +549,16 @@ private:
     static constexpr int64_t kDecompressMinTokens = 1024;
     bool use_decompressed(const Batch& batch) {
         if (!decompressible_ || mla_ == MlaForm::kAbsorbed) return false;
+        find_batch_seqs(batch);
         if (mla_ == MlaForm::kDecompressed) return true;
         const Config& c = c_;
-        const BatchSeqs& bs = batch_seqs(batch);
+        const double n_tok = static_cast<double>(batch.size()), n_pos = static_cast<double>(batch_seqs_.at.back());
+        const double rank = static_cast<double>(c.kv_lora_rank), nope = static_cast<double>(c.qk_nope_head_dim);
+        const double absorb_proj = n_tok * 2 * nope * rank, decompress_proj = n_pos * (nope + c.v_head_dim) * rank;
+        if (tile_attention(layers_.front())) return batch.size() >= kDecompressMinTokens && decompress_proj <= absorb_proj;
         double sum_ctx = 0;
         for (const int32_t pos : batch.pos) sum_ctx += pos + 1;
-        const double n_tok = static_cast<double>(batch.size()), n_pos = static_cast<double>(bs.at.back());
-        const double rank = static_cast<double>(c.kv_lora_rank), nope = static_cast<double>(c.qk_nope_head_dim);
         const double v = static_cast<double>(c.v_head_dim), dw = v + nope + static_cast<double>(c.qk_rope_head_dim);
-        const double absorb_proj = n_tok * 2 * nope * rank, decompress_proj = n_pos * (nope + v) * rank;
-        if (tile_attention(layers_.front())) return batch.size() >= kDecompressMinTokens && decompress_proj <= absorb_proj;
         return decompress_proj + sum_ctx * (dw + v) < absorb_proj + sum_ctx * static_cast<double>(c.cache_width() + c.kv_lora_rank);
     }
 
