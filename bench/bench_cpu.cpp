@@ -21,7 +21,12 @@
 // panel/FORMAT/tokN (where the CPU has AMX): one thread's tile-unit product of one expert's
 // gate matrix [2048, 7168] with N tokens (cpu/gemm.h panel_gemm, activations packed once),
 // reporting multiply-adds/s (MAC/s) and weights unpacked/s. The matrix is re-read from L3/DRAM
-// each pass; the unpacking, not the memory, bounds it. Run:
+// each pass; the unpacking, not the memory, bounds it.
+//
+// tile_load/offset:N (where the CPU has AMX): one thread loading 1 KiB tiles (16 rows of 64
+// bytes) from an L1-resident buffer that starts N bytes past a cache line; 0 is how tandem's
+// buffers are aligned (core/aligned.h), 16 is what std::vector storage gives. Reports ns per
+// tile (s_per_tile, printed with an SI prefix: 4.1n = 4.1 ns). Run:
 //   build/bin/bench_cpu --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
@@ -338,6 +343,34 @@ void bm_mla(benchmark::State& state, int64_t n_tok, int64_t n_ctx) {
     state.counters["threads"] = pool.n_threads();
 }
 
+// Eight tiles per pass over a 16 KiB buffer: no tile waits for another.
+__attribute__((target("amx-tile"))) void load_tiles(const uint8_t* a, int64_t passes) {
+    for (int64_t i = 0; i < passes; ++i) {
+        _tile_loadd(0, a, 64);
+        _tile_loadd(1, a + 1024, 64);
+        _tile_loadd(2, a + 2048, 64);
+        _tile_loadd(3, a + 3072, 64);
+        _tile_loadd(4, a + 4096, 64);
+        _tile_loadd(5, a + 5120, 64);
+        _tile_loadd(6, a + 6144, 64);
+        _tile_loadd(7, a + 7168, 64);
+    }
+}
+
+void bm_tile_load(benchmark::State& state) {
+    if (!amx_available()) {
+        state.SkipWithError("no AMX");
+        return;
+    }
+    tandem::aligned_vector<uint8_t> buf(16384 + 64, 0x3f);
+    const uint8_t* a = buf.data() + state.range(0);
+    amx_configure_tiles();
+    constexpr int64_t kPasses = 1 << 14;
+    for (auto _ : state) load_tiles(a, kPasses);
+    const double tiles = static_cast<double>(state.iterations()) * kPasses * 8;
+    state.counters["s_per_tile"] = benchmark::Counter(tiles, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 void register_all() {
     const int all = pool_all().n_threads();
     benchmark::RegisterBenchmark("clock", bm_clock)->Arg(1)->Arg(all)->ArgName("threads")->Iterations(3)->UseRealTime();
@@ -358,6 +391,7 @@ void register_all() {
             benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
     }
+    benchmark::RegisterBenchmark("tile_load", bm_tile_load)->Arg(0)->Arg(16)->ArgName("offset")->MinTime(0.3);
     for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})
         benchmark::RegisterBenchmark(("mla/tokens" + std::to_string(n_tok) + "/ctx" + std::to_string(n_ctx)).c_str(), bm_mla,
                                      n_tok, n_ctx)

@@ -1,7 +1,8 @@
 // Cache-line-aligned vectors for buffers the AMX tile unit reads and writes.
 //
-// A tile load whose 64-byte rows straddle two cache lines runs about 7x slower than an aligned
-// one (measured on Sapphire Rapids: ~27 ns against ~3.7 ns per 1 KiB tile), and std::vector's
+// A tile load whose 64-byte rows straddle two cache lines runs 2-7x slower than an aligned one
+// (Sapphire Rapids, bench_cpu tile_load: ~27 ns against 13.7 ns per 1 KiB tile, 3.7 ns in the
+// host's faster phases; docs/performance.md), and std::vector's
 // storage is only 16-byte aligned (large blocks come from mmap at page + 16 bytes). Buffers
 // that feed tile loads or take tile stores are aligned_vector, and every tile's offset inside
 // them is a multiple of 64 bytes.

@@ -74,7 +74,7 @@ void check_gemm(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, in
     MatmulScratch scratch;
     std::vector<float> y(static_cast<size_t>(n_tok * n_out), kNaN);
     matmul(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), scratch);
-    // Tile loads of rows that straddle cache lines run ~7x slower (core/aligned.h).
+    // Tile loads of rows that straddle cache lines run 2-7x slower (core/aligned.h).
     const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; };
     EXPECT_TRUE(aligned(scratch.gemm.packed.data()));
     for (const PanelScratch& ps : scratch.gemm.threads) EXPECT_TRUE(ps.chunk.empty() || (aligned(ps.chunk.data()) && aligned(ps.acc.data())));
