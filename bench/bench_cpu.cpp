@@ -23,6 +23,24 @@
 // reporting multiply-adds/s (MAC/s) and weights unpacked/s. The matrix is re-read from L3/DRAM
 // each pass; the unpacking, not the memory, bounds it.
 //
+// kernel/FORMAT/threads:N: the dot kernel alone, no memory traffic: each of N threads (pinned,
+// one per core) dots its own 128 weight rows of 7168 (L2-resident, at most 0.5 MiB) with one
+// activation row, over and over. block_cycles (threads x clock x time / blocks) against the
+// single-thread figure shows what running N cores at once costs the kernel itself (the all-core
+// clock, cores that share execution units); the MoE step's block_cycles against this one shows
+// what streaming from DRAM adds.
+//
+// ports/threads:N and gathers/threads:N: the two resources the gather formats' kernels are
+// bound by (docs/performance.md), on N threads at once: independent 512-bit vpaddd (ports 0
+// and 5) and independent vpgatherdq of 8 qwords from an L1-resident table. Each reports ns per
+// instruction per thread (s_per_op, printed with an SI prefix) and ops per cycle at the
+// single-thread clock; if N threads share execution units, the per-thread rate falls with N.
+//
+// kernel_pair/FORMAT/cpu:J: the same loop on two threads pinned to CPUs 0 and J at once;
+// block_cycles is the slower thread's, at the single-thread clock. A pair of logical CPUs that
+// share one core's execution units (SMT siblings, which a VM may not show in its topology) runs
+// at about twice the single-thread figure.
+//
 // tile_load/offset:N (where the CPU has AMX): one thread loading 1 KiB tiles (16 rows of 64
 // bytes) from an L1-resident buffer that starts N bytes past a cache line; 0 is how tandem's
 // buffers are aligned (core/aligned.h), 16 is what std::vector storage gives. Reports ns per
@@ -32,12 +50,17 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <map>
 #include <numeric>
+#include <pthread.h>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/attention.h"
@@ -67,6 +90,15 @@ ThreadPool& pool_one() {
     return pool;
 }
 ThreadPool& pool_of(int n) { return n == 1 ? pool_one() : pool_all(); }
+// A pool of exactly n threads (kept for the process).
+ThreadPool& pool_sized(int n) {
+    if (n == 1) return pool_one();
+    if (n == pool_all().n_threads()) return pool_all();
+    static std::map<int, std::unique_ptr<ThreadPool>> pools;
+    auto& p = pools[n];
+    if (!p) p = std::make_unique<ThreadPool>(n);
+    return *p;
+}
 
 // ---- read bandwidth ----
 
@@ -280,6 +312,158 @@ void bm_moe(benchmark::State& state, GgmlType type, int batch) {
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * batch, benchmark::Counter::kIsRate);
 }
 
+// ---- the dot kernel alone, L2-resident ----
+
+constexpr int64_t kKernelRows = 128;
+
+// One thread's weight rows and quantized activations for the kernel benchmarks.
+struct KernelData {
+    GgmlType type;
+    uint64_t row_bytes;
+    tandem::aligned_vector<uint8_t> w, a;
+    KernelData(GgmlType t, uint64_t seed) : type(t), row_bytes(quant_row_bytes(t, kEmbd)), w(row_bytes * kKernelRows) {
+        tandem::quant::fill_random(type, {w.data(), w.size()}, seed, 0.05f);
+        const GgmlType at = tandem::quant::vec_dot_type(type);
+        a.resize(quant_row_bytes(at, kEmbd));
+        const std::vector<float> x = activations(kEmbd);
+        tandem::quant::quantize_row(at, x.data(), a.data(), kEmbd);
+    }
+    // `passes` passes over the rows; returns the sum so the work is not optimised away.
+    float run(int64_t passes) const {
+        const tandem::quant::VecDotFn dot = tandem::quant::vec_dot_fn(type);
+        float s = 0;
+        for (int64_t p = 0; p < passes; ++p)
+            for (int64_t r = 0; r < kKernelRows; ++r) s += dot(w.data() + static_cast<uint64_t>(r) * row_bytes, a.data(), kEmbd);
+        return s;
+    }
+    double blocks(int64_t passes) const { return static_cast<double>(passes) * kKernelRows * (kEmbd / 256); }
+};
+
+constexpr int64_t kKernelPasses = 64;
+
+void bm_kernel(benchmark::State& state, GgmlType type) {
+    ThreadPool& pool = pool_sized(static_cast<int>(state.range(0)));
+    std::vector<std::unique_ptr<KernelData>> data(static_cast<size_t>(pool.n_threads()));
+    // Each thread builds its own rows, so they sit in its core's cache.
+    pool.run_on_all([&](int idx) { data[static_cast<size_t>(idx)] = std::make_unique<KernelData>(type, 11 + idx); });
+    static std::map<int, double> clocks;
+    double& hz = clocks[pool.n_threads()];
+    if (hz == 0) hz = clock_hz(pool);
+    std::vector<float> sums(static_cast<size_t>(pool.n_threads()) * 16);
+    for (auto _ : state)
+        pool.run_on_all([&](int idx) { sums[static_cast<size_t>(idx) * 16] = data[static_cast<size_t>(idx)]->run(kKernelPasses); });
+    benchmark::DoNotOptimize(sums.data());
+    const double blocks = data[0]->blocks(kKernelPasses) * pool.n_threads() * static_cast<double>(state.iterations());
+    state.SetBytesProcessed(static_cast<int64_t>(blocks * static_cast<double>(quant_row_bytes(type, 256))));
+    state.counters["threads"] = pool.n_threads();
+    if (hz > 0)
+        state.counters["block_cycles"] =
+            benchmark::Counter(blocks / (pool.n_threads() * hz), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+// n x 16 independent 512-bit adds (8 accumulators, one cycle latency each).
+__attribute__((target("avx512f"))) void add_throughput(int64_t n) {
+    __m512i a0 = _mm512_set1_epi32(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    const __m512i b = _mm512_set1_epi32(3);
+    for (int64_t i = 0; i < n; ++i)
+        asm volatile(
+            "vpaddd %8, %0, %0\n\tvpaddd %8, %1, %1\n\tvpaddd %8, %2, %2\n\tvpaddd %8, %3, %3\n\t"
+            "vpaddd %8, %4, %4\n\tvpaddd %8, %5, %5\n\tvpaddd %8, %6, %6\n\tvpaddd %8, %7, %7\n\t"
+            "vpaddd %8, %0, %0\n\tvpaddd %8, %1, %1\n\tvpaddd %8, %2, %2\n\tvpaddd %8, %3, %3\n\t"
+            "vpaddd %8, %4, %4\n\tvpaddd %8, %5, %5\n\tvpaddd %8, %6, %6\n\tvpaddd %8, %7, %7"
+            : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7)
+            : "v"(b));
+}
+
+// n x 4 independent vpgatherdq (8 qwords each) from a 2048-entry table (16 KiB), indices
+// not depending on the loaded values.
+__attribute__((target("avx512f"))) uint64_t gather_throughput(const uint64_t* table, int64_t n) {
+    __m256i idx = _mm256_setr_epi32(3, 700, 1201, 64, 1999, 512, 77, 1500);
+    const __m256i step = _mm256_set1_epi32(97), mask = _mm256_set1_epi32(2047);
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i s0 = zero, s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t i = 0; i < n; ++i) {
+        const __m256i i1 = _mm256_and_si256(_mm256_add_epi32(idx, step), mask);
+        const __m256i i2 = _mm256_and_si256(_mm256_add_epi32(i1, step), mask);
+        const __m256i i3 = _mm256_and_si256(_mm256_add_epi32(i2, step), mask);
+        s0 = _mm512_xor_si512(s0, _mm512_mask_i32gather_epi64(zero, 0xFF, idx, table, 8));
+        s1 = _mm512_xor_si512(s1, _mm512_mask_i32gather_epi64(zero, 0xFF, i1, table, 8));
+        s2 = _mm512_xor_si512(s2, _mm512_mask_i32gather_epi64(zero, 0xFF, i2, table, 8));
+        s3 = _mm512_xor_si512(s3, _mm512_mask_i32gather_epi64(zero, 0xFF, i3, table, 8));
+        idx = _mm256_and_si256(_mm256_add_epi32(i3, step), mask);
+    }
+    alignas(64) uint64_t out[8];
+    _mm512_store_si512(out, _mm512_xor_si512(_mm512_xor_si512(s0, s1), _mm512_xor_si512(s2, s3)));
+    return out[0] ^ out[7];
+}
+
+void bm_ports(benchmark::State& state, bool gathers) {
+    if (!__builtin_cpu_supports("avx512f")) {
+        state.SkipWithError("no AVX-512");
+        return;
+    }
+    ThreadPool& pool = pool_sized(static_cast<int>(state.range(0)));
+    constexpr int64_t kReps = 1 << 20;
+    const int64_t ops = gathers ? 4 * kReps / 8 : 16 * kReps;
+    std::vector<uint64_t> table(2048);
+    std::iota(table.begin(), table.end(), 1);
+    std::vector<uint64_t> sink(static_cast<size_t>(pool.n_threads()) * 8);
+    for (auto _ : state)
+        pool.run_on_all([&](int idx) {
+            if (gathers) sink[static_cast<size_t>(idx) * 8] = gather_throughput(table.data(), kReps / 8);
+            else add_throughput(kReps);
+        });
+    benchmark::DoNotOptimize(sink.data());
+    const double n = static_cast<double>(ops) * static_cast<double>(state.iterations());
+    state.counters["s_per_op"] = benchmark::Counter(n, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    const double hz = clock_of(1);
+    if (hz > 0) state.counters["ops_per_cycle"] = benchmark::Counter(n / hz, benchmark::Counter::kIsRate);
+    state.counters["threads"] = pool.n_threads();
+}
+
+// Runs fn on a new thread pinned to `cpu`.
+std::thread pinned_thread(int cpu, std::function<void()> fn) {
+    std::thread t(std::move(fn));
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pthread_setaffinity_np(t.native_handle(), sizeof(one), &one);
+    return t;
+}
+
+void bm_kernel_pair(benchmark::State& state, GgmlType type) {
+    const int other = static_cast<int>(state.range(0));
+    if (other >= online_cpus()) {
+        state.SkipWithError("no such CPU");
+        return;
+    }
+    const KernelData d0(type, 11), d1(type, 12);
+    double slowest = 0;
+    for (auto _ : state) {
+        std::atomic<int> ready{0};
+        double secs[2] = {0, 0};
+        float sums[2] = {0, 0};
+        auto body = [&](int i, const KernelData& d) {
+            return [&, i] {
+                d.run(2);  // into this core's cache
+                ready.fetch_add(1);
+                while (ready.load() < 2) {
+                }
+                const auto t0 = std::chrono::steady_clock::now();
+                sums[i] = d.run(kKernelPasses);
+                secs[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            };
+        };
+        std::thread a = pinned_thread(0, body(0, d0)), b = pinned_thread(other, body(1, d1));
+        a.join();
+        b.join();
+        benchmark::DoNotOptimize(sums);
+        slowest += std::max(secs[0], secs[1]);
+    }
+    const double hz = clock_of(1);
+    if (hz > 0) state.counters["block_cycles"] = slowest * hz / (d0.blocks(kKernelPasses) * static_cast<double>(state.iterations()));
+}
+
 // One expert's gate matrix times n_tok tokens on the tile unit, on this thread.
 void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
     if (!amx_available()) {
@@ -375,8 +559,8 @@ void register_all() {
     const int all = pool_all().n_threads();
     benchmark::RegisterBenchmark("clock", bm_clock)->Arg(1)->Arg(all)->ArgName("threads")->Iterations(3)->UseRealTime();
     benchmark::RegisterBenchmark("read_bw", bm_read_bw)->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.5)->UseRealTime();
-    const GgmlType types[] = {GgmlType::IQ1_S, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K,
-                              GgmlType::Q3_K,  GgmlType::Q6_K,    GgmlType::Q8_0};
+    const GgmlType types[] = {GgmlType::IQ1_S, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, GgmlType::Q2_K,
+                              GgmlType::Q4_K,  GgmlType::Q3_K,     GgmlType::Q6_K,    GgmlType::Q8_0};
     for (GgmlType type : types) {
         const std::string t(tandem::ggml_type_name(type));
         for (bool down : {false, true})
@@ -390,6 +574,20 @@ void register_all() {
         for (int n_tok : {16, 32, 64, 256})
             benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
+    }
+    for (bool g : {false, true}) {
+        auto* b = benchmark::RegisterBenchmark(g ? "gathers" : "ports", bm_ports, g);
+        for (int n = 1; n < all; n *= 2) b->Arg(n);
+        b->Arg(all)->ArgName("threads")->MinTime(0.2)->UseRealTime();
+    }
+    for (GgmlType type : {GgmlType::IQ1_S, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, GgmlType::Q2_K}) {
+        const std::string t(tandem::ggml_type_name(type));
+        auto* k = benchmark::RegisterBenchmark(("kernel/" + t).c_str(), bm_kernel, type);
+        for (int n = 1; n < all; n *= 2) k->Arg(n);
+        k->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
+        auto* p = benchmark::RegisterBenchmark(("kernel_pair/" + t).c_str(), bm_kernel_pair, type);
+        for (int c = 1; c < all; ++c) p->Arg(c);
+        p->ArgName("cpu")->Unit(benchmark::kMicrosecond)->Iterations(5)->UseRealTime();
     }
     benchmark::RegisterBenchmark("tile_load", bm_tile_load)->Arg(0)->Arg(16)->ArgName("offset")->MinTime(0.3);
     for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})

@@ -140,6 +140,7 @@ Verb add_bench(CLI::App& app) {
     cmd->add_option("-r,--reps", a->reps, "Timed repetitions (after one warm-up)")->capture_default_str();
     cmd->add_option("--batch", a->n_batch, "Prefill chunk size in tokens")->capture_default_str();
     add_mla_option(cmd, a->load.mla);
+    add_repack_option(cmd, a->load.repack);
     cmd->add_flag("--json", a->json, "Print one JSON object (pp_tps, tg_tps, ...)");
     cmd->add_flag("!--no-bandwidth", a->measure_bw, "Skip measuring the memory read bandwidth");
     return {cmd, [a] { return run_bench(*a); }};

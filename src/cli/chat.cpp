@@ -351,6 +351,7 @@ Verb add_chat(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("-t,--threads", a->n_threads, "CPU threads (default: all)");
     add_mla_option(cmd, a->load.mla);
+    add_repack_option(cmd, a->load.repack);
     cmd->add_option("--ctx", a->n_ctx, "Context size in tokens (the whole conversation)")
         ->capture_default_str();
     cmd->add_option("--batch", a->n_batch, "Prefill chunk size in tokens")->capture_default_str();

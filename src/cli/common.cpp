@@ -28,6 +28,19 @@ void add_mla_option(CLI::App* cmd, model::MlaForm& form) {
         ->default_str("auto");
 }
 
+void add_repack_option(CLI::App* cmd, model::Repack& mode) {
+    cmd->add_option_function<std::string>(
+           "--repack",
+           [&mode](const std::string& s) {
+               mode = s == "on" ? model::Repack::kOn : s == "off" ? model::Repack::kOff : model::Repack::kAuto;
+           },
+           "Rewrite IQ1_S routed experts at load into a layout with the same weights that runs about 1.7x faster "
+           "and takes 1.4x the memory: auto (when the model still fits in memory), on, or off")
+        ->check(CLI::IsMember({"auto", "on", "off"}))
+        ->type_name("WHEN")
+        ->default_str("auto");
+}
+
 void add_sampling_options(CLI::App* cmd, SamplingArgs& a) {
     cmd->add_flag("--greedy", a.greedy, "Always take the most likely token (same as --temp 0)");
     cmd->add_option("--temp", a.params.temperature, "Sampling temperature")->capture_default_str();

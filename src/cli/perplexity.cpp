@@ -182,6 +182,7 @@ Verb add_perplexity(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("-t,--threads", a->n_threads, "CPU threads (default: all)");
     add_mla_option(cmd, a->load.mla);
+    add_repack_option(cmd, a->load.repack);
     return {cmd, [a] { return run_perplexity(*a); }};
 }
 

@@ -206,6 +206,7 @@ Verb add_run(CLI::App& app) {
                   "Dot quantized weights with float32 activations instead of 8-bit blocks (slower; "
                   "for checking)");
     add_mla_option(cmd, a->load.mla);
+    add_repack_option(cmd, a->load.repack);
     cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
     cmd->add_option(
         "--logits-out", a->logits_out,

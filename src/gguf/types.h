@@ -44,6 +44,9 @@ enum class GgmlType : uint32_t {
     TQ1_0 = 34,
     TQ2_0 = 35,
     MXFP4 = 39,
+    // tandem's own in-memory layouts, never read from or written to a file (ids far above
+    // ggml's): see quant/repack.h.
+    IQ1_S_U2 = 0x10000,
 };
 
 struct GgmlTypeTraits {
@@ -54,13 +57,14 @@ struct GgmlTypeTraits {
     bool quantized;
 };
 
-// Traits of a type id read from a file; nullopt when the id is unknown (or retired, 4/5/31-33).
+// Traits of a type id read from a file; nullopt when the id is unknown (or retired, 4/5/31-33)
+// or one of tandem's in-memory layouts.
 std::optional<GgmlTypeTraits> ggml_type_traits(uint32_t type_id);
 const GgmlTypeTraits& ggml_traits(GgmlType type);
 std::string_view ggml_type_name(GgmlType type);
 std::optional<GgmlType> ggml_type_from_name(std::string_view name);  // case-insensitive
 
-// Every known type, in id order.
+// Every type a file may hold, in id order (not the in-memory layouts).
 std::span<const GgmlTypeTraits> ggml_all_types();
 
 // Bits per weight, for human summaries.

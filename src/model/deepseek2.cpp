@@ -9,6 +9,9 @@
 // Then a Mixture-of-Experts FFN (DeepSeek-V3 paper, section 2.1.2): sigmoid or softmax
 // affinities, optional group-limited selection, top-k, optional normalisation, a scale, plus
 // shared experts; the first `leading_dense_block_count` layers have a dense FFN instead.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -17,6 +20,9 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "core/huge_buffer.h"
+#include "core/progress.h"
+#include "core/units.h"
 #include "cpu/attention.h"
 #include "cpu/moe.h"
 #include "model/model.h"
@@ -25,6 +31,7 @@
 #include "model/weights.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
+#include "quant/repack.h"
 
 namespace tandem::model {
 namespace {
@@ -116,6 +123,40 @@ Config read_config(const gguf::File& file) {
     return c;
 }
 
+// The routed experts' matrices of one tensor, [n_expert][n_out, n_in], as the kernels read
+// them: in place in the memory map, or a repacked copy (quant/repack.h) held here.
+struct ExpertMat {
+    GgmlType type = GgmlType::F32;
+    int64_t n_in = 0, n_out = 0, n_expert = 0;
+    const uint8_t* data = nullptr;
+    uint64_t row_bytes = 0;
+    HugeBuffer owned;
+
+    static ExpertMat of(const gguf::TensorInfo& t) {
+        return {t.type, t.ne[0], t.ne[1], t.ne[2], t.data, t.row_bytes(), {}};
+    }
+    uint64_t bytes() const { return row_bytes * static_cast<uint64_t>(n_out * n_expert); }
+    Mat expert(int64_t e) const { return {type, n_in, n_out, data + static_cast<uint64_t>(e * n_out) * row_bytes, row_bytes}; }
+};
+
+// True when `resident` bytes (the model as it will sit in memory) leave a fifth of this
+// machine's memory to everything else (KV cache, activations, the system).
+bool repack_fits(uint64_t resident) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return false;
+    return resident <= static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 5 * 4;
+}
+
+// Drops this process's mapping of the whole pages inside [p, p + n) of the model's file
+// mapping, once their bytes have been repacked: the kernel may reclaim them, and a read would
+// fault them in again from the file.
+void release_pages(const uint8_t* p, uint64_t n) {
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGE_SIZE));
+    const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+    if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+}
+
 struct Layer {
     std::vector<float> attn_norm;   // [n_embd]
     Mat q_a;                        // [q_lora_rank, n_embd]         (V3/R1)
@@ -135,9 +176,8 @@ struct Layer {
     // MoE.
     Mat gate_inp;                   // [n_expert, n_embd]
     std::vector<float> exp_probs_b; // [n_expert] selection bias (V3/R1)
-    const gguf::TensorInfo* gate_exps = nullptr;  // [n_expert][n_ff_exp, n_embd]
-    const gguf::TensorInfo* up_exps = nullptr;    // [n_expert][n_ff_exp, n_embd]
-    const gguf::TensorInfo* down_exps = nullptr;  // [n_expert][n_embd, n_ff_exp]
+    ExpertMat gate_exps, up_exps;   // [n_expert][n_ff_exp, n_embd]
+    ExpertMat down_exps;            // [n_expert][n_embd, n_ff_exp]
     Mat gate_sh, up_sh, down_sh;    // shared experts, [n_ff_exp * n_shared, n_embd] ...
 };
 
@@ -255,9 +295,9 @@ public:
             }
             l.gate_inp = b.mat(p + "ffn_gate_inp.weight", c.n_embd, c.n_expert);
             l.exp_probs_b = b.vec_opt(p + "exp_probs_b.bias", c.n_expert);
-            l.gate_exps = &b.tensor(p + "ffn_gate_exps.weight", {c.n_embd, c.n_ff_exp, c.n_expert});
-            l.up_exps = &b.tensor(p + "ffn_up_exps.weight", {c.n_embd, c.n_ff_exp, c.n_expert});
-            l.down_exps = &b.tensor(p + "ffn_down_exps.weight", {c.n_ff_exp, c.n_embd, c.n_expert});
+            l.gate_exps = ExpertMat::of(b.tensor(p + "ffn_gate_exps.weight", {c.n_embd, c.n_ff_exp, c.n_expert}));
+            l.up_exps = ExpertMat::of(b.tensor(p + "ffn_up_exps.weight", {c.n_embd, c.n_ff_exp, c.n_expert}));
+            l.down_exps = ExpertMat::of(b.tensor(p + "ffn_down_exps.weight", {c.n_ff_exp, c.n_embd, c.n_expert}));
             if (c.n_expert_shared > 0) {
                 const int64_t n_sh = c.n_ff_exp * c.n_expert_shared;
                 l.gate_sh = b.mat(p + "ffn_gate_shexp.weight", c.n_embd, n_sh);
@@ -279,6 +319,51 @@ public:
         scratch_.resize(static_cast<size_t>(pool.n_threads()));
         for (auto& sc : scratch_) sc.f32_activations = opt.f32_activations;
         bytes_per_token_ = summarize(file).active_bytes_per_token;
+        repack_experts(file, opt.repack);
+    }
+
+    // Rewrites the routed experts whose format has a faster in-memory layout (IQ1_S ->
+    // IQ1_S_U2, quant/repack.h): as asked, or on auto when the model still fits in memory
+    // afterwards (repack_fits). The file's pages of the rewritten tensors are released.
+    void repack_experts(const gguf::File& file, Repack mode) {
+        std::vector<ExpertMat*> todo;
+        uint64_t from = 0, to = 0;
+        for (Layer& l : layers_)
+            for (ExpertMat* m : {&l.gate_exps, &l.up_exps, &l.down_exps})
+                if (m->data && quant::repacked_type(m->type)) {
+                    todo.push_back(m);
+                    from += m->bytes();
+                    to += cpu::quant_row_bytes(*quant::repacked_type(m->type), m->n_in) * static_cast<uint64_t>(m->n_out * m->n_expert);
+                }
+        if (todo.empty() || mode == Repack::kOff) return;
+        if (mode == Repack::kAuto && !repack_fits(file.total_file_bytes() - from + to)) {
+            fmt::print(stderr, "note: not repacking the {} experts for speed: they would need {} more memory than this "
+                               "machine has to spare (--repack on to force)\n",
+                       ggml_type_name(todo.front()->type), format_bytes(to - from));
+            return;
+        }
+        Progress bar(fmt::format("repacking {} experts", ggml_type_name(todo.front()->type)), from);
+        uint64_t done = 0;
+        for (ExpertMat* m : todo) {
+            const GgmlType type = *quant::repacked_type(m->type);
+            const uint64_t in_block = ggml_traits(m->type).type_size, out_block = ggml_traits(type).type_size;
+            const int64_t n_blocks = static_cast<int64_t>(m->bytes() / in_block);
+            HugeBuffer out(static_cast<uint64_t>(n_blocks) * out_block);
+            pool_.parallel_for(n_blocks, [&](int64_t b0, int64_t b1, int) {
+                quant::repack_blocks(m->type, m->data + static_cast<uint64_t>(b0) * in_block,
+                                     out.data() + static_cast<uint64_t>(b0) * out_block, b1 - b0);
+            });
+            release_pages(m->data, m->bytes());
+            m->row_bytes = m->row_bytes / in_block * out_block;
+            m->type = type;
+            m->owned = std::move(out);
+            m->data = m->owned.data();
+            done += static_cast<uint64_t>(n_blocks) * in_block;
+            bar.update(done);
+        }
+        bar.finish();
+        // A decoded token reads n_expert_used of each layer's n_expert experts.
+        bytes_per_token_ += (to - from) / static_cast<uint64_t>(c_.n_expert) * static_cast<uint64_t>(c_.n_expert_used);
     }
 
     int64_t n_vocab() const override { return c_.n_vocab; }
@@ -710,9 +795,9 @@ private:
         prof_.mark(StepProfile::kRouter);
 
         // routed experts: gate, up, SiLU, down and the weighted sum, spread over all threads
-        const cpu::ExpertWeights ew{l.gate_exps->type, l.up_exps->type, l.down_exps->type,
-                                    l.gate_exps->data, l.up_exps->data, l.down_exps->data,
-                                    l.gate_exps->row_bytes(), l.up_exps->row_bytes(), l.down_exps->row_bytes(),
+        const cpu::ExpertWeights ew{l.gate_exps.type, l.up_exps.type, l.down_exps.type,
+                                    l.gate_exps.data, l.up_exps.data, l.down_exps.data,
+                                    l.gate_exps.row_bytes, l.up_exps.row_bytes, l.down_exps.row_bytes,
                                     c.n_embd, c.n_ff_exp, c.n_expert};
         moe_out_.resize(static_cast<size_t>(n_tok * c.n_embd));
         if (f32_activations_) moe_f32(l, n_tok);
@@ -741,7 +826,7 @@ private:
             xe.resize(static_cast<size_t>(m * c.n_embd));
             for (int64_t i = 0; i < m; ++i) std::copy(h(toks[static_cast<size_t>(i)].first), h(toks[static_cast<size_t>(i)].first) + c.n_embd, xe.data() + i * c.n_embd);
             d.resize(static_cast<size_t>(m * c.n_embd));
-            swiglu_ffn(pool_, mat_of(*l.gate_exps, e), mat_of(*l.up_exps, e), mat_of(*l.down_exps, e), xe.data(), m, d.data(),
+            swiglu_ffn(pool_, l.gate_exps.expert(e), l.up_exps.expert(e), l.down_exps.expert(e), xe.data(), m, d.data(),
                        g_, u_, scratch_[0]);
             for (int64_t i = 0; i < m; ++i) {
                 const auto [t, w] = toks[static_cast<size_t>(i)];

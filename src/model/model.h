@@ -90,9 +90,15 @@ public:
 // hand (DeepSeek2::use_decompressed).
 enum class MlaForm { kAuto, kAbsorbed, kDecompressed };
 
+// Whether routed experts whose format has a faster in-memory layout (IQ1_S -> IQ1_S_U2,
+// quant/repack.h: the same weights, 1.4x the bytes, about half the kernel's instructions) are
+// rewritten at load: always, never, or when the model still fits in memory afterwards.
+enum class Repack { kAuto, kOn, kOff };
+
 struct LoadOptions {
     bool f32_activations = false;  // see QuantScratch in model/ops.h
     MlaForm mla = MlaForm::kAuto;
+    Repack repack = Repack::kAuto;
 };
 
 // Loads the model in `file` (held open by the caller for the model's lifetime), choosing the

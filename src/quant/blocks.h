@@ -231,6 +231,19 @@ struct BlockIq1S {
 };
 static_assert(sizeof(BlockIq1S) == 50);
 
+// IQ1_S with every grid value written out (tandem's in-memory layout IQ1_S_U2, quant/repack.h):
+// the same weights, x = d * (2 * sc + 1) * (u - 1 + delta), but u = grid value + 1 in {0, 1, 2}
+// is 2 bits at a fixed place instead of an 11-bit index into a 2048-entry grid, so kernels read
+// it with a shift and a mask instead of a table lookup (gather). Weight e = 64 c + j sits in
+// bits 2c..2c+1 of qs[j]; group g = e / 32 (32 weights) has nibble g of sc (byte g / 2, low
+// nibble first): bits 0..2 the scale sc, bit 3 the delta sign (set: delta = -1/8).
+struct BlockIq1SU2 {
+    uint16_t d;
+    uint8_t sc[4];
+    uint8_t qs[64];
+};
+static_assert(sizeof(BlockIq1SU2) == 70);
+
 // 32 groups of 8: grid index = qs[g] | (qh[g/2] >> 4*(g%2) & 7) << 8, delta sign = bit 3 of
 // that nibble. scales is four little-endian uint16: 3-bit scales at bits 0,3,6,9 (one per 16
 // elements, 4 per uint16) and the f16 super-scale split over their top nibbles (uint16 k

@@ -263,6 +263,17 @@ void dequant_block(const BlockIq1S& b, float* y) {
     }
 }
 
+void dequant_block(const BlockIq1SU2& b, float* y) {
+    // The same float operations as BlockIq1S's, so the values are identical.
+    const float d = fp16_to_f32(b.d);
+    for (int g = 0; g < 8; ++g) {
+        const int nibble = iq1su2_nibble(b, g);
+        const float dl = d * static_cast<float>(2 * (nibble & 7) + 1);
+        const float delta = (nibble & 8) ? -kIq1Delta : kIq1Delta;
+        for (int k = 0; k < 32; ++k) y[32 * g + k] = dl * (static_cast<float>(iq1su2_u(b, 32 * g + k) - 1) + delta);
+    }
+}
+
 void dequant_block(const BlockIq1M& b, float* y) {
     const float d = fp16_to_f32(iq1m_scale_bits(b));
     for (int g = 0; g < 32; ++g) {
@@ -335,6 +346,7 @@ DequantFn dequant_fn(GgmlType type) {
         case T::IQ3_XXS: return dequant_blocks<BlockIq3Xxs, kQK>;
         case T::IQ3_S: return dequant_blocks<BlockIq3S, kQK>;
         case T::IQ1_S: return dequant_blocks<BlockIq1S, kQK>;
+        case T::IQ1_S_U2: return dequant_blocks<BlockIq1SU2, kQK>;
         case T::IQ1_M: return dequant_blocks<BlockIq1M, kQK>;
         case T::IQ4_XS: return dequant_blocks<BlockIq4Xs, kQK>;
         default: return nullptr;

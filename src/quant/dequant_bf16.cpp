@@ -7,7 +7,7 @@
 // b are the float scale and offset of u's 16- or 32-value sub-block. Other formats go through
 // the scalar reference dequantizer and a conversion.
 //
-// Where a block has few distinct values (IQ1_S: 3 per 32 weights; Q4_K: 16), they are
+// Where a block has few distinct values (IQ1_S and IQ1_S_U2: 3 per 32 weights; Q4_K: 16), they are
 // computed once into a table of 32 bf16 values and every weight is one table lookup
 // (vpermw): 2 uops per 32 values instead of the 7 of int -> float -> fma -> bf16.
 //
@@ -191,36 +191,51 @@ void block_bf16(const BlockIq3Xxs& b, uint16_t* y) {
     }
 }
 
-void block_bf16(const BlockIq1S& b, uint16_t* y) {
-    // Group i (32 weights): x = dl_i * (g + delta_i), g in {-1, 0, 1}, dl_i = d * (2 sc_i + 1),
-    // delta_i = +-1/8. Table entry 3 i + u (u = g + 1 from kIq1sGridU) holds x, exactly as
-    // fma(dl_i, g, dl_i * delta_i) rounds it (dl_i * delta_i is exact).
-    const __m256i qh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh)));  // [8]
-    const __m256i s = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(qh, 11), _mm256_set1_epi32(14)), _mm256_set1_epi32(1));
-    const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(fp16_to_f32(b.d)), _mm256_cvtepi32_ps(s));
-    const __m256 off = _mm256_xor_ps(_mm256_mul_ps(dl, _mm256_set1_ps(kIq1Delta)),
-                                     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(qh, _mm256_set1_epi32(0x8000)), 16)));
+// IQ1_S and IQ1_S_U2, group i (32 weights): x = dl_i * (g + delta_i), g in {-1, 0, 1},
+// dl_i = d * (2 sc_i + 1), delta_i = +-1/8. Table entry 3 i + u (u = g + 1) holds x, exactly as
+// fma(dl_i, g, dl_i * delta_i) rounds it (dl_i * delta_i is exact). s: [8] 2 sc_i + 1,
+// minus: [8] sign bits (bit 31 set where delta_i < 0).
+inline __m512i iq1_table(uint16_t d, __m256i s, __m256i minus) {
+    const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(fp16_to_f32(d)), _mm256_cvtepi32_ps(s));
+    const __m256 off = _mm256_xor_ps(_mm256_mul_ps(dl, _mm256_set1_ps(kIq1Delta)), _mm256_castsi256_ps(minus));
     const __m512i grp_lo = _mm512_setr_epi32(0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5);
     const __m512i grp_hi = _mm512_setr_epi32(5, 5, 6, 6, 6, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512 g_lo = _mm512_setr_ps(-1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1);
     const __m512 g_hi = _mm512_setr_ps(0, 1, -1, 0, 1, -1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512 dl16 = _mm512_castps256_ps512(dl), off16 = _mm512_castps256_ps512(off);
-    const __m512i lut = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(
+    return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(
         _mm512_fmadd_ps(_mm512_permutexvar_ps(grp_hi, dl16), g_hi, _mm512_permutexvar_ps(grp_hi, off16)),
         _mm512_fmadd_ps(_mm512_permutexvar_ps(grp_lo, dl16), g_lo, _mm512_permutexvar_ps(grp_lo, off16))));
+}
+
+// Weights 64j .. 64j+63 (groups 2j, 2j + 1) from their 64 bytes u: table indices u + 6j for
+// the first 32, u + 6j + 3 for the last 32.
+inline void iq1_lookup64(uint16_t* y, __m512i u, int j, __m512i lut) {
+    const __m512i t = _mm512_add_epi8(u, _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(6 * j)),
+                                                           _mm256_set1_epi8(static_cast<char>(6 * j + 3)), 1));
+    lookup32(y + 64 * j, _mm512_castsi512_si256(t), lut);
+    lookup32(y + 64 * j + 32, _mm512_extracti64x4_epi64(t, 1), lut);
+}
+
+void block_bf16(const BlockIq1S& b, uint16_t* y) {
+    const __m256i qh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh)));  // [8]
+    const __m256i s = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(qh, 11), _mm256_set1_epi32(14)), _mm256_set1_epi32(1));
+    const __m512i lut = iq1_table(b.d, s, _mm256_slli_epi32(_mm256_and_si256(qh, _mm256_set1_epi32(0x8000)), 16));
     const __m256i qhd = iq1s_qh_per16<kIsa>(b);
     for (int h = 0; h < 2; ++h) {
         const __m512i idx = iq1s_indices16<kIsa>(b, qhd, h);
-        for (int half = 0; half < 2; ++half) {
-            // Weights 64j .. 64j+63 = groups 2j, 2j + 1: table indices u + 6j, u + 6j + 3.
-            const int j = 2 * h + half;
-            const __m512i u = gather8x64<kIsa>(kIq1sGridU.data(), half ? _mm512_extracti64x4_epi64(idx, 1) : _mm512_castsi512_si256(idx));
-            const __m512i t = _mm512_add_epi8(u, _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(6 * j)),
-                                                                   _mm256_set1_epi8(static_cast<char>(6 * j + 3)), 1));
-            lookup32(y + 64 * j, _mm512_castsi512_si256(t), lut);
-            lookup32(y + 64 * j + 32, _mm512_extracti64x4_epi64(t, 1), lut);
-        }
+        for (int half = 0; half < 2; ++half)
+            iq1_lookup64(y, gather8x64<kIsa>(kIq1sGridU.data(), half ? _mm512_extracti64x4_epi64(idx, 1) : _mm512_castsi512_si256(idx)),
+                         2 * h + half, lut);
     }
+}
+
+void block_bf16(const BlockIq1SU2& b, uint16_t* y) {
+    const __m256i nib = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(_pdep_u64(load_u32(b.sc), 0x0F0F0F0F0F0F0F0Full))));
+    const __m256i s = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(7)), 1), _mm256_set1_epi32(1));
+    const __m512i lut = iq1_table(b.d, s, _mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(8)), 28));
+    const __m512i x = _mm512_loadu_si512(b.qs);
+    for (int j = 0; j < 4; ++j) iq1_lookup64(y, _mm512_and_si512(_mm512_srli_epi16(x, 2 * j), _mm512_set1_epi8(3)), j, lut);
 }
 
 void row_f32(const float* x, uint16_t* y, int64_t n) {
@@ -270,6 +285,7 @@ RowFn fast_row(GgmlType type) {
         case T::IQ2_XXS: return blocks_bf16<BlockIq2Xxs, kQK>;
         case T::IQ3_XXS: return blocks_bf16<BlockIq3Xxs, kQK>;
         case T::IQ1_S: return blocks_bf16<BlockIq1S, kQK>;
+        case T::IQ1_S_U2: return blocks_bf16<BlockIq1SU2, kQK>;
         default: return nullptr;
     }
 }

@@ -342,18 +342,8 @@ inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
 // register; under AVX2 32 weights per step. Signs: bit e of a 256-bit string (32 bytes, one
 // per 8 weights) negates weight e. docs/performance.md counts the uops per block.
 
-// Weights whose grid values are stored as signed {-1, 0, 1} (IQ1_S/IQ1_M) get them + 1 in
-// every byte, so a gathered entry is directly maddubs' unsigned operand.
-constexpr std::array<uint64_t, 2048> make_iq1s_grid_u() {
-    std::array<uint64_t, 2048> t{};
-    for (size_t i = 0; i < t.size(); ++i)
-        for (int j = 0; j < 8; ++j) {
-            const auto v = static_cast<uint8_t>(static_cast<int8_t>(kIq1sGrid[i] >> (8 * j)) + 1);
-            t[i] |= uint64_t{v} << (8 * j);
-        }
-    return t;
-}
-alignas(64) constexpr std::array<uint64_t, 2048> kIq1sGridU = make_iq1s_grid_u();
+// Weights whose grid values are stored as signed {-1, 0, 1} (IQ1_S/IQ1_M) are gathered from
+// kIq1sGridU (grids.h), + 1 in every byte, so an entry is directly maddubs' unsigned operand.
 
 // kKsigns as arithmetic: a 7-bit sign index i becomes the byte i | parity(i) << 7 (the eighth
 // sign makes the count of negatives even). x: bytes < 128.
@@ -558,6 +548,48 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
         }
     }
     return acc.v;
+}
+
+// IQ1_S_U2 (IQ1_S with its grid values written out, quant/repack.h): IQ1_S's integers above,
+// but u is 2 bits at a fixed place: a shift and a mask per 64 weights instead of a gather.
+template <Isa I>
+inline typename AccVec<I>::type grid_block(const BlockIq1SU2& b, const BlockQ8K& a) {
+    // Group g's nibble n (byte g), then 8 s and +-s (s = 2 (n & 7) + 1, minus where bit 3 is
+    // set) by table lookups, widened to [8] int16.
+    const __m128i nib = _mm_cvtsi64_si128(static_cast<long long>(_pdep_u64(load_u32(b.sc), 0x0F0F0F0F0F0F0F0Full)));
+    const __m128i scale8 = _mm_cvtepu8_epi16(
+        _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
+    const __m128i pm = _mm_cvtepi8_epi16(
+        _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
+    const __m128i off = _mm_sub_epi16(pm, scale8);  // +-s - 8 s
+    if constexpr (I == Isa::Avx512Vnni) {
+        // Group g's offset in the int16 lanes 2g, 2g + 1 of the per-16 activation sums.
+        const __m256i off16 = _mm256_permutexvar_epi16(
+            _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), _mm256_castsi128_si256(off));
+        __m512i acc = _mm512_zextsi256_si512(_mm256_dpwssd_epi32(_mm256_setzero_si256(), load32(a.bsums), off16));
+        const __m512i x = _mm512_loadu_si512(b.qs);
+        const __m512i scales = _mm512_castsi128_si512(scale8);
+        // Lanes 0..15 of a maddubs result cover weights 64c .. 64c+31 (group 2c), 16..31 group 2c+1.
+        const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
+        for (int c = 0; c < 4; ++c) {
+            const __m512i u = _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3));
+            const __m512i scale = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(static_cast<int16_t>(2 * c))), scales);
+            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * c)), scale);
+        }
+        return acc;
+    } else {
+        __m256i acc = _mm256_madd_epi16(load32(a.bsums), _mm256_setr_m128i(_mm_unpacklo_epi16(off, off), _mm_unpackhi_epi16(off, off)));
+        alignas(16) int16_t sc[8];
+        _mm_store_si128(reinterpret_cast<__m128i*>(sc), scale8);
+        const __m256i x[2] = {load32(b.qs), load32(b.qs + 32)};
+        for (int c = 0; c < 4; ++c)
+            for (int h = 0; h < 2; ++h) {
+                const int g = 2 * c + h;  // weights 64c + 32h ..
+                const __m256i u = _mm256_and_si256(_mm256_srli_epi16(x[h], 2 * c), _mm256_set1_epi8(3));
+                acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * g), _mm256_set1_epi16(sc[g]));
+            }
+        return acc;
+    }
 }
 
 template <Isa I>
@@ -1055,6 +1087,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ2_XXS: return dot_grid_row<I, BlockIq2Xxs>;
         case T::IQ3_XXS: return dot_grid_row<I, BlockIq3Xxs>;
         case T::IQ1_S: return dot_grid_row<I, BlockIq1S>;
+        case T::IQ1_S_U2: return dot_grid_row<I, BlockIq1SU2>;
         case T::IQ1_M: return dot_grid_row<I, BlockIq1M>;
         case T::IQ2_XS: return dot_grid_row<I, BlockIq2Xs>;
         case T::IQ2_S: return dot_grid_row<I, BlockIq2S>;

@@ -52,6 +52,11 @@ inline uint16_t iq1m_scale_bits(const BlockIq1M& b) {
 // IQ1_M: the 3-bit scale of the 16 elements s (of 16).
 inline int iq1m_sub_scale(const BlockIq1M& b, int s) { return (iq1m_scales_u16(b, s / 4) >> (3 * (s % 4))) & 7; }
 
+// IQ1_S_U2: the nibble of group g (of 8): bits 0..2 the scale, bit 3 the delta sign.
+inline int iq1su2_nibble(const BlockIq1SU2& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
+// IQ1_S_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256).
+inline int iq1su2_u(const BlockIq1SU2& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
+
 // IQ4_XS: the signed 6-bit scale of sub-block ib (of 8), in [-32, 31].
 inline int iq4xs_scale(const BlockIq4Xs& b, int ib) {
     const int lo = (b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F;

@@ -297,6 +297,20 @@ void to_int(const BlockIq1S& b, IntBlock& ib) {
     }
 }
 
+void to_int(const BlockIq1SU2& b, IntBlock& ib) {
+    // As BlockIq1S: q = u - 1 is the grid value.
+    ib.da = fp16_to_f32(b.d) * 0.125f;
+    ib.db = 0.0f;
+    for (int g = 0; g < 8; ++g) {
+        const int nibble = iq1su2_nibble(b, g);
+        const int32_t s = 2 * (nibble & 7) + 1;
+        ib.sc[2 * g] = ib.sc[2 * g + 1] = 8 * s;
+        ib.ca[2 * g] = ib.ca[2 * g + 1] = (nibble & 8) ? -s : s;
+        ib.cb[2 * g] = ib.cb[2 * g + 1] = 0;
+        for (int k = 0; k < 32; ++k) ib.q[32 * g + k] = iq1su2_u(b, 32 * g + k) - 1;
+    }
+}
+
 void to_int(const BlockIq1M& b, IntBlock& ib) {
     // The delta sign changes every 8 values, finer than a group: fold it into q = 8 g +- 1.
     ib.da = fp16_to_f32(iq1m_scale_bits(b)) * 0.125f;
@@ -416,6 +430,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::IQ3_XXS: return dot_k<BlockIq3Xxs>;
         case T::IQ3_S: return dot_k<BlockIq3S>;
         case T::IQ1_S: return dot_k<BlockIq1S>;
+        case T::IQ1_S_U2: return dot_k<BlockIq1SU2>;
         case T::IQ1_M: return dot_k<BlockIq1M>;
         case T::IQ4_XS: return dot_k<BlockIq4Xs>;
         default: return nullptr;

@@ -1,4 +1,6 @@
 // Exactness of the scalar dequantizers against the gguf package's (tools/quant_vectors.py).
+// tandem's in-memory layouts (quant/repack.h) are checked on the same vectors: the file
+// format's blocks, repacked, must dequantize to the gguf package's values too.
 //
 // The vectors are written by CI before the C++ tests run. Locally, a missing directory skips
 // these tests; with TANDEM_REQUIRE_VECTORS=1 (set by CI) it fails them.
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "quant/quant.h"
+#include "quant/repack.h"
 
 namespace tandem::quant {
 namespace {
@@ -37,8 +40,15 @@ std::vector<uint8_t> read_file(const fs::path& path) {
 
 class Exact : public ::testing::TestWithParam<GgmlType> {};
 
+// The file format whose vectors check `type`: itself, or what a repacked layout comes from.
+GgmlType file_type(GgmlType type) {
+    for (const auto& t : ggml_all_types())
+        if (repacked_type(t.type) == type) return t.type;
+    return type;
+}
+
 TEST_P(Exact, BitIdenticalToGguf) {
-    const GgmlTypeTraits& t = ggml_traits(GetParam());
+    const GgmlTypeTraits& t = ggml_traits(file_type(GetParam()));
     const fs::path blocks_path = vectors_dir() / (std::string(t.name) + ".blocks");
     const fs::path expected_path = vectors_dir() / (std::string(t.name) + ".f32");
     if (!fs::exists(blocks_path) || !fs::exists(expected_path)) {
@@ -56,7 +66,13 @@ TEST_P(Exact, BitIdenticalToGguf) {
     ASSERT_GE(n_blocks, 1000) << "expected several thousand blocks per type";
 
     std::vector<float> got(n);
-    dequantize_row(GetParam(), blocks.data(), got.data(), n);
+    if (GetParam() == t.type) {
+        dequantize_row(t.type, blocks.data(), got.data(), n);
+    } else {
+        std::vector<uint8_t> repacked(static_cast<size_t>(n_blocks) * ggml_traits(GetParam()).type_size);
+        repack_blocks(t.type, blocks.data(), repacked.data(), n_blocks);
+        dequantize_row(GetParam(), repacked.data(), got.data(), n);
+    }
 
     int64_t n_mismatch = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -82,7 +98,7 @@ INSTANTIATE_TEST_SUITE_P(
                       GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
                       GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS,
                       GgmlType::IQ3_S, GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ4_NL, GgmlType::IQ4_XS,
-                      GgmlType::TQ1_0, GgmlType::TQ2_0, GgmlType::MXFP4),
+                      GgmlType::TQ1_0, GgmlType::TQ2_0, GgmlType::MXFP4, GgmlType::IQ1_S_U2),
     [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
 }  // namespace

@@ -1,0 +1,49 @@
+#include "quant/repack.h"
+
+#include <cstring>
+
+#include "core/check.h"
+#include "quant/blocks.h"
+#include "quant/grids.h"
+
+namespace tandem::quant {
+namespace {
+
+BlockIq1SU2 repack(const BlockIq1S& b) {
+    BlockIq1SU2 r{};
+    r.d = b.d;
+    // Entry l of group g holds weights e = 32 g + 8 l .. +7: chunk c = g / 2 (bits 2c..2c+1)
+    // of qs bytes 32 (g % 2) + 8 l .. +7, i.e. qs as 8 little-endian words, word 4 (g % 2) + l
+    // ORed with the entry's u bytes shifted by 2c (u <= 2, so no bits cross into the next byte).
+    uint64_t words[8] = {};
+    for (int g = 0; g < 8; ++g) {
+        const uint16_t qh = b.qh[g];
+        const int nibble = ((qh >> 12) & 7) | ((qh >> 15) << 3);
+        r.sc[g / 2] = static_cast<uint8_t>(r.sc[g / 2] | (nibble << (4 * (g % 2))));
+        for (int l = 0; l < 4; ++l)
+            words[4 * (g % 2) + l] |= kIq1sGridU[b.qs[4 * g + l] | (((qh >> (3 * l)) & 7) << 8)] << (2 * (g / 2));
+    }
+    std::memcpy(r.qs, words, sizeof words);
+    return r;
+}
+
+}  // namespace
+
+std::optional<GgmlType> repacked_type(GgmlType type) {
+    if (type == GgmlType::IQ1_S) return GgmlType::IQ1_S_U2;
+    return std::nullopt;
+}
+
+void repack_blocks(GgmlType from, const void* src, void* dst, int64_t n_blocks) {
+    if (from != GgmlType::IQ1_S) fail("repack: no repacked layout for type {}", ggml_type_name(from));
+    const auto* in = static_cast<const uint8_t*>(src);
+    auto* out = static_cast<uint8_t*>(dst);
+    for (int64_t i = 0; i < n_blocks; ++i) {
+        BlockIq1S b;
+        std::memcpy(&b, in + i * sizeof(BlockIq1S), sizeof b);
+        const BlockIq1SU2 r = repack(b);
+        std::memcpy(out + i * sizeof(BlockIq1SU2), &r, sizeof r);
+    }
+}
+
+}  // namespace tandem::quant

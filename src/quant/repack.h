@@ -1,0 +1,26 @@
+// In-memory layouts that trade bytes for cheaper kernels: a weight tensor read from a file is
+// rewritten once, at load time, into a layout tandem's kernels read faster, holding exactly the
+// same weights (each dequantizes to the same float32 values).
+//
+// IQ1_S -> IQ1_S_U2 (BlockIq1SU2, 70 bytes per 256 weights against 50): IQ1_S stores each run of
+// 8 weights as an 11-bit index into a 2048-entry grid, and its dot kernel spends most of its
+// time fetching the entries (32 gathered loads per block, on the same two vector ports as the
+// arithmetic); IQ1_S_U2 stores the grid values themselves, 2 bits each. 40% more bytes for
+// the routed experts, about half the instructions per block (docs/performance.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "gguf/types.h"
+
+namespace tandem::quant {
+
+// The layout `type` is repacked into, if any.
+std::optional<GgmlType> repacked_type(GgmlType type);
+
+// Rewrites n_blocks blocks of `from` at src into repacked_type(from) at dst (buffers must not
+// overlap). Throws for a type with no repacked layout.
+void repack_blocks(GgmlType from, const void* src, void* dst, int64_t n_blocks);
+
+}  // namespace tandem::quant

@@ -1,0 +1,98 @@
+// In-memory layouts (quant/repack.h): a repacked block holds exactly the weights of the block it
+// came from. test_exact checks the repacked gguf vectors against the gguf package; these tests
+// cover every grid entry, the dot products and the bf16 unpacking against the source format.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/check.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/repack.h"
+#include "quant/vec_dot.h"
+
+namespace tandem::quant {
+namespace {
+
+// IQ1_S blocks that together use every grid index with every scale and both delta signs.
+std::vector<BlockIq1S> iq1s_blocks_covering_the_grid() {
+    std::vector<BlockIq1S> blocks;
+    std::mt19937 rng(5);
+    for (int index = 0; index < 2048; index += 32) {
+        BlockIq1S b{};
+        b.d = 0x2E66;  // f16 0.1
+        for (int g = 0; g < 8; ++g) {
+            uint16_t qh = static_cast<uint16_t>(((g + index / 32) % 8) << 12);  // scale
+            if ((index / 32 + g) % 2) qh |= 0x8000;                           // delta sign
+            for (int l = 0; l < 4; ++l) {
+                const int idx = index + 4 * g + l;
+                b.qs[4 * g + l] = static_cast<uint8_t>(idx & 0xFF);
+                qh = static_cast<uint16_t>(qh | ((idx >> 8) << (3 * l)));
+            }
+            b.qh[g] = qh;
+        }
+        blocks.push_back(b);
+    }
+    return blocks;
+}
+
+std::vector<BlockIq1SU2> repacked(const std::vector<BlockIq1S>& blocks) {
+    std::vector<BlockIq1SU2> out(blocks.size());
+    repack_blocks(GgmlType::IQ1_S, blocks.data(), out.data(), static_cast<int64_t>(blocks.size()));
+    return out;
+}
+
+TEST(Repack, Iq1sToU2HasTheType) {
+    EXPECT_EQ(repacked_type(GgmlType::IQ1_S), GgmlType::IQ1_S_U2);
+    EXPECT_FALSE(repacked_type(GgmlType::Q4_K).has_value());
+    EXPECT_EQ(ggml_traits(GgmlType::IQ1_S_U2).type_size, sizeof(BlockIq1SU2));
+    // An in-memory layout is never accepted as a file's tensor type.
+    EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ1_S_U2)).has_value());
+    std::vector<uint8_t> src(84), dst(84);
+    EXPECT_THROW(repack_blocks(GgmlType::Q2_K, src.data(), dst.data(), 1), Error);
+}
+
+TEST(Repack, Iq1sU2DequantizesIdenticallyForEveryGridEntry) {
+    const std::vector<BlockIq1S> blocks = iq1s_blocks_covering_the_grid();
+    const std::vector<BlockIq1SU2> u2 = repacked(blocks);
+    const int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    std::vector<float> want(n), got(n);
+    dequantize_row(GgmlType::IQ1_S, blocks.data(), want.data(), n);
+    dequantize_row(GgmlType::IQ1_S_U2, u2.data(), got.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(std::memcmp(&want[i], &got[i], 4), 0) << "weight " << i << ": " << want[i] << " vs " << got[i];
+}
+
+// The dot kernels of both layouts compute the same integers, so their scalar references agree
+// exactly, and every SIMD kernel of the repacked layout agrees with them up to float summation order.
+TEST(Repack, Iq1sU2DotEqualsIq1s) {
+    const std::vector<BlockIq1S> blocks = iq1s_blocks_covering_the_grid();
+    const std::vector<BlockIq1SU2> u2 = repacked(blocks);
+    const int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    std::vector<float> x(n);
+    std::mt19937 rng(9);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& v : x) v = normal(rng);
+    std::vector<BlockQ8K> a(blocks.size());
+    quantize_row(GgmlType::Q8_K, x.data(), a.data(), n);
+    const float ref = vec_dot_fn(GgmlType::IQ1_S, Isa::Scalar)(blocks.data(), a.data(), n);
+    EXPECT_EQ(vec_dot_fn(GgmlType::IQ1_S_U2, Isa::Scalar)(u2.data(), a.data(), n), ref);
+    const float simd = vec_dot_fn(GgmlType::IQ1_S_U2)(u2.data(), a.data(), n);
+    EXPECT_NEAR(simd, ref, 1e-5 * std::abs(ref) + 1e-4) << isa_name(active_isa());
+}
+
+TEST(Repack, Iq1sU2Bf16EqualsIq1s) {
+    if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+    const std::vector<BlockIq1S> blocks = iq1s_blocks_covering_the_grid();
+    const std::vector<BlockIq1SU2> u2 = repacked(blocks);
+    const int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    std::vector<uint16_t> want(n), got(n);
+    dequantize_row_bf16(GgmlType::IQ1_S, blocks.data(), want.data(), n);
+    dequantize_row_bf16(GgmlType::IQ1_S_U2, u2.data(), got.data(), n);
+    EXPECT_TRUE(has_fast_bf16_dequant(GgmlType::IQ1_S_U2));
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
+}
+
+}  // namespace
+}  // namespace tandem::quant
