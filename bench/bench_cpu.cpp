@@ -48,16 +48,17 @@
 //   build/bin/bench_cpu --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <memory>
 #include <map>
+#include <memory>
 #include <numeric>
-#include <pthread.h>
 #include <random>
 #include <string>
 #include <thread>
@@ -421,14 +422,15 @@ void bm_ports(benchmark::State& state, bool gathers) {
     state.counters["threads"] = pool.n_threads();
 }
 
-// Runs fn on a new thread pinned to `cpu`.
+// Runs fn on a new thread that first pins itself to `cpu` (fn does not run unpinned).
 std::thread pinned_thread(int cpu, std::function<void()> fn) {
-    std::thread t(std::move(fn));
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    pthread_setaffinity_np(t.native_handle(), sizeof(one), &one);
-    return t;
+    return std::thread([cpu, fn = std::move(fn)] {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (pthread_setaffinity_np(pthread_self(), sizeof(one), &one) != 0) std::abort();
+        fn();
+    });
 }
 
 void bm_kernel_pair(benchmark::State& state, GgmlType type) {

@@ -30,7 +30,7 @@ struct BenchArgs {
     int n_batch = 512;
     bool json = false;
     bool measure_bw = true;
-    model::LoadOptions load;  // --mla
+    model::LoadOptions load;  // --mla, --repack
 };
 
 double median(std::vector<double> v) {

@@ -43,7 +43,7 @@ struct ChatArgs {
     bool hide_thinking = false;
     bool color = false, no_color = false;
     std::string transcript;
-    model::LoadOptions load;  // --mla
+    model::LoadOptions load;  // --mla, --repack
 };
 
 constexpr const char* kHelp =

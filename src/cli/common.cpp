@@ -34,8 +34,9 @@ void add_repack_option(CLI::App* cmd, model::Repack& mode) {
            [&mode](const std::string& s) {
                mode = s == "on" ? model::Repack::kOn : s == "off" ? model::Repack::kOff : model::Repack::kAuto;
            },
-           "Rewrite IQ1_S routed experts at load into a layout with the same weights that runs about 1.7x faster "
-           "and takes 1.4x the memory: auto (when the model still fits in memory), on, or off")
+           "Rewrite IQ1_S routed experts at load, in this process's memory, into a layout with the same weights "
+           "whose kernels run the MoE step 1.7-1.8x faster (decode +10-19% on R1 UD-IQ1_S) for 1.4x the experts' "
+           "bytes: auto (when the model then takes at most 80% of the available memory), on, or off")
         ->check(CLI::IsMember({"auto", "on", "off"}))
         ->type_name("WHEN")
         ->default_str("auto");

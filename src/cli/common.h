@@ -24,6 +24,7 @@ void add_sampling_options(CLI::App* cmd, SamplingArgs& a);
 
 // --mla auto|absorbed|decompressed (model::MlaForm), for A/B runs and checks of either form.
 void add_mla_option(CLI::App* cmd, model::MlaForm& form);
+// --repack auto|on|off (model::Repack).
 void add_repack_option(CLI::App* cmd, model::Repack& mode);
 
 uint64_t peak_rss_bytes();

@@ -38,7 +38,7 @@ struct PerplexityArgs {
     int n_chunks = -1;  // -1: all
     int n_batch = 512;
     int n_threads = 0;
-    model::LoadOptions load;  // --mla
+    model::LoadOptions load;  // --mla, --repack
 };
 
 // -log p(token) under softmax(logits[n_vocab]), as llama.cpp's log_softmax computes it.

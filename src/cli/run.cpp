@@ -38,7 +38,7 @@ struct RunArgs {
     std::string logits_out;
     std::string tokens_out;
     bool ignore_eos = false;
-    model::LoadOptions load;  // --f32-activations, --mla
+    model::LoadOptions load;  // --f32-activations, --mla, --repack
 };
 
 std::vector<int32_t> parse_token_list(const std::string& s) {

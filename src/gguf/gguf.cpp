@@ -529,6 +529,15 @@ uint64_t File::total_file_bytes() const {
     return n;
 }
 
+void File::release_pages(const TensorInfo& t) const {
+    const MappedFile& f = *shards_.at(static_cast<size_t>(t.shard)).file;
+    TANDEM_CHECK(t.data >= f.data() && t.data + t.n_bytes <= f.data() + f.size(), "tensor '{}' is not in its shard's mapping", t.name);
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGE_SIZE));
+    const uintptr_t a = (reinterpret_cast<uintptr_t>(t.data) + page - 1) / page * page;
+    const uintptr_t b = (reinterpret_cast<uintptr_t>(t.data) + t.n_bytes) / page * page;
+    if (b > a) ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+}
+
 std::string File::architecture() const { return metadata().get_string("general.architecture"); }
 
 }  // namespace tandem::gguf

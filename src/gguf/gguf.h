@@ -173,6 +173,10 @@ public:
     const TensorInfo& tensor(std::string_view name) const;  // throws when missing
     uint32_t version() const { return shards_.front().version; }
     uint64_t total_file_bytes() const;
+    // Drops this process's mapping of the whole pages inside tensor t's bytes, once the caller
+    // holds its own copy of them (repacked weights): the kernel may reclaim them, and a read
+    // would fault them in again from the file.
+    void release_pages(const TensorInfo& t) const;
     std::string architecture() const;  // general.architecture
 
 private:

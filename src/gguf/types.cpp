@@ -28,7 +28,7 @@ constexpr std::array kTypes = {
     GgmlTypeTraits{T::BF16, "BF16", 1, 2, false},        GgmlTypeTraits{T::TQ1_0, "TQ1_0", 256, 54, true},
     GgmlTypeTraits{T::TQ2_0, "TQ2_0", 256, 66, true},    GgmlTypeTraits{T::MXFP4, "MXFP4", 32, 17, true},
 };
-// In-memory layouts (quant/repack.h): known by ggml_traits and by name, never in a file.
+// In-memory layouts (quant/repack.h): known by ggml_traits, never read from or written to a file.
 constexpr std::array kInternalTypes = {
     GgmlTypeTraits{T::IQ1_S_U2, "IQ1_S_U2", 256, 70, true},
 };
@@ -56,8 +56,6 @@ std::optional<GgmlType> ggml_type_from_name(std::string_view name) {
         return std::ranges::equal(a, b, [](char x, char y) { return std::toupper(x) == std::toupper(y); });
     };
     for (const auto& t : kTypes)
-        if (eq(t.name, name)) return t.type;
-    for (const auto& t : kInternalTypes)
         if (eq(t.name, name)) return t.type;
     return std::nullopt;
 }

@@ -62,7 +62,7 @@ struct GgmlTypeTraits {
 std::optional<GgmlTypeTraits> ggml_type_traits(uint32_t type_id);
 const GgmlTypeTraits& ggml_traits(GgmlType type);
 std::string_view ggml_type_name(GgmlType type);
-std::optional<GgmlType> ggml_type_from_name(std::string_view name);  // case-insensitive
+std::optional<GgmlType> ggml_type_from_name(std::string_view name);  // case-insensitive; file types only
 
 // Every type a file may hold, in id order (not the in-memory layouts).
 std::span<const GgmlTypeTraits> ggml_all_types();

@@ -68,6 +68,8 @@ Writer::Writer(uint32_t alignment) : alignment_(alignment) {
 
 void Writer::add_tensor(std::string name, GgmlType type, std::vector<int64_t> ne, Fill fill) {
     const auto& t = ggml_traits(type);
+    TANDEM_CHECK(ggml_type_traits(static_cast<uint32_t>(type)).has_value(), "tensor '{}': {} is an in-memory layout, not a file type",
+                 name, t.name);
     TANDEM_CHECK(!ne.empty() && ne.size() <= kMaxDims, "tensor '{}' has {} dimensions", name, ne.size());
     uint64_t n = 1;
     for (int64_t d : ne) {

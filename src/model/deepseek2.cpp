@@ -9,18 +9,18 @@
 // Then a Mixture-of-Experts FFN (DeepSeek-V3 paper, section 2.1.2): sigmoid or softmax
 // affinities, optional group-limited selection, top-k, optional normalisation, a scale, plus
 // shared experts; the first `leading_dense_block_count` layers have a dense FFN instead.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <cmath>
+#include <memory>
+#include <new>
 #include <numeric>
+#include <string>
 
 #include "core/check.h"
-#include "core/huge_buffer.h"
+#include "core/memory.h"
 #include "core/progress.h"
 #include "core/units.h"
 #include "cpu/attention.h"
@@ -130,32 +130,18 @@ struct ExpertMat {
     int64_t n_in = 0, n_out = 0, n_expert = 0;
     const uint8_t* data = nullptr;
     uint64_t row_bytes = 0;
-    HugeBuffer owned;
+    const gguf::TensorInfo* file_tensor = nullptr;
+    std::unique_ptr<uint8_t[]> owned;
 
     static ExpertMat of(const gguf::TensorInfo& t) {
-        return {t.type, t.ne[0], t.ne[1], t.ne[2], t.data, t.row_bytes(), {}};
+        return {t.type, t.ne[0], t.ne[1], t.ne[2], t.data, t.row_bytes(), &t, nullptr};
     }
     uint64_t bytes() const { return row_bytes * static_cast<uint64_t>(n_out * n_expert); }
-    Mat expert(int64_t e) const { return {type, n_in, n_out, data + static_cast<uint64_t>(e * n_out) * row_bytes, row_bytes}; }
+    Mat expert(int64_t e) const {
+        TANDEM_CHECK(e >= 0 && e < n_expert, "expert {} of {}", e, n_expert);
+        return {type, n_in, n_out, data + static_cast<uint64_t>(e * n_out) * row_bytes, row_bytes};
+    }
 };
-
-// True when `resident` bytes (the model as it will sit in memory) leave a fifth of this
-// machine's memory to everything else (KV cache, activations, the system).
-bool repack_fits(uint64_t resident) {
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (pages <= 0 || page <= 0) return false;
-    return resident <= static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 5 * 4;
-}
-
-// Drops this process's mapping of the whole pages inside [p, p + n) of the model's file
-// mapping, once their bytes have been repacked: the kernel may reclaim them, and a read would
-// fault them in again from the file.
-void release_pages(const uint8_t* p, uint64_t n) {
-    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGE_SIZE));
-    const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
-    const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
-    if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
-}
 
 struct Layer {
     std::vector<float> attn_norm;   // [n_embd]
@@ -323,8 +309,10 @@ public:
     }
 
     // Rewrites the routed experts whose format has a faster in-memory layout (IQ1_S ->
-    // IQ1_S_U2, quant/repack.h): as asked, or on auto when the model still fits in memory
-    // afterwards (repack_fits). The file's pages of the rewritten tensors are released.
+    // IQ1_S_U2, quant/repack.h) into memory of this process: as asked, or on auto when the
+    // copies (a per-process copy, unlike the file's shared page cache) and the rest of the
+    // model take at most 80% of the memory available to it. The file's pages of the rewritten
+    // tensors are released.
     void repack_experts(const gguf::File& file, Repack mode) {
         std::vector<ExpertMat*> todo;
         uint64_t from = 0, to = 0;
@@ -336,28 +324,33 @@ public:
                     to += cpu::quant_row_bytes(*quant::repacked_type(m->type), m->n_in) * static_cast<uint64_t>(m->n_out * m->n_expert);
                 }
         if (todo.empty() || mode == Repack::kOff) return;
-        if (mode == Repack::kAuto && !repack_fits(file.total_file_bytes() - from + to)) {
-            fmt::print(stderr, "note: not repacking the {} experts for speed: they would need {} more memory than this "
-                               "machine has to spare (--repack on to force)\n",
-                       ggml_type_name(todo.front()->type), format_bytes(to - from));
+        const uint64_t resident = file.total_file_bytes() - from + to, budget = memory_available();
+        const std::string name(ggml_type_name(todo.front()->type));
+        if (mode == Repack::kAuto && resident > budget / 5 * 4) {
+            fmt::print(stderr, "note: {} experts kept as in the file: repacked for speed they would take {} more memory, {} "
+                               "for the model against {} available (--repack on to force)\n",
+                       name, format_bytes(to - from), format_bytes(resident), format_bytes(budget));
             return;
         }
-        Progress bar(fmt::format("repacking {} experts", ggml_type_name(todo.front()->type)), from);
+        Progress bar(fmt::format("repacking {} experts", name), from);
         uint64_t done = 0;
         for (ExpertMat* m : todo) {
             const GgmlType type = *quant::repacked_type(m->type);
             const uint64_t in_block = ggml_traits(m->type).type_size, out_block = ggml_traits(type).type_size;
             const int64_t n_blocks = static_cast<int64_t>(m->bytes() / in_block);
-            HugeBuffer out(static_cast<uint64_t>(n_blocks) * out_block);
+            std::unique_ptr<uint8_t[]> out(new (std::nothrow) uint8_t[static_cast<uint64_t>(n_blocks) * out_block]);
+            if (!out) fail("cannot allocate {} to repack {} (--repack off keeps the file's layout)",
+                           format_bytes(static_cast<uint64_t>(n_blocks) * out_block), m->file_tensor->name);
+            // Uninitialised: the threads below touch the pages first.
             pool_.parallel_for(n_blocks, [&](int64_t b0, int64_t b1, int) {
                 quant::repack_blocks(m->type, m->data + static_cast<uint64_t>(b0) * in_block,
-                                     out.data() + static_cast<uint64_t>(b0) * out_block, b1 - b0);
+                                     out.get() + static_cast<uint64_t>(b0) * out_block, b1 - b0);
             });
-            release_pages(m->data, m->bytes());
+            file.release_pages(*m->file_tensor);
             m->row_bytes = m->row_bytes / in_block * out_block;
             m->type = type;
             m->owned = std::move(out);
-            m->data = m->owned.data();
+            m->data = m->owned.get();
             done += static_cast<uint64_t>(n_blocks) * in_block;
             bar.update(done);
         }

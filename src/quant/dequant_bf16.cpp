@@ -231,7 +231,7 @@ void block_bf16(const BlockIq1S& b, uint16_t* y) {
 }
 
 void block_bf16(const BlockIq1SU2& b, uint16_t* y) {
-    const __m256i nib = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(_pdep_u64(load_u32(b.sc), 0x0F0F0F0F0F0F0F0Full))));
+    const __m256i nib = _mm256_cvtepu8_epi32(iq1su2_nibbles(b));
     const __m256i s = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(7)), 1), _mm256_set1_epi32(1));
     const __m512i lut = iq1_table(b.d, s, _mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(8)), 28));
     const __m512i x = _mm512_loadu_si512(b.qs);

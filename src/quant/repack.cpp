@@ -1,5 +1,6 @@
 #include "quant/repack.h"
 
+#include <bit>
 #include <cstring>
 
 #include "core/check.h"
@@ -8,6 +9,8 @@
 
 namespace tandem::quant {
 namespace {
+
+static_assert(std::endian::native == std::endian::little, "qs is assembled as little-endian words");
 
 BlockIq1SU2 repack(const BlockIq1S& b) {
     BlockIq1SU2 r{};
@@ -18,7 +21,7 @@ BlockIq1SU2 repack(const BlockIq1S& b) {
     uint64_t words[8] = {};
     for (int g = 0; g < 8; ++g) {
         const uint16_t qh = b.qh[g];
-        const int nibble = ((qh >> 12) & 7) | ((qh >> 15) << 3);
+        const int nibble = qh >> 12;  // scale bits 12..14, delta sign 15
         r.sc[g / 2] = static_cast<uint8_t>(r.sc[g / 2] | (nibble << (4 * (g % 2))));
         for (int l = 0; l < 4; ++l)
             words[4 * (g % 2) + l] |= kIq1sGridU[b.qs[4 * g + l] | (((qh >> (3 * l)) & 7) << 8)] << (2 * (g / 2));

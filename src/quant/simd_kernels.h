@@ -550,13 +550,20 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
     return acc.v;
 }
 
+// IQ1_S_U2: the 8 group nibbles of sc as bytes 0..7 (low nibble of sc[0] first). Vector ops,
+// not pdep: pdep is microcoded on Zen 1/2 (the AVX2 machines this also runs on).
+inline __m128i iq1su2_nibbles(const BlockIq1SU2& b) {
+    const __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.sc)));
+    return _mm_and_si128(_mm_unpacklo_epi8(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
+}
+
 // IQ1_S_U2 (IQ1_S with its grid values written out, quant/repack.h): IQ1_S's integers above,
 // but u is 2 bits at a fixed place: a shift and a mask per 64 weights instead of a gather.
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq1SU2& b, const BlockQ8K& a) {
     // Group g's nibble n (byte g), then 8 s and +-s (s = 2 (n & 7) + 1, minus where bit 3 is
     // set) by table lookups, widened to [8] int16.
-    const __m128i nib = _mm_cvtsi64_si128(static_cast<long long>(_pdep_u64(load_u32(b.sc), 0x0F0F0F0F0F0F0F0Full)));
+    const __m128i nib = iq1su2_nibbles(b);
     const __m128i scale8 = _mm_cvtepu8_epi16(
         _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
     const __m128i pm = _mm_cvtepi8_epi16(

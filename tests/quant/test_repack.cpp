@@ -3,6 +3,7 @@
 // cover every grid entry, the dot products and the bf16 unpacking against the source format.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -16,18 +17,21 @@
 namespace tandem::quant {
 namespace {
 
-// IQ1_S blocks that together use every grid index with every scale and both delta signs.
+// IQ1_S blocks that together use every grid index (in a shuffled order, so the four high-bit
+// fields of a group differ), every scale and both delta signs.
 std::vector<BlockIq1S> iq1s_blocks_covering_the_grid() {
+    std::vector<int> order(2048);
+    for (int i = 0; i < 2048; ++i) order[static_cast<size_t>(i)] = i;
+    std::shuffle(order.begin(), order.end(), std::mt19937(5));
     std::vector<BlockIq1S> blocks;
-    std::mt19937 rng(5);
-    for (int index = 0; index < 2048; index += 32) {
+    for (int k = 0; k < 2048; k += 32) {
         BlockIq1S b{};
         b.d = 0x2E66;  // f16 0.1
         for (int g = 0; g < 8; ++g) {
-            uint16_t qh = static_cast<uint16_t>(((g + index / 32) % 8) << 12);  // scale
-            if ((index / 32 + g) % 2) qh |= 0x8000;                           // delta sign
+            uint16_t qh = static_cast<uint16_t>(((g + k / 32) % 8) << 12);  // scale
+            if ((k / 32 + g / 2) % 2) qh |= 0x8000;                        // delta sign
             for (int l = 0; l < 4; ++l) {
-                const int idx = index + 4 * g + l;
+                const int idx = order[static_cast<size_t>(k + 4 * g + l)];
                 b.qs[4 * g + l] = static_cast<uint8_t>(idx & 0xFF);
                 qh = static_cast<uint16_t>(qh | ((idx >> 8) << (3 * l)));
             }
