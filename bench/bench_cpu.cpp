@@ -90,9 +90,8 @@ ThreadPool& pool_one() {
     static ThreadPool pool(1);
     return pool;
 }
-ThreadPool& pool_of(int n) { return n == 1 ? pool_one() : pool_all(); }
 // A pool of exactly n threads (kept for the process).
-ThreadPool& pool_sized(int n) {
+ThreadPool& pool_of(int n) {
     if (n == 1) return pool_one();
     if (n == pool_all().n_threads()) return pool_all();
     static std::map<int, std::unique_ptr<ThreadPool>> pools;
@@ -238,9 +237,12 @@ double clock_hz(ThreadPool& pool) {
     pool.run_on_all([&](int idx) { hz[static_cast<size_t>(idx)] = 8.0 * kReps / add_chain_seconds(kReps); });
     return std::accumulate(hz.begin(), hz.end(), 0.0) / static_cast<double>(hz.size());
 }
+// clock_hz of pool_of(n_threads), measured once per size.
 double clock_of(int n_threads) {
-    static const double one = clock_hz(pool_one()), all = clock_hz(pool_all());
-    return n_threads == 1 ? one : all;
+    static std::map<int, double> clocks;
+    auto [it, fresh] = clocks.try_emplace(n_threads, 0.0);
+    if (fresh) it->second = clock_hz(pool_of(n_threads));
+    return it->second;
 }
 
 void bm_clock(benchmark::State& state) {
@@ -343,13 +345,11 @@ struct KernelData {
 constexpr int64_t kKernelPasses = 64;
 
 void bm_kernel(benchmark::State& state, GgmlType type) {
-    ThreadPool& pool = pool_sized(static_cast<int>(state.range(0)));
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
     std::vector<std::unique_ptr<KernelData>> data(static_cast<size_t>(pool.n_threads()));
     // Each thread builds its own rows, so they sit in its core's cache.
     pool.run_on_all([&](int idx) { data[static_cast<size_t>(idx)] = std::make_unique<KernelData>(type, 11 + idx); });
-    static std::map<int, double> clocks;
-    double& hz = clocks[pool.n_threads()];
-    if (hz == 0) hz = clock_hz(pool);
+    const double hz = clock_of(pool.n_threads());
     std::vector<float> sums(static_cast<size_t>(pool.n_threads()) * 16);
     for (auto _ : state)
         pool.run_on_all([&](int idx) { sums[static_cast<size_t>(idx) * 16] = data[static_cast<size_t>(idx)]->run(kKernelPasses); });
@@ -403,7 +403,7 @@ void bm_ports(benchmark::State& state, bool gathers) {
         state.SkipWithError("no AVX-512");
         return;
     }
-    ThreadPool& pool = pool_sized(static_cast<int>(state.range(0)));
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
     constexpr int64_t kReps = 1 << 20;
     const int64_t ops = gathers ? 4 * kReps / 8 : 16 * kReps;
     std::vector<uint64_t> table(2048);

@@ -4,6 +4,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/units.h"
 
@@ -15,31 +18,43 @@ text::SamplerParams SamplingArgs::resolved() const {
     return p;
 }
 
-void add_mla_option(CLI::App* cmd, model::MlaForm& form) {
+namespace {
+
+// --name NAME with one of `choices` (the first is the default) stored into `out` as its value.
+template <typename E>
+void add_choice_option(CLI::App* cmd, const std::string& name, E& out, std::vector<std::pair<std::string, E>> choices,
+                       const std::string& type_name, const std::string& help) {
+    std::vector<std::string> names;
+    for (const auto& c : choices) names.push_back(c.first);
+    const std::string fallback = names.front();
     cmd->add_option_function<std::string>(
-           "--mla",
-           [&form](const std::string& s) {
-               form = s == "absorbed" ? model::MlaForm::kAbsorbed : s == "decompressed" ? model::MlaForm::kDecompressed : model::MlaForm::kAuto;
+           name,
+           [&out, choices = std::move(choices)](const std::string& s) {
+               for (const auto& [n, v] : choices)
+                   if (n == s) out = v;
            },
-           "DeepSeek attention form: auto (the faster one for each batch), absorbed (over the latent cache), or "
-           "decompressed (per-head keys and values; needs attn_kv_b)")
-        ->check(CLI::IsMember({"auto", "absorbed", "decompressed"}))
-        ->type_name("FORM")
-        ->default_str("auto");
+           help)
+        ->check(CLI::IsMember(names))
+        ->type_name(type_name)
+        ->default_str(fallback);
+}
+
+}  // namespace
+
+void add_mla_option(CLI::App* cmd, model::MlaForm& form) {
+    using F = model::MlaForm;
+    add_choice_option(cmd, "--mla", form, {{"auto", F::kAuto}, {"absorbed", F::kAbsorbed}, {"decompressed", F::kDecompressed}},
+                      "FORM",
+                      "DeepSeek attention form: auto (the faster one for each batch), absorbed (over the latent cache), or "
+                      "decompressed (per-head keys and values; needs attn_kv_b)");
 }
 
 void add_repack_option(CLI::App* cmd, model::Repack& mode) {
-    cmd->add_option_function<std::string>(
-           "--repack",
-           [&mode](const std::string& s) {
-               mode = s == "on" ? model::Repack::kOn : s == "off" ? model::Repack::kOff : model::Repack::kAuto;
-           },
-           "Rewrite IQ1_S routed experts at load, in this process's memory, into a layout with the same weights "
-           "whose kernels run the MoE step 1.7-1.8x faster (decode +10-19% on R1 UD-IQ1_S) for 1.4x the experts' "
-           "bytes: auto (when the model then takes at most 80% of the available memory), on, or off")
-        ->check(CLI::IsMember({"auto", "on", "off"}))
-        ->type_name("WHEN")
-        ->default_str("auto");
+    using R = model::Repack;
+    add_choice_option(cmd, "--repack", mode, {{"auto", R::kAuto}, {"on", R::kOn}, {"off", R::kOff}}, "WHEN",
+                      "Rewrite IQ1_S routed experts at load, in this process's memory, into a layout with the same weights "
+                      "whose kernels run the MoE step 1.7-1.8x faster (decode +10-19% on R1 UD-IQ1_S) for 1.4x the "
+                      "experts' bytes: auto (when the model then takes at most 80% of the available memory), on, or off");
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingArgs& a) {

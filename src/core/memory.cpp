@@ -7,7 +7,7 @@
 namespace tandem {
 namespace {
 
-// The first number in `path`, or nullopt ("max" and missing files are no limit).
+// The number in `path` into *out; false when there is none ("max" and missing files: no limit).
 bool read_number(const char* path, uint64_t* out) {
     std::ifstream in(path);
     std::string word;

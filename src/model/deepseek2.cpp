@@ -17,6 +17,7 @@
 #include <memory>
 #include <new>
 #include <numeric>
+#include <optional>
 #include <string>
 
 #include "core/check.h"
@@ -137,6 +138,8 @@ struct ExpertMat {
         return {t.type, t.ne[0], t.ne[1], t.ne[2], t.data, t.row_bytes(), &t, nullptr};
     }
     uint64_t bytes() const { return row_bytes * static_cast<uint64_t>(n_out * n_expert); }
+    // bytes() in `layout`, a format with the same block size (quant/repack.h).
+    uint64_t bytes_as(GgmlType layout) const { return bytes() / ggml_traits(type).type_size * ggml_traits(layout).type_size; }
     Mat expert(int64_t e) const {
         TANDEM_CHECK(e >= 0 && e < n_expert, "expert {} of {}", e, n_expert);
         return {type, n_in, n_out, data + static_cast<uint64_t>(e * n_out) * row_bytes, row_bytes};
@@ -318,10 +321,10 @@ public:
         uint64_t from = 0, to = 0;
         for (Layer& l : layers_)
             for (ExpertMat* m : {&l.gate_exps, &l.up_exps, &l.down_exps})
-                if (m->data && quant::repacked_type(m->type)) {
+                if (const auto layout = m->data ? quant::repacked_type(m->type) : std::nullopt) {
                     todo.push_back(m);
                     from += m->bytes();
-                    to += cpu::quant_row_bytes(*quant::repacked_type(m->type), m->n_in) * static_cast<uint64_t>(m->n_out * m->n_expert);
+                    to += m->bytes_as(*layout);
                 }
         if (todo.empty() || mode == Repack::kOff) return;
         const uint64_t resident = file.total_file_bytes() - from + to, budget = memory_available();
@@ -338,9 +341,9 @@ public:
             const GgmlType type = *quant::repacked_type(m->type);
             const uint64_t in_block = ggml_traits(m->type).type_size, out_block = ggml_traits(type).type_size;
             const int64_t n_blocks = static_cast<int64_t>(m->bytes() / in_block);
-            std::unique_ptr<uint8_t[]> out(new (std::nothrow) uint8_t[static_cast<uint64_t>(n_blocks) * out_block]);
-            if (!out) fail("cannot allocate {} to repack {} (--repack off keeps the file's layout)",
-                           format_bytes(static_cast<uint64_t>(n_blocks) * out_block), m->file_tensor->name);
+            std::unique_ptr<uint8_t[]> out(new (std::nothrow) uint8_t[m->bytes_as(type)]);
+            if (!out) fail("cannot allocate {} to repack {} (--repack off keeps the file's layout)", format_bytes(m->bytes_as(type)),
+                           m->file_tensor->name);
             // Uninitialised: the threads below touch the pages first.
             pool_.parallel_for(n_blocks, [&](int64_t b0, int64_t b1, int) {
                 quant::repack_blocks(m->type, m->data + static_cast<uint64_t>(b0) * in_block,

@@ -42,11 +42,13 @@ std::vector<BlockIq1S> iq1s_blocks_covering_the_grid() {
     return blocks;
 }
 
-std::vector<BlockIq1SU2> repacked(const std::vector<BlockIq1S>& blocks) {
-    std::vector<BlockIq1SU2> out(blocks.size());
-    repack_blocks(GgmlType::IQ1_S, blocks.data(), out.data(), static_cast<int64_t>(blocks.size()));
-    return out;
-}
+// Those blocks, repacked, and their weight count.
+struct Covering {
+    std::vector<BlockIq1S> blocks = iq1s_blocks_covering_the_grid();
+    std::vector<BlockIq1SU2> u2 = std::vector<BlockIq1SU2>(blocks.size());
+    int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    Covering() { repack_blocks(GgmlType::IQ1_S, blocks.data(), u2.data(), static_cast<int64_t>(blocks.size())); }
+};
 
 TEST(Repack, Iq1sToU2HasTheType) {
     EXPECT_EQ(repacked_type(GgmlType::IQ1_S), GgmlType::IQ1_S_U2);
@@ -59,9 +61,8 @@ TEST(Repack, Iq1sToU2HasTheType) {
 }
 
 TEST(Repack, Iq1sU2DequantizesIdenticallyForEveryGridEntry) {
-    const std::vector<BlockIq1S> blocks = iq1s_blocks_covering_the_grid();
-    const std::vector<BlockIq1SU2> u2 = repacked(blocks);
-    const int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    const Covering c;
+    const auto& [blocks, u2, n] = c;
     std::vector<float> want(n), got(n);
     dequantize_row(GgmlType::IQ1_S, blocks.data(), want.data(), n);
     dequantize_row(GgmlType::IQ1_S_U2, u2.data(), got.data(), n);
@@ -71,9 +72,8 @@ TEST(Repack, Iq1sU2DequantizesIdenticallyForEveryGridEntry) {
 // The dot kernels of both layouts compute the same integers, so their scalar references agree
 // exactly, and every SIMD kernel of the repacked layout agrees with them up to float summation order.
 TEST(Repack, Iq1sU2DotEqualsIq1s) {
-    const std::vector<BlockIq1S> blocks = iq1s_blocks_covering_the_grid();
-    const std::vector<BlockIq1SU2> u2 = repacked(blocks);
-    const int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    const Covering c;
+    const auto& [blocks, u2, n] = c;
     std::vector<float> x(n);
     std::mt19937 rng(9);
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -88,9 +88,8 @@ TEST(Repack, Iq1sU2DotEqualsIq1s) {
 
 TEST(Repack, Iq1sU2Bf16EqualsIq1s) {
     if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
-    const std::vector<BlockIq1S> blocks = iq1s_blocks_covering_the_grid();
-    const std::vector<BlockIq1SU2> u2 = repacked(blocks);
-    const int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    const Covering c;
+    const auto& [blocks, u2, n] = c;
     std::vector<uint16_t> want(n), got(n);
     dequantize_row_bf16(GgmlType::IQ1_S, blocks.data(), want.data(), n);
     dequantize_row_bf16(GgmlType::IQ1_S_U2, u2.data(), got.data(), n);
