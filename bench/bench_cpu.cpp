@@ -490,6 +490,50 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
     state.counters["weights/s"] = benchmark::Counter(weights, benchmark::Counter::kIsRate);
 }
 
+// What one parallel_for costs beyond its work: each iteration runs one parallel_for whose
+// ranges do nothing, then keeps the calling thread busy for `gap` microseconds (the serial
+// work between two products of a decode step: a norm, a residual, the routing). Reports the
+// time per call outside the gap.
+void bm_pool(benchmark::State& state) {
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    const auto gap = std::chrono::microseconds(state.range(1));
+    std::atomic<int64_t> sink{0};
+    double outside = 0;
+    for (auto _ : state) {
+        const auto t0 = std::chrono::steady_clock::now();
+        pool.parallel_for(int64_t{8} * pool.n_threads(), [&](int64_t b, int64_t e, int) { sink.fetch_add(e - b, std::memory_order_relaxed); });
+        const auto t1 = std::chrono::steady_clock::now();
+        outside += std::chrono::duration<double>(t1 - t0).count();
+        while (std::chrono::steady_clock::now() - t1 < gap) {
+        }
+    }
+    state.counters["us_per_call"] = benchmark::Counter(outside * 1e6 / static_cast<double>(state.iterations()));
+}
+
+// The whole tile-path product (cpu::gemm: activations packed, work items of up to four
+// panels over the pool) of n_tok tokens with a [n_out, 7168] matrix, as prefill runs the
+// attention and dense projections: n_out 2048 (one R1 expert's or the shared expert's gate)
+// or 18432 (a dense layer's gate). Reports multiply-adds per second.
+void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok) {
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    if (!amx_available()) {
+        state.SkipWithError("no AMX");
+        return;
+    }
+    const uint64_t rb = quant_row_bytes(type, kEmbd);
+    std::vector<uint8_t> w(rb * static_cast<uint64_t>(n_out));
+    tandem::quant::fill_random(type, w, 5, 0.05f);
+    const std::vector<float> x = activations(n_tok * kEmbd);
+    std::vector<float> y(static_cast<size_t>(n_tok * n_out));
+    GemmScratch scratch;
+    for (auto _ : state) {
+        gemm(pool, type, w.data(), rb, kEmbd, n_out, x.data(), n_tok, y.data(), scratch);
+        benchmark::DoNotOptimize(y.data());
+    }
+    const double macs = static_cast<double>(state.iterations()) * static_cast<double>(n_out * kEmbd * n_tok);
+    state.counters["MAC/s"] = benchmark::Counter(macs, benchmark::Counter::kIsRate);
+}
+
 // MLA attention of n_tok tokens of one sequence, the last n_tok of n_ctx positions (a prefill
 // when n_tok == n_ctx), at R1 shapes (576-value cache rows, 512 values, 128 heads). Counts the
 // multiply-adds of the two products over each row's causal positions.
@@ -591,6 +635,15 @@ void register_all() {
         for (int c = 1; c < all; ++c) p->Arg(c);
         p->ArgName("cpu")->Unit(benchmark::kMicrosecond)->Iterations(5)->UseRealTime();
     }
+    benchmark::RegisterBenchmark("pool", bm_pool)
+        ->ArgsProduct({{all}, {0, 10, 100}})->ArgNames({"threads", "gap_us"})->MinTime(0.3)->UseRealTime();
+    for (GgmlType type : {GgmlType::Q4_K, GgmlType::IQ1_S_U2})
+        for (int64_t n_out : {int64_t{2048}, int64_t{18432}})
+            for (int64_t n_tok : {int64_t{64}, int64_t{512}}) {
+                const std::string name = "gemm/" + std::string(tandem::ggml_type_name(type)) + "/" + std::to_string(n_out) + "x7168/tok" + std::to_string(n_tok);
+                benchmark::RegisterBenchmark(name.c_str(), bm_gemm, type, n_out, n_tok)
+                    ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
+            }
     benchmark::RegisterBenchmark("tile_load", bm_tile_load)->Arg(0)->Arg(16)->ArgName("offset")->MinTime(0.3);
     for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})
         benchmark::RegisterBenchmark(("mla/tokens" + std::to_string(n_tok) + "/ctx" + std::to_string(n_ctx)).c_str(), bm_mla,

@@ -80,10 +80,26 @@ void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, MoeScr
     });
 }
 
+// out += down (SiLU(gate x) * up x) for every token, as three products (each on the tile path
+// where it applies, like cpu::matmul).
+void run_dense_expert(ThreadPool& pool, const DenseExpert& e, const float* x, int64_t n_tok, int64_t n_embd, float* out,
+                      MoeScratch& scratch) {
+    const uint64_t n_h = static_cast<uint64_t>(n_tok * e.n_ff), n_o = static_cast<uint64_t>(n_tok * n_embd);
+    float* g = grow(scratch.sh_g, n_h);
+    float* u = grow(scratch.sh_u, n_h);
+    float* o = grow(scratch.sh_o, n_o);
+    MatmulScratch& ms = scratch.sh_mm;
+    matmul(pool, e.gate_type, e.gate, e.gate_row_bytes, n_embd, e.n_ff, x, n_tok, g, ms);
+    matmul(pool, e.up_type, e.up, e.up_row_bytes, n_embd, e.n_ff, x, n_tok, u, ms);
+    for (uint64_t i = 0; i < n_h; ++i) g[i] = silu(g[i]) * u[i];
+    matmul(pool, e.down_type, e.down, e.down_row_bytes, e.n_ff, n_embd, g, n_tok, o, ms);
+    for (uint64_t i = 0; i < n_o; ++i) out[i] += o[i];
+}
+
 }  // namespace
 
 void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64_t n_tok, const int32_t* expert_ids,
-                 const float* expert_w, int k, float* out, MoeScratch& scratch) {
+                 const float* expert_w, int k, float* out, MoeScratch& scratch, const DenseExpert* shared) {
     if (n_tok <= 0) return;
     if (k <= 0 || k > 64) fail("moe_forward: expected 1 to 64 experts per token, found {}", k);
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
@@ -92,6 +108,11 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
         w.down_row_bytes < quant_row_bytes(w.down_type, n_ff))
         fail("moe_forward: expert row strides ({}, {}, {} bytes) are shorter than the rows", w.gate_row_bytes,
              w.up_row_bytes, w.down_row_bytes);
+    if (shared && (shared->n_ff <= 0 || shared->gate_row_bytes < quant_row_bytes(shared->gate_type, n_embd) ||
+                   shared->up_row_bytes < quant_row_bytes(shared->up_type, n_embd) ||
+                   shared->down_row_bytes < quant_row_bytes(shared->down_type, shared->n_ff)))
+        fail("moe_forward: the dense expert's rows ({}, {}, {} bytes, width {}) do not fit its sizes", shared->gate_row_bytes,
+             shared->up_row_bytes, shared->down_row_bytes, shared->n_ff);
 
     // Group the (token, slot) pairs by expert: a counting pass over the ids.
     const int64_t n_pair = n_tok * k;
@@ -142,15 +163,34 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     uint8_t* hq = grow(scratch.hq, hq_row * n_pair_u);                                     // [n_pair] rows
     float* o = grow(scratch.o, n_pair_u * static_cast<uint64_t>(n_embd));                  // [n_pair, n_embd]
 
+    // The dense expert joins the per-token jobs when none of its products would take the tile
+    // path (cpu::gemm_applies) and its gate and up pair with one activation type; otherwise it
+    // runs as three separate products after the routed experts (run_dense_expert).
+    const int64_t n_sh = shared ? shared->n_ff : 0;
+    const GgmlType sh_act = shared ? quant::vec_dot_type(shared->gate_type) : GgmlType::F32;
+    const GgmlType sh_down_act = shared ? quant::vec_dot_type(shared->down_type) : GgmlType::F32;
+    const bool sh_fused = shared && sh_act == quant::vec_dot_type(shared->up_type) &&
+                          !gemm_applies(shared->gate_type, n_embd, n_tok) && !gemm_applies(shared->up_type, n_embd, n_tok) &&
+                          !gemm_applies(shared->down_type, n_sh, n_tok);
+    const bool sh_own_x = sh_fused && sh_act != gate_act && sh_act != up_act;
+    const uint64_t sx_row = sh_fused ? quant_row_bytes(sh_act, n_embd) : 0, shq_row = sh_fused ? quant_row_bytes(sh_down_act, n_sh) : 0;
+    const uint8_t* sh_x = !sh_fused ? nullptr : sh_act == gate_act ? xq_gate : sh_act == up_act ? xq_up : grow(scratch.sh_xq, sx_row * n_tok_u);
+    float* sh_h = sh_fused ? grow(scratch.sh_g, n_tok_u * static_cast<uint64_t>(n_sh)) : nullptr;  // [n_tok, n_sh]
+    uint8_t* sh_hq = sh_fused ? grow(scratch.sh_hq, shq_row * n_tok_u) : nullptr;                  // [n_tok] rows
+    float* sh_o = sh_fused ? grow(scratch.sh_o, n_tok_u * static_cast<uint64_t>(n_embd)) : nullptr;  // [n_tok, n_embd]
+
     pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t) {
             quant::quantize_row(gate_act, x + t * n_embd, xq_gate + t * xg_row, n_embd);
             if (!shared_x) quant::quantize_row(up_act, x + t * n_embd, xq_up + t * xu_row, n_embd);
+            if (sh_own_x) quant::quantize_row(sh_act, x + t * n_embd, const_cast<uint8_t*>(sh_x) + t * sx_row, n_embd);
         }
     });
 
     // Gate and up: each thread takes rows [r0, r1) of every selected expert.
     const quant::VecDotFn gate_dot = quant::vec_dot_fn(w.gate_type), up_dot = quant::vec_dot_fn(w.up_type);
+    const quant::VecDotFn sh_gate_dot = sh_fused ? quant::vec_dot_fn(shared->gate_type) : nullptr;
+    const quant::VecDotFn sh_up_dot = sh_fused ? quant::vec_dot_fn(shared->up_type) : nullptr;
     const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes;  // bytes of one expert
     const uint64_t up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
     pool.parallel_for(n_ff, [&](int64_t r0, int64_t r1, int) {
@@ -171,14 +211,31 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
                 }
             }
         }
+        if (!sh_fused) return;
+        // The dense expert's rows in proportion: [r0, r1) of n_ff -> [s0, s1) of n_sh.
+        const int64_t s0 = r0 * n_sh / n_ff, s1 = r1 * n_sh / n_ff;
+        for (int64_t r = s0; r < s1; ++r) {
+            const uint8_t* gr = shared->gate + static_cast<uint64_t>(r) * shared->gate_row_bytes;
+            const uint8_t* ur = shared->up + static_cast<uint64_t>(r) * shared->up_row_bytes;
+            for (int64_t t = 0; t < n_tok; ++t) {
+                const float gv = sh_gate_dot(gr, sh_x + static_cast<uint64_t>(t) * sx_row, n_embd);
+                const float uv = sh_up_dot(ur, sh_x + static_cast<uint64_t>(t) * sx_row, n_embd);
+                sh_h[t * n_sh + r] = silu(gv) * uv;
+            }
+        }
     });
 
     if (!tiled.empty()) tiled_gate_up(pool, w, x, scratch, h);
 
     // h quantized for the per-token down products (the tiled experts pack h themselves).
     const int64_t n_active = static_cast<int64_t>(order.size());
-    pool.parallel_for(n_active, [&](int64_t i0, int64_t i1, int) {
+    pool.parallel_for(n_active + (sh_fused ? n_tok : 0), [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i) {
+            if (i >= n_active) {
+                const int64_t t = i - n_active;
+                quant::quantize_row(sh_down_act, sh_h + t * n_sh, sh_hq + static_cast<uint64_t>(t) * shq_row, n_sh);
+                continue;
+            }
             if (pair_tiled[static_cast<size_t>(i)]) continue;
             const int64_t p = order[static_cast<size_t>(i)];
             quant::quantize_row(down_act, h + p * n_ff, hq + static_cast<uint64_t>(p) * hq_row, n_ff);
@@ -189,6 +246,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     // Down, then the weighted sum over each token's slots in slot order (so a token's result
     // does not depend on what else is in the batch). Rows [r0, r1) of out belong to one thread.
     const quant::VecDotFn down_dot = quant::vec_dot_fn(w.down_type);
+    const quant::VecDotFn sh_down_dot = sh_fused ? quant::vec_dot_fn(shared->down_type) : nullptr;
     const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
     pool.parallel_for(n_embd, [&](int64_t r0, int64_t r1, int) {
         for (size_t gi = 0; gi < groups.size(); ++gi) {
@@ -204,6 +262,11 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
                 }
             }
         }
+        if (sh_fused)
+            for (int64_t r = r0; r < r1; ++r) {
+                const uint8_t* dr = shared->down + static_cast<uint64_t>(r) * shared->down_row_bytes;
+                for (int64_t t = 0; t < n_tok; ++t) sh_o[t * n_embd + r] = sh_down_dot(dr, sh_hq + static_cast<uint64_t>(t) * shq_row, n_sh);
+            }
         for (int64_t t = 0; t < n_tok; ++t) {
             float* out_t = out + t * n_embd;
             for (int64_t r = r0; r < r1; ++r) out_t[r] = 0.0f;
@@ -214,8 +277,11 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
                 const float* o_p = o + p * n_embd;
                 for (int64_t r = r0; r < r1; ++r) out_t[r] += wt * o_p[r];
             }
+            if (sh_fused)
+                for (int64_t r = r0; r < r1; ++r) out_t[r] += sh_o[t * n_embd + r];
         }
     });
+    if (shared && !sh_fused) run_dense_expert(pool, *shared, x, n_tok, n_embd, out, scratch);
 }
 
 }  // namespace tandem::cpu

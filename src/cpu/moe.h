@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
 #include "gguf/types.h"
 
@@ -30,6 +31,16 @@ struct ExpertWeights {
     const uint8_t *gate, *up, *down;
     uint64_t gate_row_bytes, up_row_bytes, down_row_bytes;
     int64_t n_embd, n_ff, n_expert;
+};
+
+// A SwiGLU expert that every token goes through, outside the routing (DeepSeek's shared
+// experts, concatenated): gate, up [n_ff, n_embd] and down [n_embd, n_ff], row-major, each in
+// its own type.
+struct DenseExpert {
+    GgmlType gate_type, up_type, down_type;
+    const uint8_t *gate, *up, *down;
+    uint64_t gate_row_bytes, up_row_bytes, down_row_bytes;
+    int64_t n_ff;
 };
 
 // Buffers reused across calls (grown on first use, never shrunk).
@@ -51,13 +62,23 @@ struct MoeScratch {
     std::vector<uint64_t> packed_at;      // [tiled] offset of each one's packed x / h
     aligned_vector<uint16_t> packed_x, packed_h;
     std::vector<PanelScratch> threads;    // [n_threads]
+    // The dense expert: its x rows quantized (when its gate pairs with another type than the
+    // routed one's), SiLU(gate x) * up x, that quantized, its output; the tile path's buffers.
+    std::vector<uint8_t> sh_xq, sh_hq;
+    std::vector<float> sh_g, sh_u, sh_o;
+    MatmulScratch sh_mm;
 };
 
 // x: [n_tok, n_embd] f32; expert_ids, expert_w: [n_tok, k] (k <= 64); out: [n_tok, n_embd],
 // overwritten. An id < 0 marks a slot handled elsewhere (e.g. an expert on the GPU): it adds
 // nothing. Ids >= n_expert throw tandem::Error. On the per-token path token t's output is
 // bit-identical to a call with that token alone; the tile path agrees within bf16 rounding.
+// With `shared`, out also gets that expert's output for every token (weight 1), bit for bit what
+// separate products (cpu::matmul, or cpu::gemm where it applies to n_tok tokens) give; on the
+// per-token path its rows run in the same jobs as the routed experts' rows, which saves a
+// decode step three synchronisations of all threads per layer and keeps its memory-bound reads
+// next to the compute-bound ones.
 void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64_t n_tok, const int32_t* expert_ids,
-                 const float* expert_w, int k, float* out, MoeScratch& scratch);
+                 const float* expert_w, int k, float* out, MoeScratch& scratch, const DenseExpert* shared = nullptr);
 
 }  // namespace tandem::cpu

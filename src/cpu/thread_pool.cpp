@@ -28,7 +28,9 @@ int online_cpus() {
 }
 
 ThreadPool::ThreadPool(int n_threads, bool pin)
-    : n_threads_(n_threads > 0 ? n_threads : online_cpus()), shares_(new Share[static_cast<size_t>(n_threads_)]) {
+    : n_threads_(n_threads > 0 ? n_threads : online_cpus()),
+      shares_(new Share[static_cast<size_t>(n_threads_)]),
+      done_(new Done[static_cast<size_t>(n_threads_)]) {
     std::vector<int> cpus;
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -84,7 +86,7 @@ void ThreadPool::worker(int idx) {
         seen = gen;
         if (stop_.load()) return;
         run_share(idx);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        done_[idx].generation.store(gen, std::memory_order_release);
     }
 }
 
@@ -95,15 +97,16 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
     }
     job_ = &fn;
     error_ = nullptr;
-    pending_.store(n_threads_ - 1, std::memory_order_release);
+    uint64_t gen;
     {
         // Publishing under the mutex pairs with the sleepers' predicate check: no lost wake-ups.
         std::lock_guard lock(mutex_);
-        generation_.fetch_add(1, std::memory_order_acq_rel);
+        gen = generation_.fetch_add(1, std::memory_order_acq_rel) + 1;
     }
     wake_.notify_all();
     run_share(0);
-    while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+    for (int i = 1; i < n_threads_; ++i)
+        while (done_[i].generation.load(std::memory_order_acquire) != gen) cpu_relax();
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
 }

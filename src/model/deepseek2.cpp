@@ -204,33 +204,53 @@ void derive_k_b(const Config& c, const Mat& kv_b, bool keep_f32, Layer& l) {
                          static_cast<uint64_t>(nope) * elem});
 }
 
+uint64_t bytes_of(const std::vector<Mat>& mats) {
+    uint64_t n = 0;
+    for (const Mat& m : mats) n += m.bytes();
+    return n;
+}
+
 // Where a forward pass spends its time, per step, when TANDEM_PROFILE is set in the
-// environment: accumulated over the model's life and printed to stderr when it is destroyed.
+// environment: accumulated over the model's life, separately for one-token batches (decode)
+// and larger ones (prefill), and printed to stderr when it is destroyed, with the weight bytes
+// each step read and the rate (a decode step is bound by those reads).
 struct StepProfile {
-    enum Step { kAttnProj, kAttnAbsorb, kAttnCore, kRouter, kRoutedExperts, kDenseFfn, kOutput, kSteps };
-    static constexpr const char* kNames[kSteps] = {"attention projections", "MLA W_uk, W_uv products",
-                                                  "attention over the cache", "router", "routed experts",
-                                                  "dense FFN and shared experts", "output head"};
+    enum Step { kAttnQ, kAttnKv, kAbsorbK, kAttnCore, kAbsorbV, kAttnOut, kRouter, kExperts, kDense, kOutput, kSteps };
+    static constexpr const char* kNames[kSteps] = {
+        "q projections (q_a, q_b)", "latent kv projection, cache", "MLA W_uk, or kv decompression", "attention over the cache",
+        "MLA W_uv (latent output)", "attention output (wo)",       "router",                        "experts (routed, shared)",
+        "dense FFN",                "output head"};
     bool on = std::getenv("TANDEM_PROFILE") != nullptr;
-    double seconds[kSteps] = {};
+    int kind = 0;  // 0: decode (one-token batches), 1: prefill
+    double seconds[2][kSteps] = {};
+    double bytes[2][kSteps] = {};
     using Clock = std::chrono::steady_clock;
     Clock::time_point t0 = Clock::now();
-    // Charges the time since the last mark to `step`.
-    void mark(Step step) {
+    // Charges the time since the last mark, and `weight_bytes` read, to `step`.
+    void mark(Step step, uint64_t weight_bytes = 0) {
         if (!on) return;
         const auto now = Clock::now();
-        seconds[step] += std::chrono::duration<double>(now - t0).count();
+        seconds[kind][step] += std::chrono::duration<double>(now - t0).count();
+        bytes[kind][step] += static_cast<double>(weight_bytes);
         t0 = now;
     }
-    void start() {
+    void start(int64_t n_tok) {
+        kind = n_tok > 1 ? 1 : 0;
         if (on) t0 = Clock::now();
     }
     ~StepProfile() {
         if (!on) return;
-        double total = 0;
-        for (double v : seconds) total += v;
-        for (int i = 0; i < kSteps; ++i)
-            fmt::print(stderr, "profile  {:<30} {:8.3f} s  {:5.1f}%\n", kNames[i], seconds[i], 100.0 * seconds[i] / std::max(total, 1e-9));
+        for (int k : {1, 0}) {
+            double total = 0, total_bytes = 0;
+            for (int i = 0; i < kSteps; ++i) total += seconds[k][i], total_bytes += bytes[k][i];
+            if (total == 0) continue;
+            fmt::print(stderr, "profile  {}: {:.3f} s, {} of weights read at {:.1f} GB/s\n", k ? "prefill (batches of 2+ tokens)" : "decode (1-token batches)",
+                       total, format_bytes(static_cast<uint64_t>(total_bytes)), total_bytes / total / 1e9);
+            for (int i = 0; i < kSteps; ++i)
+                fmt::print(stderr, "profile    {:<30} {:8.3f} s  {:5.1f}%  {:>10} read  {:6.1f} GB/s\n", kNames[i], seconds[k][i],
+                           100.0 * seconds[k][i] / total, format_bytes(static_cast<uint64_t>(bytes[k][i])),
+                           bytes[k][i] / std::max(seconds[k][i], 1e-12) / 1e9);
+        }
     }
 };
 
@@ -389,42 +409,75 @@ public:
         for (int64_t t = 0; t < n_tok; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], &x_[static_cast<size_t>(t * c.n_embd)]);
 
         decompress_ = use_decompressed(batch);
-        prof_.start();
+        prof_.start(n_tok);
+        // The last layer's output matters only for the tokens that want logits: it appends
+        // every token's latent row to the cache, then runs the rest for those tokens alone (a
+        // prompt's last layer costs one token's work instead of the whole prompt's).
+        const Batch* cur = &batch;
+        int64_t n_cur = n_tok;
+        const int64_t n_out = batch.n_logits();
         for (int64_t il = 0; il < c.n_layer; ++il) {
             const Layer& l = layers_[static_cast<size_t>(il)];
+            const uint64_t n_vals = static_cast<uint64_t>(n_cur * c.n_embd);
             // attention rmsnorm, attention, residual
-            for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
-            attention(l, il, batch, cache);
-            for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
-            // ffn rmsnorm, dense FFN or experts, residual
-            for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
-            if (il < c.n_layer_dense) {
-                swiglu_ffn(pool_, l.ffn_gate, l.ffn_up, l.ffn_down, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
-                prof_.mark(StepProfile::kDenseFfn);
+            for (int64_t t = 0; t < n_cur; ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            if (il == c.n_layer - 1 && n_out < n_tok) {
+                append_latent(l, il, batch, cache);
+                keep_logit_rows(batch);
+                cur = &out_batch_;
+                n_cur = n_out;
+                if (n_cur == 0) break;
+                decompress_ = use_decompressed(out_batch_);
+                attention(l, il, out_batch_, cache, false);
             } else {
-                moe(l, n_tok);
+                attention(l, il, *cur, cache, true);
             }
-            for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
+            for (uint64_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
+            // ffn rmsnorm, dense FFN or experts, residual
+            for (int64_t t = 0; t < n_cur; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            if (il < c.n_layer_dense) {
+                swiglu_ffn(pool_, l.ffn_gate, l.ffn_up, l.ffn_down, h_.data(), n_cur, y_.data(), g_, u_, scratch_[0]);
+                prof_.mark(StepProfile::kDense, l.ffn_gate.bytes() + l.ffn_up.bytes() + l.ffn_down.bytes());
+            } else {
+                moe(l, n_cur);
+            }
+            for (uint64_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
         }
         cache.commit(batch);
 
         // output norm and head, for the tokens that want logits
-        output_logits(pool_, batch.want_logits, x_.data(), h_.data(), c.n_embd, output_norm_, c.rms_eps, output_, logits,
+        output_logits(pool_, cur->want_logits, x_.data(), h_.data(), c.n_embd, output_norm_, c.rms_eps, output_, logits,
                       scratch_[0]);
-        prof_.mark(StepProfile::kOutput);
+        prof_.mark(StepProfile::kOutput, n_out > 0 ? output_.bytes() : 0);
     }
 
 private:
     float* x(int64_t t) { return x_.data() + t * c_.n_embd; }
     float* h(int64_t t) { return h_.data() + t * c_.n_embd; }
 
+    // Keeps, in order, the rows of x_ and h_ of the tokens that want logits and describes
+    // them in out_batch_ (all wanting logits).
+    void keep_logit_rows(const Batch& batch) {
+        out_batch_.clear();
+        for (int64_t t = 0; t < batch.size(); ++t) {
+            if (!batch.want_logits[static_cast<size_t>(t)]) continue;
+            const int64_t k = out_batch_.size();
+            if (k != t) {
+                std::copy_n(x(t), c_.n_embd, x(k));
+                std::copy_n(h(t), c_.n_embd, h(k));
+            }
+            out_batch_.add(batch.tokens[static_cast<size_t>(t)], batch.pos[static_cast<size_t>(t)],
+                           batch.seq[static_cast<size_t>(t)], true);
+        }
+    }
+
     // MLA; reads h_, writes y_ (the attention output, pre-residual). The projections and the
-    // cache update are shared; the attention itself runs in the form chosen for the batch
-    // (decompress_, see use_decompressed), both writing attn_ ([n_tok, n_head * v_head_dim]).
-    void attention(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
+    // cache update (unless `append` is false: append_latent ran already) are shared; the
+    // attention itself runs in the form chosen for the batch (decompress_, see
+    // use_decompressed), both writing attn_ ([n_tok, n_head * v_head_dim]).
+    void attention(const Layer& l, int64_t il, const Batch& batch, KvCache& cache, bool append) {
         const Config& c = c_;
-        const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim(), rank = c.kv_lora_rank;
-        const int64_t rope_dim = c.qk_rope_head_dim, width = c.cache_width();
+        const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim();
         q_.resize(static_cast<size_t>(n_tok * n_q));
         // q projection (through the low-rank bottleneck for V3/R1)
         if (c.q_lora_rank > 0) {
@@ -438,7 +491,21 @@ private:
         } else {
             matmul(pool_, l.q, h_.data(), n_tok, q_.data(), n_q, scratch_[0]);
         }
-        // latent kv: c_kv (normalised) and the shared k_pe (roped), appended to the cache
+        prof_.mark(StepProfile::kAttnQ, l.q_a.bytes() + l.q_b.bytes() + l.q.bytes());
+        if (append) append_latent(l, il, batch, cache);
+        attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
+        if (decompress_) attend_decompressed(l, il, batch, cache);
+        else attend_absorbed(l, il, batch, cache);
+        // output projection
+        matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
+        prof_.mark(StepProfile::kAttnOut, l.wo.bytes());
+    }
+
+    // The latent kv of every token of the batch (from h_): c_kv (normalised) and the shared
+    // k_pe (roped), appended to the cache.
+    void append_latent(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
+        const Config& c = c_;
+        const int64_t n_tok = batch.size(), rank = c.kv_lora_rank, width = c.cache_width();
         kva_.resize(static_cast<size_t>(n_tok * width));
         matmul(pool_, l.kv_a, h_.data(), n_tok, kva_.data(), width, scratch_[0]);
         for (int64_t t = 0; t < n_tok; ++t) {
@@ -447,15 +514,9 @@ private:
             const float* src = kva_.data() + t * width;
             rms_norm(src, l.kv_a_norm.data(), row, rank, c.rms_eps);
             std::copy(src + rank, src + width, row + rank);
-            rope(row + rank, rope_dim, pos, inv_freq_, false);
+            rope(row + rank, c.qk_rope_head_dim, pos, inv_freq_, false);
         }
-        prof_.mark(StepProfile::kAttnProj);
-        attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
-        if (decompress_) attend_decompressed(l, il, batch, cache);
-        else attend_absorbed(l, il, batch, cache);
-        // output projection
-        matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);
-        prof_.mark(StepProfile::kAttnProj);
+        prof_.mark(StepProfile::kAttnKv, l.kv_a.bytes());
     }
 
     // The absorbed form: per head, q_cat = [W_uk^T q_nope, rope(q_pe)] is one width-wide query
@@ -481,7 +542,7 @@ private:
                     std::copy(ql.data() + t * rank, ql.data() + (t + 1) * rank, qcat_.data() + (t * c.n_head + hh) * width);
             }
         });
-        prof_.mark(StepProfile::kAttnAbsorb);
+        prof_.mark(StepProfile::kAbsorbK, bytes_of(l.k_b));
         // scores over the sequence's cached positions (causal), softmax, latent output; row
         // t * n_head + h of qcat_ and olat_ is (token t, head h)
         olat_.resize(static_cast<size_t>(n_tok * c.n_head * rank));
@@ -506,7 +567,7 @@ private:
                               c.n_head * c.v_head_dim, scratch_[static_cast<size_t>(tid)]);
             }
         });
-        prof_.mark(StepProfile::kAttnAbsorb);
+        prof_.mark(StepProfile::kAbsorbV, bytes_of(l.v_b));
     }
 
     // The decompressed form: for every cached position of the batch's sequences, the per-head
@@ -555,7 +616,7 @@ private:
                     }
                 }
             });
-            prof_.mark(StepProfile::kAttnAbsorb);
+            prof_.mark(StepProfile::kAbsorbK, l.kv_b.rows(h0 * per_head, nh * per_head).bytes());
             // query rows (head hh, token t) at dq_ + (hh * n_tok + t) * dw
             dq_.resize(static_cast<size_t>(n_rows * dw));
             row_kv_.resize(static_cast<size_t>(n_rows));
@@ -788,22 +849,39 @@ private:
         pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
             for (int64_t t = t0; t < t1; ++t) route(l, router_.data() + t * c.n_expert, ids_.data() + t * k, wts_.data() + t * k);
         });
-        prof_.mark(StepProfile::kRouter);
+        prof_.mark(StepProfile::kRouter, l.gate_inp.bytes());
 
         // routed experts: gate, up, SiLU, down and the weighted sum, spread over all threads
         const cpu::ExpertWeights ew{l.gate_exps.type, l.up_exps.type, l.down_exps.type,
                                     l.gate_exps.data, l.up_exps.data, l.down_exps.data,
                                     l.gate_exps.row_bytes, l.up_exps.row_bytes, l.down_exps.row_bytes,
                                     c.n_embd, c.n_ff_exp, c.n_expert};
-        moe_out_.resize(static_cast<size_t>(n_tok * c.n_embd));
-        if (f32_activations_) moe_f32(l, n_tok);
-        else cpu::moe_forward(pool_, ew, h_.data(), n_tok, ids_.data(), wts_.data(), static_cast<int>(k), moe_out_.data(), moe_scratch_);
-        prof_.mark(StepProfile::kRoutedExperts);
-        // shared experts, always on
-        if (!l.gate_sh.empty()) swiglu_ffn(pool_, l.gate_sh, l.up_sh, l.down_sh, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
-        else std::fill(y_.begin(), y_.end(), 0.0f);
-        for (size_t i = 0; i < y_.size(); ++i) y_[i] += moe_out_[i];
-        prof_.mark(StepProfile::kDenseFfn);
+        const uint64_t shared_bytes = l.gate_sh.bytes() + l.up_sh.bytes() + l.down_sh.bytes();
+        if (f32_activations_) {
+            moe_out_.resize(static_cast<size_t>(n_tok * c.n_embd));
+            moe_f32(l, n_tok);
+            if (!l.gate_sh.empty()) swiglu_ffn(pool_, l.gate_sh, l.up_sh, l.down_sh, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
+            else std::fill_n(y_.begin(), n_tok * c.n_embd, 0.0f);
+            for (int64_t i = 0; i < n_tok * c.n_embd; ++i) y_[static_cast<size_t>(i)] += moe_out_[static_cast<size_t>(i)];
+            prof_.mark(StepProfile::kExperts, (prof_.on ? routed_bytes(l) : 0) + shared_bytes);
+            return;
+        }
+        // The shared experts run inside the routed step (cpu/moe.h: in the same jobs at decode).
+        cpu::DenseExpert sh{};
+        if (!l.gate_sh.empty())
+            sh = {l.gate_sh.type, l.up_sh.type, l.down_sh.type, l.gate_sh.data, l.up_sh.data, l.down_sh.data,
+                  l.gate_sh.row_stride, l.up_sh.row_stride, l.down_sh.row_stride, l.gate_sh.n_out};
+        cpu::moe_forward(pool_, ew, h_.data(), n_tok, ids_.data(), wts_.data(), static_cast<int>(k), y_.data(), moe_scratch_,
+                         l.gate_sh.empty() ? nullptr : &sh);
+        prof_.mark(StepProfile::kExperts, (prof_.on ? routed_bytes(l) : 0) + shared_bytes);
+    }
+
+    // The bytes of the routed experts the current batch chose (ids_), each read once.
+    uint64_t routed_bytes(const Layer& l) const {
+        std::vector<uint8_t> used(static_cast<size_t>(c_.n_expert), 0);
+        for (const int32_t e : ids_) used[static_cast<size_t>(e)] = 1;
+        const uint64_t per_expert = (l.gate_exps.bytes() + l.up_exps.bytes() + l.down_exps.bytes()) / static_cast<uint64_t>(c_.n_expert);
+        return per_expert * static_cast<uint64_t>(std::count(used.begin(), used.end(), uint8_t{1}));
     }
 
     // The routed experts with float32 activations (see QuantScratch): each active expert runs
@@ -855,6 +933,7 @@ private:
     // attend_decompressed: latent rows, the cache row of each position, decompressed keys and
     // values, rows and queries of a head block, its output.
     BatchSeqs batch_seqs_;
+    Batch out_batch_;  // forward's last layer: the tokens that want logits
     std::vector<float> ckv_, dec_, dkv_, dq_, dout_;
     std::vector<const float*> pos_row_;
     MlaForm mla_ = MlaForm::kAuto;

@@ -197,6 +197,11 @@ void poison(MoeScratch& s) {
     std::fill(s.o.begin(), s.o.end(), kNaN);
     std::fill(s.packed_x.begin(), s.packed_x.end(), uint16_t{0xFFFF});  // bf16 NaN
     std::fill(s.packed_h.begin(), s.packed_h.end(), uint16_t{0xFFFF});
+    std::fill(s.sh_xq.begin(), s.sh_xq.end(), uint8_t{0xFF});
+    std::fill(s.sh_hq.begin(), s.sh_hq.end(), uint8_t{0xFF});
+    std::fill(s.sh_g.begin(), s.sh_g.end(), kNaN);
+    std::fill(s.sh_u.begin(), s.sh_u.end(), kNaN);
+    std::fill(s.sh_o.begin(), s.sh_o.end(), kNaN);
 }
 
 // Routes n_tok tokens to k distinct experts each, from `pool_experts`; fills those experts.
@@ -302,6 +307,63 @@ TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
         EXPECT_EQ(scratch.tiled.size(), 16u);
     }
     expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward prefill");
+}
+
+// The dense (shared) expert run inside moe_forward: exactly the routed output plus what three
+// separate cpu::matmul products give (the per-token path when the batch is small, the tile
+// path at 9 tokens on an AMX CPU), and that contribution against float64.
+TEST(Moe, SharedExpertEqualsSeparateProducts) {
+    ThreadPool pool(3);
+    Layer L(GgmlType::IQ1_S, GgmlType::IQ1_S, GgmlType::Q4_K, 512, 256, 32);
+    // Shared widths unlike the routed one (rows split in proportion), gate/up pairing with
+    // the routed activation type (Q4_K: Q8_K) or with their own (Q8_0).
+    for (const GgmlType sh_type : {GgmlType::Q4_K, GgmlType::Q8_0}) {
+        const bool k_quant = sh_type == GgmlType::Q4_K;
+        const int64_t n_embd = 512, n_sh = k_quant ? 768 : 160;
+        const GgmlType down_type = k_quant ? GgmlType::Q6_K : GgmlType::Q8_0;
+        SCOPED_TRACE(::testing::Message() << ggml_type_name(sh_type) << " width " << n_sh);
+        const uint64_t gb = quant_row_bytes(sh_type, n_embd), db = quant_row_bytes(down_type, n_sh);
+        std::vector<uint8_t> sg(gb * n_sh), su(gb * n_sh), sd(db * n_embd);
+        quant::fill_random(sh_type, sg, 41, 0.05f);
+        quant::fill_random(sh_type, su, 42, 0.05f);
+        quant::fill_random(down_type, sd, 43, 0.05f);
+        const DenseExpert sh{sh_type, sh_type, down_type, sg.data(), su.data(), sd.data(), gb, gb, db, n_sh};
+        const auto g_m = dequant_matrix(sh_type, sg.data(), gb, n_embd, n_sh), u_m = dequant_matrix(sh_type, su.data(), gb, n_embd, n_sh);
+        const auto d_m = dequant_matrix(down_type, sd.data(), db, n_sh, n_embd);
+        for (const int64_t n_tok : {int64_t{1}, int64_t{3}, int64_t{9}}) {
+            SCOPED_TRACE(::testing::Message() << n_tok << " tokens");
+            std::vector<int32_t> pool_e(12), ids;
+            std::iota(pool_e.begin(), pool_e.end(), 10);
+            std::vector<float> wts;
+            route(L, n_tok, 4, pool_e, 7, ids, wts);
+            const std::vector<float> x = random_floats(n_tok * n_embd, 9, 1.0f);
+            MoeScratch scratch;
+            std::vector<float> routed(static_cast<size_t>(n_tok * n_embd), kNaN), with(routed.size(), kNaN);
+            moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 4, routed.data(), scratch);
+            moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 4, with.data(), scratch, &sh);
+            poison(scratch);
+            std::fill(with.begin(), with.end(), kNaN);
+            moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 4, with.data(), scratch, &sh);
+            // Separate products, as the model ran the shared experts before.
+            MatmulScratch ms;
+            std::vector<float> g(static_cast<size_t>(n_tok * n_sh)), u(g.size()), o(routed.size());
+            matmul(pool, sh_type, sg.data(), gb, n_embd, n_sh, x.data(), n_tok, g.data(), ms);
+            matmul(pool, sh_type, su.data(), gb, n_embd, n_sh, x.data(), n_tok, u.data(), ms);
+            for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+            matmul(pool, down_type, sd.data(), db, n_sh, n_embd, g.data(), n_tok, o.data(), ms);
+            for (size_t i = 0; i < with.size(); ++i) ASSERT_EQ(with[i], routed[i] + o[i]) << "element " << i;
+            // The shared contribution against float64, token by token.
+            for (int64_t t = 0; t < n_tok; ++t) {
+                std::vector<double> xd(x.begin() + t * n_embd, x.begin() + (t + 1) * n_embd);
+                const auto gd = ref_matvec(g_m, xd.data(), n_embd, n_sh), ud = ref_matvec(u_m, xd.data(), n_embd, n_sh);
+                std::vector<double> h(static_cast<size_t>(n_sh));
+                for (size_t i = 0; i < h.size(); ++i) h[i] = gd[i] / (1.0 + std::exp(-gd[i])) * ud[i];
+                std::vector<float> got(static_cast<size_t>(n_embd));
+                for (int64_t i = 0; i < n_embd; ++i) got[static_cast<size_t>(i)] = with[static_cast<size_t>(t * n_embd + i)] - routed[static_cast<size_t>(t * n_embd + i)];
+                expect_close(got.data(), ref_matvec(d_m, h.data(), n_sh, n_embd), "shared expert");
+            }
+        }
+    }
 }
 
 TEST(Moe, RejectsExpertIdsOutOfRange) {

@@ -209,6 +209,44 @@ TEST_P(ForwardTest, ChunkedPrefillEqualsOnePiece) {
     }
 }
 
+// Logits for some tokens only (a prompt's last token, as generation asks): the deepseek2 model
+// then runs its last layer for those tokens alone, after appending every token's cache row.
+// The rows it returns, and a token decoded on top of that cache, match the all-logits run.
+TEST_P(ForwardTest, SomeLogitsEqualAllLogits) {
+    Model& m = model_for(GetParam());
+    const int64_t V = m.n_vocab();
+    const auto a = some_tokens(9, 6, static_cast<int32_t>(V));
+    const auto b = some_tokens(6, 7, static_cast<int32_t>(V));
+    auto a2 = a;
+    a2.push_back(3);
+    const auto la = run_alone(m, a2), lb = run_alone(m, b);
+    auto kv = m.make_cache(64);
+    Batch batch;
+    std::vector<std::pair<const float*, size_t>> wanted;  // (alone logits, position) per returned row
+    for (size_t i = 0; i < a.size(); ++i) {
+        const bool want = i == 4 || i + 1 == a.size();
+        batch.add(a[i], static_cast<int32_t>(i), 0, want);
+        if (want) wanted.emplace_back(la.data(), i);
+        if (i < b.size()) {
+            batch.add(b[i], static_cast<int32_t>(i), 1, i + 1 == b.size());
+            if (i + 1 == b.size()) wanted.emplace_back(lb.data(), i);
+        }
+    }
+    ASSERT_EQ(batch.n_logits(), 3);
+    std::vector<float> out(wanted.size() * static_cast<size_t>(V));
+    m.forward(batch, *kv, out.data());
+    for (size_t r = 0; r < wanted.size(); ++r)
+        EXPECT_LT(rel_diff(out.data() + r * static_cast<size_t>(V), wanted[r].first + wanted[r].second * static_cast<size_t>(V),
+                           static_cast<size_t>(V)),
+                  same_logits_tol(GetParam()))
+            << "row " << r;
+    Batch step;
+    step.add(3, static_cast<int32_t>(a.size()), 0, true);
+    std::vector<float> one(static_cast<size_t>(V));
+    m.forward(step, *kv, one.data());
+    EXPECT_LT(rel_diff(one.data(), la.data() + a.size() * static_cast<size_t>(V), static_cast<size_t>(V)), same_logits_tol(GetParam()));
+}
+
 TEST_P(ForwardTest, TruncateAndDropSequences) {
     Model& m = model_for(GetParam());
     const int64_t V = m.n_vocab();
