@@ -68,4 +68,43 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
     });
 }
 
+void matmul_many(ThreadPool& pool, std::span<const MatmulOut> outs, int64_t n_in, const float* x, int64_t n_tok,
+                 MatmulScratch& scratch) {
+    if (outs.empty() || n_tok <= 0) return;
+    const GgmlType act_type = quant::vec_dot_type(outs.front().type);
+    bool together = n_tok <= kTokBlock;
+    for (const MatmulOut& m : outs)
+        together = together && !gemm_applies(m.type, n_in, n_tok) && quant::vec_dot_type(m.type) == act_type;
+    if (!together) {
+        for (const MatmulOut& m : outs) matmul(pool, m.type, m.w, m.row_bytes, n_in, m.n_out, x, n_tok, m.y, scratch);
+        return;
+    }
+    int64_t total = 0;
+    for (const MatmulOut& m : outs) {
+        const uint64_t w_row = quant_row_bytes(m.type, n_in);
+        if (m.row_bytes < w_row) fail("matmul: rows of {} bytes, but {} {} values need {}", m.row_bytes, n_in,
+                                      ggml_type_name(m.type), w_row);
+        total += m.n_out;
+    }
+    const uint64_t xq_row = quant_row_bytes(act_type, n_in);
+    if (scratch.xq.size() < xq_row * static_cast<uint64_t>(n_tok)) scratch.xq.resize(xq_row * static_cast<uint64_t>(n_tok));
+    uint8_t* xq = scratch.xq.data();
+    for (int64_t t = 0; t < n_tok; ++t) quant::quantize_row(act_type, x + t * n_in, xq + t * xq_row, n_in);
+    // Rows [o0, o1) of the products one after another, as matmul's per-token loop runs them.
+    pool.parallel_for(total, [&](int64_t o0, int64_t o1, int) {
+        int64_t first = 0;
+        for (const MatmulOut& m : outs) {
+            const int64_t lo = std::max(o0, first) - first, hi = std::min(o1, first + m.n_out) - first;
+            first += m.n_out;
+            if (lo >= hi) continue;
+            const quant::VecDotFn dot = quant::vec_dot_fn(m.type);
+            const auto* wb = static_cast<const uint8_t*>(m.w);
+            for (int64_t o = lo; o < hi; ++o) {
+                const uint8_t* wr = wb + static_cast<uint64_t>(o) * m.row_bytes;
+                for (int64_t t = 0; t < n_tok; ++t) m.y[t * m.n_out + o] = dot(wr, xq + t * xq_row, n_in);
+            }
+        }
+    });
+}
+
 }  // namespace tandem::cpu

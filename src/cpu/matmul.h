@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "cpu/gemm.h"
@@ -41,6 +42,21 @@ struct MatmulScratch {
 // bf16 rounding (see gemm.h).
 void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
             const float* x, int64_t n_tok, float* y, MatmulScratch& scratch);
+
+// Several products of the same activations: outs[i].y = x outs[i].w^T, each exactly as
+// matmul computes it. Where every one takes the per-token path with the same activation
+// type (a decode step), x is quantized once and all their rows run in one parallel_for:
+// one synchronisation of the threads instead of one per product, and the small matrices
+// stream next to the large ones.
+struct MatmulOut {
+    GgmlType type;
+    const void* w;
+    uint64_t row_bytes;
+    int64_t n_out;
+    float* y;  // [n_tok, n_out]
+};
+void matmul_many(ThreadPool& pool, std::span<const MatmulOut> outs, int64_t n_in, const float* x, int64_t n_tok,
+                 MatmulScratch& scratch);
 
 // Bytes of one row of n values of a quantized type (n a multiple of its block size).
 uint64_t quant_row_bytes(GgmlType type, int64_t n);

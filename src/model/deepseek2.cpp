@@ -215,9 +215,9 @@ uint64_t bytes_of(const std::vector<Mat>& mats) {
 // and larger ones (prefill), and printed to stderr when it is destroyed, with the weight bytes
 // each step read and the rate (a decode step is bound by those reads).
 struct StepProfile {
-    enum Step { kAttnQ, kAttnKv, kAbsorbK, kAttnCore, kAbsorbV, kAttnOut, kRouter, kExperts, kDense, kOutput, kSteps };
+    enum Step { kAttnQ, kCacheRows, kAbsorbK, kAttnCore, kAbsorbV, kAttnOut, kRouter, kExperts, kDense, kOutput, kSteps };
     static constexpr const char* kNames[kSteps] = {
-        "q projections (q_a, q_b)", "latent kv projection, cache", "MLA W_uk, or kv decompression", "attention over the cache",
+        "q, latent kv projections",  "cache rows (norm, rope)", "MLA W_uk, or kv decompression", "attention over the cache",
         "MLA W_uv (latent output)", "attention output (wo)",       "router",                        "experts (routed, shared)",
         "dense FFN",                "output head"};
     bool on = std::getenv("TANDEM_PROFILE") != nullptr;
@@ -418,7 +418,6 @@ public:
         const int64_t n_out = batch.n_logits();
         for (int64_t il = 0; il < c.n_layer; ++il) {
             const Layer& l = layers_[static_cast<size_t>(il)];
-            const uint64_t n_vals = static_cast<uint64_t>(n_cur * c.n_embd);
             // attention rmsnorm, attention, residual
             for (int64_t t = 0; t < n_cur; ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
             if (il == c.n_layer - 1 && n_out < n_tok) {
@@ -432,7 +431,8 @@ public:
             } else {
                 attention(l, il, *cur, cache, true);
             }
-            for (uint64_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
+            const auto n_vals = static_cast<size_t>(n_cur * c.n_embd);
+            for (size_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
             // ffn rmsnorm, dense FFN or experts, residual
             for (int64_t t = 0; t < n_cur; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
             if (il < c.n_layer_dense) {
@@ -441,7 +441,7 @@ public:
             } else {
                 moe(l, n_cur);
             }
-            for (uint64_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
+            for (size_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
         }
         cache.commit(batch);
 
@@ -479,20 +479,27 @@ private:
         const Config& c = c_;
         const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim();
         q_.resize(static_cast<size_t>(n_tok * n_q));
-        // q projection (through the low-rank bottleneck for V3/R1)
-        if (c.q_lora_rank > 0) {
-            cq_.resize(static_cast<size_t>(n_tok * c.q_lora_rank));
-            matmul(pool_, l.q_a, h_.data(), n_tok, cq_.data(), c.q_lora_rank, scratch_[0]);
+        // q projection (through the low-rank bottleneck for V3/R1), with the latent kv one
+        // (the same input) where the cache rows are appended here
+        const bool low_rank = c.q_lora_rank > 0;
+        const Mat& q_in = low_rank ? l.q_a : l.q;
+        if (low_rank) cq_.resize(static_cast<size_t>(n_tok * c.q_lora_rank));
+        float* q_in_y = low_rank ? cq_.data() : q_.data();
+        if (append) {
+            kva_.resize(static_cast<size_t>(n_tok * c.cache_width()));
+            matmul_pair(pool_, q_in, q_in_y, l.kv_a, kva_.data(), h_.data(), n_tok, scratch_[0]);
+        } else {
+            matmul(pool_, q_in, h_.data(), n_tok, q_in_y, q_in.n_out, scratch_[0]);
+        }
+        if (low_rank) {
             for (int64_t t = 0; t < n_tok; ++t) {
                 float* r = cq_.data() + t * c.q_lora_rank;
                 rms_norm(r, l.q_a_norm.data(), r, c.q_lora_rank, c.rms_eps);
             }
             matmul(pool_, l.q_b, cq_.data(), n_tok, q_.data(), n_q, scratch_[0]);
-        } else {
-            matmul(pool_, l.q, h_.data(), n_tok, q_.data(), n_q, scratch_[0]);
         }
-        prof_.mark(StepProfile::kAttnQ, l.q_a.bytes() + l.q_b.bytes() + l.q.bytes());
-        if (append) append_latent(l, il, batch, cache);
+        prof_.mark(StepProfile::kAttnQ, l.q_a.bytes() + l.q_b.bytes() + l.q.bytes() + (append ? l.kv_a.bytes() : 0));
+        if (append) append_rows(l, il, batch, cache);
         attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
         if (decompress_) attend_decompressed(l, il, batch, cache);
         else attend_absorbed(l, il, batch, cache);
@@ -501,14 +508,20 @@ private:
         prof_.mark(StepProfile::kAttnOut, l.wo.bytes());
     }
 
-    // The latent kv of every token of the batch (from h_): c_kv (normalised) and the shared
-    // k_pe (roped), appended to the cache.
+    // The latent kv of every token of the batch (from h_), appended to the cache.
     void append_latent(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
+        kva_.resize(static_cast<size_t>(batch.size() * c_.cache_width()));
+        matmul(pool_, l.kv_a, h_.data(), batch.size(), kva_.data(), c_.cache_width(), scratch_[0]);
+        prof_.mark(StepProfile::kAttnQ, l.kv_a.bytes());
+        append_rows(l, il, batch, cache);
+    }
+
+    // Cache rows from the latent kv projection (kva_): c_kv (normalised) and the shared k_pe
+    // (roped).
+    void append_rows(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
         const Config& c = c_;
-        const int64_t n_tok = batch.size(), rank = c.kv_lora_rank, width = c.cache_width();
-        kva_.resize(static_cast<size_t>(n_tok * width));
-        matmul(pool_, l.kv_a, h_.data(), n_tok, kva_.data(), width, scratch_[0]);
-        for (int64_t t = 0; t < n_tok; ++t) {
+        const int64_t rank = c.kv_lora_rank, width = c.cache_width();
+        for (int64_t t = 0; t < batch.size(); ++t) {
             const int32_t seq = batch.seq[static_cast<size_t>(t)], pos = batch.pos[static_cast<size_t>(t)];
             float* row = cache.append_row(seq, il, pos);
             const float* src = kva_.data() + t * width;
@@ -516,7 +529,7 @@ private:
             std::copy(src + rank, src + width, row + rank);
             rope(row + rank, c.qk_rope_head_dim, pos, inv_freq_, false);
         }
-        prof_.mark(StepProfile::kAttnKv, l.kv_a.bytes());
+        prof_.mark(StepProfile::kCacheRows);
     }
 
     // The absorbed form: per head, q_cat = [W_uk^T q_nope, rope(q_pe)] is one width-wide query

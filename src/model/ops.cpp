@@ -109,6 +109,18 @@ void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, 
     cpu::matmul(pool, w.type, w.data, w.row_stride, w.n_in, w.n_out, x, n_tok, y, scratch.cpu);
 }
 
+void matmul_pair(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, float* yb, const float* x, int64_t n_tok,
+                 QuantScratch& scratch) {
+    TANDEM_CHECK(a.n_in == b.n_in, "matmul_pair: inputs of {} and {} values", a.n_in, b.n_in);
+    if (scratch.f32_activations) {
+        matmul(pool, a, x, n_tok, ya, a.n_out, scratch);
+        matmul(pool, b, x, n_tok, yb, b.n_out, scratch);
+        return;
+    }
+    const cpu::MatmulOut outs[2] = {{a.type, a.data, a.row_stride, a.n_out, ya}, {b.type, b.data, b.row_stride, b.n_out, yb}};
+    cpu::matmul_many(pool, outs, a.n_in, x, n_tok, scratch.cpu);
+}
+
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
@@ -159,8 +171,7 @@ void swiglu_ffn(cpu::ThreadPool& pool, const Mat& gate, const Mat& up, const Mat
     const int64_t n_ff = gate.n_out;
     g.resize(static_cast<size_t>(n_tok * n_ff));
     u.resize(g.size());
-    matmul(pool, gate, x, n_tok, g.data(), n_ff, scratch);
-    matmul(pool, up, x, n_tok, u.data(), n_ff, scratch);
+    matmul_pair(pool, gate, g.data(), up, u.data(), x, n_tok, scratch);
     for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
     matmul(pool, down, g.data(), n_tok, out, down.n_out, scratch);
 }

@@ -54,6 +54,12 @@ struct QuantScratch {
 void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride,
             QuantScratch& scratch);
 
+// ya = x a^T and yb = x b^T, two products of the same activations (a.n_in == b.n_in): exactly
+// what two matmul calls give, in one job of the threads where both take the per-token path
+// (cpu::matmul_many).
+void matmul_pair(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, float* yb, const float* x, int64_t n_tok,
+                 QuantScratch& scratch);
+
 // The same on the calling thread only (inside work already spread over threads).
 void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride, QuantScratch& scratch);
 

@@ -126,6 +126,41 @@ TEST(Matmul, ManyTokensInBlocksOfTokensAndRows) {
     check_matmul(pool, GgmlType::F16, 512, 300, 20);
 }
 
+// matmul_many gives each product exactly what matmul gives it: in one job (Q4_K and Q6_K pair
+// with Q8_K activations, 1 and 3 tokens), or one call after the other (a Q8_0 product pairs
+// with Q8_0; 20 tokens take the tile path on an AMX CPU or 16-token blocks elsewhere).
+TEST(Matmul, ManyProductsOfOneInputEqualSeparateCalls) {
+    ThreadPool pool(3);
+    const int64_t n_in = 512;
+    const GgmlType types[] = {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0};
+    const int64_t n_outs[] = {300, 77, 40};
+    std::vector<std::vector<uint8_t>> w;
+    for (size_t i = 0; i < 3; ++i) {
+        w.emplace_back(quant_row_bytes(types[i], n_in) * static_cast<uint64_t>(n_outs[i]));
+        quant::fill_random(types[i], w.back(), 60 + i, 0.05f);
+    }
+    for (const size_t n_products : {size_t{2}, size_t{3}})
+        for (const int64_t n_tok : {int64_t{1}, int64_t{3}, int64_t{20}}) {
+            SCOPED_TRACE(::testing::Message() << n_products << " products, " << n_tok << " tokens");
+            const std::vector<float> x = random_floats(n_in * n_tok, 13, 1.0f);
+            std::vector<std::vector<float>> got, want;
+            std::vector<MatmulOut> outs;
+            MatmulScratch scratch;
+            for (size_t i = 0; i < n_products; ++i) {
+                got.emplace_back(static_cast<size_t>(n_tok * n_outs[i]), kNaN);
+                want.emplace_back(got.back().size(), kNaN);
+                matmul(pool, types[i], w[i].data(), quant_row_bytes(types[i], n_in), n_in, n_outs[i], x.data(), n_tok,
+                       want.back().data(), scratch);
+            }
+            for (size_t i = 0; i < n_products; ++i)
+                outs.push_back({types[i], w[i].data(), quant_row_bytes(types[i], n_in), n_outs[i], got[i].data()});
+            std::fill(scratch.xq.begin(), scratch.xq.end(), uint8_t{0xFF});
+            matmul_many(pool, outs, n_in, x.data(), n_tok, scratch);
+            for (size_t i = 0; i < n_products; ++i)
+                for (size_t j = 0; j < got[i].size(); ++j) ASSERT_EQ(got[i][j], want[i][j]) << "product " << i << " value " << j;
+        }
+}
+
 TEST(Matmul, RejectsRowsThatAreNotWholeBlocks) {
     ThreadPool pool(2);
     MatmulScratch scratch;
