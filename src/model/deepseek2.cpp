@@ -520,15 +520,22 @@ private:
     // (roped).
     void append_rows(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
         const Config& c = c_;
-        const int64_t rank = c.kv_lora_rank, width = c.cache_width();
-        for (int64_t t = 0; t < batch.size(); ++t) {
-            const int32_t seq = batch.seq[static_cast<size_t>(t)], pos = batch.pos[static_cast<size_t>(t)];
-            float* row = cache.append_row(seq, il, pos);
-            const float* src = kva_.data() + t * width;
-            rms_norm(src, l.kv_a_norm.data(), row, rank, c.rms_eps);
-            std::copy(src + rank, src + width, row + rank);
-            rope(row + rank, c.qk_rope_head_dim, pos, inv_freq_, false);
-        }
+        const int64_t rank = c.kv_lora_rank, width = c.cache_width(), n_tok = batch.size();
+        // Every row first (a sequence's rows may move while they grow), then their addresses,
+        // then the values, on all threads.
+        for (int64_t t = 0; t < n_tok; ++t) cache.append_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
+        cache_row_.resize(static_cast<size_t>(n_tok));
+        for (int64_t t = 0; t < n_tok; ++t)
+            cache_row_[static_cast<size_t>(t)] = cache.append_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
+        pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+            for (int64_t t = t0; t < t1; ++t) {
+                float* row = cache_row_[static_cast<size_t>(t)];
+                const float* src = kva_.data() + t * width;
+                rms_norm(src, l.kv_a_norm.data(), row, rank, c.rms_eps);
+                std::copy(src + rank, src + width, row + rank);
+                rope(row + rank, c.qk_rope_head_dim, batch.pos[static_cast<size_t>(t)], inv_freq_, false);
+            }
+        });
         prof_.mark(StepProfile::kCacheRows);
     }
 
@@ -946,7 +953,8 @@ private:
     // attend_decompressed: latent rows, the cache row of each position, decompressed keys and
     // values, rows and queries of a head block, its output.
     BatchSeqs batch_seqs_;
-    Batch out_batch_;  // forward's last layer: the tokens that want logits
+    Batch out_batch_;                // forward's last layer: the tokens that want logits
+    std::vector<float*> cache_row_;  // append_rows: each token's cache row
     std::vector<float> ckv_, dec_, dkv_, dq_, dout_;
     std::vector<const float*> pos_row_;
     MlaForm mla_ = MlaForm::kAuto;
