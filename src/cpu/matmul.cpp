@@ -17,7 +17,6 @@ uint64_t quant_row_bytes(GgmlType type, int64_t n) {
 }
 
 namespace {
-constexpr int64_t kTokBlock = 16;                  // tokens per work item of a many-token product
 constexpr uint64_t kRowBlockBytes = uint64_t{512} << 10;  // weight bytes per work item
 }  // namespace
 

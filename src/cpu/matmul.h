@@ -27,6 +27,11 @@ T* grow(std::vector<T, A>& v, uint64_t n) {
     return v.data();
 }
 
+// Tokens per work item of a many-token product on the per-token path: up to this many, each
+// weight row is dotted with every token's activations in turn (a decode step); beyond it, work
+// items of (kTokBlock tokens, ~512 KiB of rows) keep both in L2.
+inline constexpr int64_t kTokBlock = 16;
+
 // Quantized activation rows, grown on first use and reused (allocated once, not per token).
 struct MatmulScratch {
     std::vector<uint8_t> xq;  // [n_tok] rows of vec_dot_type(w_type), n_in values each

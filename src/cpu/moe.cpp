@@ -163,13 +163,15 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     uint8_t* hq = grow(scratch.hq, hq_row * n_pair_u);                                     // [n_pair] rows
     float* o = grow(scratch.o, n_pair_u * static_cast<uint64_t>(n_embd));                  // [n_pair, n_embd]
 
-    // The dense expert joins the per-token jobs when none of its products would take the tile
-    // path (cpu::gemm_applies) and its gate and up pair with one activation type; otherwise it
-    // runs as three separate products after the routed experts (run_dense_expert).
+    // The dense expert joins the per-token jobs of a small batch (up to kTokBlock tokens, as
+    // cpu::matmul's own row loop) when none of its products would take the tile path
+    // (cpu::gemm_applies) and its gate and up pair with one activation type; otherwise it runs
+    // as three separate products after the routed experts (run_dense_expert), blocked as
+    // cpu::matmul blocks them.
     const int64_t n_sh = shared ? shared->n_ff : 0;
     const GgmlType sh_act = shared ? quant::vec_dot_type(shared->gate_type) : GgmlType::F32;
     const GgmlType sh_down_act = shared ? quant::vec_dot_type(shared->down_type) : GgmlType::F32;
-    const bool sh_fused = shared && sh_act == quant::vec_dot_type(shared->up_type) &&
+    const bool sh_fused = shared && n_tok <= kTokBlock && n_ff > 0 && sh_act == quant::vec_dot_type(shared->up_type) &&
                           !gemm_applies(shared->gate_type, n_embd, n_tok) && !gemm_applies(shared->up_type, n_embd, n_tok) &&
                           !gemm_applies(shared->down_type, n_sh, n_tok);
     const bool sh_own_x = sh_fused && sh_act != gate_act && sh_act != up_act;

@@ -1,6 +1,7 @@
 // The fused routed-expert step of a Mixture-of-Experts FFN on the CPU:
 //     out[t] = sum_s expert_w[t, s] * down_e (SiLU(gate_e x[t]) * up_e x[t]),  e = expert_ids[t, s]
-// for a batch of tokens, all selected experts at once.
+// for a batch of tokens, all selected experts at once, plus optionally a dense (shared)
+// expert that every token goes through.
 //
 // Work is split over all threads by rows of the concatenated selected experts (never one
 // expert per thread): in the gate/up phase every thread takes the same slice of n_ff rows of
@@ -63,7 +64,8 @@ struct MoeScratch {
     aligned_vector<uint16_t> packed_x, packed_h;
     std::vector<PanelScratch> threads;    // [n_threads]
     // The dense expert: its x rows quantized (when its gate pairs with another type than the
-    // routed one's), SiLU(gate x) * up x, that quantized, its output; the tile path's buffers.
+    // routed one's) and its hidden rows quantized; its gate (then SiLU(gate x) * up x), up and
+    // output rows; the separate products' scratch.
     std::vector<uint8_t> sh_xq, sh_hq;
     std::vector<float> sh_g, sh_u, sh_o;
     MatmulScratch sh_mm;
@@ -74,10 +76,11 @@ struct MoeScratch {
 // nothing. Ids >= n_expert throw tandem::Error. On the per-token path token t's output is
 // bit-identical to a call with that token alone; the tile path agrees within bf16 rounding.
 // With `shared`, out also gets that expert's output for every token (weight 1), bit for bit what
-// separate products (cpu::matmul, or cpu::gemm where it applies to n_tok tokens) give; on the
-// per-token path its rows run in the same jobs as the routed experts' rows, which saves a
-// decode step three synchronisations of all threads per layer and keeps its memory-bound reads
-// next to the compute-bound ones.
+// separate products (cpu::matmul, or cpu::gemm where it applies to n_tok tokens) give; in a
+// small batch its rows run in the same jobs as the routed experts' rows, which saves a decode
+// step three synchronisations of all threads per layer and keeps its memory-bound reads next
+// to the compute-bound ones. (So with `shared`, a token's output equals its output alone within
+// bf16 rounding once the batch takes the tile path for it.) x and out must not overlap.
 void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64_t n_tok, const int32_t* expert_ids,
                  const float* expert_w, int k, float* out, MoeScratch& scratch, const DenseExpert* shared = nullptr);
 

@@ -424,7 +424,7 @@ public:
                 append_latent(l, il, batch, cache);
                 keep_logit_rows(batch);
                 cur = &out_batch_;
-                n_cur = n_out;
+                n_cur = out_batch_.size();
                 if (n_cur == 0) break;
                 decompress_ = use_decompressed(out_batch_);
                 attention(l, il, out_batch_, cache, false);
@@ -526,7 +526,7 @@ private:
         for (int64_t t = 0; t < n_tok; ++t) cache.append_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
         cache_row_.resize(static_cast<size_t>(n_tok));
         for (int64_t t = 0; t < n_tok; ++t)
-            cache_row_[static_cast<size_t>(t)] = cache.append_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
+            cache_row_[static_cast<size_t>(t)] = cache.appended_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
         pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
             for (int64_t t = t0; t < t1; ++t) {
                 float* row = cache_row_[static_cast<size_t>(t)];
@@ -562,7 +562,7 @@ private:
                     std::copy(ql.data() + t * rank, ql.data() + (t + 1) * rank, qcat_.data() + (t * c.n_head + hh) * width);
             }
         });
-        prof_.mark(StepProfile::kAbsorbK, bytes_of(l.k_b));
+        prof_.mark(StepProfile::kAbsorbK, prof_.on ? bytes_of(l.k_b) : 0);
         // scores over the sequence's cached positions (causal), softmax, latent output; row
         // t * n_head + h of qcat_ and olat_ is (token t, head h)
         olat_.resize(static_cast<size_t>(n_tok * c.n_head * rank));
@@ -587,7 +587,7 @@ private:
                               c.n_head * c.v_head_dim, scratch_[static_cast<size_t>(tid)]);
             }
         });
-        prof_.mark(StepProfile::kAbsorbV, bytes_of(l.v_b));
+        prof_.mark(StepProfile::kAbsorbV, prof_.on ? bytes_of(l.v_b) : 0);
     }
 
     // The decompressed form: for every cached position of the batch's sequences, the per-head

@@ -48,6 +48,14 @@ float* KvCache::append_row(int32_t seq, int64_t layer, int64_t pos) {
     return rows.data() + pos * row_width_;
 }
 
+float* KvCache::appended_row(int32_t seq, int64_t layer, int64_t pos) {
+    auto it = seqs_.find(seq);
+    TANDEM_CHECK(it != seqs_.end(), "sequence {} has no cache", seq);
+    auto& rows = it->second.layers[static_cast<size_t>(layer)];
+    TANDEM_CHECK(pos >= 0 && static_cast<size_t>((pos + 1) * row_width_) <= rows.size(), "position {} of sequence {} was not appended", pos, seq);
+    return rows.data() + pos * row_width_;
+}
+
 void KvCache::commit(const Batch& batch) {
     for (int64_t t = 0; t < batch.size(); ++t) seq_for(batch.seq[static_cast<size_t>(t)]).n_pos = batch.pos[static_cast<size_t>(t)] + 1;
 }

@@ -48,6 +48,9 @@ public:
     const float* rows(int32_t seq, int64_t layer) const;
     // Appends the row for position `pos` (must equal n_pos before the step's first append).
     float* append_row(int32_t seq, int64_t layer, int64_t pos);
+    // The row of position `pos` that an append_row of this step created, to fill: it stays at
+    // this address until the next append_row of that sequence and layer (which may move them).
+    float* appended_row(int32_t seq, int64_t layer, int64_t pos);
     // Marks the positions a step appended as cached: each sequence of the batch now ends after
     // its last token in the batch.
     void commit(const Batch& batch);

@@ -126,20 +126,20 @@ TEST(Matmul, ManyTokensInBlocksOfTokensAndRows) {
     check_matmul(pool, GgmlType::F16, 512, 300, 20);
 }
 
-// matmul_many gives each product exactly what matmul gives it: in one job (Q4_K and Q6_K pair
-// with Q8_K activations, 1 and 3 tokens), or one call after the other (a Q8_0 product pairs
-// with Q8_0; 20 tokens take the tile path on an AMX CPU or 16-token blocks elsewhere).
+// matmul_many gives each product exactly what matmul gives it: in one job (Q4_K, Q6_K and Q2_K
+// pair with Q8_K activations, 1 and 3 tokens), or one call after the other (a Q8_0 product
+// pairs with Q8_0; 20 tokens take the tile path on an AMX CPU or 16-token blocks elsewhere).
 TEST(Matmul, ManyProductsOfOneInputEqualSeparateCalls) {
     ThreadPool pool(3);
     const int64_t n_in = 512;
-    const GgmlType types[] = {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0};
-    const int64_t n_outs[] = {300, 77, 40};
+    const GgmlType types[] = {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q2_K, GgmlType::Q8_0};
+    const int64_t n_outs[] = {300, 77, 41, 40};
     std::vector<std::vector<uint8_t>> w;
-    for (size_t i = 0; i < 3; ++i) {
+    for (size_t i = 0; i < 4; ++i) {
         w.emplace_back(quant_row_bytes(types[i], n_in) * static_cast<uint64_t>(n_outs[i]));
         quant::fill_random(types[i], w.back(), 60 + i, 0.05f);
     }
-    for (const size_t n_products : {size_t{2}, size_t{3}})
+    for (const size_t n_products : {size_t{2}, size_t{3}, size_t{4}})
         for (const int64_t n_tok : {int64_t{1}, int64_t{3}, int64_t{20}}) {
             SCOPED_TRACE(::testing::Message() << n_products << " products, " << n_tok << " tokens");
             const std::vector<float> x = random_floats(n_in * n_tok, 13, 1.0f);
@@ -346,7 +346,8 @@ TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
 
 // The dense (shared) expert run inside moe_forward: exactly the routed output plus what three
 // separate cpu::matmul products give (the per-token path when the batch is small, the tile
-// path at 9 tokens on an AMX CPU), and that contribution against float64.
+// path at 9 and 20 tokens on an AMX CPU, next to routed experts that take it too at 20; else
+// cpu::matmul's blocked loop at 20), and that contribution against float64.
 TEST(Moe, SharedExpertEqualsSeparateProducts) {
     ThreadPool pool(3);
     Layer L(GgmlType::IQ1_S, GgmlType::IQ1_S, GgmlType::Q4_K, 512, 256, 32);
@@ -365,7 +366,7 @@ TEST(Moe, SharedExpertEqualsSeparateProducts) {
         const DenseExpert sh{sh_type, sh_type, down_type, sg.data(), su.data(), sd.data(), gb, gb, db, n_sh};
         const auto g_m = dequant_matrix(sh_type, sg.data(), gb, n_embd, n_sh), u_m = dequant_matrix(sh_type, su.data(), gb, n_embd, n_sh);
         const auto d_m = dequant_matrix(down_type, sd.data(), db, n_sh, n_embd);
-        for (const int64_t n_tok : {int64_t{1}, int64_t{3}, int64_t{9}}) {
+        for (const int64_t n_tok : {int64_t{1}, int64_t{3}, int64_t{9}, int64_t{20}}) {
             SCOPED_TRACE(::testing::Message() << n_tok << " tokens");
             std::vector<int32_t> pool_e(12), ids;
             std::iota(pool_e.begin(), pool_e.end(), 10);

@@ -210,8 +210,9 @@ TEST_P(ForwardTest, ChunkedPrefillEqualsOnePiece) {
 }
 
 // Logits for some tokens only (a prompt's last token, as generation asks): the deepseek2 model
-// then runs its last layer for those tokens alone, after appending every token's cache row.
-// The rows it returns, and a token decoded on top of that cache, match the all-logits run.
+// then runs its last layer for those tokens alone, after appending every token's cache row, or
+// only appends them when no token wants logits (a prompt's earlier chunks). The rows it
+// returns, and a token decoded on top of that cache, match the all-logits run.
 TEST_P(ForwardTest, SomeLogitsEqualAllLogits) {
     Model& m = model_for(GetParam());
     const int64_t V = m.n_vocab();
@@ -221,9 +222,12 @@ TEST_P(ForwardTest, SomeLogitsEqualAllLogits) {
     a2.push_back(3);
     const auto la = run_alone(m, a2), lb = run_alone(m, b);
     auto kv = m.make_cache(64);
+    Batch first;  // positions 0-2 of both, no logits
+    for (size_t i = 0; i < 3; ++i) first.add(a[i], static_cast<int32_t>(i), 0, false), first.add(b[i], static_cast<int32_t>(i), 1, false);
+    m.forward(first, *kv, nullptr);
     Batch batch;
     std::vector<std::pair<const float*, size_t>> wanted;  // (alone logits, position) per returned row
-    for (size_t i = 0; i < a.size(); ++i) {
+    for (size_t i = 3; i < a.size(); ++i) {
         const bool want = i == 4 || i + 1 == a.size();
         batch.add(a[i], static_cast<int32_t>(i), 0, want);
         if (want) wanted.emplace_back(la.data(), i);
