@@ -17,37 +17,67 @@ uint64_t quant_row_bytes(GgmlType type, int64_t n) {
 }
 
 namespace {
+
 constexpr uint64_t kRowBlockBytes = uint64_t{512} << 10;  // weight bytes per work item
+
+void check_rows(GgmlType type, uint64_t row_bytes, int64_t n_in) {
+    const uint64_t w_row = quant_row_bytes(type, n_in);
+    if (row_bytes < w_row) fail("matmul: rows of {} bytes, but {} {} values need {}", row_bytes, n_in, ggml_type_name(type), w_row);
+}
+
+// x's n_tok rows quantized to act_type in scratch.xq ([n_tok] rows of xq_row bytes).
+uint8_t* quantize_acts(ThreadPool& pool, GgmlType act_type, const float* x, int64_t n_in, int64_t n_tok, uint64_t xq_row,
+                       MatmulScratch& scratch) {
+    uint8_t* xq = grow(scratch.xq, xq_row * static_cast<uint64_t>(n_tok));
+    pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) quant::quantize_row(act_type, x + t * n_in, xq + t * xq_row, n_in);
+    });
+    return xq;
+}
+
+// The per-token path of up to kTokBlock tokens for products whose weights all pair with one
+// activation type: x quantized once, then the rows of the products one after another, each
+// dotted with every token. NOTES: a contiguous range of rows per thread keeps each thread on
+// one sequential stream of weight memory, which is what the hardware prefetchers follow best.
+void dot_rows_per_token(ThreadPool& pool, std::span<const MatmulOut> outs, int64_t n_in, const float* x, int64_t n_tok,
+                        MatmulScratch& scratch) {
+    const GgmlType act_type = quant::vec_dot_type(outs.front().type);
+    const uint64_t xq_row = quant_row_bytes(act_type, n_in);
+    const uint8_t* xq = quantize_acts(pool, act_type, x, n_in, n_tok, xq_row, scratch);
+    int64_t total = 0;
+    for (const MatmulOut& m : outs) total += m.n_out;
+    pool.parallel_for(total, [&](int64_t o0, int64_t o1, int) {
+        int64_t first = 0;
+        for (const MatmulOut& m : outs) {
+            const int64_t lo = std::max(o0, first) - first, hi = std::min(o1, first + m.n_out) - first;
+            first += m.n_out;
+            if (lo >= hi) continue;
+            const quant::VecDotFn dot = quant::vec_dot_fn(m.type);
+            const auto* wb = static_cast<const uint8_t*>(m.w);
+            for (int64_t o = lo; o < hi; ++o) {
+                const uint8_t* wr = wb + static_cast<uint64_t>(o) * m.row_bytes;
+                for (int64_t t = 0; t < n_tok; ++t) m.y[t * m.n_out + o] = dot(wr, xq + t * xq_row, n_in);
+            }
+        }
+    });
+}
+
 }  // namespace
 
 void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
             const float* x, int64_t n_tok, float* y, MatmulScratch& scratch) {
     if (n_tok <= 0 || n_out <= 0) return;
-    const uint64_t w_row = quant_row_bytes(w_type, n_in);
-    if (row_bytes < w_row) fail("matmul: rows of {} bytes, but {} {} values need {}", row_bytes, n_in,
-                                ggml_type_name(w_type), w_row);
+    check_rows(w_type, row_bytes, n_in);
     if (gemm_applies(w_type, n_in, n_tok)) return gemm(pool, w_type, w, row_bytes, n_in, n_out, x, n_tok, y, scratch.gemm);
+    if (n_tok <= kTokBlock) {
+        const MatmulOut out{w_type, w, row_bytes, n_out, y};
+        return dot_rows_per_token(pool, {&out, 1}, n_in, x, n_tok, scratch);
+    }
     const GgmlType act_type = quant::vec_dot_type(w_type);
     const quant::VecDotFn dot = quant::vec_dot_fn(w_type);
     const uint64_t xq_row = quant_row_bytes(act_type, n_in);
-    if (scratch.xq.size() < xq_row * static_cast<uint64_t>(n_tok)) scratch.xq.resize(xq_row * static_cast<uint64_t>(n_tok));
-    uint8_t* xq = scratch.xq.data();  // [n_tok] rows of xq_row bytes
-
-    pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
-        for (int64_t t = t0; t < t1; ++t) quant::quantize_row(act_type, x + t * n_in, xq + t * xq_row, n_in);
-    });
+    const uint8_t* xq = quantize_acts(pool, act_type, x, n_in, n_tok, xq_row, scratch);
     const auto* wb = static_cast<const uint8_t*>(w);
-    if (n_tok <= kTokBlock) {
-        // NOTES: a contiguous range of rows per thread keeps each thread on one sequential
-        // stream of weight memory, which is what the hardware prefetchers follow best.
-        pool.parallel_for(n_out, [&](int64_t o0, int64_t o1, int) {
-            for (int64_t o = o0; o < o1; ++o) {
-                const uint8_t* wr = wb + static_cast<uint64_t>(o) * row_bytes;
-                for (int64_t t = 0; t < n_tok; ++t) y[t * n_out + o] = dot(wr, xq + t * xq_row, n_in);
-            }
-        });
-        return;
-    }
     // Many tokens: items of (kTokBlock tokens, rows worth kRowBlockBytes), so that both the
     // tokens' activations and the rows stay in L2 while every pair of them is dotted. Split by
     // rows alone, each thread would stream every token's activations from L3 once per row (a
@@ -78,32 +108,8 @@ void matmul_many(ThreadPool& pool, std::span<const MatmulOut> outs, int64_t n_in
         for (const MatmulOut& m : outs) matmul(pool, m.type, m.w, m.row_bytes, n_in, m.n_out, x, n_tok, m.y, scratch);
         return;
     }
-    int64_t total = 0;
-    for (const MatmulOut& m : outs) {
-        const uint64_t w_row = quant_row_bytes(m.type, n_in);
-        if (m.row_bytes < w_row) fail("matmul: rows of {} bytes, but {} {} values need {}", m.row_bytes, n_in,
-                                      ggml_type_name(m.type), w_row);
-        total += m.n_out;
-    }
-    const uint64_t xq_row = quant_row_bytes(act_type, n_in);
-    if (scratch.xq.size() < xq_row * static_cast<uint64_t>(n_tok)) scratch.xq.resize(xq_row * static_cast<uint64_t>(n_tok));
-    uint8_t* xq = scratch.xq.data();
-    for (int64_t t = 0; t < n_tok; ++t) quant::quantize_row(act_type, x + t * n_in, xq + t * xq_row, n_in);
-    // Rows [o0, o1) of the products one after another, as matmul's per-token loop runs them.
-    pool.parallel_for(total, [&](int64_t o0, int64_t o1, int) {
-        int64_t first = 0;
-        for (const MatmulOut& m : outs) {
-            const int64_t lo = std::max(o0, first) - first, hi = std::min(o1, first + m.n_out) - first;
-            first += m.n_out;
-            if (lo >= hi) continue;
-            const quant::VecDotFn dot = quant::vec_dot_fn(m.type);
-            const auto* wb = static_cast<const uint8_t*>(m.w);
-            for (int64_t o = lo; o < hi; ++o) {
-                const uint8_t* wr = wb + static_cast<uint64_t>(o) * m.row_bytes;
-                for (int64_t t = 0; t < n_tok; ++t) m.y[t * m.n_out + o] = dot(wr, xq + t * xq_row, n_in);
-            }
-        }
-    });
+    for (const MatmulOut& m : outs) check_rows(m.type, m.row_bytes, n_in);
+    dot_rows_per_token(pool, outs, n_in, x, n_tok, scratch);
 }
 
 }  // namespace tandem::cpu

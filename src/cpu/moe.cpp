@@ -176,7 +176,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
                           !gemm_applies(shared->down_type, n_sh, n_tok);
     const bool sh_own_x = sh_fused && sh_act != gate_act && sh_act != up_act;
     const uint64_t sx_row = sh_fused ? quant_row_bytes(sh_act, n_embd) : 0, shq_row = sh_fused ? quant_row_bytes(sh_down_act, n_sh) : 0;
-    const uint8_t* sh_x = !sh_fused ? nullptr : sh_act == gate_act ? xq_gate : sh_act == up_act ? xq_up : grow(scratch.sh_xq, sx_row * n_tok_u);
+    uint8_t* sh_x = !sh_fused ? nullptr : sh_act == gate_act ? xq_gate : sh_act == up_act ? xq_up : grow(scratch.sh_xq, sx_row * n_tok_u);
     float* sh_h = sh_fused ? grow(scratch.sh_g, n_tok_u * static_cast<uint64_t>(n_sh)) : nullptr;  // [n_tok, n_sh]
     uint8_t* sh_hq = sh_fused ? grow(scratch.sh_hq, shq_row * n_tok_u) : nullptr;                  // [n_tok] rows
     float* sh_o = sh_fused ? grow(scratch.sh_o, n_tok_u * static_cast<uint64_t>(n_embd)) : nullptr;  // [n_tok, n_embd]
@@ -185,7 +185,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
         for (int64_t t = t0; t < t1; ++t) {
             quant::quantize_row(gate_act, x + t * n_embd, xq_gate + t * xg_row, n_embd);
             if (!shared_x) quant::quantize_row(up_act, x + t * n_embd, xq_up + t * xu_row, n_embd);
-            if (sh_own_x) quant::quantize_row(sh_act, x + t * n_embd, const_cast<uint8_t*>(sh_x) + t * sx_row, n_embd);
+            if (sh_own_x) quant::quantize_row(sh_act, x + t * n_embd, sh_x + t * sx_row, n_embd);
         }
     });
 

@@ -414,23 +414,22 @@ public:
         // every token's latent row to the cache, then runs the rest for those tokens alone (a
         // prompt's last layer costs one token's work instead of the whole prompt's).
         const Batch* cur = &batch;
-        int64_t n_cur = n_tok;
         const int64_t n_out = batch.n_logits();
         for (int64_t il = 0; il < c.n_layer; ++il) {
             const Layer& l = layers_[static_cast<size_t>(il)];
             // attention rmsnorm, attention, residual
-            for (int64_t t = 0; t < n_cur; ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            for (int64_t t = 0; t < cur->size(); ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
             if (il == c.n_layer - 1 && n_out < n_tok) {
                 append_latent(l, il, batch, cache);
                 keep_logit_rows(batch);
                 cur = &out_batch_;
-                n_cur = out_batch_.size();
-                if (n_cur == 0) break;
+                if (out_batch_.size() == 0) break;
                 decompress_ = use_decompressed(out_batch_);
                 attention(l, il, out_batch_, cache, false);
             } else {
-                attention(l, il, *cur, cache, true);
+                attention(l, il, batch, cache, true);
             }
+            const int64_t n_cur = cur->size();
             const auto n_vals = static_cast<size_t>(n_cur * c.n_embd);
             for (size_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
             // ffn rmsnorm, dense FFN or experts, residual

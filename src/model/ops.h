@@ -27,10 +27,7 @@ struct Mat {
     Mat rows(int64_t first, int64_t n) const { return {type, n_in, n, row(first), row_stride}; }
     bool empty() const { return data == nullptr; }
     // The bytes of its rows' values (without any padding between rows).
-    uint64_t bytes() const {
-        const GgmlTypeTraits& t = ggml_traits(type);
-        return empty() ? 0 : static_cast<uint64_t>(n_out * (n_in / t.block_size)) * t.type_size;
-    }
+    uint64_t bytes() const { return empty() ? 0 : cpu::quant_row_bytes(type, n_in) * static_cast<uint64_t>(n_out); }
 };
 
 // The matrix of a 2-D tensor, or matrix `idx` of a 3-D one (experts: ne = [n_in, n_out, n_mat]).
