@@ -466,10 +466,10 @@ void bm_kernel_pair(benchmark::State& state, GgmlType type) {
     if (hz > 0) state.counters["block_cycles"] = slowest * hz / (d0.blocks(kKernelPasses) * static_cast<double>(state.iterations()));
 }
 
-// One expert's gate matrix times n_tok tokens on the tile unit, on this thread.
+// One expert's gate matrix times n_tok tokens on the bf16 unit (gemm_unit()), on this thread.
 void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
-    if (!amx_available()) {
-        state.SkipWithError("no AMX");
+    if (gemm_unit() == GemmUnit::none) {
+        state.SkipWithError("no AMX or AVX512-BF16");
         return;
     }
     const uint64_t rb = quant_row_bytes(type, kEmbd);
@@ -510,24 +510,21 @@ void bm_pool(benchmark::State& state) {
     state.counters["us_per_call"] = benchmark::Counter(outside * 1e6 / static_cast<double>(state.iterations()));
 }
 
-// The whole tile-path product (cpu::gemm: activations packed, work items of up to four
-// panels over the pool) of n_tok tokens with a [n_out, 7168] matrix, as prefill runs the
-// attention and dense projections: n_out 2048 (one R1 expert's or the shared expert's gate)
-// or 18432 (a dense layer's gate). Reports multiply-adds per second.
+// The product of n_tok tokens with a [n_out, 7168] matrix through cpu::matmul, as prefill runs
+// the attention and dense projections: n_out 2048 (one R1 expert's or the shared expert's
+// gate) or 18432 (a dense layer's gate). From gemm_min_tokens() tokens on that is the bf16 product
+// on gemm_unit() (activations packed, work items of up to four panels over the pool);
+// TANDEM_GEMM=off measures the per-token path instead. Reports multiply-adds per second.
 void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok) {
     ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
-    if (!amx_available()) {
-        state.SkipWithError("no AMX");
-        return;
-    }
     const uint64_t rb = quant_row_bytes(type, kEmbd);
     std::vector<uint8_t> w(rb * static_cast<uint64_t>(n_out));
     tandem::quant::fill_random(type, w, 5, 0.05f);
     const std::vector<float> x = activations(n_tok * kEmbd);
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));
-    GemmScratch scratch;
+    MatmulScratch scratch;
     for (auto _ : state) {
-        gemm(pool, type, w.data(), rb, kEmbd, n_out, x.data(), n_tok, y.data(), scratch);
+        matmul(pool, type, w.data(), rb, kEmbd, n_out, x.data(), n_tok, y.data(), scratch);
         benchmark::DoNotOptimize(y.data());
     }
     const double macs = static_cast<double>(state.iterations()) * static_cast<double>(n_out * kEmbd * n_tok);
@@ -639,7 +636,7 @@ void register_all() {
         ->ArgsProduct({{all}, {0, 10, 100}})->ArgNames({"threads", "gap_us"})->MinTime(0.3)->UseRealTime();
     for (GgmlType type : {GgmlType::Q4_K, GgmlType::IQ1_S_U2})
         for (int64_t n_out : {int64_t{2048}, int64_t{18432}})
-            for (int64_t n_tok : {int64_t{64}, int64_t{512}}) {
+            for (int64_t n_tok : {int64_t{2}, int64_t{4}, int64_t{8}, int64_t{16}, int64_t{64}, int64_t{512}}) {
                 const std::string name = "gemm/" + std::string(tandem::ggml_type_name(type)) + "/" + std::to_string(n_out) + "x7168/tok" + std::to_string(n_tok);
                 benchmark::RegisterBenchmark(name.c_str(), bm_gemm, type, n_out, n_tok)
                     ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();

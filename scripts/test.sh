@@ -33,8 +33,11 @@ step "C++ tests"
 ctest --test-dir build --output-on-failure -j "$JOBS" 2>&1 | tee build/ctest.log
 ctest_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' build/ctest.log | tail -1)
 
-step "forward-pass tests on the per-token path only (TANDEM_AMX=0: batches bit-equal to single tokens)"
-TANDEM_AMX=0 ./build/tests/test_model --gtest_brief=1 2>&1 | tee build/test_model_noamx.log
+step "bf16 products on the vector units (TANDEM_GEMM=avx512; on AMX CPUs the default run took the tile unit)"
+TANDEM_GEMM=avx512 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:DequantBf16*:Moe*'
+
+step "forward-pass tests on the per-token path only (TANDEM_GEMM=off: batches bit-equal to single tokens)"
+TANDEM_GEMM=off ./build/tests/test_model --gtest_brief=1 2>&1 | tee build/test_model_noamx.log
 noamx_passed=$(grep -Eo '\[  PASSED  \] [0-9]+' build/test_model_noamx.log | grep -Eo '[0-9]+$' || echo 0)
 
 step "real model (PyPI, ~470 MiB, kept in models/)"

@@ -18,24 +18,44 @@ namespace tandem::cpu {
 
 namespace {
 
-bool detect_amx() {
-    if (const char* env = std::getenv("TANDEM_AMX"); env && std::string_view(env) == "0") return false;
+// The CPU's side of each unit: CPUID bits and the OS saving the state (XCR0).
+struct UnitSupport {
+    bool avx512 = false;  // AVX512 F, BW, VL, DQ, VNNI and BF16 (what quant::dequantize_row_bf16 runs on)
+    bool amx = false;     // and AMX-TILE, AMX-BF16 with the tile data state granted
+};
+
+UnitSupport detect_units() {
+    UnitSupport u;
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
-    const bool avx512f = b & (1u << 16), avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
-    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-    const bool avx512_bf16 = a & (1u << 5);
-    if (!(amx_bf16 && amx_tile && avx512f && avx512bw && avx512vl && avx512_bf16)) return false;
-    // The OS must save the AVX-512 and tile states (XCR0 bits 5-7 and 17-18), and Linux hands
-    // out the 8 KiB tile data state only on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return u;  // OSXSAVE
+    const bool fma = c & (1u << 12), f16c = c & (1u << 29);
     uint32_t xcr0_lo, xcr0_hi;
     __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     const uint64_t xcr0 = xcr0_lo | (uint64_t{xcr0_hi} << 32);
-    if ((xcr0 & 0x600e0) != 0x600e0) return false;
+    if ((xcr0 & 0xe6) != 0xe6) return u;  // SSE, AVX and the three AVX-512 states
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return u;
+    const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
+    const bool vnni = c & (1u << 11);
+    const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+    unsigned a1, b1, c1, d1;
+    if (!__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) return u;
+    const bool avx512_bf16 = a1 & (1u << 5);
+    u.avx512 = fma && f16c && avx512f && avx512dq && avx512bw && avx512vl && vnni && avx512_bf16;
+    if (!u.avx512 || !amx_bf16 || !amx_tile || (xcr0 & 0x60000) != 0x60000) return u;
+    // Linux hands out the 8 KiB tile data state only on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
     constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+    u.amx = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+    return u;
+}
+
+GemmUnit pick_unit() {
+    const UnitSupport u = detect_units();
+    GemmUnit unit = u.amx ? GemmUnit::amx : u.avx512 ? GemmUnit::avx512 : GemmUnit::none;
+    const char* env = std::getenv("TANDEM_GEMM");
+    const std::string_view cap = env ? env : "";
+    if (cap == "off" || cap == "0") unit = GemmUnit::none;
+    if (cap == "avx512" && unit == GemmUnit::amx) unit = GemmUnit::avx512;
+    return unit;
 }
 
 // The AMX tile configuration (palette 1): every tile used here is 16 rows of 64 bytes.
@@ -62,18 +82,35 @@ constexpr TileConfig kTileConfig = make_tile_config();
 
 }  // namespace
 
-bool amx_available() {
-    static const bool available = detect_amx();
-    return available;
+GemmUnit gemm_unit() {
+    static const GemmUnit unit = pick_unit();
+    return unit;
 }
+
+const char* gemm_unit_name(GemmUnit unit) {
+    switch (unit) {
+        case GemmUnit::amx: return "AMX";
+        case GemmUnit::avx512: return "AVX512-BF16";
+        case GemmUnit::none: break;
+    }
+    return "none";
+}
+
+bool amx_available() { return gemm_unit() == GemmUnit::amx; }
 
 __attribute__((target("amx-tile"))) void amx_configure_tiles() { _tile_loadconfig(&kTileConfig); }
 
-bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
+bool gemm_supports(GgmlType type, int64_t n_in) {
     // F32 and F16 weights keep their precision (bf16 would drop 16 and 3 mantissa bits):
     // whoever ships them asked for it.
     if (type == GgmlType::F32 || type == GgmlType::F16) return false;
-    return n_tok >= kGemmMinTokens && n_in % 32 == 0 && n_in > 0 && quant::can_dequantize(type) && amx_available();
+    return n_in % 32 == 0 && n_in > 0 && quant::can_dequantize(type) && gemm_unit() != GemmUnit::none;
+}
+
+int64_t gemm_min_tokens() { return gemm_unit() == GemmUnit::amx ? 4 : 8; }
+
+bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
+    return n_tok >= gemm_min_tokens() && gemm_supports(type, n_in);
 }
 
 uint64_t packed_acts_size(int64_t n_tok, int64_t n_in) {
@@ -169,6 +206,44 @@ __attribute__((target("amx-tile"))) void tiles_store(float* c, bool two) {
 }
 __attribute__((target("amx-tile"))) void tiles_release() { _tile_release(); }
 
+// The vector units' products of one unit: c (the C tiles of token groups g and, if kGroups is
+// 2, g + 1: [2][32 rows][16 tokens] f32, as the tile path stores them) += the chunk (32 rows x
+// width bf16) times the groups' packed value pairs. NOTES: kRows x kGroups accumulators of 16
+// tokens each (8 x 2 or 16 x 1: 16 zmm registers); per value pair one 64-byte load per group
+// and one 4-byte broadcast per row feed 16 VDPBF16PS (512 multiply-adds), so loads stay below
+// the multiply-adds on the cores we know (Zen 4: one 512-bit VDPBF16PS per cycle, three loads).
+template <int kRows, int kGroups>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void vector_steps(const uint16_t* chunk, int64_t width,
+                                                                                   const uint16_t* b0,
+                                                                                   const uint16_t* b1, float* c) {
+    const int64_t n_pairs = width / 2;
+    for (int r0 = 0; r0 < kPanelRows; r0 += kRows) {
+        __m512 acc[kRows][kGroups];
+#pragma GCC unroll 16
+        for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 2
+            for (int g = 0; g < kGroups; ++g) acc[i][g] = _mm512_loadu_ps(c + g * 512 + (r0 + i) * 16);
+        const uint16_t* rows = chunk + r0 * width;
+        for (int64_t p = 0; p < n_pairs; ++p) {
+            __m512bh x[kGroups];
+            x[0] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b0 + p * 32));
+            if constexpr (kGroups == 2) x[1] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b1 + p * 32));
+#pragma GCC unroll 16
+            for (int i = 0; i < kRows; ++i) {
+                uint32_t pair;
+                std::memcpy(&pair, rows + i * width + 2 * p, 4);
+                const __m512bh wv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(pair)));
+#pragma GCC unroll 2
+                for (int g = 0; g < kGroups; ++g) acc[i][g] = _mm512_dpbf16_ps(acc[i][g], wv, x[g]);
+            }
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 2
+            for (int g = 0; g < kGroups; ++g) _mm512_storeu_ps(c + g * 512 + (r0 + i) * 16, acc[i][g]);
+    }
+}
+
 }  // namespace
 
 void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint16_t* packed,
@@ -209,30 +284,47 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     const int64_t group_elems = n_in * kTokenGroup;  // uint16 per packed group
     // [panels][pairs][2 groups][2 halves][256]: C tiles between units.
     float* acc = grow(ps.acc, static_cast<uint64_t>(n_panels * n_pairs * 1024));
-    // With one panel and one or two token groups the C tiles stay in the tile unit for the
-    // whole row; otherwise each (panel, group pair)'s C tiles are saved to `acc` between units.
-    const bool resident = n_panels == 1 && n_groups <= 2;
-    if (!resident) std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);
-    amx_configure_tiles();
-    if (resident) tiles_zero();
-    unpack_rows(0, 0, kPanelRows);
-    for (int64_t u = 0; u < n_units; ++u) {
-        const uint16_t* chunk = chunks + (u % 2) * chunk_elems;
-        const int64_t k0 = (u / n_panels) * width;
-        float* acc_p = acc + (u % n_panels) * n_pairs * 1024;
-        for (int64_t g = 0; g < n_groups; g += 2) {
-            const bool two = g + 1 < n_groups;
-            if (!resident) tiles_load(acc_p + g * 512, two);
-            const uint16_t* b0 = packed + g * group_elems + k0 * 16;
-            for (int64_t s = 0; s < n_steps; ++s) {
-                chunk_steps(chunk, width, 32 * s, 32 * (s + 1), b0, b0 + group_elems, two);
-                if (g == 0 && u + 1 < n_units) unpack_rows(u + 1, s * rows_per_step, std::min(kPanelRows, (s + 1) * rows_per_step));
+    if (gemm_unit() == GemmUnit::amx) {
+        // With one panel and one or two token groups the C tiles stay in the tile unit for the
+        // whole row; otherwise each (panel, group pair)'s C tiles are saved to `acc` between units.
+        const bool resident = n_panels == 1 && n_groups <= 2;
+        if (!resident) std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);
+        amx_configure_tiles();
+        if (resident) tiles_zero();
+        unpack_rows(0, 0, kPanelRows);
+        for (int64_t u = 0; u < n_units; ++u) {
+            const uint16_t* chunk = chunks + (u % 2) * chunk_elems;
+            const int64_t k0 = (u / n_panels) * width;
+            float* acc_p = acc + (u % n_panels) * n_pairs * 1024;
+            for (int64_t g = 0; g < n_groups; g += 2) {
+                const bool two = g + 1 < n_groups;
+                if (!resident) tiles_load(acc_p + g * 512, two);
+                const uint16_t* b0 = packed + g * group_elems + k0 * 16;
+                for (int64_t s = 0; s < n_steps; ++s) {
+                    chunk_steps(chunk, width, 32 * s, 32 * (s + 1), b0, b0 + group_elems, two);
+                    if (g == 0 && u + 1 < n_units)
+                        unpack_rows(u + 1, s * rows_per_step, std::min(kPanelRows, (s + 1) * rows_per_step));
+                }
+                if (!resident) tiles_store(acc_p + g * 512, two);
             }
-            if (!resident) tiles_store(acc_p + g * 512, two);
+        }
+        if (resident) tiles_store(acc, true);
+        tiles_release();
+    } else {
+        TANDEM_CHECK(gemm_unit() == GemmUnit::avx512);
+        std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);
+        for (int64_t u = 0; u < n_units; ++u) {
+            unpack_rows(u, 0, kPanelRows);
+            const uint16_t* chunk = chunks + (u % 2) * chunk_elems;
+            const int64_t k0 = (u / n_panels) * width;
+            float* acc_p = acc + (u % n_panels) * n_pairs * 1024;
+            for (int64_t g = 0; g < n_groups; g += 2) {
+                const uint16_t* b0 = packed + g * group_elems + k0 * 16;
+                if (g + 1 < n_groups) vector_steps<8, 2>(chunk, width, b0, b0 + group_elems, acc_p + g * 512);
+                else vector_steps<16, 1>(chunk, width, b0, nullptr, acc_p + g * 512);
+            }
         }
     }
-    if (resident) tiles_store(acc, true);
-    tiles_release();
     // C tile [16 rows][16 tokens] of panel p, group g, half h -> out[t, 32 p + 16 h + m].
     const int64_t out_stride = n_panels * kPanelRows;
     for (int64_t p = 0; p < n_panels; ++p)
@@ -249,7 +341,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
 
 void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
           const float* x, int64_t n_tok, float* y, GemmScratch& scratch) {
-    TANDEM_CHECK(gemm_applies(w_type, n_in, n_tok));
+    TANDEM_CHECK(gemm_supports(w_type, n_in));
     const uint64_t w_row = quant_row_bytes(w_type, n_in);
     if (row_bytes < w_row) fail("gemm: rows of {} bytes, but {} {} values need {}", row_bytes, n_in, ggml_type_name(w_type),
                                 w_row);
@@ -283,7 +375,7 @@ void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, 
 
 void gemm_serial(GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out, const float* x,
                  int64_t n_tok, float* y, int64_t y_stride, GemmScratch& scratch) {
-    TANDEM_CHECK(gemm_applies(w_type, n_in, n_tok));
+    TANDEM_CHECK(gemm_supports(w_type, n_in));
     uint16_t* packed = grow(scratch.packed, packed_acts_size(n_tok, n_in));
     pack_acts(x, n_in, nullptr, n_tok, n_in, packed);
     if (scratch.threads.empty()) scratch.threads.resize(1);

@@ -1,11 +1,12 @@
-// Matrix products for many tokens at once on Intel AMX (prefill, batched decode).
+// Matrix products for many tokens at once in bfloat16 (prefill, batched decode), on Intel AMX
+// or on AVX512-BF16 vector units.
 //
 // Per-token dot products (matmul.h) unpack every weight block once per token, so a prompt of
 // 512 tokens would cost 512 times the unpacking of the whole model. Here each weight matrix is
 // unpacked once per call instead: rows are dequantized to bfloat16 one panel of kPanelRows at
 // a time (quant::dequantize_row_bf16), activations are rounded to bfloat16 once, and the tile
-// unit (TDPBF16PS: a 16x32 by 32x16 bf16 product accumulated in float32, 16 cycles) multiplies
-// each panel with every token of the batch.
+// unit (TDPBF16PS: a 16x32 by 32x16 bf16 product accumulated in float32, 16 cycles), or on CPUs
+// without one the vector units (VDPBF16PS), multiply each panel with every token of the batch.
 //
 // Numerics: weights and activations are each rounded to bf16 (8 significant bits, relative
 // error <= 2^-9), products are accumulated in float32. That is comparable to the 8-bit
@@ -22,9 +23,19 @@
 
 namespace tandem::cpu {
 
-// True when this CPU and OS run the tile products: AMX-TILE, AMX-BF16 and AVX512-BF16 in
-// CPUID, and the kernel granted the process the tile data state (arch_prctl). Checked once;
-// TANDEM_AMX=0 in the environment turns the path off (A/B runs, exactness tests).
+// Which unit runs the bf16 products of this file, chosen once from CPUID:
+//   amx:    the tile unit (TDPBF16PS: 16x32 by 32x16 in 16 cycles), on CPUs with AMX-TILE,
+//           AMX-BF16 and AVX512-BF16 where the kernel granted the tile data state (arch_prctl);
+//   avx512: the vector units (VDPBF16PS: 16 lanes of 2 bf16 products each), on CPUs with
+//           AVX512-BF16 and VNNI but no AMX (AMD Zen 4 and 5, Intel Cooper Lake);
+//   none:   every product takes the per-token path (cpu/matmul.h).
+// TANDEM_GEMM=off or TANDEM_GEMM=avx512 in the environment caps the choice (A/B runs, and
+// the exactness tests that need the per-token path).
+enum class GemmUnit { none, avx512, amx };
+GemmUnit gemm_unit();
+const char* gemm_unit_name(GemmUnit unit);  // "AMX", "AVX512-BF16", "none"
+
+// True when the tile unit runs the products here: gemm_unit() == GemmUnit::amx.
 bool amx_available();
 
 // Loads, on the calling thread, the tile configuration of every tile product in tandem
@@ -34,11 +45,15 @@ void amx_configure_tiles();
 inline constexpr int64_t kPanelRows = 32;  // weight rows dequantized and multiplied together
 inline constexpr int64_t kTokenGroup = 16; // tokens per tile column block
 
-// Whether a product of n_tok tokens with a [*, n_in] matrix of `type` should take the tile
-// path: AMX available, a quantized or BF16 type (F32/F16 weights keep their precision), n_in
-// a multiple of 32, and at least kGemmMinTokens tokens (below that, unpacking per token is as
-// cheap as unpacking once into bf16).
-inline constexpr int64_t kGemmMinTokens = 4;
+// Whether products with a [*, n_in] matrix of `type` can take the bf16 path: gemm_unit() not
+// none, a quantized or BF16 type (F32/F16 weights keep their precision), n_in a multiple of 32.
+bool gemm_supports(GgmlType type, int64_t n_in);
+// The fewest tokens for which the bf16 path beats dotting each token on its own: 4 on the tile
+// unit; 8 on the vector units, whose 16 lanes are 16 tokens (a product of 4 tokens costs as
+// much as one of 16 there; measured on Zen 4, Q4_K 2048x7168: per-token 0.84 ms at 4 tokens,
+// 1.65 at 8, bf16 1.77 and 1.64).
+int64_t gemm_min_tokens();
+// Whether a product of n_tok tokens should take it: supported and n_tok >= gemm_min_tokens().
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok);
 
 // Activations packed for the tile unit: ceil(n_tok / 16) groups of [n_in / 2][16][2] bf16,
@@ -53,7 +68,7 @@ void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_
 // packed tokens, one panel of kPanelRows rows after the other for each chunk of K.
 // The rows are dequantized up to kChunk values at a time into a 32 x kChunk bf16 chunk (32 KiB,
 // L1-resident), which the tile unit multiplies with every token group while the next chunk is
-// unpacked into a second buffer; rows past n_rows are zero.
+// unpacked into a second buffer (the vector units: after it); rows past n_rows are zero.
 //   packed: pack_acts of n_tok tokens, out: [n_tok, ceil(n_rows / 32) * 32] f32
 inline constexpr int64_t kChunk = 512;
 inline constexpr int64_t kMaxPanels = 4;
@@ -74,13 +89,13 @@ struct GemmScratch {
     std::vector<PanelScratch> threads;  // [n_threads]
 };
 
-// y[t, o] = sum_i w[o, i] * x[t, i], as cpu::matmul (same arguments), through the tile unit.
-// Requires gemm_applies(w_type, n_in, n_tok).
+// y[t, o] = sum_i w[o, i] * x[t, i], as cpu::matmul (same arguments), in bf16 on gemm_unit().
+// Requires gemm_supports(w_type, n_in).
 void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
           const float* x, int64_t n_tok, float* y, GemmScratch& scratch);
 
 // The same on the calling thread only (inside work already spread over threads), writing
-// y[t * y_stride + o]. Uses scratch.packed and scratch.threads[0].
+// y[t * y_stride + o]. Uses scratch.packed and scratch.threads[0]. Requires gemm_supports.
 void gemm_serial(GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out, const float* x,
                  int64_t n_tok, float* y, int64_t y_stride, GemmScratch& scratch);
 

@@ -9,7 +9,7 @@
 // balanced whatever the routing, and each weight row is read once per step and reused from
 // cache for every token routed to that expert.
 //
-// An expert chosen by kGemmMinTokens or more tokens of the batch (prefill) goes through the
+// An expert chosen by gemm_min_tokens() or more tokens of the batch (prefill) goes through the
 // tile unit instead, where the CPU has one (cpu/gemm.h): its matrices are dequantized once,
 // 32 rows at a time, and multiplied with all of its tokens; threads take whole panels.
 #pragma once
@@ -56,7 +56,7 @@ struct MoeScratch {
     std::vector<float> o;                 // [n_tok * k, n_embd] down h per (token, slot)
     std::vector<int32_t> pair_order;      // pairs t * k + s grouped by expert
     std::vector<Group> groups;            // one per distinct selected expert, ascending
-    // The tile path (experts with kGemmMinTokens or more pairs):
+    // The tile path (experts with gemm_min_tokens() or more pairs):
     std::vector<int32_t> pair_tok;        // [pairs] token of pair_order[i]
     std::vector<int32_t> tiled;           // indices into groups that take it
     std::vector<uint8_t> pair_tiled;      // [pairs] 1 where pair_order[i]'s expert takes it

@@ -11,8 +11,8 @@
 // computed once into a table of 32 bf16 values and every weight is one table lookup
 // (vpermw): 2 uops per 32 values instead of the 7 of int -> float -> fma -> bf16.
 //
-// Only reached from the tile path (cpu/gemm.h), i.e. on CPUs with AMX, which all have
-// AVX-512 BF16 and VNNI. Every header is included before the target pragma (see
+// Only reached from the bf16 path (cpu/gemm.h), on CPUs whose gemm_unit() is AMX or
+// AVX512-BF16: both imply AVX-512 BF16 and VNNI. Every header is included before the target pragma (see
 // simd_kernels.h for why).
 #include <immintrin.h>
 

@@ -20,7 +20,7 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 // Dequantizes `n` values into bfloat16 bits (round to nearest even), for the tile-unit matrix
 // products: AVX-512 unpacking for the formats DeepSeek quants use (has_fast_bf16_dequant),
 // the reference dequantizer plus a conversion for the rest. Only for CPUs with AVX512-BF16
-// (cpu::amx_available() implies it); `n` as for dequantize_row.
+// (cpu::gemm_unit() not none implies it); `n` as for dequantize_row.
 void dequantize_row_bf16(GgmlType type, const void* src, uint16_t* dst, int64_t n);
 bool has_fast_bf16_dequant(GgmlType type);
 

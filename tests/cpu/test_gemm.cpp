@@ -1,4 +1,4 @@
-// The tile-unit path (cpu/gemm.h) and its bf16 dequantization, against independent
+// The bf16 path (cpu/gemm.h) and its bf16 dequantization, against independent
 // references:
 //   - quant::dequantize_row_bf16 against the reference dequantizer (itself bit-identical to
 //     gguf.quants.dequantize) rounded to bf16: within one bf16 ulp (the fast kernels use one
@@ -7,7 +7,9 @@
 //   - cpu::gemm against a float64 product of the same bf16-rounded weights and activations:
 //     the only difference left is float32 accumulation order, bounded by 1e-5 * sum |w x|.
 // At R1 shapes (7168, 2048, 576, 1536) with panel and token-group tails, NaN-poisoned outputs.
-// Skipped on CPUs without AMX (the path is never taken there).
+// Runs on the unit gemm_unit() picks: the tile unit on AMX CPUs, the vector units on CPUs with
+// AVX512-BF16 only; scripts/test.sh runs this binary again with TANDEM_GEMM=avx512 so that an
+// AMX machine checks both. Skipped on CPUs with neither (the path is never taken there).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -43,7 +45,7 @@ std::vector<uint8_t> random_matrix(GgmlType type, int64_t n_in, int64_t n_out, u
 }
 
 TEST(DequantBf16, EveryFormatWithinOneUlpOfTheReference) {
-    if (!amx_available()) GTEST_SKIP() << "no AMX / AVX512-BF16 on this CPU";
+    if (gemm_unit() == GemmUnit::none) GTEST_SKIP() << "no AMX / AVX512-BF16 on this CPU";
     const int64_t n = 7168;
     for (const GgmlType type :
          {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
@@ -67,13 +69,13 @@ TEST(DequantBf16, EveryFormatWithinOneUlpOfTheReference) {
 
 void check_gemm(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, int64_t n_tok) {
     SCOPED_TRACE(::testing::Message() << ggml_type_name(type) << " " << n_in << "->" << n_out << " x" << n_tok);
-    ASSERT_TRUE(gemm_applies(type, n_in, n_tok));
+    ASSERT_TRUE(gemm_supports(type, n_in));
     const uint64_t rb = quant_row_bytes(type, n_in);
     const std::vector<uint8_t> w = random_matrix(type, n_in, n_out, 7);
     const std::vector<float> x = random_floats(n_in * n_tok, 11, 1.0f);
     MatmulScratch scratch;
     std::vector<float> y(static_cast<size_t>(n_tok * n_out), kNaN);
-    matmul(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), scratch);
+    gemm(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), scratch.gemm);  // at any n_tok: the path itself
     // Tile loads of rows that straddle cache lines run 2-7x slower (core/aligned.h).
     const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; };
     EXPECT_TRUE(aligned(scratch.gemm.packed.data()));
@@ -106,7 +108,7 @@ void check_gemm(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, in
 }
 
 TEST(Gemm, R1ShapesAgainstFloat64OnBf16Inputs) {
-    if (!amx_available()) GTEST_SKIP() << "no AMX on this CPU";
+    if (gemm_unit() == GemmUnit::none) GTEST_SKIP() << "no AMX / AVX512-BF16 on this CPU";
     ThreadPool pool(3);
     check_gemm(pool, GgmlType::IQ1_S, 7168, 70, 16);    // panel tail of 6 rows
     check_gemm(pool, GgmlType::IQ2_XXS, 2048, 64, 33);  // token-group tail of 1
@@ -125,12 +127,12 @@ TEST(Gemm, R1ShapesAgainstFloat64OnBf16Inputs) {
 TEST(Gemm, FloatWeightsKeepTheirPrecision) {
     EXPECT_FALSE(gemm_applies(GgmlType::F32, 7168, 64));
     EXPECT_FALSE(gemm_applies(GgmlType::F16, 7168, 64));
-    EXPECT_FALSE(gemm_applies(GgmlType::Q4_K, 7168, kGemmMinTokens - 1));
+    EXPECT_FALSE(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens() - 1));
     EXPECT_FALSE(gemm_applies(GgmlType::Q8_0, 48, 64));  // rows not a whole number of tile steps
 }
 
 TEST(Gemm, PackedActivationsFollowTheTileLayout) {
-    if (!amx_available()) GTEST_SKIP() << "no AMX on this CPU";
+    if (gemm_unit() == GemmUnit::none) GTEST_SKIP() << "no AMX / AVX512-BF16 on this CPU";
     // Token t, value i -> word [t / 16][i / 2][t % 16], half i % 2; tokens past n_tok are zero.
     const int64_t n_tok = 19, n_in = 64;
     std::vector<float> x(static_cast<size_t>(n_tok * n_in));

@@ -269,7 +269,7 @@ void check_moe(ThreadPool& pool, Layer& L, int64_t n_tok, int k, const std::vect
     moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
     if (compare_ref) expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, k), "moe_forward");
     // Token by token: the same bits, unless some expert of the batch took the tile path
-    // (kGemmMinTokens or more tokens), whose bf16 rounding differs from the 8-bit blocks of
+    // (gemm_min_tokens() or more tokens), whose bf16 rounding differs from the 8-bit blocks of
     // the per-token path by well under 1% of the output's RMS.
     const bool tiled = !scratch.tiled.empty();
     double rms = 0;
@@ -338,7 +338,7 @@ TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
     poison(scratch);
     std::fill(out.begin(), out.end(), kNaN);
     moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 8, out.data(), scratch);
-    if (amx_available()) {
+    if (gemm_unit() != GemmUnit::none) {
         EXPECT_EQ(scratch.tiled.size(), 16u);
     }
     expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward prefill");

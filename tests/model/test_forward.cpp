@@ -139,13 +139,13 @@ double rel_diff(const float* a, const float* b, size_t n) {
 // (measured up to 2.3% of max |logit| on the UD-IQ1_S model, ~0.4% on the others; the
 // accuracy of the tile path itself is checked against transformers by
 // tests/python/test_reference_logits.py, whose prompts take it). scripts/test.sh also runs
-// this binary with TANDEM_AMX=0, so both bounds are checked in CI.
+// this binary with TANDEM_GEMM=off, so both bounds are checked in CI.
 // The quantized DeepSeek models also run prefills and single tokens in different attention
 // forms (decompressed and absorbed, model/deepseek2.cpp), which quantize different activations
-// to 8-bit blocks: ~1-3% of max |logit| without AMX too. The float32 models keep float
+// to 8-bit blocks: ~1-3% of max |logit| without the bf16 path too. The float32 models keep float
 // rounding there, which is what checks the batching itself most tightly.
 double same_logits_tol(const std::string& model) {
-    return cpu::amx_available() || (model != "f32" && model != "qwen2") ? 5e-2 : 1e-5;
+    return cpu::gemm_unit() != cpu::GemmUnit::none || (model != "f32" && model != "qwen2") ? 5e-2 : 1e-5;
 }
 
 }  // namespace

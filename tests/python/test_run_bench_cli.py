@@ -70,6 +70,18 @@ def test_bench_json(tandem, vocab_model):
     assert j["pp_tps"] > 0 and j["tg_tps"] > 0
     assert len(j["pp_tps_all"]) == 2 and len(j["tg_tps_all"]) == 2
     assert j["bytes_per_token"] > 0 and j["peak_rss_bytes"] > 0
+    assert j["matrix_unit"] in ("AMX", "AVX512-BF16", "none")
+
+
+def test_bench_names_the_unit_of_batched_products(tandem, vocab_model, monkeypatch):
+    # TANDEM_GEMM caps the unit: off leaves every product on the per-token path.
+    monkeypatch.setenv("TANDEM_GEMM", "off")
+    out = tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--no-bandwidth").stdout
+    assert "cpu       2 threads, batched products on the per-token path (no AMX or AVX512-BF16)" in out, out
+    monkeypatch.setenv("TANDEM_GEMM", "avx512")
+    j = json.loads(tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--json",
+                          "--no-bandwidth").stdout)
+    assert j["matrix_unit"] in ("AVX512-BF16", "none")
 
 
 def test_bench_text_reports_bandwidth(tandem, vocab_model):
