@@ -33,8 +33,8 @@ step "C++ tests"
 ctest --test-dir build --output-on-failure -j "$JOBS" 2>&1 | tee build/ctest.log
 ctest_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' build/ctest.log | tail -1)
 
-step "bf16 products on the vector units (TANDEM_GEMM=avx512; on AMX CPUs the default run took the tile unit)"
-TANDEM_GEMM=avx512 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:DequantBf16*:Moe*'
+step "bf16 products and MLA attention on the vector units (TANDEM_GEMM=avx512; on AMX CPUs the default run took the tile unit)"
+TANDEM_GEMM=avx512 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:DequantBf16*:Moe*:Mla*'
 
 step "forward-pass tests on the per-token path only (TANDEM_GEMM=off: batches bit-equal to single tokens)"
 TANDEM_GEMM=off ./build/tests/test_model --gtest_brief=1 2>&1 | tee build/test_model_noamx.log

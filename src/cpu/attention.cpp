@@ -129,6 +129,91 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p,
     }
 }
 
+// The same two products on the vector units (VDPBF16PS: 16 lanes of two bf16 products each),
+// for CPUs with AVX512-BF16 but no tile unit, on the same layouts. In both, a lane is one of 16
+// consecutive columns of the result (positions of S, value columns of O), and each product
+// broadcasts one bf16 pair of the A operand's row (Q or P) against the B operand's 64-byte row
+// of 16 pairs: kRows x 2 accumulators, kRows rows of A by two column groups.
+#define TANDEM_VEC_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+TANDEM_VEC_BF16 inline __m512bh bcast_pair(const uint16_t* at) {
+    uint32_t pair;
+    std::memcpy(&pair, at, 4);
+    return reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(pair)));
+}
+TANDEM_VEC_BF16 inline __m512bh load_pairs(const uint16_t* at) {
+    return reinterpret_cast<__m512bh>(_mm512_loadu_si512(at));
+}
+
+// As tile_scores for n_rows (16 or 32) rows: S[rows, 32 n_steps] = Q K^T, each step's two
+// position groups of 16 as the two accumulator columns.
+TANDEM_VEC_BF16 void vector_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k, int64_t n_steps,
+                                   int64_t n_rows, float* s) {
+    constexpr int kRows = 8;
+    const int64_t group = width_pad * kHalf;  // uint16 per packed group of 16 positions
+    for (int64_t js = 0; js < n_steps; ++js) {
+        const uint16_t* k0 = k + 2 * js * group;
+        const uint16_t* k1 = k0 + group;
+        for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+            __m512 acc[kRows][2];
+#pragma GCC unroll 8
+            for (int i = 0; i < kRows; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+            const uint16_t* qr = q + r0 * width_pad;
+            for (int64_t pr = 0; pr < width_pad / 2; ++pr) {
+                const __m512bh b0 = load_pairs(k0 + pr * 32), b1 = load_pairs(k1 + pr * 32);
+#pragma GCC unroll 8
+                for (int i = 0; i < kRows; ++i) {
+                    const __m512bh a = bcast_pair(qr + i * width_pad + 2 * pr);
+                    acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
+                    acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+                }
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < kRows; ++i) {
+                float* sr = s + (r0 + i) * kMlaCtxBlock + js * kStep;
+                _mm512_storeu_ps(sr, acc[i][0]);
+                _mm512_storeu_ps(sr + kHalf, acc[i][1]);
+            }
+        }
+    }
+}
+
+// As tile_values for n_rows (16 or 32) rows: O[rows, rank_pad] += P[rows, 32 n_steps] V, 32
+// value columns (two column groups) at a time.
+TANDEM_VEC_BF16 void vector_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs, int64_t n_steps,
+                                   int64_t rank_pad, int64_t n_rows, float* o) {
+    constexpr int kRows = 8;
+    for (int64_t c = 0; c < rank_pad; c += 32) {
+        const uint16_t* v0 = v + (c / kHalf) * n_pairs * 32;
+        const uint16_t* v1 = v0 + n_pairs * 32;
+        for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+            __m512 acc[kRows][2];
+#pragma GCC unroll 8
+            for (int i = 0; i < kRows; ++i) {
+                acc[i][0] = _mm512_loadu_ps(o + (r0 + i) * rank_pad + c);
+                acc[i][1] = _mm512_loadu_ps(o + (r0 + i) * rank_pad + c + kHalf);
+            }
+            const uint16_t* pr = p + r0 * kMlaCtxBlock;
+            for (int64_t j = 0; j < n_steps * kHalf; ++j) {  // position pairs 2j, 2j + 1 of the block
+                const __m512bh b0 = load_pairs(v0 + j * 32), b1 = load_pairs(v1 + j * 32);
+#pragma GCC unroll 8
+                for (int i = 0; i < kRows; ++i) {
+                    const __m512bh a = bcast_pair(pr + i * kMlaCtxBlock + 2 * j);
+                    acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
+                    acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+                }
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < kRows; ++i) {
+                _mm512_storeu_ps(o + (r0 + i) * rank_pad + c, acc[i][0]);
+                _mm512_storeu_ps(o + (r0 + i) * rank_pad + c + kHalf, acc[i][1]);
+            }
+        }
+    }
+}
+
+#undef TANDEM_VEC_BF16
+
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its -Wmaybe-uninitialized
 // reports as a use of an uninitialised value (a known false positive; see quant/dequant_bf16.cpp).
 #pragma GCC diagnostic push
@@ -307,7 +392,7 @@ struct Shape {
 // One work item: up to 32 rows of one sequence over all of their positions, block by block.
 void attend_item(const MlaParams& prm, const Shape& sh, const MlaScratch::Item& it, const int32_t* order,
                  const uint16_t* k, const uint16_t* v, int64_t n_pairs, MlaScratch::Thread& th) {
-    const bool two = it.n_rows > kHalf;
+    const bool two = it.n_rows > kHalf, amx = amx_available();
     const int64_t n_rows = two ? kItemRows : kHalf;  // rows computed, padding included
     const int64_t width_pad = sh.width_pad, rank_pad = sh.rank_pad;
     uint16_t* q = grow(th.q, static_cast<uint64_t>(kItemRows * width_pad));
@@ -335,12 +420,14 @@ void attend_item(const MlaParams& prm, const Shape& sh, const MlaScratch::Item& 
     for (int64_t c0 = 0; c0 < it.n_ctx; c0 += kMlaCtxBlock) {
         const int64_t cw = std::min(kMlaCtxBlock, round_up(it.n_ctx - c0, kStep));
         const uint16_t* kc = k + (c0 / kHalf) * width_pad * kHalf;
-        if (two) tile_scores<true>(q, width_pad, kc, cw / kStep, s);
+        if (!amx) vector_scores(q, width_pad, kc, cw / kStep, n_rows, s);
+        else if (two) tile_scores<true>(q, width_pad, kc, cw / kStep, s);
         else tile_scores<false>(q, width_pad, kc, cw / kStep, s);
         for (int64_t r = 0; r < n_rows; ++r) valid[r] = std::clamp(limit[r] - c0, int64_t{0}, cw);
         softmax_block(s, n_rows, valid, cw, prm.scale, row_max, row_sum, p, o, rank_pad);
         const uint16_t* vc = v + (c0 / 2) * 32;
-        if (two) tile_values<true>(p, vc, n_pairs, cw / kStep, rank_pad, o);
+        if (!amx) vector_values(p, vc, n_pairs, cw / kStep, rank_pad, n_rows, o);
+        else if (two) tile_values<true>(p, vc, n_pairs, cw / kStep, rank_pad, o);
         else tile_values<false>(p, vc, n_pairs, cw / kStep, rank_pad, o);
     }
     for (int64_t r = 0; r < it.n_rows; ++r)
@@ -349,7 +436,7 @@ void attend_item(const MlaParams& prm, const Shape& sh, const MlaScratch::Item& 
 
 }  // namespace
 
-bool mla_attention_available() { return amx_available(); }
+bool mla_attention_available() { return gemm_unit() != GemmUnit::none; }
 
 void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
     TANDEM_CHECK(mla_attention_available());
@@ -430,7 +517,7 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
         MlaScratch::Thread& th = sc.threads[static_cast<size_t>(tid)];
         bool configured = false;
         for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
-            if (!configured) amx_configure_tiles(), configured = true;
+            if (!configured && amx_available()) amx_configure_tiles(), configured = true;
             const MlaScratch::Item& it = sc.items[static_cast<size_t>(i)];
             attend_item(prm, sh, it, sc.row_order.data(), seq_k(it.seq), seq_v(it.seq), seq_n_pairs(it.seq), th);
         }

@@ -1,4 +1,4 @@
-// Multi-head latent attention over the latent cache on Intel AMX (DeepSeek-V2 paper, section
+// Multi-head latent attention over the latent cache in bf16 (DeepSeek-V2 paper, section
 // 2.1, with the weight absorption of its appendix): for each query row (a (token, head) pair)
 //   s_j = scale * q . kv_j             over the row's cached positions j < n_ctx(row)
 //   o   = sum_j softmax(s)_j kv_j[:rank]
@@ -7,8 +7,9 @@
 // sequence read the same cache rows, so the work is two matrix products per sequence,
 //   S[rows, n_ctx] = Q[rows, width] . K[n_ctx, width]^T   P = softmax(S) row-wise, causal
 //   O[rows, rank]  = P[rows, n_ctx] . V[n_ctx, rank]      V = K[:, :rank]
-// which the tile unit runs (TDPBF16PS, as cpu/gemm.h): the cache rows are rounded to bf16 and
-// packed once per call, then shared by every head and token of the sequence.
+// which the tile unit runs (TDPBF16PS, as cpu/gemm.h), or on CPUs without one the vector units
+// (VDPBF16PS, AVX512-BF16): the cache rows are rounded to bf16 and packed once per call, then
+// shared by every head and token of the sequence.
 //
 // Memory: the packed cache rows of every sequence of the call, 2 (width + rank) bytes per
 // position (2.2 KiB for R1, 35 MiB for a 16k context), plus ~150 KiB per thread whatever the
@@ -79,7 +80,7 @@ struct MlaScratch {
     std::vector<Thread> threads;        // [n_threads]
 };
 
-// True when mla_attention runs here: the CPU has the tile unit (cpu::amx_available()).
+// True when mla_attention runs here: cpu::gemm_unit() is AMX or AVX512-BF16.
 bool mla_attention_available();
 
 // o = softmax(scale * q . K^T) V for every row, as described above. Requires

@@ -1,4 +1,4 @@
-// The tile-unit MLA attention (cpu/attention.h) against a float64 reference computed from the
+// The MLA attention (cpu/attention.h), on the tile unit or the vector units (gemm_unit()), against a float64 reference computed from the
 // same bf16-rounded queries and cache rows:
 //   s_j = q . kv_j (float64), p = softmax(scale * s) over j < the row's causal limit,
 //   o   = sum_j p_j kv_j[:rank].
@@ -9,7 +9,8 @@
 // where work items span tokens of different causal limits), with contexts 1, 17, 300 and 700
 // (not multiples of 16; 300 and 700 take more than one softmax block), cache rows past each
 // sequence's context and outputs poisoned with NaN. Also: a row's result is bit-identical
-// when its token runs alone, on another number of threads. Skipped on CPUs without AMX.
+// when its token runs alone, on another number of threads. Skipped on CPUs without AMX or
+// AVX512-BF16; scripts/test.sh runs it again with TANDEM_GEMM=avx512 (the vector units on AMX CPUs).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -153,7 +154,7 @@ void check_case(const Case& c) {
 }
 
 TEST(MlaAttention, R1ShapesAgainstFloat64OnBf16Inputs) {
-    if (!mla_attention_available()) GTEST_SKIP() << "no AMX on this CPU";
+    if (!mla_attention_available()) GTEST_SKIP() << "no AMX or AVX512-BF16 on this CPU";
     // R1: softmax scale mscale^2 / sqrt(192) with YaRN factor 40 (mscale 1 + 0.1 ln 40).
     Case c{576, 512, 128, 0.1352f, {300, 1, 17, 700}, {}};
     c.tokens = {{0, 298}, {2, 5}, {0, 299}, {1, 1}, {2, 16}, {0, 300}, {3, 700}, {2, 17}};
@@ -161,7 +162,7 @@ TEST(MlaAttention, R1ShapesAgainstFloat64OnBf16Inputs) {
 }
 
 TEST(MlaAttention, SmallModelShapesWithItemsAcrossTokens) {
-    if (!mla_attention_available()) GTEST_SKIP() << "no AMX on this CPU";
+    if (!mla_attention_available()) GTEST_SKIP() << "no AMX or AVX512-BF16 on this CPU";
     // The reference fixtures' (72 = 64 + 8) and the synthetic tiny model's (272 = 256 + 16)
     // widths are not multiples of 32; a 32-row item holds 8 tokens of 4 heads.
     for (const auto& [width, rank] : {std::pair<int64_t, int64_t>{72, 64}, {272, 256}, {56, 40}}) {
@@ -173,7 +174,7 @@ TEST(MlaAttention, SmallModelShapesWithItemsAcrossTokens) {
 }
 
 TEST(MlaAttention, DecodeStepAtLongContextTimed) {
-    if (!mla_attention_available()) GTEST_SKIP() << "no AMX on this CPU";
+    if (!mla_attention_available()) GTEST_SKIP() << "no AMX or AVX512-BF16 on this CPU";
     // One R1 token at 4096 positions (16 softmax blocks): checked, and timed for the record.
     Case c{576, 512, 128, 0.1352f, {4096}, {{0, 4096}}};
     ThreadPool pool(2);
