@@ -382,6 +382,13 @@ TANDEM_AVX512 void normalize_row(const float* acc, float sum, int64_t rank, floa
     for (; c < rank; ++c) o[c] = acc[c] * inv;
 }
 
+// y = y * a + x * b over n values (n a multiple of 16).
+TANDEM_AVX512 void scale_add(float* y, float a, const float* x, float b, int64_t n) {
+    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    for (int64_t c = 0; c < n; c += 16)
+        _mm512_storeu_ps(y + c, _mm512_fmadd_ps(_mm512_loadu_ps(x + c), vb, _mm512_mul_ps(_mm512_loadu_ps(y + c), va)));
+}
+
 #undef TANDEM_AVX512
 #pragma GCC diagnostic pop
 
@@ -389,49 +396,82 @@ struct Shape {
     int64_t width_pad, rank_pad;
 };
 
-// One work item: up to 32 rows of one sequence over all of their positions, block by block.
-void attend_item(const MlaParams& prm, const Shape& sh, const MlaScratch::Item& it, const int32_t* order,
-                 const uint16_t* k, const uint16_t* v, int64_t n_pairs, MlaScratch::Thread& th) {
+using Partial = MlaScratch::Partial;
+
+// A Partial laid out in `at` ([32, rank_pad] o, [32] max, [32] sum).
+int64_t partial_floats(int64_t rank_pad) { return kItemRows * (rank_pad + 2); }
+Partial partial_at(float* at, int64_t rank_pad) {
+    return {at, at + kItemRows * rank_pad, at + kItemRows * rank_pad + kItemRows};
+}
+
+// Block `blk` (positions [256 blk, 256 blk + 256)) of item `it`, from a fresh softmax state,
+// into out. The item's rows are packed to bf16 into th.q once per item (th.q_item).
+void attend_block(const MlaParams& prm, const Shape& sh, int64_t item, const MlaScratch::Item& it, const int32_t* order,
+                  const uint16_t* k, const uint16_t* v, int64_t n_pairs, int64_t blk, MlaScratch::Thread& th,
+                  const Partial& out) {
     const bool two = it.n_rows > kHalf, amx = amx_available();
     const int64_t n_rows = two ? kItemRows : kHalf;  // rows computed, padding included
     const int64_t width_pad = sh.width_pad, rank_pad = sh.rank_pad;
     uint16_t* q = grow(th.q, static_cast<uint64_t>(kItemRows * width_pad));
     float* s = grow(th.s, static_cast<uint64_t>(kItemRows * kMlaCtxBlock));
     uint16_t* p = grow(th.p, static_cast<uint64_t>(kItemRows * kMlaCtxBlock));
-    float* o = grow(th.o, static_cast<uint64_t>(kItemRows * rank_pad));
-    float* row_max = grow(th.row_max, kItemRows);
-    float* row_sum = grow(th.row_sum, kItemRows);
-    int64_t limit[kItemRows], valid[kItemRows];
-    for (int64_t r = 0; r < n_rows; ++r) {
-        uint16_t* qr = q + r * width_pad;
-        const int64_t filled = r < it.n_rows ? prm.width : 0;
-        if (filled) {
-            const int32_t row = order[it.first + r];
-            quant::dequantize_row_bf16(GgmlType::F32, prm.q + row * prm.width, qr, prm.width);
-            limit[r] = prm.row_n_ctx[row];
-        } else {
-            limit[r] = 0;  // padding: no valid position, never written out
+    if (th.q_item != item) {
+        for (int64_t r = 0; r < n_rows; ++r) {
+            uint16_t* qr = q + r * width_pad;
+            const int64_t filled = r < it.n_rows ? prm.width : 0;
+            if (filled) quant::dequantize_row_bf16(GgmlType::F32, prm.q + order[it.first + r] * prm.width, qr, prm.width);
+            std::memset(qr + filled, 0, static_cast<size_t>(width_pad - filled) * 2);
         }
-        std::memset(qr + filled, 0, static_cast<size_t>(width_pad - filled) * 2);
-        row_max[r] = -std::numeric_limits<float>::infinity();
-        row_sum[r] = 0.0f;
+        th.q_item = item;
     }
-    std::fill(o, o + n_rows * rank_pad, 0.0f);
-    for (int64_t c0 = 0; c0 < it.n_ctx; c0 += kMlaCtxBlock) {
-        const int64_t cw = std::min(kMlaCtxBlock, round_up(it.n_ctx - c0, kStep));
-        const uint16_t* kc = k + (c0 / kHalf) * width_pad * kHalf;
-        if (!amx) vector_scores(q, width_pad, kc, cw / kStep, n_rows, s);
-        else if (two) tile_scores<true>(q, width_pad, kc, cw / kStep, s);
-        else tile_scores<false>(q, width_pad, kc, cw / kStep, s);
-        for (int64_t r = 0; r < n_rows; ++r) valid[r] = std::clamp(limit[r] - c0, int64_t{0}, cw);
-        softmax_block(s, n_rows, valid, cw, prm.scale, row_max, row_sum, p, o, rank_pad);
-        const uint16_t* vc = v + (c0 / 2) * 32;
-        if (!amx) vector_values(p, vc, n_pairs, cw / kStep, rank_pad, n_rows, o);
-        else if (two) tile_values<true>(p, vc, n_pairs, cw / kStep, rank_pad, o);
-        else tile_values<false>(p, vc, n_pairs, cw / kStep, rank_pad, o);
+    const int64_t c0 = blk * kMlaCtxBlock;
+    const int64_t cw = std::min(kMlaCtxBlock, round_up(it.n_ctx - c0, kStep));
+    int64_t valid[kItemRows];
+    for (int64_t r = 0; r < n_rows; ++r) {
+        // Padding rows have no valid position and are never written out.
+        const int64_t limit = r < it.n_rows ? prm.row_n_ctx[order[it.first + r]] : 0;
+        valid[r] = std::clamp(limit - c0, int64_t{0}, cw);
+        out.max[r] = -std::numeric_limits<float>::infinity();
+        out.sum[r] = 0.0f;
     }
+    std::fill(out.o, out.o + n_rows * rank_pad, 0.0f);
+    const uint16_t* kc = k + (c0 / kHalf) * width_pad * kHalf;
+    if (!amx) vector_scores(q, width_pad, kc, cw / kStep, n_rows, s);
+    else if (two) tile_scores<true>(q, width_pad, kc, cw / kStep, s);
+    else tile_scores<false>(q, width_pad, kc, cw / kStep, s);
+    softmax_block(s, n_rows, valid, cw, prm.scale, out.max, out.sum, p, out.o, rank_pad);
+    const uint16_t* vc = v + (c0 / 2) * 32;
+    if (!amx) vector_values(p, vc, n_pairs, cw / kStep, rank_pad, n_rows, out.o);
+    else if (two) tile_values<true>(p, vc, n_pairs, cw / kStep, rank_pad, out.o);
+    else tile_values<false>(p, vc, n_pairs, cw / kStep, rank_pad, out.o);
+}
+
+void reset_state(const Partial& st, int64_t rank_pad) {
+    std::fill(st.o, st.o + kItemRows * rank_pad, 0.0f);
+    std::fill(st.max, st.max + kItemRows, -std::numeric_limits<float>::infinity());
+    std::fill(st.sum, st.sum + kItemRows, 0.0f);
+}
+
+// state <- state then block, for the first n_rows rows: with m the larger maximum, the sums
+// and outputs are rescaled by e^(max - m) and added. A row with no valid position in the
+// block (sum 0: a valid row's numerators include e^0) is left exactly as it was.
+void fold(const Partial& st, const Partial& blk, int64_t n_rows, int64_t rank_pad) {
+    for (int64_t r = 0; r < n_rows; ++r) {
+        if (blk.sum[r] == 0.0f) continue;
+        const float m = std::max(st.max[r], blk.max[r]);
+        const float a = std::exp(st.max[r] - m), b = std::exp(blk.max[r] - m);  // a = 0 on the first block
+        st.sum[r] = st.sum[r] * a + blk.sum[r] * b;
+        st.max[r] = m;
+        scale_add(st.o + r * rank_pad, a, blk.o + r * rank_pad, b, rank_pad);
+    }
+}
+
+int64_t n_blocks(const MlaScratch::Item& it) { return (it.n_ctx + kMlaCtxBlock - 1) / kMlaCtxBlock; }
+
+// The rows of an item from its folded state into prm.o.
+void write_item(const MlaParams& prm, const MlaScratch::Item& it, const int32_t* order, const Partial& st, int64_t rank_pad) {
     for (int64_t r = 0; r < it.n_rows; ++r)
-        normalize_row(o + r * rank_pad, row_sum[r], prm.rank, prm.o + order[it.first + r] * prm.rank);
+        normalize_row(st.o + r * rank_pad, st.sum[r], prm.rank, prm.o + order[it.first + r] * prm.rank);
 }
 
 }  // namespace
@@ -510,19 +550,71 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
         }
     });
 
-    // Phase 2: the items.
-    std::atomic<int64_t> next{0};
+    // Phase 2: the items, each block from a fresh softmax state, folded in order.
     const int64_t n_items = static_cast<int64_t>(sc.items.size());
-    pool.run_on_all([&](int tid) {
-        MlaScratch::Thread& th = sc.threads[static_cast<size_t>(tid)];
-        bool configured = false;
-        for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
-            if (!configured && amx_available()) amx_configure_tiles(), configured = true;
-            const MlaScratch::Item& it = sc.items[static_cast<size_t>(i)];
-            attend_item(prm, sh, it, sc.row_order.data(), seq_k(it.seq), seq_v(it.seq), seq_n_pairs(it.seq), th);
-        }
-        if (configured) tiles_release();
-    });
+    const int64_t rank_pad = sh.rank_pad, part_n = partial_floats(rank_pad);
+    const int32_t* order = sc.row_order.data();
+    int64_t max_blocks = 0;
+    for (const MlaScratch::Item& it : sc.items) max_blocks = std::max(max_blocks, n_blocks(it));
+    auto attend = [&](int64_t item, int64_t blk, MlaScratch::Thread& th, const Partial& out, bool& configured) {
+        if (!configured && amx_available()) amx_configure_tiles(), configured = true;
+        const MlaScratch::Item& it = sc.items[static_cast<size_t>(item)];
+        attend_block(prm, sh, item, it, order, seq_k(it.seq), seq_v(it.seq), seq_n_pairs(it.seq), blk, th, out);
+    };
+    for (MlaScratch::Thread& th : sc.threads) th.q_item = -1;
+    if (n_items >= pool.n_threads() || max_blocks <= 1) {
+        // Enough items for every thread: each runs its items' blocks one after the other.
+        std::atomic<int64_t> next{0};
+        pool.run_on_all([&](int tid) {
+            MlaScratch::Thread& th = sc.threads[static_cast<size_t>(tid)];
+            const Partial part = partial_at(grow(th.part, static_cast<uint64_t>(part_n)), rank_pad);
+            const Partial st = partial_at(grow(th.state, static_cast<uint64_t>(part_n)), rank_pad);
+            bool configured = false;
+            for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
+                const MlaScratch::Item& it = sc.items[static_cast<size_t>(i)];
+                reset_state(st, rank_pad);
+                for (int64_t b = 0; b < n_blocks(it); ++b) {
+                    attend(i, b, th, part, configured);
+                    fold(st, part, it.n_rows, rank_pad);
+                }
+                write_item(prm, it, order, st, rank_pad);
+            }
+            if (configured) tiles_release();
+        });
+        return;
+    }
+    // Fewer items than threads (a decode step of few sequences): waves of (item, block) units on
+    // all threads, each wave's blocks then folded in order into their item's state. A wave holds
+    // at most ~64 MiB of Partials.
+    const int64_t wave_blocks = std::clamp<int64_t>((int64_t{64} << 20) / (4 * part_n * n_items), 1, max_blocks);
+    float* wave = grow(sc.wave, static_cast<uint64_t>(n_items * wave_blocks * part_n));
+    float* states = grow(sc.states, static_cast<uint64_t>(n_items * part_n));
+    for (int64_t i = 0; i < n_items; ++i) reset_state(partial_at(states + i * part_n, rank_pad), rank_pad);
+    for (int64_t b0 = 0; b0 < max_blocks; b0 += wave_blocks) {
+        const int64_t nb = std::min(wave_blocks, max_blocks - b0);
+        std::atomic<int64_t> next{0};
+        pool.run_on_all([&](int tid) {
+            MlaScratch::Thread& th = sc.threads[static_cast<size_t>(tid)];
+            bool configured = false;
+            for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < n_items * nb;) {
+                // Block-major, so that the threads start on every item's first blocks together.
+                const int64_t i = u % n_items, b = b0 + u / n_items;
+                if (b >= n_blocks(sc.items[static_cast<size_t>(i)])) continue;
+                attend(i, b, th, partial_at(wave + (i * wave_blocks + b - b0) * part_n, rank_pad), configured);
+            }
+            if (configured) tiles_release();
+        });
+        const bool last = b0 + nb >= max_blocks;
+        pool.parallel_for(n_items, [&](int64_t i0, int64_t i1, int) {
+            for (int64_t i = i0; i < i1; ++i) {
+                const MlaScratch::Item& it = sc.items[static_cast<size_t>(i)];
+                const Partial st = partial_at(states + i * part_n, rank_pad);
+                for (int64_t b = b0; b < std::min(b0 + nb, n_blocks(it)); ++b)
+                    fold(st, partial_at(wave + (i * wave_blocks + b - b0) * part_n, rank_pad), it.n_rows, rank_pad);
+                if (last) write_item(prm, it, order, st, rank_pad);
+            }
+        });
+    }
 }
 
 }  // namespace tandem::cpu

@@ -49,9 +49,12 @@ struct MlaParams {
     float* o = nullptr;       // [n_rows, rank] f32, overwritten
 };
 
-// Positions per block of the softmax: scores are computed and normalised for kMlaCtxBlock
-// cache rows at a time with a running maximum (online softmax), so per-thread memory does not
-// grow with the context.
+// Positions per block of the softmax: each block of kMlaCtxBlock cache rows gets its own
+// softmax (scores, their maximum, the numerators and their sum, and the numerators times V),
+// and a row's blocks are folded in order into a running result with a running maximum (online
+// softmax), so per-thread memory does not grow with the context. The blocks of a row are
+// independent until the fold: a decode step of one sequence runs them on all threads, folding
+// afterwards, with bit for bit the result of folding them one after the other.
 inline constexpr int64_t kMlaCtxBlock = 256;
 
 // Buffers reused across calls (grown on first use, never shrunk).
@@ -62,13 +65,20 @@ struct MlaScratch {
         int32_t n_rows;     // 1 .. 32
         int32_t n_ctx;      // the largest causal limit of its rows
     };
+    // A block's or a running softmax state of an item's rows: unnormalised output, and per row
+    // the maximum of the scaled scores and the sum of the numerators.
+    struct Partial {
+        float* o;    // [32, rank_pad]
+        float* max;  // [32]
+        float* sum;  // [32]
+    };
     struct Thread {
         aligned_vector<uint16_t> q;  // [32, width_pad] bf16 query rows of the item
+        int64_t q_item = -1;         // the item whose rows q holds
         aligned_vector<float> s;     // [32, kMlaCtxBlock] scores of one block
         aligned_vector<uint16_t> p;  // [32, kMlaCtxBlock] bf16 softmax numerators of one block
-        aligned_vector<float> o;     // [32, rank_pad] unnormalised output
-        std::vector<float> row_max;  // [32] running maximum of the scaled scores
-        std::vector<float> row_sum;  // [32] running sum of the numerators
+        aligned_vector<float> part;  // one block's Partial: [32, rank_pad] o, then [32] max, [32] sum
+        aligned_vector<float> state; // the item's running Partial, the same layout
     };
     aligned_vector<uint16_t> packed;    // per sequence, at packed_at[seq]: K then V, bf16 (see attention.cpp)
     std::vector<uint64_t> packed_at;    // [n_seqs + 1]
@@ -78,6 +88,10 @@ struct MlaScratch {
     std::vector<int32_t> row_order;     // rows grouped by sequence
     std::vector<Item> items;
     std::vector<Thread> threads;        // [n_threads]
+    // When items are fewer than threads (decode of few sequences), the blocks of all items run
+    // in parallel: a wave of blocks' Partials, then each item folds them into its state.
+    aligned_vector<float> wave;         // [items][blocks of the wave] Partials
+    aligned_vector<float> states;       // [items] running Partials
 };
 
 // True when mla_attention runs here: cpu::gemm_unit() is AMX or AVX512-BF16.

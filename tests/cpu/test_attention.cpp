@@ -9,7 +9,7 @@
 // where work items span tokens of different causal limits), with contexts 1, 17, 300 and 700
 // (not multiples of 16; 300 and 700 take more than one softmax block), cache rows past each
 // sequence's context and outputs poisoned with NaN. Also: a row's result is bit-identical
-// when its token runs alone, on another number of threads. Skipped on CPUs without AMX or
+// when its token runs alone, on another number of threads (where its blocks run in parallel). Skipped on CPUs without AMX or
 // AVX512-BF16; scripts/test.sh runs it again with TANDEM_GEMM=avx512 (the vector units on AMX CPUs).
 #include <gtest/gtest.h>
 
@@ -143,7 +143,10 @@ void check_each_token_alone(ThreadPool& pool, const Case& c, const Data& d, cons
 
 void check_case(const Case& c) {
     SCOPED_TRACE(::testing::Message() << "width " << c.width << " rank " << c.rank << " heads " << c.n_head);
-    ThreadPool pool(2), other(5);
+    // 12 threads for the tokens alone: more than their items (8 of 16 rows for 128 heads, one
+    // for 4 heads), so their blocks run in parallel waves and are folded afterwards, where the
+    // batch ran each item's blocks one after the other.
+    ThreadPool pool(2), other(12);
     const Data d = make_data(c, 17);
     MlaScratch scratch;
     const std::vector<float> o = run(pool, c, d, scratch);
