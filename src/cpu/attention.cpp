@@ -85,11 +85,11 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_scores(const uint16_t* q,
     }
 }
 
-// O[rows, rank_pad] += P[rows, 32 n_steps] V[32 n_steps, rank_pad].
+// O[rows, rank_pad] = P[rows, 32 n_steps] V[32 n_steps, rank_pad] (overwritten).
 //   p: [32, kMlaCtxBlock] bf16, v: the packed V at the block's first pair (column group c at
 //   v + c * n_pairs * 32), o: [32, rank_pad] f32.
-// NOTES: tiles 0-3 are C (row half x two column groups of 16), loaded from o once per 32
-// columns and block and kept for the block's n_steps steps; 4-5 P's row halves, 6-7 V's two
+// NOTES: tiles 0-3 are C (row half x two column groups of 16), zeroed once per 32 columns and
+// kept for the block's n_steps steps; 4-5 P's row halves, 6-7 V's two
 // column groups. P (16 KiB) stays in L1 while all column groups pass over it.
 template <bool kTwo>
 __attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs,
@@ -100,11 +100,11 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p,
     for (int64_t c = 0; c < rank_pad; c += 32) {
         float* oc = o + c;
         float* oc_hi = oc + kHalf * rank_pad;
-        _tile_loadd(0, oc, o_stride);
-        _tile_loadd(1, oc + kHalf, o_stride);
+        _tile_zero(0);
+        _tile_zero(1);
         if constexpr (kTwo) {
-            _tile_loadd(2, oc_hi, o_stride);
-            _tile_loadd(3, oc_hi + kHalf, o_stride);
+            _tile_zero(2);
+            _tile_zero(3);
         }
         const uint16_t* v0 = v + (c / kHalf) * n_pairs * 32;
         const uint16_t* v1 = v0 + n_pairs * 32;
@@ -178,7 +178,7 @@ TANDEM_VEC_BF16 void vector_scores(const uint16_t* q, int64_t width_pad, const u
     }
 }
 
-// As tile_values for n_rows (16 or 32) rows: O[rows, rank_pad] += P[rows, 32 n_steps] V, 32
+// As tile_values for n_rows (16 or 32) rows: O[rows, rank_pad] = P[rows, 32 n_steps] V, 32
 // value columns (two column groups) at a time.
 TANDEM_VEC_BF16 void vector_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs, int64_t n_steps,
                                    int64_t rank_pad, int64_t n_rows, float* o) {
@@ -189,10 +189,7 @@ TANDEM_VEC_BF16 void vector_values(const uint16_t* p, const uint16_t* v, int64_t
         for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
             __m512 acc[kRows][2];
 #pragma GCC unroll 8
-            for (int i = 0; i < kRows; ++i) {
-                acc[i][0] = _mm512_loadu_ps(o + (r0 + i) * rank_pad + c);
-                acc[i][1] = _mm512_loadu_ps(o + (r0 + i) * rank_pad + c + kHalf);
-            }
+            for (int i = 0; i < kRows; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
             const uint16_t* pr = p + r0 * kMlaCtxBlock;
             for (int64_t j = 0; j < n_steps * kHalf; ++j) {  // position pairs 2j, 2j + 1 of the block
                 const __m512bh b0 = load_pairs(v0 + j * 32), b1 = load_pairs(v1 + j * 32);
@@ -245,22 +242,22 @@ inline __mmask16 lanes_below(int64_t n, int64_t j0) {
     return left >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
 }
 
-// The online softmax step of one block for each of n_rows rows (the running-maximum form of
-// Milakov & Gimelshein 2018, as in FlashAttention): with m the row's maximum of scale * s over
-// the positions seen so far,
+// The softmax of one block for each of n_rows rows, from a fresh state (the blocks are folded
+// afterwards, see fold): with m the row's maximum of scale * s over its valid positions,
 //   p_j = bf16(exp(scale * s_j - m)) for the row's valid positions of the block, 0 past them,
-//   sum = sum * e^(m_old - m) + sum_j p_j,   o_row *= e^(m_old - m).
+//   max = m, sum = sum_j p_j (of the rounded numerators, the values that multiply V).
 //   s: [32, kMlaCtxBlock] f32, p: [32, kMlaCtxBlock] bf16 (first cw columns written),
-//   valid: [n_rows] positions of the block below each row's causal limit (0 .. cw),
-//   o: [32, rank_pad] f32.
-// A row with no valid position in the block keeps its maximum, sum and output exactly.
+//   valid: [n_rows] positions of the block below each row's causal limit (0 .. cw).
+// A row with no valid position in the block gets max -inf and sum 0.
 TANDEM_AVX512 void softmax_block(const float* s, int64_t n_rows, const int64_t* valid, int64_t cw, float scale,
-                                 float* row_max, float* row_sum, uint16_t* p, float* o, int64_t rank_pad) {
+                                 float* row_max, float* row_sum, uint16_t* p) {
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int64_t r = 0; r < n_rows; ++r) {
         const float* sr = s + r * kMlaCtxBlock;
         uint16_t* pr = p + r * kMlaCtxBlock;
         const int64_t n = valid[r];
+        row_max[r] = -std::numeric_limits<float>::infinity();
+        row_sum[r] = 0.0f;
         if (n == 0) {
             std::memset(pr, 0, static_cast<size_t>(cw) * 2);
             continue;
@@ -268,27 +265,18 @@ TANDEM_AVX512 void softmax_block(const float* s, int64_t n_rows, const int64_t* 
         __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
         for (int64_t j = 0; j < n; j += 16)
             mx = _mm512_mask_max_ps(mx, lanes_below(n, j), mx, _mm512_mul_ps(_mm512_loadu_ps(sr + j), vscale));
-        const float m_old = row_max[r];
-        const float m_new = std::max(m_old, _mm512_reduce_max_ps(mx));
-        const __m512 vm = _mm512_set1_ps(m_new);
+        const float m = _mm512_reduce_max_ps(mx);
+        const __m512 vm = _mm512_set1_ps(m);
         __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < cw; j += 16) {
             const __m512 x = _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(sr + j), vscale), vm);
             const __m512 e = _mm512_maskz_mov_ps(lanes_below(n, j), exp_ps(x));
             const __m256i bf = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(e));
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(pr + j), bf);
-            // The sum takes the rounded numerators, the values that multiply V.
             sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf), 16)));
         }
-        const float alpha = std::exp(m_old - m_new);  // 0 on the first block (m_old = -inf)
-        row_sum[r] = row_sum[r] * alpha + _mm512_reduce_add_ps(sum);
-        row_max[r] = m_new;
-        if (alpha != 1.0f) {
-            float* orow = o + r * rank_pad;
-            const __m512 va = _mm512_set1_ps(alpha);
-            for (int64_t c = 0; c < rank_pad; c += 16)
-                _mm512_storeu_ps(orow + c, _mm512_mul_ps(_mm512_loadu_ps(orow + c), va));
-        }
+        row_max[r] = m;
+        row_sum[r] = _mm512_reduce_add_ps(sum);
     }
 }
 
@@ -431,15 +419,12 @@ void attend_block(const MlaParams& prm, const Shape& sh, int64_t item, const Mla
         // Padding rows have no valid position and are never written out.
         const int64_t limit = r < it.n_rows ? prm.row_n_ctx[order[it.first + r]] : 0;
         valid[r] = std::clamp(limit - c0, int64_t{0}, cw);
-        out.max[r] = -std::numeric_limits<float>::infinity();
-        out.sum[r] = 0.0f;
     }
-    std::fill(out.o, out.o + n_rows * rank_pad, 0.0f);
     const uint16_t* kc = k + (c0 / kHalf) * width_pad * kHalf;
     if (!amx) vector_scores(q, width_pad, kc, cw / kStep, n_rows, s);
     else if (two) tile_scores<true>(q, width_pad, kc, cw / kStep, s);
     else tile_scores<false>(q, width_pad, kc, cw / kStep, s);
-    softmax_block(s, n_rows, valid, cw, prm.scale, out.max, out.sum, p, out.o, rank_pad);
+    softmax_block(s, n_rows, valid, cw, prm.scale, out.max, out.sum, p);
     const uint16_t* vc = v + (c0 / 2) * 32;
     if (!amx) vector_values(p, vc, n_pairs, cw / kStep, rank_pad, n_rows, out.o);
     else if (two) tile_values<true>(p, vc, n_pairs, cw / kStep, rank_pad, out.o);
@@ -592,15 +577,21 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
     for (int64_t i = 0; i < n_items; ++i) reset_state(partial_at(states + i * part_n, rank_pad), rank_pad);
     for (int64_t b0 = 0; b0 < max_blocks; b0 += wave_blocks) {
         const int64_t nb = std::min(wave_blocks, max_blocks - b0);
+        // A unit is one block of several items, as many as leaves a unit per thread: the items
+        // of a sequence read the same K and V, so the block's (~0.5 MiB for R1) stay in L2 from
+        // the unit's first item to its last instead of coming from memory once per item.
+        const int64_t per_unit = std::clamp<int64_t>(n_items * nb / pool.n_threads(), 1, n_items);
+        const int64_t n_chunks = (n_items + per_unit - 1) / per_unit;
         std::atomic<int64_t> next{0};
         pool.run_on_all([&](int tid) {
             MlaScratch::Thread& th = sc.threads[static_cast<size_t>(tid)];
             bool configured = false;
-            for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < n_items * nb;) {
-                // Block-major, so that the threads start on every item's first blocks together.
-                const int64_t i = u % n_items, b = b0 + u / n_items;
-                if (b >= n_blocks(sc.items[static_cast<size_t>(i)])) continue;
-                attend(i, b, th, partial_at(wave + (i * wave_blocks + b - b0) * part_n, rank_pad), configured);
+            for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < n_chunks * nb;) {
+                const int64_t b = b0 + u / n_chunks, i0 = (u % n_chunks) * per_unit;
+                for (int64_t i = i0; i < std::min(n_items, i0 + per_unit); ++i) {
+                    if (b >= n_blocks(sc.items[static_cast<size_t>(i)])) continue;
+                    attend(i, b, th, partial_at(wave + (i * wave_blocks + b - b0) * part_n, rank_pad), configured);
+                }
             }
             if (configured) tiles_release();
         });
