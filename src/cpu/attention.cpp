@@ -14,8 +14,7 @@
 #include "quant/quant.h"
 
 // Layouts (all bf16, uint16 elements; width_pad = width rounded up to 32, rank_pad = rank
-// rounded up to 32; capacity = the positions the sequence's packing has room for (n_ctx
-// rounded up to 32, or an MlaPacked's capacity), n_pairs = capacity / 2):
+// rounded up to 32, n_ctx_pad = the sequence's n_ctx rounded up to 32, n_pairs = n_ctx_pad / 2):
 //   K of a sequence, the B operand of S = Q K^T: [n_ctx_pad / 16 groups][width_pad / 2][16][2],
 //     i.e. row r of group g holds values 2r, 2r + 1 of positions 16g .. 16g + 15 (64 bytes;
 //     cpu/gemm.h's pack_acts with positions for tokens). The 32 values from k of group g are
@@ -470,43 +469,18 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
     const Shape sh{round_up(prm.width, 32), round_up(prm.rank, 32)};
     const int64_t n_seqs = static_cast<int64_t>(prm.seqs.size());
 
-    // Where each sequence's packed K and V go (its own MlaPacked, kept between calls, or this
-    // call's scratch), V's stride in position pairs, and the packing units of 32 positions it
-    // still needs: from the first one its MlaPacked does not hold in full.
+    // Where each sequence's packed K and V go, and its packing units of 32 positions.
     sc.packed_at.assign(static_cast<size_t>(n_seqs + 1), 0);
     sc.block_at.assign(static_cast<size_t>(n_seqs + 1), 0);
-    sc.seq_k.resize(static_cast<size_t>(n_seqs));
-    sc.seq_pairs.resize(static_cast<size_t>(n_seqs));
-    sc.seq_first_unit.resize(static_cast<size_t>(n_seqs));
     for (int64_t i = 0; i < n_seqs; ++i) {
         const MlaSeq& sq = prm.seqs[static_cast<size_t>(i)];
         TANDEM_CHECK(sq.n_ctx >= 0 && (sq.rows || sq.n_ctx == 0), "sequence {}: n_ctx {}", i, sq.n_ctx);
         const int64_t n_ctx_pad = round_up(sq.n_ctx, kStep);
-        int64_t capacity = n_ctx_pad, first_unit = 0;
-        if (MlaPacked* pk = sq.packed) {
-            if (pk->width != prm.width || pk->rank != prm.rank || pk->capacity < n_ctx_pad) {
-                // Grown geometrically (a long generation repacks O(log n) times); V's stride
-                // changes with the capacity, so everything is packed again.
-                pk->capacity = std::max(n_ctx_pad, round_up(2 * pk->capacity, kStep));
-                pk->width = prm.width;
-                pk->rank = prm.rank;
-                pk->n_valid = 0;
-                pk->data.resize(static_cast<size_t>(pk->capacity * (sh.width_pad + sh.rank_pad)));
-            }
-            capacity = pk->capacity;
-            first_unit = std::min(pk->n_valid, sq.n_ctx) / kStep;
-        }
-        sc.seq_pairs[static_cast<size_t>(i)] = capacity / 2;
-        sc.seq_first_unit[static_cast<size_t>(i)] = first_unit;
         sc.packed_at[static_cast<size_t>(i + 1)] = sc.packed_at[static_cast<size_t>(i)] +
-                                                   (sq.packed ? 0 : static_cast<uint64_t>(capacity * (sh.width_pad + sh.rank_pad)));
-        sc.block_at[static_cast<size_t>(i + 1)] = sc.block_at[static_cast<size_t>(i)] + n_ctx_pad / kStep - first_unit;
+                                                   static_cast<uint64_t>(n_ctx_pad * (sh.width_pad + sh.rank_pad));
+        sc.block_at[static_cast<size_t>(i + 1)] = sc.block_at[static_cast<size_t>(i)] + n_ctx_pad / kStep;
     }
-    uint16_t* scratch_packed = grow(sc.packed, sc.packed_at.back());
-    for (int64_t i = 0; i < n_seqs; ++i) {
-        MlaPacked* pk = prm.seqs[static_cast<size_t>(i)].packed;
-        sc.seq_k[static_cast<size_t>(i)] = pk ? pk->data.data() : scratch_packed + sc.packed_at[static_cast<size_t>(i)];
-    }
+    uint16_t* packed = grow(sc.packed, sc.packed_at.back());
 
     // Rows grouped by sequence (a counting sort, keeping their order within a sequence).
     std::vector<int64_t>& first = sc.seq_first;
@@ -546,22 +520,20 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
     if (sc.threads.size() < static_cast<size_t>(pool.n_threads()))
         sc.threads.resize(static_cast<size_t>(pool.n_threads()));
 
-    // Phase 1: the sequences' cache rows to bf16, packed as K and V, 32 positions per unit.
-    auto seq_n_pairs = [&](int64_t i) { return sc.seq_pairs[static_cast<size_t>(i)]; };
-    auto seq_k = [&](int64_t i) { return sc.seq_k[static_cast<size_t>(i)]; };
+    // Phase 1: every sequence's cache rows to bf16, packed as K and V, 32 positions per unit.
+    auto seq_n_pairs = [&](int64_t i) { return round_up(prm.seqs[static_cast<size_t>(i)].n_ctx, kStep) / 2; };
+    auto seq_k = [&](int64_t i) { return packed + sc.packed_at[static_cast<size_t>(i)]; };
     auto seq_v = [&](int64_t i) { return seq_k(i) + seq_n_pairs(i) * 2 * sh.width_pad; };
     pool.parallel_for(sc.block_at.back(), [&](int64_t u0, int64_t u1, int) {
         for (int64_t u = u0; u < u1; ++u) {
             const int64_t i = std::upper_bound(sc.block_at.begin(), sc.block_at.end(), u) - sc.block_at.begin() - 1;
             const MlaSeq& sq = prm.seqs[static_cast<size_t>(i)];
-            const int64_t b = u - sc.block_at[static_cast<size_t>(i)] + sc.seq_first_unit[static_cast<size_t>(i)];
+            const int64_t b = u - sc.block_at[static_cast<size_t>(i)];
             const int64_t n_valid = std::min(kStep, sq.n_ctx - b * kStep);
             pack_block(sq.rows + b * kStep * prm.width, n_valid, prm.width, prm.rank, sh.width_pad, seq_n_pairs(i), b,
                        seq_k(i), seq_v(i));
         }
     });
-    for (const MlaSeq& sq : prm.seqs)
-        if (sq.packed) sq.packed->n_valid = sq.n_ctx;
 
     // Phase 2: the items, each block from a fresh softmax state, folded in order.
     const int64_t n_items = static_cast<int64_t>(sc.items.size());

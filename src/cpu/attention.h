@@ -11,11 +11,9 @@
 // (VDPBF16PS, AVX512-BF16): the cache rows are rounded to bf16 and packed once per call, then
 // shared by every head and token of the sequence.
 //
-// Memory: the packed cache rows of every sequence, 2 (width + rank) bytes per position (2.2
-// KiB for R1, 35 MiB for a 16k context), kept between calls where the caller gives them a
-// place (MlaSeq::packed), plus ~150 KiB per thread whatever the context (the softmax runs over
-// blocks of kMlaCtxBlock positions), and for a decode step of few sequences, their blocks'
-// partial results (at most 64 MiB).
+// Memory: the packed cache rows of every sequence of the call, 2 (width + rank) bytes per
+// position (2.2 KiB for R1, 35 MiB for a 16k context), plus ~150 KiB per thread whatever the
+// context (the softmax runs over blocks of kMlaCtxBlock positions).
 //
 // Numerics: Q, K, V and the softmax numerators P are rounded to bf16 (relative error <= 2^-9),
 // products are accumulated in float32, the softmax itself runs in float32 (its denominator
@@ -33,23 +31,10 @@
 
 namespace tandem::cpu {
 
-// A sequence's K and V packing kept from call to call, so that a decode step packs only its
-// newest positions instead of the whole context again (2 (width + rank) bytes per position,
-// about as much as the float32 rows it mirrors). Positions [0, n_valid) are packed in data,
-// laid out for `capacity` positions; whoever owns the rows lowers n_valid when rows below it
-// change (model::KvCache::mla_packed caps it at the sequence's committed positions).
-struct MlaPacked {
-    aligned_vector<uint16_t> data;
-    int64_t capacity = 0;         // positions, a multiple of 32
-    int64_t width = 0, rank = 0;  // the shape packed
-    int64_t n_valid = 0;
-};
-
 // The cache of one sequence as the attention reads it.
 struct MlaSeq {
     const float* rows = nullptr;  // [n_ctx, width] f32 cache rows, row j for position j
     int64_t n_ctx = 0;            // rows to read: the largest causal limit of the sequence's query rows
-    MlaPacked* packed = nullptr;  // where the rows' packing is kept, or null: packed for this call only
 };
 
 struct MlaParams {
@@ -95,12 +80,9 @@ struct MlaScratch {
         aligned_vector<float> part;  // one block's Partial: [32, rank_pad] o, then [32] max, [32] sum
         aligned_vector<float> state; // the item's running Partial, the same layout
     };
-    aligned_vector<uint16_t> packed;    // the sequences without an MlaPacked, at packed_at[seq]: K then V, bf16
+    aligned_vector<uint16_t> packed;    // per sequence, at packed_at[seq]: K then V, bf16 (see attention.cpp)
     std::vector<uint64_t> packed_at;    // [n_seqs + 1]
-    std::vector<int64_t> block_at;      // [n_seqs + 1] each sequence's first packing unit (32 positions) of the call
-    std::vector<uint16_t*> seq_k;       // [n_seqs] packed K, then V at seq_pairs * 2 * width_pad
-    std::vector<int64_t> seq_pairs;     // [n_seqs] V's stride in position pairs (capacity / 2)
-    std::vector<int64_t> seq_first_unit;// [n_seqs] the first unit this call packs
+    std::vector<int64_t> block_at;      // [n_seqs + 1] first packing unit (32 positions) of each sequence
     std::vector<int64_t> seq_first;     // [n_seqs + 1] each sequence's rows: row_order[seq_first[i] ..]
     std::vector<int64_t> seq_fill;      // [n_seqs] the counting sort's cursors
     std::vector<int32_t> row_order;     // rows grouped by sequence

@@ -540,7 +540,7 @@ private:
 
     // The absorbed form: per head, q_cat = [W_uk^T q_nope, rope(q_pe)] is one width-wide query
     // against the latent cache rows, and W_uv decompresses the rank-wide latent output.
-    void attend_absorbed(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
+    void attend_absorbed(const Layer& l, int64_t il, const Batch& batch, const KvCache& cache) {
         const Config& c = c_;
         const int64_t n_tok = batch.size(), n_q = c.n_head * c.qk_head_dim(), rank = c.kv_lora_rank;
         const int64_t nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim, width = c.cache_width();
@@ -568,16 +568,9 @@ private:
         const int64_t n_rows = n_tok * c.n_head;
         row_kv_.resize(static_cast<size_t>(n_rows));
         row_n_ctx_.resize(static_cast<size_t>(n_rows));
-        row_packed_.resize(static_cast<size_t>(n_rows));
         for (int64_t t = 0; t < n_tok; ++t) {
-            const int32_t seq = batch.seq[static_cast<size_t>(t)];
-            std::fill_n(row_kv_.begin() + t * c.n_head, c.n_head, cache.rows(seq, il));
+            std::fill_n(row_kv_.begin() + t * c.n_head, c.n_head, cache.rows(batch.seq[static_cast<size_t>(t)], il));
             std::fill_n(row_n_ctx_.begin() + t * c.n_head, c.n_head, batch.pos[static_cast<size_t>(t)] + 1);
-            // The cache keeps the rows' packing for the tile or vector attention between steps.
-            if (tile_attention(l) && (t == 0 || batch.seq[static_cast<size_t>(t - 1)] != seq))
-                std::fill_n(row_packed_.begin() + t * c.n_head, c.n_head, cache.mla_packed(seq, il));
-            else
-                std::fill_n(row_packed_.begin() + t * c.n_head, c.n_head, t > 0 ? row_packed_[static_cast<size_t>(t * c.n_head - 1)] : nullptr);
         }
         attend_rows(l, qcat_.data(), n_rows, width, rank, olat_.data());
         prof_.mark(StepProfile::kAttnCore);
@@ -664,7 +657,6 @@ private:
                 }
             });
             dout_.resize(static_cast<size_t>(n_rows * v));
-            row_packed_.clear();  // rows of this call only: nothing to keep
             attend_rows(l, dq_.data(), n_rows, dw, v, dout_.data());
             for (int64_t t = 0; t < n_tok; ++t)
                 for (int64_t hh = 0; hh < nh; ++hh)
@@ -747,8 +739,7 @@ private:
                 auto found = !mla_seqs_.empty() && mla_seqs_.back().rows == kv
                                  ? mla_seqs_.end() - 1
                                  : std::find_if(mla_seqs_.begin(), mla_seqs_.end(), [&](const cpu::MlaSeq& s) { return s.rows == kv; });
-                if (found == mla_seqs_.end())
-                    found = mla_seqs_.insert(mla_seqs_.end(), cpu::MlaSeq{kv, 0, row_packed_.empty() ? nullptr : row_packed_[static_cast<size_t>(i)]});
+                if (found == mla_seqs_.end()) found = mla_seqs_.insert(mla_seqs_.end(), cpu::MlaSeq{kv, 0});
                 found->n_ctx = std::max(found->n_ctx, n_ctx);
                 mla_row_seq_[static_cast<size_t>(i)] = static_cast<int32_t>(found - mla_seqs_.begin());
             }
@@ -953,7 +944,6 @@ private:
     // attend_rows: each query row's cache rows and limit, the tile core's sequences (one per
     // distinct cache) and each row's index into them, the float core's runs of rows.
     std::vector<const float*> row_kv_;
-    std::vector<cpu::MlaPacked*> row_packed_;  // [rows] where the rows' cache keeps their packing (absorbed form), or null
     std::vector<int32_t> row_n_ctx_;
     std::vector<cpu::MlaSeq> mla_seqs_;
     std::vector<int32_t> mla_row_seq_;

@@ -60,16 +60,6 @@ void KvCache::commit(const Batch& batch) {
     for (int64_t t = 0; t < batch.size(); ++t) seq_for(batch.seq[static_cast<size_t>(t)]).n_pos = batch.pos[static_cast<size_t>(t)] + 1;
 }
 
-cpu::MlaPacked* KvCache::mla_packed(int32_t seq, int64_t layer) {
-    auto it = seqs_.find(seq);
-    TANDEM_CHECK(it != seqs_.end() && layer >= 0 && layer < n_layer_, "sequence {} layer {} has no cache", seq, layer);
-    Seq& s = it->second;
-    if (s.packed.empty()) s.packed.resize(static_cast<size_t>(n_layer_));
-    cpu::MlaPacked& p = s.packed[static_cast<size_t>(layer)];
-    p.n_valid = std::min(p.n_valid, s.n_pos);
-    return &p;
-}
-
 void KvCache::drop(int32_t seq) { seqs_.erase(seq); }
 
 void KvCache::truncate(int32_t seq, int64_t n_pos) {
@@ -89,10 +79,8 @@ void KvCache::fork(int32_t from, int32_t to) {
 
 uint64_t KvCache::bytes() const {
     uint64_t n = 0;
-    for (const auto& [id, s] : seqs_) {
+    for (const auto& [id, s] : seqs_)
         for (const auto& l : s.layers) n += l.capacity() * sizeof(float);
-        for (const auto& p : s.packed) n += p.data.capacity() * sizeof(uint16_t);
-    }
     return n;
 }
 

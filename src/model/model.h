@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/attention.h"
 #include "cpu/thread_pool.h"
 #include "gguf/gguf.h"
 
@@ -56,11 +55,6 @@ public:
     // its last token in the batch.
     void commit(const Batch& batch);
 
-    // The MLA attention's packing of one layer of a sequence's rows, kept with the rows
-    // (cpu/attention.h). Its valid positions are capped here at the committed ones: rows of a
-    // step that failed before commit, and truncated rows, are packed again when next read.
-    cpu::MlaPacked* mla_packed(int32_t seq, int64_t layer);
-
     void drop(int32_t seq);                      // forget a sequence
     void truncate(int32_t seq, int64_t n_pos);   // keep positions [0, n_pos)
     void fork(int32_t from, int32_t to);         // copy a sequence's cache to a new id
@@ -70,7 +64,6 @@ private:
     struct Seq {
         int64_t n_pos = 0;
         std::vector<std::vector<float>> layers;  // [n_layer][capacity * row_width]
-        std::vector<cpu::MlaPacked> packed;      // [n_layer] or empty until first asked for
     };
     Seq& seq_for(int32_t seq);
 

@@ -176,51 +176,6 @@ TEST(MlaAttention, SmallModelShapesWithItemsAcrossTokens) {
     }
 }
 
-// A packing kept between calls (MlaSeq::packed) gives bit for bit the results of packing every
-// call afresh: a prefill, then one token at a time across 32-position units and capacity
-// growth; then the owner lowers n_valid after changing rows (a truncation, as model::KvCache
-// does) and the calls see the new rows. Without lowering it they would not (the check that
-// this test can fail).
-TEST(MlaAttention, PackingKeptBetweenCallsEqualsPackingEachCall) {
-    if (!mla_attention_available()) GTEST_SKIP() << "no AMX or AVX512-BF16 on this CPU";
-    ThreadPool pool(3);
-    const int64_t n_head = 4;
-    Case c{576, 512, n_head, 0.1352f, {100}, {}};
-    Data d = make_data(c, 23);
-    const std::vector<float> q = random_floats(32 * n_head * c.width, 29, 1.0f);  // up to 32 tokens' queries
-    MlaPacked packed;
-    MlaScratch kept_scratch, fresh_scratch;
-    // The tokens at positions [begin, end) in one call, with and without the kept packing.
-    auto call = [&](int32_t begin, int32_t end, MlaPacked* pk) {
-        Case cc = c;
-        cc.n_ctx = {end};
-        for (int32_t pos = begin; pos < end; ++pos) cc.tokens.push_back({0, pos + 1});
-        Data dd;
-        dd.seqs = {{d.cache[0].data(), end, pk}};
-        dd.q.assign(q.begin(), q.begin() + static_cast<ptrdiff_t>((end - begin) * n_head * c.width));
-        for (const Token& t : cc.tokens)
-            for (int64_t h = 0; h < n_head; ++h) dd.row_seq.push_back(0), dd.row_n_ctx.push_back(t.limit);
-        return run(pool, cc, dd, pk ? kept_scratch : fresh_scratch);
-    };
-    auto same = [&](int32_t begin, int32_t end) {
-        SCOPED_TRACE(::testing::Message() << "positions " << begin << " to " << end);
-        const std::vector<float> kept = call(begin, end, &packed), fresh = call(begin, end, nullptr);
-        EXPECT_EQ(packed.n_valid, end);
-        return kept == fresh;
-    };
-    ASSERT_TRUE(same(0, 20));
-    for (int32_t pos = 20; pos < 70; ++pos) ASSERT_TRUE(same(pos, pos + 1));
-    EXPECT_GE(packed.capacity, 70);
-    // Positions 40 .. 69 change: with n_valid lowered to 40 the packing follows them.
-    const std::vector<float> fresh_rows = random_floats(30 * c.width, 99, 1.0f);
-    std::copy(fresh_rows.begin(), fresh_rows.end(), d.cache[0].begin() + 40 * c.width);
-    MlaPacked stale = packed;
-    packed.n_valid = 40;
-    ASSERT_TRUE(same(40, 70));
-    const std::vector<float> from_stale = call(69, 70, &stale), fresh = call(69, 70, nullptr);
-    EXPECT_NE(from_stale, fresh) << "stale packed rows went unnoticed";
-}
-
 TEST(MlaAttention, DecodeStepAtLongContextTimed) {
     if (!mla_attention_available()) GTEST_SKIP() << "no AMX or AVX512-BF16 on this CPU";
     // One R1 token at 4096 positions (16 softmax blocks): checked, and timed for the record.
