@@ -277,6 +277,44 @@ TEST_P(ForwardTest, TruncateAndDropSequences) {
     EXPECT_TRUE(kv->has(1));
 }
 
+// Rolled back and continued with other tokens in one chunk (across the attention's 32-position
+// packing units): bit for bit the logits of the new sequence on a fresh cache, so nothing of
+// the old tokens survives the truncation. The same steps on both sides (one token at a time up
+// to the truncation, then one chunk), so the same arithmetic whatever the CPU.
+TEST_P(ForwardTest, TruncatedPositionsTakeNewTokens) {
+    Model& m = model_for(GetParam());
+    const int64_t V = m.n_vocab();
+    const auto old_toks = some_tokens(70, 5, static_cast<int32_t>(V));
+    auto new_toks = some_tokens(70, 11, static_cast<int32_t>(V));
+    std::copy(old_toks.begin(), old_toks.begin() + 40, new_toks.begin());
+    auto one_by_one = [&](KvCache& kv, const std::vector<int32_t>& toks, size_t end) {
+        for (size_t i = 0; i < end; ++i) {
+            Batch step;
+            step.add(toks[i], static_cast<int32_t>(i), 0, false);
+            m.forward(step, kv, nullptr);
+        }
+    };
+    auto chunk = [&](KvCache& kv) {  // positions 40 .. 69 of the new tokens
+        Batch b;
+        for (size_t i = 40; i < new_toks.size(); ++i) b.add(new_toks[i], static_cast<int32_t>(i), 0, true);
+        std::vector<float> out(30 * static_cast<size_t>(V));
+        m.forward(b, kv, out.data());
+        return out;
+    };
+    auto fresh = m.make_cache(128);
+    one_by_one(*fresh, new_toks, 40);
+    const std::vector<float> want = chunk(*fresh);
+    auto kv = m.make_cache(128);
+    one_by_one(*kv, old_toks, 70);
+    kv->truncate(0, 40);
+    const std::vector<float> got = chunk(*kv);
+    for (size_t r = 0; r < 30; ++r)
+        ASSERT_TRUE(std::equal(got.begin() + static_cast<ptrdiff_t>(r * static_cast<size_t>(V)),
+                               got.begin() + static_cast<ptrdiff_t>((r + 1) * static_cast<size_t>(V)),
+                               want.begin() + static_cast<ptrdiff_t>(r * static_cast<size_t>(V))))
+            << "position " << 40 + r;
+}
+
 // The logits of sequences a (id 0) and b (id 1, may be shorter) fed together, positions
 // [begin, end) of each per forward pass, in order, over one cache of 64 positions.
 std::vector<float> two_sequences_in_chunks(Model& m, const std::vector<int32_t>& a, const std::vector<int32_t>& b,
