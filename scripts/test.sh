@@ -35,6 +35,7 @@ ctest_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\
 
 step "bf16 products and MLA attention on the vector units (TANDEM_GEMM=avx512; on AMX CPUs the default run took the tile unit)"
 TANDEM_GEMM=avx512 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:DequantBf16*:Moe*:Mla*'
+TANDEM_GEMM=avx512 ./build/tests/test_model --gtest_brief=1
 
 step "forward-pass tests on the per-token path only (TANDEM_GEMM=off: batches bit-equal to single tokens)"
 TANDEM_GEMM=off ./build/tests/test_model --gtest_brief=1 2>&1 | tee build/test_model_noamx.log

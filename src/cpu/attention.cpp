@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "core/check.h"
+#include "cpu/bf16_block.h"
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "quant/quant.h"
@@ -129,87 +130,33 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p,
     }
 }
 
-// The same two products on the vector units (VDPBF16PS: 16 lanes of two bf16 products each),
-// for CPUs with AVX512-BF16 but no tile unit, on the same layouts. In both, a lane is one of 16
-// consecutive columns of the result (positions of S, value columns of O), and each product
-// broadcasts one bf16 pair of the A operand's row (Q or P) against the B operand's 64-byte row
-// of 16 pairs: kRows x 2 accumulators, kRows rows of A by two column groups.
-#define TANDEM_VEC_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-
-TANDEM_VEC_BF16 inline __m512bh bcast_pair(const uint16_t* at) {
-    uint32_t pair;
-    std::memcpy(&pair, at, 4);
-    return reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(pair)));
-}
-TANDEM_VEC_BF16 inline __m512bh load_pairs(const uint16_t* at) {
-    return reinterpret_cast<__m512bh>(_mm512_loadu_si512(at));
-}
+// The same two products on the vector units (cpu/bf16_block.h), for CPUs with AVX512-BF16 but
+// no tile unit, on the same layouts, 8 rows of A (Q or P) by two column groups of 16 at a time.
 
 // As tile_scores for n_rows (16 or 32) rows: S[rows, 32 n_steps] = Q K^T, each step's two
-// position groups of 16 as the two accumulator columns.
-TANDEM_VEC_BF16 void vector_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k, int64_t n_steps,
-                                   int64_t n_rows, float* s) {
-    constexpr int kRows = 8;
+// position groups of 16 as the two column groups.
+void vector_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k, int64_t n_steps, int64_t n_rows, float* s) {
     const int64_t group = width_pad * kHalf;  // uint16 per packed group of 16 positions
     for (int64_t js = 0; js < n_steps; ++js) {
-        const uint16_t* k0 = k + 2 * js * group;
-        const uint16_t* k1 = k0 + group;
-        for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
-            __m512 acc[kRows][2];
-#pragma GCC unroll 8
-            for (int i = 0; i < kRows; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-            const uint16_t* qr = q + r0 * width_pad;
-            for (int64_t pr = 0; pr < width_pad / 2; ++pr) {
-                const __m512bh b0 = load_pairs(k0 + pr * 32), b1 = load_pairs(k1 + pr * 32);
-#pragma GCC unroll 8
-                for (int i = 0; i < kRows; ++i) {
-                    const __m512bh a = bcast_pair(qr + i * width_pad + 2 * pr);
-                    acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
-                    acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
-                }
-            }
-#pragma GCC unroll 8
-            for (int i = 0; i < kRows; ++i) {
-                float* sr = s + (r0 + i) * kMlaCtxBlock + js * kStep;
-                _mm512_storeu_ps(sr, acc[i][0]);
-                _mm512_storeu_ps(sr + kHalf, acc[i][1]);
-            }
-        }
+        const uint16_t* b[2] = {k + 2 * js * group, k + (2 * js + 1) * group};
+        for (int64_t r0 = 0; r0 < n_rows; r0 += 8)
+            bf16_rows_by_pairs<8, 2>(q + r0 * width_pad, width_pad, b, width_pad / 2, s + r0 * kMlaCtxBlock + js * kStep,
+                                     kMlaCtxBlock, kHalf, false);
     }
 }
 
 // As tile_values for n_rows (16 or 32) rows: O[rows, rank_pad] = P[rows, 32 n_steps] V, 32
 // value columns (two column groups) at a time.
-TANDEM_VEC_BF16 void vector_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs, int64_t n_steps,
-                                   int64_t rank_pad, int64_t n_rows, float* o) {
-    constexpr int kRows = 8;
+void vector_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs, int64_t n_steps, int64_t rank_pad,
+                   int64_t n_rows, float* o) {
     for (int64_t c = 0; c < rank_pad; c += 32) {
-        const uint16_t* v0 = v + (c / kHalf) * n_pairs * 32;
-        const uint16_t* v1 = v0 + n_pairs * 32;
-        for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
-            __m512 acc[kRows][2];
-#pragma GCC unroll 8
-            for (int i = 0; i < kRows; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-            const uint16_t* pr = p + r0 * kMlaCtxBlock;
-            for (int64_t j = 0; j < n_steps * kHalf; ++j) {  // position pairs 2j, 2j + 1 of the block
-                const __m512bh b0 = load_pairs(v0 + j * 32), b1 = load_pairs(v1 + j * 32);
-#pragma GCC unroll 8
-                for (int i = 0; i < kRows; ++i) {
-                    const __m512bh a = bcast_pair(pr + i * kMlaCtxBlock + 2 * j);
-                    acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
-                    acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
-                }
-            }
-#pragma GCC unroll 8
-            for (int i = 0; i < kRows; ++i) {
-                _mm512_storeu_ps(o + (r0 + i) * rank_pad + c, acc[i][0]);
-                _mm512_storeu_ps(o + (r0 + i) * rank_pad + c + kHalf, acc[i][1]);
-            }
-        }
+        const uint16_t* b[2] = {v + (c / kHalf) * n_pairs * 32, v + (c / kHalf + 1) * n_pairs * 32};
+        for (int64_t r0 = 0; r0 < n_rows; r0 += 8)
+            bf16_rows_by_pairs<8, 2>(p + r0 * kMlaCtxBlock, kMlaCtxBlock, b, n_steps * kHalf, o + r0 * rank_pad + c,
+                                     rank_pad, kHalf, false);
     }
 }
 
-#undef TANDEM_VEC_BF16
 
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its -Wmaybe-uninitialized
 // reports as a use of an uninitialised value (a known false positive; see quant/dequant_bf16.cpp).
@@ -570,17 +517,23 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
     }
     // Fewer items than threads (a decode step of few sequences): waves of (item, block) units on
     // all threads, each wave's blocks then folded in order into their item's state. A wave holds
-    // at most ~64 MiB of Partials.
-    const int64_t wave_blocks = std::clamp<int64_t>((int64_t{64} << 20) / (4 * part_n * n_items), 1, max_blocks);
+    // at most sc.wave_bytes of Partials.
+    const int64_t wave_blocks = std::clamp<int64_t>(sc.wave_bytes / (4 * part_n * n_items), 1, max_blocks);
     float* wave = grow(sc.wave, static_cast<uint64_t>(n_items * wave_blocks * part_n));
     float* states = grow(sc.states, static_cast<uint64_t>(n_items * part_n));
     for (int64_t i = 0; i < n_items; ++i) reset_state(partial_at(states + i * part_n, rank_pad), rank_pad);
     for (int64_t b0 = 0; b0 < max_blocks; b0 += wave_blocks) {
         const int64_t nb = std::min(wave_blocks, max_blocks - b0);
-        // A unit is one block of several items, as many as leaves a unit per thread: the items
-        // of a sequence read the same K and V, so the block's (~0.5 MiB for R1) stay in L2 from
-        // the unit's first item to its last instead of coming from memory once per item.
-        const int64_t per_unit = std::clamp<int64_t>(n_items * nb / pool.n_threads(), 1, n_items);
+        // A unit is one block of several items: the items of a sequence read the same K and V,
+        // so the block's (~0.5 MiB for R1) stay in L2 from the unit's first item to its last
+        // instead of coming from memory once per item. As many items per unit as keeps the
+        // wave's span (rounds of units over the threads, times items per unit) shortest.
+        const int64_t n_threads = pool.n_threads();
+        int64_t per_unit = 1;
+        for (int64_t pu = 1, best = std::numeric_limits<int64_t>::max(); pu <= n_items; ++pu) {
+            const int64_t span = ((n_items + pu - 1) / pu * nb + n_threads - 1) / n_threads * pu;
+            if (span <= best) best = span, per_unit = pu;
+        }
         const int64_t n_chunks = (n_items + per_unit - 1) / per_unit;
         std::atomic<int64_t> next{0};
         pool.run_on_all([&](int tid) {

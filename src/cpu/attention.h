@@ -12,8 +12,9 @@
 // shared by every head and token of the sequence.
 //
 // Memory: the packed cache rows of every sequence of the call, 2 (width + rank) bytes per
-// position (2.2 KiB for R1, 35 MiB for a 16k context), plus ~150 KiB per thread whatever the
-// context (the softmax runs over blocks of kMlaCtxBlock positions).
+// position (2.2 KiB for R1, 35 MiB for a 16k context), plus ~300 KiB per thread whatever the
+// context (the softmax runs over blocks of kMlaCtxBlock positions), plus for a decode step of
+// few sequences up to MlaScratch::wave_bytes (64 MiB) of partial results of blocks.
 //
 // Numerics: Q, K, V and the softmax numerators P are rounded to bf16 (relative error <= 2^-9),
 // products are accumulated in float32, the softmax itself runs in float32 (its denominator
@@ -92,6 +93,7 @@ struct MlaScratch {
     // in parallel: a wave of blocks' Partials, then each item folds them into its state.
     aligned_vector<float> wave;         // [items][blocks of the wave] Partials
     aligned_vector<float> states;       // [items] running Partials
+    int64_t wave_bytes = int64_t{64} << 20;  // the most a wave holds (R1: 64 KiB per item and block)
 };
 
 // True when mla_attention runs here: cpu::gemm_unit() is AMX or AVX512-BF16.

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "core/check.h"
+#include "cpu/bf16_block.h"
 #include "cpu/matmul.h"
 #include "quant/quant.h"
 
@@ -34,13 +35,15 @@ UnitSupport detect_units() {
     const uint64_t xcr0 = xcr0_lo | (uint64_t{xcr0_hi} << 32);
     if ((xcr0 & 0xe6) != 0xe6) return u;  // SSE, AVX and the three AVX-512 states
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return u;
+    const unsigned max_subleaf = a;
+    const bool avx2 = b & (1u << 5);
     const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
     const bool vnni = c & (1u << 11);
     const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
     unsigned a1, b1, c1, d1;
-    if (!__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) return u;
+    if (max_subleaf < 1 || !__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) return u;
     const bool avx512_bf16 = a1 & (1u << 5);
-    u.avx512 = fma && f16c && avx512f && avx512dq && avx512bw && avx512vl && vnni && avx512_bf16;
+    u.avx512 = fma && f16c && avx2 && avx512f && avx512dq && avx512bw && avx512vl && vnni && avx512_bf16;
     if (!u.avx512 || !amx_bf16 || !amx_tile || (xcr0 & 0x60000) != 0x60000) return u;
     // Linux hands out the 8 KiB tile data state only on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
     constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
@@ -51,9 +54,12 @@ UnitSupport detect_units() {
 GemmUnit pick_unit() {
     const UnitSupport u = detect_units();
     GemmUnit unit = u.amx ? GemmUnit::amx : u.avx512 ? GemmUnit::avx512 : GemmUnit::none;
+    if (std::getenv("TANDEM_AMX")) fail("TANDEM_AMX is no longer read: TANDEM_GEMM=off turns the bf16 products off");
     const char* env = std::getenv("TANDEM_GEMM");
     const std::string_view cap = env ? env : "";
-    if (cap == "off" || cap == "0") unit = GemmUnit::none;
+    if (!cap.empty() && cap != "off" && cap != "avx512")
+        fail("TANDEM_GEMM={}: expected off (per-token products only) or avx512 (no tile unit)", cap);
+    if (cap == "off") unit = GemmUnit::none;
     if (cap == "avx512" && unit == GemmUnit::amx) unit = GemmUnit::avx512;
     return unit;
 }
@@ -208,40 +214,13 @@ __attribute__((target("amx-tile"))) void tiles_release() { _tile_release(); }
 
 // The vector units' products of one unit: c (the C tiles of token groups g and, if kGroups is
 // 2, g + 1: [2][32 rows][16 tokens] f32, as the tile path stores them) += the chunk (32 rows x
-// width bf16) times the groups' packed value pairs. NOTES: kRows x kGroups accumulators of 16
-// tokens each (8 x 2 or 16 x 1: 16 zmm registers); per value pair one 64-byte load per group
-// and one 4-byte broadcast per row feed 16 VDPBF16PS (512 multiply-adds), so loads stay below
-// the multiply-adds on the cores we know (Zen 4: one 512-bit VDPBF16PS per cycle, three loads).
+// width bf16) times the groups' packed value pairs, kRows rows at a time (8 x 2 groups or 16 x
+// 1 accumulators, cpu/bf16_block.h).
 template <int kRows, int kGroups>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void vector_steps(const uint16_t* chunk, int64_t width,
-                                                                                   const uint16_t* b0,
-                                                                                   const uint16_t* b1, float* c) {
-    const int64_t n_pairs = width / 2;
-    for (int r0 = 0; r0 < kPanelRows; r0 += kRows) {
-        __m512 acc[kRows][kGroups];
-#pragma GCC unroll 16
-        for (int i = 0; i < kRows; ++i)
-#pragma GCC unroll 2
-            for (int g = 0; g < kGroups; ++g) acc[i][g] = _mm512_loadu_ps(c + g * 512 + (r0 + i) * 16);
-        const uint16_t* rows = chunk + r0 * width;
-        for (int64_t p = 0; p < n_pairs; ++p) {
-            __m512bh x[kGroups];
-            x[0] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b0 + p * 32));
-            if constexpr (kGroups == 2) x[1] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b1 + p * 32));
-#pragma GCC unroll 16
-            for (int i = 0; i < kRows; ++i) {
-                uint32_t pair;
-                std::memcpy(&pair, rows + i * width + 2 * p, 4);
-                const __m512bh wv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(pair)));
-#pragma GCC unroll 2
-                for (int g = 0; g < kGroups; ++g) acc[i][g] = _mm512_dpbf16_ps(acc[i][g], wv, x[g]);
-            }
-        }
-#pragma GCC unroll 16
-        for (int i = 0; i < kRows; ++i)
-#pragma GCC unroll 2
-            for (int g = 0; g < kGroups; ++g) _mm512_storeu_ps(c + g * 512 + (r0 + i) * 16, acc[i][g]);
-    }
+void vector_steps(const uint16_t* chunk, int64_t width, const uint16_t* b0, const uint16_t* b1, float* c) {
+    const uint16_t* b[2] = {b0, b1};
+    for (int r0 = 0; r0 < kPanelRows; r0 += kRows)
+        bf16_rows_by_pairs<kRows, kGroups>(chunk + r0 * width, width, b, width / 2, c + r0 * 16, 16, 512, true);
 }
 
 }  // namespace
@@ -261,10 +240,10 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     const uint64_t chunk_bytes = static_cast<uint64_t>(width / tr.block_size) * tr.type_size;
     const int64_t n_panels = (n_rows + kPanelRows - 1) / kPanelRows, n_chunks = n_in / width;
     // Work units in order: (chunk c, panel p) for c, then p, so each chunk of the activations
-    // is taken from L2 by all the panels in turn. Two chunk buffers: while the tile unit
+    // is taken from L2 by all the panels in turn. Two chunk buffers, for the tile unit: while it
     // multiplies unit u, unit u + 1 is unpacked into the other, a few rows after each K step
     // (the tile products run asynchronously to the vector units, so the unpacking hides behind
-    // them instead of following them).
+    // them instead of following them). The vector units unpack a unit, then multiply it.
     const uint64_t chunk_elems = static_cast<uint64_t>(kPanelRows * width);
     uint16_t* chunks = grow(ps.chunk, 2 * chunk_elems);
     const int64_t n_units = n_chunks * n_panels;

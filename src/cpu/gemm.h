@@ -30,7 +30,7 @@ namespace tandem::cpu {
 //           AVX512-BF16 and VNNI but no AMX (AMD Zen 4 and 5, Intel Cooper Lake);
 //   none:   every product takes the per-token path (cpu/matmul.h).
 // TANDEM_GEMM=off or TANDEM_GEMM=avx512 in the environment caps the choice (A/B runs, and
-// the exactness tests that need the per-token path).
+// the exactness tests that need the per-token path); any other value is an error.
 enum class GemmUnit { none, avx512, amx };
 GemmUnit gemm_unit();
 const char* gemm_unit_name(GemmUnit unit);  // "AMX", "AVX512-BF16", "none"

@@ -43,7 +43,7 @@ struct MatmulScratch {
 //   x: [n_tok, n_in] f32, y: [n_tok, n_out] f32 (overwritten)
 // n_in must be a multiple of w_type's block size. Results do not depend on the number of
 // threads. On the per-token path (fewer than gemm_min_tokens() tokens, or no bf16 unit) token t's row
-// of y is bit-identical to a call with x + t * n_in alone; the tile path agrees with it within
+// of y is bit-identical to a call with x + t * n_in alone; the bf16 path agrees with it within
 // bf16 rounding (see gemm.h).
 void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
             const float* x, int64_t n_tok, float* y, MatmulScratch& scratch);

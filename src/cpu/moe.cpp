@@ -135,7 +135,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     scratch.pair_tok.resize(order.size());
     for (size_t i = 0; i < order.size(); ++i) scratch.pair_tok[i] = order[i] / k;
 
-    // Experts with enough tokens take the tile path; the rest dot each token separately.
+    // Experts with enough tokens take the bf16 path (cpu/gemm.h); the rest dot each token separately.
     auto& tiled = scratch.tiled;
     tiled.clear();
     const bool tile_ok =

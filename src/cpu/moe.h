@@ -10,8 +10,9 @@
 // cache for every token routed to that expert.
 //
 // An expert chosen by gemm_min_tokens() or more tokens of the batch (prefill) goes through the
-// tile unit instead, where the CPU has one (cpu/gemm.h): its matrices are dequantized once,
-// 32 rows at a time, and multiplied with all of its tokens; threads take whole panels.
+// bf16 products instead, where the CPU has a unit for them (cpu/gemm.h: AMX or AVX512-BF16):
+// its matrices are dequantized once, 32 rows at a time, and multiplied with all of its tokens;
+// threads take whole panels.
 #pragma once
 
 #include <cstdint>
@@ -74,7 +75,7 @@ struct MoeScratch {
 // x: [n_tok, n_embd] f32; expert_ids, expert_w: [n_tok, k] (k <= 64); out: [n_tok, n_embd],
 // overwritten. An id < 0 marks a slot handled elsewhere (e.g. an expert on the GPU): it adds
 // nothing. Ids >= n_expert throw tandem::Error. On the per-token path token t's output is
-// bit-identical to a call with that token alone; the tile path agrees within bf16 rounding.
+// bit-identical to a call with that token alone; the bf16 path agrees within bf16 rounding.
 // With `shared`, out also gets that expert's output for every token (weight 1), bit for bit what
 // separate products (cpu::matmul, or cpu::gemm where it applies to n_tok tokens) give; in a
 // small batch its rows run in the same jobs as the routed experts' rows, which saves a decode

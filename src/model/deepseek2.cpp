@@ -175,7 +175,7 @@ struct Layer {
 // product. Float32, held in `owned`.
 // W_uk^T per head, [rank, nope], from the legacy attn_kv_b. Stored as float32 when the file's
 // kv_b is float (or every weight must stay exact: f32_activations); otherwise as bf16, so that
-// prefill multiplies it on the tile path (cpu/gemm.h) like every quantized matrix: rounding
+// prefill multiplies it on the bf16 path (cpu/gemm.h) like every quantized matrix: rounding
 // values that come from a quantized tensor to bf16 adds ~2^-9 relative error.
 void derive_k_b(const Config& c, const Mat& kv_b, bool keep_f32, Layer& l) {
     const int64_t nope = c.qk_nope_head_dim, rank = c.kv_lora_rank, per_head = nope + c.v_head_dim;
@@ -701,6 +701,9 @@ private:
     // - The float32 core is bound by those multiply-adds: decompress when that count is lower
     //   (at R1's sizes a prefill of n tokens after p cached ones gains when
     //   640 n (p + n / 2) > 131072 p: every prefill from an empty cache, chunks of 205+ tokens).
+    //   So is the bf16 core on the vector units (cpu::GemmUnit::avx512): measured on a 2-core
+    //   Zen 4, 4-layer R1, decompressed against absorbed prefills of 64 / 512 / 2048 tokens
+    //   +1% / +1-2% / +4%.
     // - The tile core is not (its time goes to the per-score softmax and to streaming the packed
     //   cache, the same count in both forms), so there the gain is only the projections: one
     //   large product over the positions instead of a small one per head. Measured on the GPU
@@ -716,7 +719,8 @@ private:
         const double n_tok = static_cast<double>(batch.size()), n_pos = static_cast<double>(batch_seqs_.at.back());
         const double rank = static_cast<double>(c.kv_lora_rank), nope = static_cast<double>(c.qk_nope_head_dim);
         const double absorb_proj = n_tok * 2 * nope * rank, decompress_proj = n_pos * (nope + c.v_head_dim) * rank;
-        if (tile_attention(layers_.front())) return batch.size() >= kDecompressMinTokens && decompress_proj <= absorb_proj;
+        if (bf16_attention(layers_.front()) && cpu::amx_available())
+            return batch.size() >= kDecompressMinTokens && decompress_proj <= absorb_proj;
         double sum_ctx = 0;
         for (const int32_t pos : batch.pos) sum_ctx += pos + 1;
         const double v = static_cast<double>(c.v_head_dim), dw = v + nope + static_cast<double>(c.qk_rope_head_dim);
@@ -725,10 +729,10 @@ private:
 
     // The attention core over query rows q ([n_rows, width]): row i attends to positions
     // [0, row_n_ctx_[i]) of the rows at row_kv_[i] ([*, width], values their leading `rank`)
-    // and writes o ([n_rows, rank]). On the tile unit where the layer allows (tile_attention),
+    // and writes o ([n_rows, rank]). In bf16 where the layer allows (bf16_attention),
     // else in float32.
     void attend_rows(const Layer& l, const float* q, int64_t n_rows, int64_t width, int64_t rank, float* o) {
-        if (tile_attention(l)) {
+        if (bf16_attention(l)) {
             // Rows that share cache rows (and so a packing of them) form one MlaSeq.
             mla_seqs_.clear();
             mla_row_seq_.resize(static_cast<size_t>(n_rows));
@@ -797,14 +801,14 @@ private:
         });
     }
 
-    // Whether attention over the cache runs on the tile unit (cpu/attention.h): where the CPU
-    // has one, unless every product must stay float32 (f32_activations) or the layer's latent
+    // Whether attention over the cache runs in bf16 (cpu/attention.h, on the tile unit or the
+    // vector units): where the CPU has either, unless every product must stay float32 (f32_activations) or the layer's latent
     // projection (attn_kv_a_mqa, the cache's source) is float32/float16: such models keep
     // float32 attention as they keep float32 products (cpu::gemm_applies); the transformers
     // fixtures of tests/python check them at 1e-3, which bf16 scores miss by ~5x.
     // NOTES: decided per layer from its weights, never from the batch, so that a token decoded
     // alone and the same token inside a prefill take the same arithmetic (in the same form).
-    bool tile_attention(const Layer& l) const {
+    bool bf16_attention(const Layer& l) const {
         const GgmlType t = l.kv_a.type;
         return cpu::mla_attention_available() && !f32_activations_ && t != GgmlType::F32 && t != GgmlType::F16;
     }
@@ -941,7 +945,7 @@ private:
     std::vector<float> x_, h_, y_, q_, cq_, kva_, qcat_, olat_, attn_, g_, u_, router_, wts_, moe_out_;
     StepProfile prof_;
     cpu::MoeScratch moe_scratch_;
-    // attend_rows: each query row's cache rows and limit, the tile core's sequences (one per
+    // attend_rows: each query row's cache rows and limit, the bf16 core's sequences (one per
     // distinct cache) and each row's index into them, the float core's runs of rows.
     std::vector<const float*> row_kv_;
     std::vector<int32_t> row_n_ctx_;

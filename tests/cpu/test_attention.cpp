@@ -123,9 +123,16 @@ void check_against_reference(const Case& c, const Data& d, const std::vector<flo
 
 // Each token run alone (its own call, its sequence cut at its causal limit) gives bit for bit
 // the rows it got in the batch.
+// Every other token's blocks in waves of one block (the rest in one wave), and the scratch's
+// buffers poisoned with NaN before each call: nothing is read that the call did not write.
 void check_each_token_alone(ThreadPool& pool, const Case& c, const Data& d, const std::vector<float>& batch) {
     MlaScratch scratch;
+    auto poison = [](auto& v) { std::fill(v.begin(), v.end(), kNaN); };
     for (size_t t = 0; t < c.tokens.size(); ++t) {
+        poison(scratch.wave);
+        poison(scratch.states);
+        for (MlaScratch::Thread& th : scratch.threads) poison(th.part), poison(th.state), poison(th.s);
+        scratch.wave_bytes = t % 2 ? 1 : int64_t{64} << 20;
         Case one = c;
         one.n_ctx = {c.tokens[t].limit};
         one.tokens = {{0, c.tokens[t].limit}};

@@ -73,13 +73,13 @@ void check_gemm(ThreadPool& pool, GgmlType type, int64_t n_in, int64_t n_out, in
     const uint64_t rb = quant_row_bytes(type, n_in);
     const std::vector<uint8_t> w = random_matrix(type, n_in, n_out, 7);
     const std::vector<float> x = random_floats(n_in * n_tok, 11, 1.0f);
-    MatmulScratch scratch;
+    GemmScratch scratch;
     std::vector<float> y(static_cast<size_t>(n_tok * n_out), kNaN);
-    gemm(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), scratch.gemm);  // at any n_tok: the path itself
+    gemm(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), scratch);  // at any n_tok: the path itself
     // Tile loads of rows that straddle cache lines run 2-7x slower (core/aligned.h).
     const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; };
-    EXPECT_TRUE(aligned(scratch.gemm.packed.data()));
-    for (const PanelScratch& ps : scratch.gemm.threads) EXPECT_TRUE(ps.chunk.empty() || (aligned(ps.chunk.data()) && aligned(ps.acc.data())));
+    EXPECT_TRUE(aligned(scratch.packed.data()));
+    for (const PanelScratch& ps : scratch.threads) EXPECT_TRUE(ps.chunk.empty() || (aligned(ps.chunk.data()) && aligned(ps.acc.data())));
 
     // Reference: bf16-rounded reference weights and activations, float64 sums.
     std::vector<float> wf(static_cast<size_t>(n_in)), wr(static_cast<size_t>(n_in * n_out));
@@ -128,6 +128,7 @@ TEST(Gemm, FloatWeightsKeepTheirPrecision) {
     EXPECT_FALSE(gemm_applies(GgmlType::F32, 7168, 64));
     EXPECT_FALSE(gemm_applies(GgmlType::F16, 7168, 64));
     EXPECT_FALSE(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens() - 1));
+    EXPECT_EQ(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens()), gemm_unit() != GemmUnit::none);
     EXPECT_FALSE(gemm_applies(GgmlType::Q8_0, 48, 64));  // rows not a whole number of tile steps
 }
 

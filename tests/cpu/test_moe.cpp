@@ -322,8 +322,9 @@ TEST(Moe, TinyMixedFormatsTop16AndSkippedSlots) {
 }
 
 TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
-    // 40 tokens, top-8 of 16 experts: every expert gets ~20 tokens, so on an AMX CPU all of
-    // them go through cpu::gemm's panels (elsewhere this repeats the per-token path).
+    // 40 tokens, top-8 of 16 experts: every expert gets ~20 tokens, so on a CPU with AMX or
+    // AVX512-BF16 all of them go through cpu::gemm's panels (elsewhere this repeats the
+    // per-token path).
     Layer L(GgmlType::IQ1_S, GgmlType::IQ1_S, GgmlType::Q4_K, 2048, 512, 16);
     ThreadPool pool(4);
     std::vector<int32_t> pool_e(16), ids;

@@ -82,6 +82,10 @@ def test_bench_names_the_unit_of_batched_products(tandem, vocab_model, monkeypat
     j = json.loads(tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--json",
                           "--no-bandwidth").stdout)
     assert j["matrix_unit"] in ("AVX512-BF16", "none")
+    monkeypatch.setenv("TANDEM_GEMM", "amx")
+    proc = tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--no-bandwidth", check=False)
+    assert proc.returncode != 0
+    assert "TANDEM_GEMM=amx: expected off (per-token products only) or avx512" in proc.stderr, proc.stderr
 
 
 def test_bench_text_reports_bandwidth(tandem, vocab_model):
