@@ -7,9 +7,9 @@
 // b are the float scale and offset of u's 16- or 32-value sub-block. Other formats go through
 // the scalar reference dequantizer and a conversion.
 //
-// Where a block has few distinct values (IQ1_S and IQ1_S_U2: 3 per 32 weights; Q4_K: 16), they are
-// computed once into a table of 32 bf16 values and every weight is one table lookup
-// (vpermw): 2 uops per 32 values instead of the 7 of int -> float -> fma -> bf16.
+// Where a block has few distinct values (IQ1_S and IQ1_S_U2: 3 per 32 weights; Q4_K: 16; Q2_K:
+// 4 per 16; Q3_K: 8 per 16), they are computed once into a table of 32 bf16 values and every weight is one
+// table lookup (vpermw): 2 uops per 32 values instead of the 7 of int -> float -> fma -> bf16.
 //
 // Only reached from the bf16 path (cpu/gemm.h), on CPUs whose gemm_unit() is AMX or
 // AVX512-BF16: both imply AVX-512 BF16 and VNNI. Every header is included before the target pragma (see
@@ -103,22 +103,58 @@ void block_bf16(const BlockQ5_0& b, uint16_t* y) {
 }
 
 void block_bf16(const BlockQ2K& b, uint16_t* y) {  // y: [256]
-    const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
-#pragma GCC unroll 8
-    for (int c = 0; c < 8; ++c) {
-        const uint8_t s0 = b.scales[2 * c], s1 = b.scales[2 * c + 1];
-        emit32<false>(y + 32 * c, q2k_chunk(b, c), d * static_cast<float>(s0 & 0x0F), -(dmin * static_cast<float>(s0 >> 4)),
-                      d * static_cast<float>(s1 & 0x0F), -(dmin * static_cast<float>(s1 >> 4)));
+    // Each half (8 sub-blocks of 16, 128 values) has 32 distinct values: table entry 4 s + q =
+    // d * scale_s * q - dmin * min_s for its sub-block s and q < 4, so a value is one lookup of
+    // 4 s + q.
+    const __m512 d = _mm512_set1_ps(fp16_to_f32(b.d)), neg_dmin = _mm512_set1_ps(-fp16_to_f32(b.dmin));
+    const __m512 q = _mm512_setr_ps(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+    // Scale byte 4 e + k (e < 4 entries' groups of the 128-bit lane) <- byte e of the lane's 4.
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3,  //
+                                            4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+    // 4 s in byte j of a chunk: sub-block 2 c4 for values 0..15, 2 c4 + 1 for 16..31.
+    const __m256i sub = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
+                                         4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4);
+    for (int half = 0; half < 2; ++half) {
+        uint64_t sc8;
+        std::memcpy(&sc8, b.scales + 8 * half, 8);
+        const __m256i rep = _mm256_shuffle_epi8(_mm256_set1_epi64x(static_cast<int64_t>(sc8)), spread);
+        __m512 t[2];
+        for (int h = 0; h < 2; ++h) {
+            const __m512i sc = _mm512_cvtepu8_epi32(h ? _mm256_extracti128_si256(rep, 1) : _mm256_castsi256_si128(rep));
+            const __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(0x0F))), d);
+            const __m512 m = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), neg_dmin);
+            t[h] = _mm512_fmadd_ps(q, a, m);
+        }
+        const __m512i table = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(t[1], t[0]));
+#pragma GCC unroll 4
+        for (int c4 = 0; c4 < 4; ++c4) {
+            const int c = 4 * half + c4;
+            const __m256i idx = _mm256_or_si256(q2k_chunk(b, c), _mm256_add_epi8(sub, _mm256_set1_epi8(static_cast<char>(8 * c4))));
+            lookup32(y + 32 * c, idx, table);
+        }
     }
 }
 
 void block_bf16(const BlockQ3K& b, uint16_t* y) {  // the value is scale * (u - 4)
+    // Each pair of chunks (4 sub-blocks of 16, 64 values) has 32 distinct values: table entry
+    // 8 s + u = d * scale_s * (u - 4) for its sub-block s and u < 8, so a value is one lookup.
     const float d = fp16_to_f32(b.d);
-#pragma GCC unroll 8
-    for (int c = 0; c < 8; ++c) {
-        const float a0 = d * static_cast<float>(q3k_scale(b.scales, 2 * c));
-        const float a1 = d * static_cast<float>(q3k_scale(b.scales, 2 * c + 1));
-        emit32<false>(y + 32 * c, q3k_chunk(b, c), a0, -4.0f * a0, a1, -4.0f * a1);
+    const __m512 u = _mm512_setr_ps(-4, -3, -2, -1, 0, 1, 2, 3, -4, -3, -2, -1, 0, 1, 2, 3);
+    // 8 s in byte j of a chunk: sub-block 2 (c % 2) for values 0..15, 2 (c % 2) + 1 for 16..31.
+    const __m256i sub = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
+                                         8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8);
+    // The 16 sub-blocks' d * scale, and lane picks [s x 8, s + 1 x 8] for s = 0.
+    const __m512 scales = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(q3k_scales(b.scales))), _mm512_set1_ps(d));
+    const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    for (int pair = 0; pair < 4; ++pair) {
+        const __m512 a_lo = _mm512_permutexvar_ps(_mm512_add_epi32(pick, _mm512_set1_epi32(4 * pair)), scales);
+        const __m512 a_hi = _mm512_permutexvar_ps(_mm512_add_epi32(pick, _mm512_set1_epi32(4 * pair + 2)), scales);
+        const __m512i table = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_mul_ps(u, a_hi), _mm512_mul_ps(u, a_lo)));
+        for (int k = 0; k < 2; ++k) {
+            const int c = 2 * pair + k;
+            const __m256i idx = _mm256_or_si256(q3k_chunk(b, c), _mm256_add_epi8(sub, _mm256_set1_epi8(static_cast<char>(16 * k))));
+            lookup32(y + 32 * c, idx, table);
+        }
     }
 }
 
