@@ -90,8 +90,8 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_scores(const uint16_t* q,
 //   p: [32, kMlaCtxBlock] bf16, v: the packed V at the block's first pair (column group c at
 //   v + c * n_pairs * 32), o: [32, rank_pad] f32.
 // NOTES: tiles 0-3 are C (row half x two column groups of 16), zeroed once per 32 columns and
-// kept for the block's n_steps steps; 4-5 P's row halves, 6-7 V's two
-// column groups. P (16 KiB) stays in L1 while all column groups pass over it.
+// kept for the block's n_steps steps; 4-5 P's row halves, 6-7 V's two column groups. P (16
+// KiB) stays in L1 while all column groups pass over it.
 template <bool kTwo>
 __attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs,
                                                                 int64_t n_steps, int64_t rank_pad, float* o) {
@@ -140,8 +140,8 @@ void vector_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k, int6
     for (int64_t js = 0; js < n_steps; ++js) {
         const uint16_t* b[2] = {k + 2 * js * group, k + (2 * js + 1) * group};
         for (int64_t r0 = 0; r0 < n_rows; r0 += 8)
-            bf16_rows_by_pairs<8, 2>(q + r0 * width_pad, width_pad, b, width_pad / 2, s + r0 * kMlaCtxBlock + js * kStep,
-                                     kMlaCtxBlock, kHalf, false);
+            bf16_rows_by_pairs<8, 2>(q + r0 * width_pad, width_pad, b, width_pad / 2,
+                                     s + r0 * kMlaCtxBlock + js * kStep, kMlaCtxBlock, kHalf, false);
     }
 }
 
@@ -156,7 +156,6 @@ void vector_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs, int64_
                                      rank_pad, kHalf, false);
     }
 }
-
 
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its -Wmaybe-uninitialized
 // reports as a use of an uninitialised value (a known false positive; see quant/dequant_bf16.cpp).
@@ -354,7 +353,8 @@ void attend_block(const MlaParams& prm, const Shape& sh, int64_t item, const Mla
         for (int64_t r = 0; r < n_rows; ++r) {
             uint16_t* qr = q + r * width_pad;
             const int64_t filled = r < it.n_rows ? prm.width : 0;
-            if (filled) quant::dequantize_row_bf16(GgmlType::F32, prm.q + order[it.first + r] * prm.width, qr, prm.width);
+            if (filled)
+                quant::dequantize_row_bf16(GgmlType::F32, prm.q + order[it.first + r] * prm.width, qr, prm.width);
             std::memset(qr + filled, 0, static_cast<size_t>(width_pad - filled) * 2);
         }
         th.q_item = item;
@@ -401,7 +401,8 @@ void fold(const Partial& st, const Partial& blk, int64_t n_rows, int64_t rank_pa
 int64_t n_blocks(const MlaScratch::Item& it) { return (it.n_ctx + kMlaCtxBlock - 1) / kMlaCtxBlock; }
 
 // The rows of an item from its folded state into prm.o.
-void write_item(const MlaParams& prm, const MlaScratch::Item& it, const int32_t* order, const Partial& st, int64_t rank_pad) {
+void write_item(const MlaParams& prm, const MlaScratch::Item& it, const int32_t* order, const Partial& st,
+                int64_t rank_pad) {
     for (int64_t r = 0; r < it.n_rows; ++r)
         normalize_row(st.o + r * rank_pad, st.sum[r], prm.rank, prm.o + order[it.first + r] * prm.rank);
 }

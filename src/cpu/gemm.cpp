@@ -37,7 +37,8 @@ UnitSupport detect_units() {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return u;
     const unsigned max_subleaf = a;
     const bool avx2 = b & (1u << 5);
-    const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
+    const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17);
+    const bool avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
     const bool vnni = c & (1u << 11);
     const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
     unsigned a1, b1, c1, d1;

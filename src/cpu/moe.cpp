@@ -138,14 +138,14 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     // Experts with enough tokens take the bf16 path (cpu/gemm.h); the rest dot each token separately.
     auto& tiled = scratch.tiled;
     tiled.clear();
-    const bool tile_ok =
+    const bool bf16_ok =
         gemm_supports(w.gate_type, n_embd) && gemm_supports(w.up_type, n_embd) && gemm_supports(w.down_type, n_ff);
     const int64_t min_tokens = gemm_min_tokens();
     auto& pair_tiled = scratch.pair_tiled;
     pair_tiled.assign(order.size(), 0);
     for (int32_t gi = 0; gi < static_cast<int32_t>(groups.size()); ++gi) {
         const MoeScratch::Group& g = groups[static_cast<size_t>(gi)];
-        if (!tile_ok || g.count < min_tokens) continue;
+        if (!bf16_ok || g.count < min_tokens) continue;
         tiled.push_back(gi);
         std::fill_n(pair_tiled.begin() + g.first, g.count, uint8_t{1});
     }

@@ -802,8 +802,9 @@ private:
     }
 
     // Whether attention over the cache runs in bf16 (cpu/attention.h, on the tile unit or the
-    // vector units): where the CPU has either, unless every product must stay float32 (f32_activations) or the layer's latent
-    // projection (attn_kv_a_mqa, the cache's source) is float32/float16: such models keep
+    // vector units): where the CPU has either, unless every product must stay float32
+    // (f32_activations) or the layer's latent projection (attn_kv_a_mqa, the cache's source)
+    // is float32/float16: such models keep
     // float32 attention as they keep float32 products (cpu::gemm_applies); the transformers
     // fixtures of tests/python check them at 1e-3, which bf16 scores miss by ~5x.
     // NOTES: decided per layer from its weights, never from the batch, so that a token decoded

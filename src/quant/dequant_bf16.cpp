@@ -7,13 +7,14 @@
 // b are the float scale and offset of u's 16- or 32-value sub-block. Other formats go through
 // the scalar reference dequantizer and a conversion.
 //
-// Where a block has few distinct values (IQ1_S and IQ1_S_U2: 3 per 32 weights; Q4_K: 16; Q2_K:
-// 4 per 16; Q3_K: 8 per 16), they are computed once into a table of 32 bf16 values and every weight is one
-// table lookup (vpermw): 2 uops per 32 values instead of the 7 of int -> float -> fma -> bf16.
+// Where a block has few distinct values (IQ1_S and IQ1_S_U2: 3 per 32 weights; Q4_K: 16;
+// Q2_K: 4 per 16; Q3_K: 8 per 16), they are computed once into a table of 32 bf16 values and
+// every weight is one table lookup (vpermw): 2 uops per 32 values instead of the 7 of
+// int -> float -> fma -> bf16.
 //
 // Only reached from the bf16 path (cpu/gemm.h), on CPUs whose gemm_unit() is AMX or
-// AVX512-BF16: both imply AVX-512 BF16 and VNNI. Every header is included before the target pragma (see
-// simd_kernels.h for why).
+// AVX512-BF16: both imply AVX-512 BF16 and VNNI. Every header is included before the target
+// pragma (see simd_kernels.h for why).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -129,8 +130,8 @@ void block_bf16(const BlockQ2K& b, uint16_t* y) {  // y: [256]
 #pragma GCC unroll 4
         for (int c4 = 0; c4 < 4; ++c4) {
             const int c = 4 * half + c4;
-            const __m256i idx = _mm256_or_si256(q2k_chunk(b, c), _mm256_add_epi8(sub, _mm256_set1_epi8(static_cast<char>(8 * c4))));
-            lookup32(y + 32 * c, idx, table);
+            const __m256i at = _mm256_add_epi8(sub, _mm256_set1_epi8(static_cast<char>(8 * c4)));
+            lookup32(y + 32 * c, _mm256_or_si256(q2k_chunk(b, c), at), table);
         }
     }
 }
@@ -144,16 +145,18 @@ void block_bf16(const BlockQ3K& b, uint16_t* y) {  // the value is scale * (u - 
     const __m256i sub = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
                                          8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8);
     // The 16 sub-blocks' d * scale, and lane picks [s x 8, s + 1 x 8] for s = 0.
-    const __m512 scales = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(q3k_scales(b.scales))), _mm512_set1_ps(d));
+    const __m512 scales =
+        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(q3k_scales(b.scales))), _mm512_set1_ps(d));
     const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for (int pair = 0; pair < 4; ++pair) {
         const __m512 a_lo = _mm512_permutexvar_ps(_mm512_add_epi32(pick, _mm512_set1_epi32(4 * pair)), scales);
         const __m512 a_hi = _mm512_permutexvar_ps(_mm512_add_epi32(pick, _mm512_set1_epi32(4 * pair + 2)), scales);
-        const __m512i table = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_mul_ps(u, a_hi), _mm512_mul_ps(u, a_lo)));
+        const __m512i table =
+            reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_mul_ps(u, a_hi), _mm512_mul_ps(u, a_lo)));
         for (int k = 0; k < 2; ++k) {
             const int c = 2 * pair + k;
-            const __m256i idx = _mm256_or_si256(q3k_chunk(b, c), _mm256_add_epi8(sub, _mm256_set1_epi8(static_cast<char>(16 * k))));
-            lookup32(y + 32 * c, idx, table);
+            const __m256i at = _mm256_add_epi8(sub, _mm256_set1_epi8(static_cast<char>(16 * k)));
+            lookup32(y + 32 * c, _mm256_or_si256(q3k_chunk(b, c), at), table);
         }
     }
 }

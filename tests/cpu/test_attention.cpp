@@ -1,5 +1,5 @@
-// The MLA attention (cpu/attention.h), on the tile unit or the vector units (gemm_unit()), against a float64 reference computed from the
-// same bf16-rounded queries and cache rows:
+// The MLA attention (cpu/attention.h), on the tile unit or the vector units (gemm_unit()),
+// against a float64 reference computed from the same bf16-rounded queries and cache rows:
 //   s_j = q . kv_j (float64), p = softmax(scale * s) over j < the row's causal limit,
 //   o   = sum_j p_j kv_j[:rank].
 // What the kernel adds on top is the bf16 rounding of the softmax numerators (relative error
@@ -9,8 +9,9 @@
 // where work items span tokens of different causal limits), with contexts 1, 17, 300 and 700
 // (not multiples of 16; 300 and 700 take more than one softmax block), cache rows past each
 // sequence's context and outputs poisoned with NaN. Also: a row's result is bit-identical
-// when its token runs alone, on another number of threads (where its blocks run in parallel). Skipped on CPUs without AMX or
-// AVX512-BF16; scripts/test.sh runs it again with TANDEM_GEMM=avx512 (the vector units on AMX CPUs).
+// when its token runs alone, on another number of threads (where its blocks run in parallel).
+// Skipped on CPUs without AMX or AVX512-BF16; scripts/test.sh runs it again with
+// TANDEM_GEMM=avx512 (the vector units on AMX CPUs).
 #include <gtest/gtest.h>
 
 #include <chrono>

@@ -49,9 +49,10 @@ def fresh_answer(tandem, model, tmp_path, messages):
 
 
 def test_second_turn_reuses_the_cache_and_matches_a_fresh_run(tandem, vocab_model, tmp_path, monkeypatch):
-    # Exact equality holds on the per-token path: on a CPU with AMX or AVX512-BF16 the fresh run's prompt and the
-    # chat's partial prefill would go through the bf16 tile path in different batches, and a
-    # random tiny model's near-tied logits flip under that rounding (src/cpu/gemm.h).
+    # Exact equality holds on the per-token path: on a CPU with AMX or AVX512-BF16 the fresh
+    # run's prompt and the chat's partial prefill would go through the bf16 path in different
+    # batches, and a random tiny model's near-tied logits flip under that rounding
+    # (src/cpu/gemm.h).
     monkeypatch.setenv("TANDEM_GEMM", "off")
     t = tmp_path / "t.json"
     proc = chat(vocab_model, "Hello there\nAnd a second question?\n", transcript=t)

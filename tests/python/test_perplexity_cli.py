@@ -79,10 +79,10 @@ def test_perplexity_matches_numpy_over_run_logits(tandem, vocab_model, tmp_path,
 
 def test_batch_size_does_not_change_the_result(tandem, vocab_model, tmp_path, monkeypatch):
     # NOTES: on the per-token path (TANDEM_GEMM=off) the batch split cannot change a token's
-    # arithmetic; on a CPU with AMX or AVX512-BF16 batches (and experts) of 4 or more tokens take the bf16 tile
-    # path (src/cpu/gemm.h), which agrees only to bf16 rounding. Likewise the attention form
-    # (--mla auto decompresses batches that start a window and not later ones; the forms round
-    # activations to 8 bits differently), so one form is fixed here.
+    # arithmetic; on a CPU with AMX or AVX512-BF16, batches (and experts) of 4 (AMX) or 8
+    # tokens and more take the bf16 path (src/cpu/gemm.h), which agrees only to bf16 rounding.
+    # Likewise the attention form (--mla auto decompresses batches that start a window and not
+    # later ones; the forms round activations to 8 bits differently), so one form is fixed here.
     monkeypatch.setenv("TANDEM_GEMM", "off")
     f = tmp_path / "text.txt"
     f.write_text(TEXT.read_text(encoding="utf-8")[:3000], encoding="utf-8")
