@@ -490,6 +490,34 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
     state.counters["weights/s"] = benchmark::Counter(weights, benchmark::Counter::kIsRate);
 }
 
+// The same product on the per-token path: each weight row against the N tokens' quantized
+// activations through the several-rows dot kernel (quant::DotRows: the rows kernel where the
+// format has one, else one dot per token), on this thread.
+void bm_rows(benchmark::State& state, GgmlType type, int n_tok, bool down) {
+    const int64_t n_in = down ? kFf : kEmbd, n_out = down ? kEmbd : kFf;
+    const uint64_t rb = quant_row_bytes(type, n_in);
+    std::vector<uint8_t> w(rb * static_cast<uint64_t>(n_out));
+    tandem::quant::fill_random(type, w, 5, 0.05f);
+    const std::vector<float> x = activations(n_tok * n_in);
+    const GgmlType at = tandem::quant::vec_dot_type(type);
+    const uint64_t xb = quant_row_bytes(at, n_in);
+    std::vector<uint8_t> xq(xb * static_cast<uint64_t>(n_tok));
+    std::vector<const void*> ptrs;
+    for (int t = 0; t < n_tok; ++t) {
+        tandem::quant::quantize_row(at, x.data() + static_cast<int64_t>(t) * n_in, xq.data() + t * xb, n_in);
+        ptrs.push_back(xq.data() + t * xb);
+    }
+    const tandem::quant::DotRows dot(type);
+    std::vector<float> out(static_cast<size_t>(n_tok));
+    for (auto _ : state) {
+        for (int64_t r = 0; r < n_out; ++r) dot(w.data() + static_cast<uint64_t>(r) * rb, ptrs.data(), n_tok, n_in, out.data());
+        benchmark::DoNotOptimize(out.data());
+    }
+    const double weights = static_cast<double>(state.iterations()) * kFf * kEmbd;
+    state.counters["MAC/s"] = benchmark::Counter(weights * n_tok, benchmark::Counter::kIsRate);
+    state.counters["weights/s"] = benchmark::Counter(weights, benchmark::Counter::kIsRate);
+}
+
 // What one parallel_for costs beyond its work: each iteration runs one parallel_for whose
 // ranges do nothing, then keeps the calling thread busy for `gap` microseconds (the serial
 // work between two products of a decode step: a norm, a residual, the routing). Reports the
@@ -512,7 +540,7 @@ void bm_pool(benchmark::State& state) {
 
 // The product of n_tok tokens with a [n_out, 7168] matrix through cpu::matmul, as prefill runs
 // the attention and dense projections: n_out 2048 (one R1 expert's or the shared expert's
-// gate) or 18432 (a dense layer's gate). From gemm_min_tokens() tokens on that is the bf16 product
+// gate) or 18432 (a dense layer's gate). From gemm_min_tokens(type) tokens on that is the bf16 product
 // on gemm_unit() (activations packed, work items of up to four panels over the pool);
 // TANDEM_GEMM=off measures the per-token path instead. Reports multiply-adds per second.
 void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok) {
@@ -617,6 +645,11 @@ void register_all() {
         for (int n_tok : {16, 32, 64, 256})
             benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
+        for (bool down : {false, true})
+            for (int n_tok : {1, 4, 8, 16, 32, 64})
+                benchmark::RegisterBenchmark(("rows/" + t + (down ? "/down" : "/gate") + "/tok" + std::to_string(n_tok)).c_str(),
+                                             bm_rows, type, n_tok, down)
+                    ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
     }
     for (bool g : {false, true}) {
         auto* b = benchmark::RegisterBenchmark(g ? "gathers" : "ports", bm_ports, g);

@@ -14,6 +14,7 @@
 #include "cpu/bf16_block.h"
 #include "cpu/matmul.h"
 #include "quant/quant.h"
+#include "quant/vec_dot.h"
 
 namespace tandem::cpu {
 
@@ -114,10 +115,20 @@ bool gemm_supports(GgmlType type, int64_t n_in) {
     return n_in % 32 == 0 && n_in > 0 && quant::can_dequantize(type) && gemm_unit() != GemmUnit::none;
 }
 
-int64_t gemm_min_tokens() { return gemm_unit() == GemmUnit::amx ? 4 : 8; }
+int64_t gemm_min_tokens(GgmlType type) {
+    if (gemm_unit() == GemmUnit::amx) return 4;
+    if (!quant::vec_dot_rows_fn(type)) return 8;
+    // Where the rows kernel's rate (flat in the token count) meets bf16's (rising with it):
+    // bench_cpu rows/FMT/gate/tokN against panel/FMT/tokN on one Zen 4 thread.
+    switch (type) {
+        case GgmlType::IQ1_S_U2: return 24;
+        case GgmlType::Q6_K: return 32;
+        default: return 16;
+    }
+}
 
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
-    return n_tok >= gemm_min_tokens() && gemm_supports(type, n_in);
+    return n_tok >= gemm_min_tokens(type) && gemm_supports(type, n_in);
 }
 
 uint64_t packed_acts_size(int64_t n_tok, int64_t n_in) {

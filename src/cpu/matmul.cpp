@@ -52,11 +52,14 @@ void dot_rows_per_token(ThreadPool& pool, std::span<const MatmulOut> outs, int64
             const int64_t lo = std::max(o0, first) - first, hi = std::min(o1, first + m.n_out) - first;
             first += m.n_out;
             if (lo >= hi) continue;
-            const quant::VecDotFn dot = quant::vec_dot_fn(m.type);
+            const quant::DotRows dot(m.type);
             const auto* wb = static_cast<const uint8_t*>(m.w);
+            const void* acts[kTokBlock];
+            float vals[kTokBlock];
+            for (int64_t t = 0; t < n_tok; ++t) acts[t] = xq + t * xq_row;
             for (int64_t o = lo; o < hi; ++o) {
-                const uint8_t* wr = wb + static_cast<uint64_t>(o) * m.row_bytes;
-                for (int64_t t = 0; t < n_tok; ++t) m.y[t * m.n_out + o] = dot(wr, xq + t * xq_row, n_in);
+                dot(wb + static_cast<uint64_t>(o) * m.row_bytes, acts, static_cast<int>(n_tok), n_in, vals);
+                for (int64_t t = 0; t < n_tok; ++t) m.y[t * m.n_out + o] = vals[t];
             }
         }
     });
@@ -74,24 +77,27 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
         return dot_rows_per_token(pool, {&out, 1}, n_in, x, n_tok, scratch);
     }
     const GgmlType act_type = quant::vec_dot_type(w_type);
-    const quant::VecDotFn dot = quant::vec_dot_fn(w_type);
+    const quant::DotRows dot(w_type);
     const uint64_t xq_row = quant_row_bytes(act_type, n_in);
     const uint8_t* xq = quantize_acts(pool, act_type, x, n_in, n_tok, xq_row, scratch);
     const auto* wb = static_cast<const uint8_t*>(w);
     // Many tokens: items of (kTokBlock tokens, rows worth kRowBlockBytes), so that both the
     // tokens' activations and the rows stay in L2 while every pair of them is dotted. Split by
     // rows alone, each thread would stream every token's activations from L3 once per row (a
-    // 512-token batch of the F32 router: 3.7 GB per layer). Each y value is still one dot
-    // call, so the results do not depend on the blocking.
+    // 512-token batch of the F32 router: 3.7 GB per layer). Each y value is what one dot
+    // call gives (DotRows is bit-identical to it), so the results do not depend on the blocking.
     const int64_t row_block = std::clamp<int64_t>(static_cast<int64_t>(kRowBlockBytes / row_bytes), 1, n_out);
     const int64_t n_tb = (n_tok + kTokBlock - 1) / kTokBlock, n_rb = (n_out + row_block - 1) / row_block;
     pool.parallel_for(n_tb * n_rb, [&](int64_t i0, int64_t i1, int) {
         for (int64_t i = i0; i < i1; ++i) {
             const int64_t t0 = (i % n_tb) * kTokBlock, t1 = std::min(n_tok, t0 + kTokBlock);
             const int64_t o0 = (i / n_tb) * row_block, o1 = std::min(n_out, o0 + row_block);
+            const void* acts[kTokBlock];
+            float vals[kTokBlock];
+            for (int64_t t = t0; t < t1; ++t) acts[t - t0] = xq + t * xq_row;
             for (int64_t o = o0; o < o1; ++o) {
-                const uint8_t* wr = wb + static_cast<uint64_t>(o) * row_bytes;
-                for (int64_t t = t0; t < t1; ++t) y[t * n_out + o] = dot(wr, xq + t * xq_row, n_in);
+                dot(wb + static_cast<uint64_t>(o) * row_bytes, acts, static_cast<int>(t1 - t0), n_in, vals);
+                for (int64_t t = t0; t < t1; ++t) y[t * n_out + o] = vals[t - t0];
             }
         }
     });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "core/check.h"
 #include "cpu/matmul.h"
@@ -14,31 +15,34 @@ namespace {
 
 inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
 
+// Pairs of one expert per call of its several-rows dot kernel (quant::DotRows).
+constexpr int32_t kDotChunk = 64;
+
 // The tile path's two phases share this: pack, for every tiled expert, the rows of its pairs
 // (rows[first + i]) of the [*, n_in] activations `a` into `packed`, then call, on all threads,
 // fn(group, its packed rows, r0, n_rows, the thread's PanelScratch) for every (expert, panel
 // of kPanelRows of its n_out output rows).
 template <typename Fn>
-void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const float* a, int64_t n_in, const int32_t* rows,
-                          aligned_vector<uint16_t>& packed, int64_t n_out, Fn&& fn) {
+void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vector<int32_t>& tiled, const float* a,
+                          int64_t n_in, const int32_t* rows, aligned_vector<uint16_t>& packed, int64_t n_out, Fn&& fn) {
     auto& at = scratch.packed_at;
-    at.assign(scratch.tiled.size() + 1, 0);
-    for (size_t j = 0; j < scratch.tiled.size(); ++j)
-        at[j + 1] = at[j] + packed_acts_size(scratch.groups[static_cast<size_t>(scratch.tiled[j])].count, n_in);
+    at.assign(tiled.size() + 1, 0);
+    for (size_t j = 0; j < tiled.size(); ++j)
+        at[j + 1] = at[j] + packed_acts_size(scratch.groups[static_cast<size_t>(tiled[j])].count, n_in);
     uint16_t* dst = grow(packed, at.back());
-    pool.parallel_for(static_cast<int64_t>(scratch.tiled.size()), [&](int64_t j0, int64_t j1, int) {
+    pool.parallel_for(static_cast<int64_t>(tiled.size()), [&](int64_t j0, int64_t j1, int) {
         for (int64_t j = j0; j < j1; ++j) {
-            const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(scratch.tiled[static_cast<size_t>(j)])];
+            const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(tiled[static_cast<size_t>(j)])];
             pack_acts(a, n_in, rows + g.first, g.count, n_in, dst + at[static_cast<size_t>(j)]);
         }
     });
     if (scratch.threads.size() < static_cast<size_t>(pool.n_threads())) scratch.threads.resize(static_cast<size_t>(pool.n_threads()));
     const int64_t k_panels = (n_out + kPanelRows - 1) / kPanelRows;
-    pool.parallel_for(static_cast<int64_t>(scratch.tiled.size()) * k_panels, [&](int64_t i0, int64_t i1, int tid) {
+    pool.parallel_for(static_cast<int64_t>(tiled.size()) * k_panels, [&](int64_t i0, int64_t i1, int tid) {
         for (int64_t item = i0; item < i1; ++item) {
             const size_t j = static_cast<size_t>(item / k_panels);
             const int64_t r0 = (item % k_panels) * kPanelRows;
-            fn(scratch.groups[static_cast<size_t>(scratch.tiled[j])], dst + at[j], r0, std::min(kPanelRows, n_out - r0),
+            fn(scratch.groups[static_cast<size_t>(tiled[j])], dst + at[j], r0, std::min(kPanelRows, n_out - r0),
                scratch.threads[static_cast<size_t>(tid)]);
         }
     });
@@ -48,7 +52,7 @@ void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const float* a,
 void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, MoeScratch& scratch, float* h) {
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes, up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
-    for_each_tiled_panel(pool, scratch, x, n_embd, scratch.pair_tok.data(), scratch.packed_x, n_ff,
+    for_each_tiled_panel(pool, scratch, scratch.tiled_gate_up, x, n_embd, scratch.pair_tok.data(), scratch.packed_x, n_ff,
                          [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
         float* gv = ps.out_for(2 * int64_t{g.count});  // [count, 32] gate, then [count, 32] up
         float* uv = gv + int64_t{g.count} * kPanelRows;
@@ -68,7 +72,7 @@ void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, Moe
 void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, MoeScratch& scratch, float* o) {
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
-    for_each_tiled_panel(pool, scratch, h, n_ff, scratch.pair_order.data(), scratch.packed_h, n_embd,
+    for_each_tiled_panel(pool, scratch, scratch.tiled_down, h, n_ff, scratch.pair_order.data(), scratch.packed_h, n_embd,
                          [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
         float* dv = ps.out_for(g.count);  // [count, 32]
         panel_gemm(w.down_type, w.down + static_cast<uint64_t>(g.expert) * down_mat + static_cast<uint64_t>(r0) * w.down_row_bytes,
@@ -135,21 +139,35 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     scratch.pair_tok.resize(order.size());
     for (size_t i = 0; i < order.size(); ++i) scratch.pair_tok[i] = order[i] / k;
 
-    // Experts with enough tokens take the bf16 path (cpu/gemm.h); the rest dot each token separately.
-    auto& tiled = scratch.tiled;
-    tiled.clear();
-    const bool bf16_ok =
-        gemm_supports(w.gate_type, n_embd) && gemm_supports(w.up_type, n_embd) && gemm_supports(w.down_type, n_ff);
-    const int64_t min_tokens = gemm_min_tokens();
-    auto& pair_tiled = scratch.pair_tiled;
-    pair_tiled.assign(order.size(), 0);
+    // Experts with enough tokens take the bf16 path (cpu/gemm.h); the rest dot each token
+    // separately. Gate/up and down choose on their own: the fewest tokens for which bf16 wins
+    // depends on the format (gemm_min_tokens).
+    auto& tiled_gu = scratch.tiled_gate_up;
+    auto& tiled_dn = scratch.tiled_down;
+    tiled_gu.clear();
+    tiled_dn.clear();
+    const bool gu_ok = gemm_supports(w.gate_type, n_embd) && gemm_supports(w.up_type, n_embd);
+    const bool dn_ok = gemm_supports(w.down_type, n_ff);
+    const int64_t gu_min = std::max(gemm_min_tokens(w.gate_type), gemm_min_tokens(w.up_type));
+    const int64_t dn_min = gemm_min_tokens(w.down_type);
+    auto& gu_flag = scratch.group_tiled_gate_up;
+    auto& dn_flag = scratch.group_tiled_down;
+    gu_flag.assign(groups.size(), 0);
+    dn_flag.assign(groups.size(), 0);
+    auto& pair_tiled_dn = scratch.pair_tiled_down;
+    pair_tiled_dn.assign(order.size(), 0);
     for (int32_t gi = 0; gi < static_cast<int32_t>(groups.size()); ++gi) {
         const MoeScratch::Group& g = groups[static_cast<size_t>(gi)];
-        if (!bf16_ok || g.count < min_tokens) continue;
-        tiled.push_back(gi);
-        std::fill_n(pair_tiled.begin() + g.first, g.count, uint8_t{1});
+        if (gu_ok && g.count >= gu_min) {
+            tiled_gu.push_back(gi);
+            gu_flag[static_cast<size_t>(gi)] = 1;
+        }
+        if (dn_ok && g.count >= dn_min) {
+            tiled_dn.push_back(gi);
+            dn_flag[static_cast<size_t>(gi)] = 1;
+            std::fill_n(pair_tiled_dn.begin() + g.first, g.count, uint8_t{1});
+        }
     }
-    auto is_tiled = [&](size_t gi) { return pair_tiled[static_cast<size_t>(groups[gi].first)] != 0; };
 
     // Quantize x once per token for gate and up (shared when they pair with the same type).
     const GgmlType gate_act = quant::vec_dot_type(w.gate_type), up_act = quant::vec_dot_type(w.up_type);
@@ -190,15 +208,35 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
         }
     });
 
+    // Each pair's activation rows, in pair order (the dot kernels take a list of rows), and the
+    // dense expert's per token.
+    auto& acts = scratch.acts;
+    acts.resize(3 * order.size() + (sh_fused ? 2 * n_tok_u : 0));
+    const void** gate_acts = acts.data();
+    const void** up_acts = gate_acts + order.size();
+    const void** down_acts = up_acts + order.size();
+    const void** sh_acts = down_acts + order.size();
+    const void** sh_hacts = sh_acts + (sh_fused ? n_tok_u : 0);
+    for (size_t i = 0; i < order.size(); ++i) {
+        const auto p = static_cast<uint64_t>(order[i]), t = p / static_cast<uint64_t>(k);
+        gate_acts[i] = xq_gate + t * xg_row;
+        up_acts[i] = xq_up + t * xu_row;
+        down_acts[i] = hq + p * hq_row;
+    }
+    for (uint64_t t = 0; sh_fused && t < n_tok_u; ++t) {
+        sh_acts[t] = sh_x + t * sx_row;
+        sh_hacts[t] = sh_hq + t * shq_row;
+    }
+
     // Gate and up: each thread takes rows [r0, r1) of every selected expert.
-    const quant::VecDotFn gate_dot = quant::vec_dot_fn(w.gate_type), up_dot = quant::vec_dot_fn(w.up_type);
-    const quant::VecDotFn sh_gate_dot = sh_fused ? quant::vec_dot_fn(shared->gate_type) : nullptr;
-    const quant::VecDotFn sh_up_dot = sh_fused ? quant::vec_dot_fn(shared->up_type) : nullptr;
+    const quant::DotRows gate_dot(w.gate_type), up_dot(w.up_type);
+    const std::optional<quant::DotRows> sh_gate_dot = sh_fused ? std::optional(quant::DotRows(shared->gate_type)) : std::nullopt;
+    const std::optional<quant::DotRows> sh_up_dot = sh_fused ? std::optional(quant::DotRows(shared->up_type)) : std::nullopt;
     const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes;  // bytes of one expert
     const uint64_t up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
     pool.parallel_for(n_ff, [&](int64_t r0, int64_t r1, int) {
         for (size_t gi = 0; gi < groups.size(); ++gi) {
-            if (is_tiled(gi)) continue;
+            if (gu_flag[gi]) continue;
             const MoeScratch::Group& g = groups[gi];
             const uint8_t* gate_e = w.gate + static_cast<uint64_t>(g.expert) * gate_mat;
             const uint8_t* up_e = w.up + static_cast<uint64_t>(g.expert) * up_mat;
@@ -206,11 +244,12 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
             for (int64_t r = r0; r < r1; ++r) {
                 const uint8_t* gr = gate_e + static_cast<uint64_t>(r) * w.gate_row_bytes;
                 const uint8_t* ur = up_e + static_cast<uint64_t>(r) * w.up_row_bytes;
-                for (int32_t i = 0; i < g.count; ++i) {
-                    const int64_t p = pairs[i], t = p / k;
-                    const float gv = gate_dot(gr, xq_gate + static_cast<uint64_t>(t) * xg_row, n_embd);
-                    const float uv = up_dot(ur, xq_up + static_cast<uint64_t>(t) * xu_row, n_embd);
-                    h[p * n_ff + r] = silu(gv) * uv;
+                for (int32_t i0 = 0; i0 < g.count; i0 += kDotChunk) {
+                    const int n = std::min(kDotChunk, g.count - i0);
+                    float gv[kDotChunk], uv[kDotChunk];
+                    gate_dot(gr, gate_acts + g.first + i0, n, n_embd, gv);
+                    up_dot(ur, up_acts + g.first + i0, n, n_embd, uv);
+                    for (int j = 0; j < n; ++j) h[int64_t{pairs[i0 + j]} * n_ff + r] = silu(gv[j]) * uv[j];
                 }
             }
         }
@@ -218,17 +257,14 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
         // The dense expert's rows in proportion: [r0, r1) of n_ff -> [s0, s1) of n_sh.
         const int64_t s0 = r0 * n_sh / n_ff, s1 = r1 * n_sh / n_ff;
         for (int64_t r = s0; r < s1; ++r) {
-            const uint8_t* gr = shared->gate + static_cast<uint64_t>(r) * shared->gate_row_bytes;
-            const uint8_t* ur = shared->up + static_cast<uint64_t>(r) * shared->up_row_bytes;
-            for (int64_t t = 0; t < n_tok; ++t) {
-                const float gv = sh_gate_dot(gr, sh_x + static_cast<uint64_t>(t) * sx_row, n_embd);
-                const float uv = sh_up_dot(ur, sh_x + static_cast<uint64_t>(t) * sx_row, n_embd);
-                sh_h[t * n_sh + r] = silu(gv) * uv;
-            }
+            float gv[kTokBlock], uv[kTokBlock];
+            (*sh_gate_dot)(shared->gate + static_cast<uint64_t>(r) * shared->gate_row_bytes, sh_acts, static_cast<int>(n_tok), n_embd, gv);
+            (*sh_up_dot)(shared->up + static_cast<uint64_t>(r) * shared->up_row_bytes, sh_acts, static_cast<int>(n_tok), n_embd, uv);
+            for (int64_t t = 0; t < n_tok; ++t) sh_h[t * n_sh + r] = silu(gv[t]) * uv[t];
         }
     });
 
-    if (!tiled.empty()) tiled_gate_up(pool, w, x, scratch, h);
+    if (!tiled_gu.empty()) tiled_gate_up(pool, w, x, scratch, h);
 
     // h quantized for the per-token down products (the tiled experts pack h themselves).
     const int64_t n_active = static_cast<int64_t>(order.size());
@@ -239,36 +275,39 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
                 quant::quantize_row(sh_down_act, sh_h + t * n_sh, sh_hq + static_cast<uint64_t>(t) * shq_row, n_sh);
                 continue;
             }
-            if (pair_tiled[static_cast<size_t>(i)]) continue;
+            if (pair_tiled_dn[static_cast<size_t>(i)]) continue;
             const int64_t p = order[static_cast<size_t>(i)];
             quant::quantize_row(down_act, h + p * n_ff, hq + static_cast<uint64_t>(p) * hq_row, n_ff);
         }
     });
-    if (!tiled.empty()) tiled_down(pool, w, h, scratch, o);
+    if (!tiled_dn.empty()) tiled_down(pool, w, h, scratch, o);
 
     // Down, then the weighted sum over each token's slots in slot order (so a token's result
     // does not depend on what else is in the batch). Rows [r0, r1) of out belong to one thread.
-    const quant::VecDotFn down_dot = quant::vec_dot_fn(w.down_type);
-    const quant::VecDotFn sh_down_dot = sh_fused ? quant::vec_dot_fn(shared->down_type) : nullptr;
+    const quant::DotRows down_dot(w.down_type);
+    const std::optional<quant::DotRows> sh_down_dot = sh_fused ? std::optional(quant::DotRows(shared->down_type)) : std::nullopt;
     const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
     pool.parallel_for(n_embd, [&](int64_t r0, int64_t r1, int) {
         for (size_t gi = 0; gi < groups.size(); ++gi) {
-            if (is_tiled(gi)) continue;
+            if (dn_flag[gi]) continue;
             const MoeScratch::Group& g = groups[gi];
             const uint8_t* down_e = w.down + static_cast<uint64_t>(g.expert) * down_mat;
             const int32_t* pairs = order.data() + g.first;
             for (int64_t r = r0; r < r1; ++r) {
                 const uint8_t* dr = down_e + static_cast<uint64_t>(r) * w.down_row_bytes;
-                for (int32_t i = 0; i < g.count; ++i) {
-                    const int64_t p = pairs[i];
-                    o[p * n_embd + r] = down_dot(dr, hq + static_cast<uint64_t>(p) * hq_row, n_ff);
+                for (int32_t i0 = 0; i0 < g.count; i0 += kDotChunk) {
+                    const int n = std::min(kDotChunk, g.count - i0);
+                    float ov[kDotChunk];
+                    down_dot(dr, down_acts + g.first + i0, n, n_ff, ov);
+                    for (int j = 0; j < n; ++j) o[int64_t{pairs[i0 + j]} * n_embd + r] = ov[j];
                 }
             }
         }
         if (sh_fused)
             for (int64_t r = r0; r < r1; ++r) {
-                const uint8_t* dr = shared->down + static_cast<uint64_t>(r) * shared->down_row_bytes;
-                for (int64_t t = 0; t < n_tok; ++t) sh_o[t * n_embd + r] = sh_down_dot(dr, sh_hq + static_cast<uint64_t>(t) * shq_row, n_sh);
+                float ov[kTokBlock];
+                (*sh_down_dot)(shared->down + static_cast<uint64_t>(r) * shared->down_row_bytes, sh_hacts, static_cast<int>(n_tok), n_sh, ov);
+                for (int64_t t = 0; t < n_tok; ++t) sh_o[t * n_embd + r] = ov[t];
             }
         for (int64_t t = 0; t < n_tok; ++t) {
             float* out_t = out + t * n_embd;

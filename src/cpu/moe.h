@@ -9,10 +9,10 @@
 // balanced whatever the routing, and each weight row is read once per step and reused from
 // cache for every token routed to that expert.
 //
-// An expert chosen by gemm_min_tokens() or more tokens of the batch (prefill) goes through the
-// bf16 products instead, where the CPU has a unit for them (cpu/gemm.h: AMX or AVX512-BF16):
+// An expert chosen by gemm_min_tokens(type) or more tokens of the batch (prefill) goes through
+// the bf16 products instead, where the CPU has a unit for them (cpu/gemm.h: AMX or AVX512-BF16):
 // its matrices are dequantized once, 32 rows at a time, and multiplied with all of its tokens;
-// threads take whole panels.
+// threads take whole panels. Gate/up and down decide separately (their formats may differ).
 #pragma once
 
 #include <cstdint>
@@ -56,11 +56,13 @@ struct MoeScratch {
     std::vector<uint8_t> hq;              // [n_tok * k] h rows quantized for down
     std::vector<float> o;                 // [n_tok * k, n_embd] down h per (token, slot)
     std::vector<int32_t> pair_order;      // pairs t * k + s grouped by expert
+    std::vector<const void*> acts;        // quantized activation rows per pair (gate, up, down), dense expert's
     std::vector<Group> groups;            // one per distinct selected expert, ascending
-    // The tile path (experts with gemm_min_tokens() or more pairs):
-    std::vector<int32_t> pair_tok;        // [pairs] token of pair_order[i]
-    std::vector<int32_t> tiled;           // indices into groups that take it
-    std::vector<uint8_t> pair_tiled;      // [pairs] 1 where pair_order[i]'s expert takes it
+    // The tile path (experts with gemm_min_tokens(type) or more pairs), per phase:
+    std::vector<int32_t> pair_tok;                  // [pairs] token of pair_order[i]
+    std::vector<int32_t> tiled_gate_up, tiled_down; // indices into groups that take it
+    std::vector<uint8_t> group_tiled_gate_up, group_tiled_down;  // [groups] 1 where it does
+    std::vector<uint8_t> pair_tiled_down;           // [pairs] 1 where pair_order[i]'s expert's down does
     std::vector<uint64_t> packed_at;      // [tiled] offset of each one's packed x / h
     aligned_vector<uint16_t> packed_x, packed_h;
     std::vector<PanelScratch> threads;    // [n_threads]

@@ -170,35 +170,72 @@ inline __m256i sum_halves(__m512i v) {
     return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
+// ---- AVX-512: a K-format block unpacked once, then dotted with any number of activation
+// rows (block_dot is the two steps for one row; the several-rows kernels below share the
+// unpacking). Per row: one maddubs + vpdpwssd per 64 weights, then the format's float step.
+struct KBlockZmm {
+    __m512i u[4];   // weights 64j .. 64j+63 as unsigned bytes
+    __m512i s[4];   // the int16 scale of each of their maddubs lanes
+    __m256i coef;   // [16] int16 against the activation sums (Q8_K bsums): mins or offsets
+    float d, dmin;  // super-scales (dmin: formats with mins)
+};
+
 template <Isa I>
-inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
+inline __m256i k_int_dot(const KBlockZmm& w, const BlockQ8K& a, __m512i acc512) {
+    for (int j = 0; j < 4; ++j)
+        acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(w.u[j], _mm512_loadu_si512(a.qs + 64 * j)), w.s[j]);
+    return sum_halves<I>(acc512);
+}
+
+// Formats with mins (Q2_K, Q4_K, Q5_K): d * int dot - dmin * (mins against bsums).
+template <Isa I>
+inline void k_mins_token(const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
+    const __m256i mins = _mm256_madd_epi16(load32(a.bsums), w.coef);  // [8] int32 sums of m * bsum
+    const __m256i acc = k_int_dot<I>(w, a, _mm512_setzero_si512());
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * w.d), facc);
+    facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * w.dmin), facc);
+}
+
+template <Isa I>
+inline KBlockZmm k_unpack(const BlockQ2K& b) {
     // scales[g]: low nibble the scale, high nibble the min of the 16 weights g.
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
     const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
-    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
-    const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);  // [8] int32 sums of m * bsum
-    __m256i acc;
+    KBlockZmm w;
+    w.coef = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    // Weights 64j .. 64j+63 are chunks 2j, 2j+1: qs bytes 32 (j/2) .. +31 at bits
+    // 4 (j%2) and 4 (j%2) + 2.
+    for (int j = 0; j < 4; ++j) {
+        const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
+        w.u[j] = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)), _mm512_set1_epi8(3));
+        w.s[j] = scales64<I, false>(sc16, j);
+    }
+    w.d = fp16_to_f32(b.d);
+    w.dmin = fp16_to_f32(b.dmin);
+    return w;
+}
+template <Isa I>
+inline void k_token(const BlockQ2K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
+
+template <Isa I>
+inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
     if constexpr (I == Isa::Avx512Vnni) {
-        // Weights 64j .. 64j+63 are chunks 2j, 2j+1: qs bytes 32 (j/2) .. +31 at bits
-        // 4 (j%2) and 4 (j%2) + 2.
-        __m512i acc512 = _mm512_setzero_si512();
-        for (int j = 0; j < 4; ++j) {
-            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
-            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
-                                               _mm512_set1_epi8(3));
-            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
-                                         scales64<I, false>(sc16, j));
-        }
-        acc = sum_halves<I>(acc512);
+        k_token<I>(&b, k_unpack<I>(b), a, facc);
     } else {
+        // scales[g]: low nibble the scale, high nibble the min of the 16 weights g.
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+        const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);  // [8] int32 sums of m * bsum
+        __m256i acc;
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = _mm256_setzero_si256();
         for (int c = 0; c < 8; ++c)
             acc = scaled_dot<I>(acc, q2k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
+        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
+        facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
-    facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
 }
 
 // Q3_K's 16 signed 6-bit scales as [16] int16 (see BlockQ3K): low nibbles from scales[0..7]
@@ -215,33 +252,48 @@ inline __m256i q3k_scales(const uint8_t* scales) {
 }
 
 template <Isa I>
-inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
+inline KBlockZmm k_unpack(const BlockQ3K& b) {
     // u below is q + 4 (low 2 bits | 4 * hmask bit): the offset -4 sc goes against bsums.
     const __m256i sc16 = q3k_scales(b.scales);
-    const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));
-    __m256i acc;
+    KBlockZmm w;
+    w.coef = _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4));
+    // Chunks 2j, 2j+1 as Q2_K; their hmask bits are bits 2j, 2j+1 of hmask[l].
+    const __m512i hm = _mm512_broadcast_i64x4(load32(b.hmask));
+    for (int j = 0; j < 4; ++j) {
+        const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
+        const __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
+                                             _mm512_set1_epi8(3));
+        const __m512i h = _mm512_slli_epi16(_mm512_srlv_epi16(hm, half_shifts<I>(2 * j, 2 * j + 1)), 2);
+        w.u[j] = _mm512_ternarylogic_epi32(low, h, _mm512_set1_epi8(4), 0xF8);  // low | (h & 4)
+        w.s[j] = scales64<I, false>(sc16, j);
+    }
+    w.d = fp16_to_f32(b.d);
+    w.dmin = 0.0f;
+    return w;
+}
+template <Isa I>
+inline void k_token(const BlockQ3K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
+    const __m256i off = _mm256_madd_epi16(load32(a.bsums), w.coef);
+    const __m256i acc = k_int_dot<I>(w, a, _mm512_zextsi256_si512(off));
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * w.d), facc);
+}
+
+template <Isa I>
+inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
     if constexpr (I == Isa::Avx512Vnni) {
-        // Chunks 2j, 2j+1 as Q2_K; their hmask bits are bits 2j, 2j+1 of hmask[l].
-        const __m512i hm = _mm512_broadcast_i64x4(load32(b.hmask));
-        __m512i acc512 = _mm512_zextsi256_si512(off);
-        for (int j = 0; j < 4; ++j) {
-            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
-            const __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
-                                                 _mm512_set1_epi8(3));
-            const __m512i h = _mm512_slli_epi16(_mm512_srlv_epi16(hm, half_shifts<I>(2 * j, 2 * j + 1)), 2);
-            const __m512i u = _mm512_ternarylogic_epi32(low, h, _mm512_set1_epi8(4), 0xF8);  // low | (h & 4)
-            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
-                                         scales64<I, false>(sc16, j));
-        }
-        acc = sum_halves<I>(acc512);
+        k_token<I>(&b, k_unpack<I>(b), a, facc);
     } else {
+        // u below is q + 4 (low 2 bits | 4 * hmask bit): the offset -4 sc goes against bsums.
+        const __m256i sc16 = q3k_scales(b.scales);
+        const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));
+        __m256i acc;
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = off;
         for (int c = 0; c < 8; ++c)
             acc = scaled_dot<I>(acc, q3k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
+        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
 // Q4_K / Q5_K: the 8 6-bit scales (bytes 0..7) and mins (bytes 8..15) of the 12 packed bytes
@@ -260,29 +312,47 @@ inline __m128i k4_scales_mins(const uint8_t* scales) {
 }
 
 template <Isa I, typename Block>
-inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
+inline KBlockZmm k4_unpack(const Block& b) {
     const __m128i sm = k4_scales_mins(b.scales);
-    const __m256i sc16 = _mm256_cvtepu8_epi16(sm);                         // [8] scales, then [8] mins
-    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));  // min of each 16 weights
-    const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);
-    __m256i acc;
-    if constexpr (I == Isa::Avx512Vnni) {
-        // Weights 64j .. 64j+63: low then high nibbles of qs bytes 32j .. 32j+31; Q5_K's
-        // fifth bits are bits 2j, 2j+1 of qh[l].
-        __m512i acc512 = _mm512_setzero_si512();
-        for (int j = 0; j < 4; ++j) {
-            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * j));
-            __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(0, 4)), _mm512_set1_epi8(0x0F));
-            if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
-                const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh)), half_shifts<I>(2 * j, 2 * j + 1));
-                // u | (h << 4 & 16)
-                u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);
-            }
-            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
-                                         scales64<I, true>(sc16, j));
+    const __m256i sc16 = _mm256_cvtepu8_epi16(sm);  // [8] scales, then [8] mins
+    KBlockZmm w;
+    w.coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));  // min of each 16 weights
+    // Weights 64j .. 64j+63: low then high nibbles of qs bytes 32j .. 32j+31; Q5_K's
+    // fifth bits are bits 2j, 2j+1 of qh[l].
+    for (int j = 0; j < 4; ++j) {
+        const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * j));
+        __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(0, 4)), _mm512_set1_epi8(0x0F));
+        if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
+            const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh)), half_shifts<I>(2 * j, 2 * j + 1));
+            // u | (h << 4 & 16)
+            u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);
         }
-        acc = sum_halves<I>(acc512);
+        w.u[j] = u;
+        w.s[j] = scales64<I, true>(sc16, j);
+    }
+    w.d = fp16_to_f32(b.d);
+    w.dmin = fp16_to_f32(b.dmin);
+    return w;
+}
+template <Isa I>
+inline KBlockZmm k_unpack(const BlockQ4K& b) { return k4_unpack<I>(b); }
+template <Isa I>
+inline KBlockZmm k_unpack(const BlockQ5K& b) { return k4_unpack<I>(b); }
+template <Isa I>
+inline void k_token(const BlockQ4K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
+template <Isa I>
+inline void k_token(const BlockQ5K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
+
+template <Isa I, typename Block>
+inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
+    if constexpr (I == Isa::Avx512Vnni) {
+        k_token<I>(&b, k_unpack<I>(b), a, facc);
     } else {
+        const __m128i sm = k4_scales_mins(b.scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(sm);                         // [8] scales, then [8] mins
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));  // min of each 16 weights
+        const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);
+        __m256i acc;
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = _mm256_setzero_si256();
@@ -292,9 +362,9 @@ inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
             acc = scaled_dot<I>(acc, lo, load32(a.qs + 64 * k), _mm256_set1_epi16(sc[2 * k]));
             acc = scaled_dot<I>(acc, hi, load32(a.qs + 64 * k + 32), _mm256_set1_epi16(sc[2 * k + 1]));
         }
+        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
+        facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
-    facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
 }
 
 template <Isa I>
@@ -303,34 +373,48 @@ template <Isa I>
 inline void block_dot(const BlockQ5K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
 
 template <Isa I>
-inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
+inline KBlockZmm k_unpack(const BlockQ6K& b) {
     // u below is q + 32: the offset -32 sc goes against bsums.
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
-    const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_slli_epi16(sc16, 5));  // subtracted below
-    __m256i acc;
+    KBlockZmm w;
+    w.coef = _mm256_slli_epi16(sc16, 5);
+    // Weights 64j .. 64j+63 are chunks 4 half + t, t = 2 (j%2) + {0, 1}, half = j / 2: the
+    // low nibbles (n = j % 2) of ql[half*64 .. +63] and bits 2t.. of qh[half*32 + l].
+    for (int j = 0; j < 4; ++j) {
+        const int half = j / 2, t = 2 * (j % 2);
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(b.ql + 64 * half), 4 * (j % 2)),
+                                            _mm512_set1_epi8(0x0F));
+        const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)), half_shifts<I>(2 * t, 2 * t + 2));
+        w.u[j] = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
+        w.s[j] = scales64<I, false>(sc16, j);
+    }
+    w.d = fp16_to_f32(b.d);
+    w.dmin = 0.0f;
+    return w;
+}
+template <Isa I>
+inline void k_token(const BlockQ6K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
+    const __m256i off = _mm256_madd_epi16(load32(a.bsums), w.coef);  // subtracted below
+    const __m256i acc = k_int_dot<I>(w, a, _mm512_setzero_si512());
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * w.d), facc);
+}
+
+template <Isa I>
+inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
     if constexpr (I == Isa::Avx512Vnni) {
-        // Weights 64j .. 64j+63 are chunks 4 half + t, t = 2 (j%2) + {0, 1}, half = j / 2: the
-        // low nibbles (n = j % 2) of ql[half*64 .. +63] and bits 2t.. of qh[half*32 + l].
-        __m512i acc512 = _mm512_setzero_si512();
-        for (int j = 0; j < 4; ++j) {
-            const int half = j / 2, t = 2 * (j % 2);
-            const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(b.ql + 64 * half), 4 * (j % 2)),
-                                                _mm512_set1_epi8(0x0F));
-            const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)),
-                                                half_shifts<I>(2 * t, 2 * t + 2));
-            const __m512i u = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
-            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
-                                         scales64<I, false>(sc16, j));
-        }
-        acc = sum_halves<I>(acc512);
+        k_token<I>(&b, k_unpack<I>(b), a, facc);
     } else {
+        // u below is q + 32: the offset -32 sc goes against bsums.
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+        const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_slli_epi16(sc16, 5));  // subtracted below
+        __m256i acc;
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = _mm256_setzero_si256();
         for (int c = 0; c < 8; ++c)
             acc = scaled_dot<I>(acc, q6k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
+        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
 // ---- grid formats (IQ1_S, IQ2_*, IQ3_*) ----
@@ -841,6 +925,100 @@ float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Blo
     return facc.sum();
 }
 
+// ---- several activation rows per weight row (VecDotRowsFn) ----
+//
+// IQ1_S_U2 against n_act <= kRowsChunk activation rows at once: each 256-block is unpacked
+// once into four zmm of weight bytes w = u * 8 (2 sc + 1) (u in {0, 1, 2}, so w <= 240 is an
+// unsigned byte: vpmullw of the u bytes by the group scale cannot carry from the low byte into
+// the high one), and every row takes four vpdpbusd and the offset term per block. Each int32
+// lane then holds the same integer as grid_block's maddubs/vpdpwssd lane (the 4 products of a
+// lane share one group), and the float steps are FloatAcc's in the same order, so every result
+// is bit-identical to dot_grid_row's.
+constexpr int kRowsChunk = 8;
+template <int T>
+void dot_iq1su2_rows_chunk(const BlockIq1SU2* wb, const BlockQ8K* const* a, int64_t nb, float* out) {
+    __m512 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
+    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
+    for (int64_t k = 0; k < nb; ++k) {
+        const BlockIq1SU2& b = wb[k];
+        prefetch_ahead(wb + k);
+        const __m128i nib = iq1su2_nibbles(b);
+        const __m128i scale8 = _mm_cvtepu8_epi16(
+            _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
+        const __m128i pm = _mm_cvtepi8_epi16(
+            _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
+        const __m256i off16 = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                                                       _mm256_castsi128_si256(_mm_sub_epi16(pm, scale8)));
+        const __m512i x = _mm512_loadu_si512(b.qs);
+        const __m512i scales = _mm512_castsi128_si512(scale8);
+        __m512i w[4];
+        for (int c = 0; c < 4; ++c) {
+            const __m512i u = _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3));
+            const __m512i scale = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(static_cast<int16_t>(2 * c))), scales);
+            w[c] = _mm512_mullo_epi16(u, scale);
+        }
+        const float wd = fp16_to_f32(b.d) * kGridUnit<BlockIq1SU2>;
+        // Token-innermost, so consecutive vpdpbusd are independent (a row's four are a chain).
+        __m512i acc[T];
+        for (int t = 0; t < T; ++t)
+            acc[t] = _mm512_zextsi256_si512(_mm256_dpwssd_epi32(_mm256_setzero_si256(), load32(a[t][k].bsums), off16));
+        for (int c = 0; c < 4; ++c)
+            for (int t = 0; t < T; ++t) acc[t] = _mm512_dpbusd_epi32(acc[t], w[c], _mm512_loadu_si512(a[t][k].qs + 64 * c));
+        for (int t = 0; t < T; ++t)
+            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_set1_ps(a[t][k].d * wd), facc[t]);
+    }
+    for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
+}
+
+// chunk(std::integral_constant<int, T>, j) for activation rows j .. j + T - 1, T = kRowsChunk
+// until fewer are left, then the rest at once.
+template <typename Chunk>
+inline void for_row_chunks(int n_act, Chunk&& chunk) {
+    int j = 0;
+    for (; j + kRowsChunk <= n_act; j += kRowsChunk) chunk(std::integral_constant<int, kRowsChunk>{}, j);
+    switch (n_act - j) {
+        case 0: break;
+        case 1: chunk(std::integral_constant<int, 1>{}, j); break;
+        case 2: chunk(std::integral_constant<int, 2>{}, j); break;
+        case 3: chunk(std::integral_constant<int, 3>{}, j); break;
+        case 4: chunk(std::integral_constant<int, 4>{}, j); break;
+        case 5: chunk(std::integral_constant<int, 5>{}, j); break;
+        case 6: chunk(std::integral_constant<int, 6>{}, j); break;
+        default: chunk(std::integral_constant<int, 7>{}, j); break;
+    }
+}
+static_assert(kRowsChunk == 8);
+
+template <Isa I>
+void dot_iq1su2_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const BlockIq1SU2*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8K* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_iq1su2_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+}
+
+// K formats (Q2_K .. Q6_K): each block unpacked once (k_unpack), then k_token per activation
+// row, the very steps block_dot takes for one row, so the results equal dot_k_row's.
+template <typename Block, int T>
+void dot_k_rows_chunk(const Block* wb, const BlockQ8K* const* a, int64_t nb, float* out) {
+    constexpr Isa I = Isa::Avx512Vnni;
+    __m256 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < nb; ++k) {
+        prefetch_ahead(wb + k);
+        const KBlockZmm w = k_unpack<I>(wb[k]);
+        for (int t = 0; t < T; ++t) k_token<I>(wb + k, w, a[t][k], facc[t]);
+    }
+    for (int t = 0; t < T; ++t) out[t] = hsum(facc[t]);
+}
+
+template <Isa I, typename Block>
+void dot_k_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8K* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_k_rows_chunk<Block, decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+}
+
 // Q8_0 . Q8_0: signed weights, so |w| goes in the unsigned operand and w's sign onto qa.
 template <Isa I>
 float dot_q8_0_row(const void* w, const void* a, int64_t n) {  // w, a: [n/32] Q8_0
@@ -1073,6 +1251,23 @@ float dot_k_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block,
         block_dot<I>(wb[i], ab[i], facc);
     }
     return hsum(facc);
+}
+
+// The several-rows kernels (VecDotRowsFn); nullptr where a type has none on this ISA.
+template <Isa I>
+VecDotRowsFn simd_rows_kernel(GgmlType type) {
+    if constexpr (I == Isa::Avx512Vnni) {
+        switch (type) {
+            case GgmlType::IQ1_S_U2: return dot_iq1su2_rows<I>;
+            case GgmlType::Q2_K: return dot_k_rows<I, BlockQ2K>;
+            case GgmlType::Q3_K: return dot_k_rows<I, BlockQ3K>;
+            case GgmlType::Q4_K: return dot_k_rows<I, BlockQ4K>;
+            case GgmlType::Q5_K: return dot_k_rows<I, BlockQ5K>;
+            case GgmlType::Q6_K: return dot_k_rows<I, BlockQ6K>;
+            default: break;
+        }
+    }
+    return nullptr;
 }
 
 template <Isa I>

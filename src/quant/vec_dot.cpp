@@ -85,4 +85,12 @@ VecDotFn vec_dot_fn(GgmlType type, Isa isa) {
 
 VecDotFn vec_dot_fn(GgmlType type) { return vec_dot_fn(type, active_isa()); }
 
+VecDotRowsFn vec_dot_rows_fn(GgmlType type, Isa isa) {
+    if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
+        fail("vec_dot: this CPU cannot run {} kernels", isa_name(isa));
+    return isa == Isa::Avx512Vnni ? avx512vnni_rows_kernel(type) : nullptr;
+}
+
+VecDotRowsFn vec_dot_rows_fn(GgmlType type) { return vec_dot_rows_fn(type, active_isa()); }
+
 }  // namespace tandem::quant

@@ -43,4 +43,24 @@ VecDotFn vec_dot_fn(GgmlType type);
 
 inline float vec_dot(GgmlType type, const void* w, const void* a, int64_t n) { return vec_dot_fn(type)(w, a, n); }
 
+// One weight row against several activation rows: out[j] = dot(w, a[j], n) for j < n_act, bit
+// for bit what the VecDotFn of the same type and ISA gives, but each weight block is unpacked
+// once for all of them (the per-token path of a batch: a prompt's tokens routed to an expert).
+using VecDotRowsFn = void (*)(const void* w, const void* const* a, int n_act, int64_t n, float* out);
+// The several-rows kernel for `type` on `isa`, or nullptr where there is none (then call the
+// VecDotFn once per row).
+VecDotRowsFn vec_dot_rows_fn(GgmlType type, Isa isa);
+VecDotRowsFn vec_dot_rows_fn(GgmlType type);  // on active_isa()
+
+// A type's dot products, one row or several: the rows kernel where there is one.
+struct DotRows {
+    VecDotFn one = nullptr;
+    VecDotRowsFn many = nullptr;
+    explicit DotRows(GgmlType type) : one(vec_dot_fn(type)), many(vec_dot_rows_fn(type)) {}
+    void operator()(const void* w, const void* const* a, int n_act, int64_t n, float* out) const {
+        if (many && n_act > 1) return many(w, a, n_act, n, out);
+        for (int j = 0; j < n_act; ++j) out[j] = one(w, a[j], n);
+    }
+};
+
 }  // namespace tandem::quant

@@ -27,6 +27,7 @@
 namespace tandem::quant {
 namespace {
 VecDotFn avx512_table(GgmlType type) { return simd_kernel<Isa::Avx512Vnni>(type); }
+VecDotRowsFn avx512_rows_table(GgmlType type) { return simd_rows_kernel<Isa::Avx512Vnni>(type); }
 }  // namespace
 }  // namespace tandem::quant
 #pragma GCC diagnostic pop
@@ -35,5 +36,6 @@ VecDotFn avx512_table(GgmlType type) { return simd_kernel<Isa::Avx512Vnni>(type)
 namespace tandem::quant {
 
 VecDotFn avx512vnni_kernel(GgmlType type) { return avx512_table(type); }
+VecDotRowsFn avx512vnni_rows_kernel(GgmlType type) { return avx512_rows_table(type); }
 
 }  // namespace tandem::quant

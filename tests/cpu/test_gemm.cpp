@@ -127,8 +127,8 @@ TEST(Gemm, R1ShapesAgainstFloat64OnBf16Inputs) {
 TEST(Gemm, FloatWeightsKeepTheirPrecision) {
     EXPECT_FALSE(gemm_applies(GgmlType::F32, 7168, 64));
     EXPECT_FALSE(gemm_applies(GgmlType::F16, 7168, 64));
-    EXPECT_FALSE(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens() - 1));
-    EXPECT_EQ(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens()), gemm_unit() != GemmUnit::none);
+    EXPECT_FALSE(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens(GgmlType::Q4_K) - 1));
+    EXPECT_EQ(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens(GgmlType::Q4_K)), gemm_unit() != GemmUnit::none);
     EXPECT_FALSE(gemm_applies(GgmlType::Q8_0, 48, 64));  // rows not a whole number of tile steps
 }
 

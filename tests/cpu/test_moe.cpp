@@ -22,6 +22,7 @@
 #include "cpu/moe.h"
 #include "cpu/thread_pool.h"
 #include "quant/quant.h"
+#include "quant/vec_dot.h"
 #include "random_floats.h"
 
 namespace tandem::cpu {
@@ -269,9 +270,9 @@ void check_moe(ThreadPool& pool, Layer& L, int64_t n_tok, int k, const std::vect
     moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
     if (compare_ref) expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, k), "moe_forward");
     // Token by token: the same bits, unless some expert of the batch took the tile path
-    // (gemm_min_tokens() or more tokens), whose bf16 rounding differs from the 8-bit blocks of
+    // (gemm_min_tokens(type) or more tokens), whose bf16 rounding differs from the 8-bit blocks of
     // the per-token path by well under 1% of the output's RMS.
-    const bool tiled = !scratch.tiled.empty();
+    const bool tiled = !scratch.tiled_gate_up.empty() || !scratch.tiled_down.empty();
     double rms = 0;
     for (float v : out) rms += static_cast<double>(v) * v;
     rms = std::sqrt(rms / static_cast<double>(out.size()));
@@ -294,6 +295,48 @@ TEST(Moe, R1LayerIq1sGateUpIq2xxsDownTop8Of256) {
     std::vector<float> wts;
     route(L, 3, 8, {0, 3, 17, 64, 128, 200, 201, 240, 254, 255}, 1, ids, wts);
     check_moe(pool, L, 3, 8, ids, wts, true);
+}
+
+// IQ1_S_U2 experts (the layout the model repacks IQ1_S into) have a several-rows dot kernel
+// on AVX-512 VNNI: tokens sharing an expert are dotted together. 20 tokens over 10 experts
+// give groups of about 16, below the 24 where the vector units switch to bf16 for a format
+// with that kernel, so there every expert runs it; the result must be bit-identical to each
+// token alone. With IQ2_XXS down (the first MoE layer of Unsloth's UD-IQ1_S) and 6 tokens over
+// 12 experts, gate/up run the rows kernel and down one dot per token, also bit-identical.
+TEST(Moe, R1LayerIq1sU2SharedExpertsBatchMatchesSingleTokens) {
+    ThreadPool pool(3);
+    std::vector<int32_t> ids;
+    std::vector<float> wts;
+    Layer L(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, 7168, 2048, 256);
+    route(L, 20, 8, {2, 7, 31, 64, 100, 101, 180, 222, 250, 255}, 4, ids, wts);
+    check_moe(pool, L, 20, 8, ids, wts, false);  // float64 below, with fewer tokens
+    Layer M(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, 7168, 2048, 256);
+    route(M, 6, 8, {1, 5, 9, 33, 90, 91, 150, 151, 152, 199, 230, 255}, 5, ids, wts);
+    check_moe(pool, M, 6, 8, ids, wts, true);
+}
+
+// Gate/up and down choose the bf16 path on their own. On the vector units, 20 tokens over 10
+// experts put IQ1_S_U2 gate/up on the rows kernel (below 24 tokens) and IQ2_XXS down on bf16
+// (8 tokens and more); the output against float64 either way.
+TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
+    ThreadPool pool(3);
+    Layer L(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, 2048, 512, 64);
+    std::vector<int32_t> ids;
+    std::vector<float> wts;
+    route(L, 20, 8, {2, 7, 13, 21, 30, 33, 40, 51, 60, 63}, 6, ids, wts);
+    const int64_t n_tok = 20, n_embd = 2048;
+    const std::vector<float> x = random_floats(n_tok * n_embd, 8, 1.0f);
+    MoeScratch scratch;
+    std::vector<float> out(static_cast<size_t>(n_tok * n_embd), kNaN);
+    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 8, out.data(), scratch);
+    poison(scratch);
+    std::fill(out.begin(), out.end(), kNaN);
+    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 8, out.data(), scratch);
+    if (gemm_unit() == GemmUnit::avx512 && quant::vec_dot_rows_fn(GgmlType::IQ1_S_U2)) {
+        EXPECT_TRUE(scratch.tiled_gate_up.empty());
+        EXPECT_EQ(scratch.tiled_down.size(), 10u);
+    }
+    expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward, paths per phase");
 }
 
 TEST(Moe, R1LayerQ2kGateUpQ4kDownBatchMatchesSingleTokens) {
@@ -340,7 +383,17 @@ TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
     std::fill(out.begin(), out.end(), kNaN);
     moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 8, out.data(), scratch);
     if (gemm_unit() != GemmUnit::none) {
-        EXPECT_EQ(scratch.tiled.size(), 16u);
+        // Each phase tiles the experts with at least its formats' gemm_min_tokens.
+        std::vector<int64_t> count(16, 0);
+        for (int32_t e : ids) ++count[static_cast<size_t>(e)];
+        size_t gu = 0, dn = 0;
+        for (int64_t c : count) {
+            gu += c >= std::max(gemm_min_tokens(L.w.gate_type), gemm_min_tokens(L.w.up_type));
+            dn += c >= gemm_min_tokens(L.w.down_type);
+        }
+        EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
+        EXPECT_EQ(scratch.tiled_down.size(), dn);
+        EXPECT_GE(gu, 12u);  // most experts, on either unit
     }
     expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward prefill");
 }

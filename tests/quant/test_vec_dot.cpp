@@ -144,6 +144,37 @@ TEST_P(VecDot, SimdMatchesScalar) { expect_simd_matches_scalar(GetParam(), false
 // Every activation at +-127: a kernel whose 16-bit pair sums could saturate fails here.
 TEST_P(VecDot, SimdMatchesScalarAtFullScaleActivations) { expect_simd_matches_scalar(GetParam(), true); }
 
+// The several-rows kernels: out[j] bit-identical to the one-row kernel of the same ISA for
+// every count of activation rows (the full chunks and every remainder), each activation row
+// its own poisoned buffer, some at full scale.
+TEST_P(VecDot, RowsKernelMatchesOneRowBitForBit) {
+    const GgmlType type = GetParam();
+    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
+        if (static_cast<int>(isa) > static_cast<int>(detect_isa())) continue;
+        const VecDotRowsFn rows = vec_dot_rows_fn(type, isa);
+        if (!rows) continue;
+        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}}) {
+            if (n % ggml_traits(type).block_size) continue;
+            const Case w = make_case(type, n, 21);
+            std::vector<Case> acts;
+            std::vector<const void*> ptrs;
+            for (int j = 0; j < 19; ++j) acts.push_back(make_case(type, n, 100 + j, j % 5 == 3));
+            for (const Case& c : acts) ptrs.push_back(c.xq.data());
+            for (int n_act = 1; n_act <= 19; ++n_act) {
+                std::vector<float> got(static_cast<size_t>(n_act) + 1, -7.0f);
+                rows(w.wq.data(), ptrs.data(), n_act, n, got.data());
+                EXPECT_EQ(got[static_cast<size_t>(n_act)], -7.0f) << "wrote past out[n_act - 1]";
+                for (int j = 0; j < n_act; ++j) {
+                    const float ref = vec_dot_fn(type, isa)(w.wq.data(), ptrs[static_cast<size_t>(j)], n);
+                    ASSERT_TRUE(std::isfinite(ref));
+                    EXPECT_EQ(got[static_cast<size_t>(j)], ref) << ggml_type_name(type) << " " << isa_name(isa) << " n=" << n
+                                                                << " n_act=" << n_act << " row " << j;
+                }
+            }
+        }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, VecDot, ::testing::ValuesIn(kDotTypes),
                          [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
