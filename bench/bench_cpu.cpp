@@ -66,6 +66,7 @@
 
 #include "cpu/attention.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
 #include "cpu/moe.h"
 #include "cpu/bandwidth.h"
@@ -466,10 +467,11 @@ void bm_kernel_pair(benchmark::State& state, GgmlType type) {
     if (hz > 0) state.counters["block_cycles"] = slowest * hz / (d0.blocks(kKernelPasses) * static_cast<double>(state.iterations()));
 }
 
-// One expert's gate matrix times n_tok tokens on the bf16 unit (gemm_unit()), on this thread.
-void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
-    if (gemm_unit() == GemmUnit::none) {
-        state.SkipWithError("no AMX or AVX512-BF16");
+// One expert's gate matrix times n_tok tokens on the bf16 unit (gemm_unit()), on this thread;
+// with i8, the int8 product (cpu/gemm_i8.h) instead.
+void bm_panel(benchmark::State& state, GgmlType type, int n_tok, bool i8) {
+    if (gemm_unit() == GemmUnit::none || (i8 && !i8_gemm_supports(type))) {
+        state.SkipWithError(i8 ? "no int8 product for this format on this CPU" : "no AMX or AVX512-BF16");
         return;
     }
     const uint64_t rb = quant_row_bytes(type, kEmbd);
@@ -477,12 +479,17 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok) {
     tandem::quant::fill_random(type, w, 5, 0.05f);
     const std::vector<float> x = activations(n_tok * kEmbd);
     tandem::aligned_vector<uint16_t> packed(packed_acts_size(n_tok, kEmbd));
-    pack_acts(x.data(), kEmbd, nullptr, n_tok, kEmbd, packed.data());
+    std::vector<uint8_t> packed_i8(i8 ? packed_acts_i8_bytes(n_tok, kEmbd) : 0);
+    if (i8) pack_acts_i8(x.data(), kEmbd, nullptr, n_tok, kEmbd, packed_i8.data());
+    else pack_acts(x.data(), kEmbd, nullptr, n_tok, kEmbd, packed.data());
     PanelScratch ps;
     float* out = ps.out_for(n_tok);
     for (auto _ : state) {
-        for (int64_t r0 = 0; r0 < kFf; r0 += kPanelRows)
-            panel_gemm(type, w.data() + static_cast<uint64_t>(r0) * rb, rb, kPanelRows, kEmbd, packed.data(), n_tok, out, ps);
+        for (int64_t r0 = 0; r0 < kFf; r0 += kPanelRows) {
+            const uint8_t* wr = w.data() + static_cast<uint64_t>(r0) * rb;
+            if (i8) panel_gemm_i8(type, wr, rb, kPanelRows, kEmbd, packed_i8.data(), n_tok, out, ps);
+            else panel_gemm(type, wr, rb, kPanelRows, kEmbd, packed.data(), n_tok, out, ps);
+        }
         benchmark::DoNotOptimize(out);
     }
     const double weights = static_cast<double>(state.iterations()) * kFf * kEmbd;
@@ -643,8 +650,12 @@ void register_all() {
             b->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
         }
         for (int n_tok : {16, 32, 64, 256})
-            benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok)
+            benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok, false)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
+        if (type == GgmlType::IQ1_S_U2)
+            for (int n_tok : {8, 16, 32, 64, 256})
+                benchmark::RegisterBenchmark(("panel_i8/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok, true)
+                    ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
         for (bool down : {false, true})
             for (int n_tok : {1, 4, 8, 16, 32, 64})
                 benchmark::RegisterBenchmark(("rows/" + t + (down ? "/down" : "/gate") + "/tok" + std::to_string(n_tok)).c_str(),

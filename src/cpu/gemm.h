@@ -84,6 +84,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
 struct PanelScratch {
     aligned_vector<uint16_t> chunk;  // [kPanelRows, chunk width] bf16
     aligned_vector<float> acc;       // [panels][token groups][2][16 rows][16 tokens] C tiles between chunks
+    aligned_vector<uint8_t> i8_blocks;  // panel_gemm_i8's unpacked weight blocks (cpu/gemm_i8.h)
     std::vector<float> out;          // [n_tok, n_rows]
     float* out_for(int64_t n_tok, int64_t n_rows = kPanelRows);
 };

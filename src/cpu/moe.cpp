@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "core/check.h"
+#include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -19,21 +20,27 @@ inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
 constexpr int32_t kDotChunk = 64;
 
 // The tile path's two phases share this: pack, for every tiled expert, the rows of its pairs
-// (rows[first + i]) of the [*, n_in] activations `a` into `packed`, then call, on all threads,
-// fn(group, its packed rows, r0, n_rows, the thread's PanelScratch) for every (expert, panel
-// of kPanelRows of its n_out output rows).
+// (rows[first + i]) of the [*, n_in] activations `a` into `packed` (for the bf16 products, or
+// with i8 for the int8 ones: cpu/gemm_i8.h), then call, on all threads, fn(group, its packed
+// rows, r0, n_rows, the thread's PanelScratch) for every (expert, panel of kPanelRows of its
+// n_out output rows).
 template <typename Fn>
 void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vector<int32_t>& tiled, const float* a,
-                          int64_t n_in, const int32_t* rows, aligned_vector<uint16_t>& packed, int64_t n_out, Fn&& fn) {
-    auto& at = scratch.packed_at;
+                          int64_t n_in, const int32_t* rows, bool i8, aligned_vector<uint16_t>& packed, int64_t n_out,
+                          Fn&& fn) {
+    auto& at = scratch.packed_at;  // in uint16 elements
     at.assign(tiled.size() + 1, 0);
-    for (size_t j = 0; j < tiled.size(); ++j)
-        at[j + 1] = at[j] + packed_acts_size(scratch.groups[static_cast<size_t>(tiled[j])].count, n_in);
+    for (size_t j = 0; j < tiled.size(); ++j) {
+        const int64_t count = scratch.groups[static_cast<size_t>(tiled[j])].count;
+        at[j + 1] = at[j] + (i8 ? (packed_acts_i8_bytes(count, n_in) + 63) / 64 * 32 : packed_acts_size(count, n_in));
+    }
     uint16_t* dst = grow(packed, at.back());
     pool.parallel_for(static_cast<int64_t>(tiled.size()), [&](int64_t j0, int64_t j1, int) {
         for (int64_t j = j0; j < j1; ++j) {
             const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(tiled[static_cast<size_t>(j)])];
-            pack_acts(a, n_in, rows + g.first, g.count, n_in, dst + at[static_cast<size_t>(j)]);
+            uint16_t* p = dst + at[static_cast<size_t>(j)];
+            if (i8) pack_acts_i8(a, n_in, rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
+            else pack_acts(a, n_in, rows + g.first, g.count, n_in, p);
         }
     });
     if (scratch.threads.size() < static_cast<size_t>(pool.n_threads())) scratch.threads.resize(static_cast<size_t>(pool.n_threads()));
@@ -52,15 +59,22 @@ void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vect
 void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, MoeScratch& scratch, float* h) {
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes, up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
-    for_each_tiled_panel(pool, scratch, scratch.tiled_gate_up, x, n_embd, scratch.pair_tok.data(), scratch.packed_x, n_ff,
+    const bool i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type);
+    for_each_tiled_panel(pool, scratch, scratch.tiled_gate_up, x, n_embd, scratch.pair_tok.data(), i8, scratch.packed_x, n_ff,
                          [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
         float* gv = ps.out_for(2 * int64_t{g.count});  // [count, 32] gate, then [count, 32] up
         float* uv = gv + int64_t{g.count} * kPanelRows;
         const uint64_t e = static_cast<uint64_t>(g.expert);
-        panel_gemm(w.gate_type, w.gate + e * gate_mat + static_cast<uint64_t>(r0) * w.gate_row_bytes, w.gate_row_bytes, n_rows,
-                   n_embd, packed, g.count, gv, ps);
-        panel_gemm(w.up_type, w.up + e * up_mat + static_cast<uint64_t>(r0) * w.up_row_bytes, w.up_row_bytes, n_rows, n_embd,
-                   packed, g.count, uv, ps);
+        const uint8_t* gate = w.gate + e * gate_mat + static_cast<uint64_t>(r0) * w.gate_row_bytes;
+        const uint8_t* up = w.up + e * up_mat + static_cast<uint64_t>(r0) * w.up_row_bytes;
+        if (i8) {
+            const auto* p8 = reinterpret_cast<const uint8_t*>(packed);
+            panel_gemm_i8(w.gate_type, gate, w.gate_row_bytes, n_rows, n_embd, p8, g.count, gv, ps);
+            panel_gemm_i8(w.up_type, up, w.up_row_bytes, n_rows, n_embd, p8, g.count, uv, ps);
+        } else {
+            panel_gemm(w.gate_type, gate, w.gate_row_bytes, n_rows, n_embd, packed, g.count, gv, ps);
+            panel_gemm(w.up_type, up, w.up_row_bytes, n_rows, n_embd, packed, g.count, uv, ps);
+        }
         for (int32_t i = 0; i < g.count; ++i) {
             float* hp = h + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_ff + r0;
             for (int64_t r = 0; r < n_rows; ++r) hp[r] = silu(gv[i * kPanelRows + r]) * uv[i * kPanelRows + r];
@@ -72,11 +86,13 @@ void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, Moe
 void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, MoeScratch& scratch, float* o) {
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
-    for_each_tiled_panel(pool, scratch, scratch.tiled_down, h, n_ff, scratch.pair_order.data(), scratch.packed_h, n_embd,
+    const bool i8 = i8_gemm_supports(w.down_type);
+    for_each_tiled_panel(pool, scratch, scratch.tiled_down, h, n_ff, scratch.pair_order.data(), i8, scratch.packed_h, n_embd,
                          [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
         float* dv = ps.out_for(g.count);  // [count, 32]
-        panel_gemm(w.down_type, w.down + static_cast<uint64_t>(g.expert) * down_mat + static_cast<uint64_t>(r0) * w.down_row_bytes,
-                   w.down_row_bytes, n_rows, n_ff, packed, g.count, dv, ps);
+        const uint8_t* down = w.down + static_cast<uint64_t>(g.expert) * down_mat + static_cast<uint64_t>(r0) * w.down_row_bytes;
+        if (i8) panel_gemm_i8(w.down_type, down, w.down_row_bytes, n_rows, n_ff, reinterpret_cast<const uint8_t*>(packed), g.count, dv, ps);
+        else panel_gemm(w.down_type, down, w.down_row_bytes, n_rows, n_ff, packed, g.count, dv, ps);
         for (int32_t i = 0; i < g.count; ++i) {
             float* op = o + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_embd + r0;
             std::copy(dv + i * kPanelRows, dv + i * kPanelRows + n_rows, op);

@@ -23,6 +23,12 @@
 // compilation never instantiates them.
 #pragma once
 
+// The per-block steps below are each called once per 256 weights from a row loop; they must be
+// inlined into it (GCC's heuristics stopped doing so for the K formats once their unpacking
+// and per-row steps became separate functions: the block dot became a call, its float
+// accumulator a stack slot).
+#define TANDEM_BLOCK_STEP inline __attribute__((always_inline))
+
 namespace tandem::quant {
 namespace {
 
@@ -181,7 +187,7 @@ struct KBlockZmm {
 };
 
 template <Isa I>
-inline __m256i k_int_dot(const KBlockZmm& w, const BlockQ8K& a, __m512i acc512) {
+TANDEM_BLOCK_STEP __m256i k_int_dot(const KBlockZmm& w, const BlockQ8K& a, __m512i acc512) {
     for (int j = 0; j < 4; ++j)
         acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(w.u[j], _mm512_loadu_si512(a.qs + 64 * j)), w.s[j]);
     return sum_halves<I>(acc512);
@@ -189,7 +195,7 @@ inline __m256i k_int_dot(const KBlockZmm& w, const BlockQ8K& a, __m512i acc512) 
 
 // Formats with mins (Q2_K, Q4_K, Q5_K): d * int dot - dmin * (mins against bsums).
 template <Isa I>
-inline void k_mins_token(const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
+TANDEM_BLOCK_STEP void k_mins_token(const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
     const __m256i mins = _mm256_madd_epi16(load32(a.bsums), w.coef);  // [8] int32 sums of m * bsum
     const __m256i acc = k_int_dot<I>(w, a, _mm512_setzero_si512());
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * w.d), facc);
@@ -197,7 +203,7 @@ inline void k_mins_token(const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
 }
 
 template <Isa I>
-inline KBlockZmm k_unpack(const BlockQ2K& b) {
+TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ2K& b) {
     // scales[g]: low nibble the scale, high nibble the min of the 16 weights g.
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
     const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
@@ -215,10 +221,10 @@ inline KBlockZmm k_unpack(const BlockQ2K& b) {
     return w;
 }
 template <Isa I>
-inline void k_token(const BlockQ2K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
+TANDEM_BLOCK_STEP void k_token(const BlockQ2K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
 
 template <Isa I>
-inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
+TANDEM_BLOCK_STEP void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
     if constexpr (I == Isa::Avx512Vnni) {
         k_token<I>(&b, k_unpack<I>(b), a, facc);
     } else {
@@ -252,7 +258,7 @@ inline __m256i q3k_scales(const uint8_t* scales) {
 }
 
 template <Isa I>
-inline KBlockZmm k_unpack(const BlockQ3K& b) {
+TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ3K& b) {
     // u below is q + 4 (low 2 bits | 4 * hmask bit): the offset -4 sc goes against bsums.
     const __m256i sc16 = q3k_scales(b.scales);
     KBlockZmm w;
@@ -272,14 +278,14 @@ inline KBlockZmm k_unpack(const BlockQ3K& b) {
     return w;
 }
 template <Isa I>
-inline void k_token(const BlockQ3K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
+TANDEM_BLOCK_STEP void k_token(const BlockQ3K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
     const __m256i off = _mm256_madd_epi16(load32(a.bsums), w.coef);
     const __m256i acc = k_int_dot<I>(w, a, _mm512_zextsi256_si512(off));
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * w.d), facc);
 }
 
 template <Isa I>
-inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
+TANDEM_BLOCK_STEP void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
     if constexpr (I == Isa::Avx512Vnni) {
         k_token<I>(&b, k_unpack<I>(b), a, facc);
     } else {
@@ -312,7 +318,7 @@ inline __m128i k4_scales_mins(const uint8_t* scales) {
 }
 
 template <Isa I, typename Block>
-inline KBlockZmm k4_unpack(const Block& b) {
+TANDEM_BLOCK_STEP KBlockZmm k4_unpack(const Block& b) {
     const __m128i sm = k4_scales_mins(b.scales);
     const __m256i sc16 = _mm256_cvtepu8_epi16(sm);  // [8] scales, then [8] mins
     KBlockZmm w;
@@ -335,16 +341,16 @@ inline KBlockZmm k4_unpack(const Block& b) {
     return w;
 }
 template <Isa I>
-inline KBlockZmm k_unpack(const BlockQ4K& b) { return k4_unpack<I>(b); }
+TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ4K& b) { return k4_unpack<I>(b); }
 template <Isa I>
-inline KBlockZmm k_unpack(const BlockQ5K& b) { return k4_unpack<I>(b); }
+TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ5K& b) { return k4_unpack<I>(b); }
 template <Isa I>
-inline void k_token(const BlockQ4K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
+TANDEM_BLOCK_STEP void k_token(const BlockQ4K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
 template <Isa I>
-inline void k_token(const BlockQ5K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
+TANDEM_BLOCK_STEP void k_token(const BlockQ5K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
 
 template <Isa I, typename Block>
-inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
+TANDEM_BLOCK_STEP void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
     if constexpr (I == Isa::Avx512Vnni) {
         k_token<I>(&b, k_unpack<I>(b), a, facc);
     } else {
@@ -368,12 +374,12 @@ inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
 }
 
 template <Isa I>
-inline void block_dot(const BlockQ4K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
+TANDEM_BLOCK_STEP void block_dot(const BlockQ4K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
 template <Isa I>
-inline void block_dot(const BlockQ5K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
+TANDEM_BLOCK_STEP void block_dot(const BlockQ5K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
 
 template <Isa I>
-inline KBlockZmm k_unpack(const BlockQ6K& b) {
+TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ6K& b) {
     // u below is q + 32: the offset -32 sc goes against bsums.
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
     KBlockZmm w;
@@ -393,14 +399,14 @@ inline KBlockZmm k_unpack(const BlockQ6K& b) {
     return w;
 }
 template <Isa I>
-inline void k_token(const BlockQ6K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
+TANDEM_BLOCK_STEP void k_token(const BlockQ6K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) {
     const __m256i off = _mm256_madd_epi16(load32(a.bsums), w.coef);  // subtracted below
     const __m256i acc = k_int_dot<I>(w, a, _mm512_setzero_si512());
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * w.d), facc);
 }
 
 template <Isa I>
-inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
+TANDEM_BLOCK_STEP void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
     if constexpr (I == Isa::Avx512Vnni) {
         k_token<I>(&b, k_unpack<I>(b), a, facc);
     } else {
@@ -1086,7 +1092,7 @@ inline __m256i iq4_values(const uint8_t* qs) {
 }
 
 template <Isa I>
-inline void block_dot(const BlockIq4Xs& b, const BlockQ8K& a, __m256& facc) {
+TANDEM_BLOCK_STEP void block_dot(const BlockIq4Xs& b, const BlockQ8K& a, __m256& facc) {
     // Scales: low nibble of scales_l[i / 2] (nibble i % 2) | bits 2i..2i+1 of scales_h << 4, - 32.
     alignas(16) int16_t sc[8];
     const uint32_t lo = load_u32(b.scales_l), hi = b.scales_h;

@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
+#include "quant/vec_dot.h"
 #include "random_floats.h"
 
 namespace tandem::cpu {
@@ -148,6 +150,51 @@ TEST(Gemm, PackedActivationsFollowTheTileLayout) {
             const float want = t < n_tok ? quant::bf16_to_f32(quant::f32_to_bf16(static_cast<float>(t * 100 + i))) : 0.0f;
             ASSERT_EQ(quant::bf16_to_f32(packed[at]), want) << "token " << t << " value " << i;
         }
+}
+
+// The int8 panel product (cpu/gemm_i8.h) forms, per 256-block, the integers of the per-token
+// dot kernel from the same Q8_K activations, so each result equals quant::vec_dot's up to
+// float32 summation order: within 1e-5 * sum |w x| of the dequantized weights and the
+// activations. Token-group and row tails (5, 17, 33, 70 tokens; 13 rows), the packing's
+// token indirection (a reversed order), and NaN-poisoned packed activations and accumulators.
+TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
+    const GgmlType type = GgmlType::IQ1_S_U2;
+    if (!i8_gemm_supports(type)) GTEST_SKIP() << "no int8 products on this CPU's unit";
+    for (const int64_t n_in : {int64_t{2048}, int64_t{7168}}) {
+        const std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 7);
+        const uint64_t rb = quant_row_bytes(type, n_in);
+        std::vector<float> wf(static_cast<size_t>(n_in * kPanelRows));
+        for (int64_t r = 0; r < kPanelRows; ++r) quant::dequantize_row(type, w.data() + r * rb, wf.data() + r * n_in, n_in);
+        for (const int64_t n_tok : {int64_t{1}, int64_t{5}, int64_t{16}, int64_t{17}, int64_t{33}, int64_t{70}}) {
+            std::vector<float> x = random_floats(n_tok * n_in, 11 + static_cast<uint64_t>(n_tok), 1.0f);
+            for (size_t i = 0; i < x.size(); i += 997) x[i] *= 20.0f;  // outliers
+            std::vector<int32_t> rows(static_cast<size_t>(n_tok));
+            for (int64_t t = 0; t < n_tok; ++t) rows[static_cast<size_t>(t)] = static_cast<int32_t>(n_tok - 1 - t);
+            std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xFF);
+            pack_acts_i8(x.data(), n_in, rows.data(), n_tok, n_in, packed.data());
+            for (const int64_t n_rows : {kPanelRows, int64_t{13}}) {
+                SCOPED_TRACE(::testing::Message() << n_in << " x " << n_rows << ", " << n_tok << " tokens");
+                PanelScratch ps;
+                ps.acc.assign(64, kNaN);
+                float* out = ps.out_for(n_tok);
+                std::fill_n(out, n_tok * kPanelRows, kNaN);
+                panel_gemm_i8(type, w.data(), rb, n_rows, n_in, packed.data(), n_tok, out, ps);
+                std::vector<uint8_t> xq(quant_row_bytes(GgmlType::Q8_K, n_in));
+                for (int64_t t = 0; t < n_tok; ++t) {
+                    const float* xt = x.data() + int64_t{rows[static_cast<size_t>(t)]} * n_in;
+                    quant::quantize_row(GgmlType::Q8_K, xt, xq.data(), n_in);
+                    for (int64_t r = 0; r < n_rows; ++r) {
+                        double abs_dot = 0;
+                        for (int64_t i = 0; i < n_in; ++i) abs_dot += std::fabs(double(wf[static_cast<size_t>(r * n_in + i)]) * xt[i]);
+                        const float ref = quant::vec_dot(type, w.data() + r * rb, xq.data(), n_in);
+                        const float got = out[t * kPanelRows + r];
+                        ASSERT_TRUE(std::isfinite(got)) << "token " << t << " row " << r;
+                        ASSERT_NEAR(got, ref, 1e-5 * abs_dot) << "token " << t << " row " << r;
+                    }
+                }
+            }
+        }
+    }
 }
 
 }  // namespace

@@ -1,0 +1,204 @@
+#include "cpu/gemm_i8.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/check.h"
+#include "cpu/matmul.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/vec_dot.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+#define TANDEM_I8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+// NOTES: GCC 12's _mm512_undefined_epi32 (behind inserti64x4 and the reductions) is
+// `__m512i __Y = __Y;`, which -W(maybe-)uninitialized reports once inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+constexpr int64_t kQK = 256;
+constexpr int64_t kQuadBytes = 4096;          // [64 quads][16 tokens][4] u8 per block and group
+constexpr int64_t kSumsAt = kQuadBytes;       // [4 pairs][16 tokens][2] int16
+constexpr int64_t kScalesAt = kQuadBytes + 256;  // [16] float
+static_assert(kI8BlockBytes == kScalesAt + 64);
+
+// One weight row's 256-block, unpacked: its dot with a Q8_K block (q, sums of q per 32) is
+// d * (sum_e w_e q_e + sum_g c_g qsum_g) * (the activation scale), w unsigned bytes.
+struct I8Block {
+    uint8_t w[256];
+    int16_t c[8];
+    float d;
+    uint8_t pad[12];  // to 288 bytes, a multiple of 32
+};
+static_assert(sizeof(I8Block) == 288);
+
+uint32_t load_u32(const void* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// IQ1_S_U2 (quant/blocks.h): x = d * (2 sc + 1) * (u - 1 + delta), delta = +-1/8 per group of
+// 32, so x * 8 / d = w + c with w = 8 (2 sc + 1) u in [0, 240] and c = +-(2 sc + 1) - 8 (2 sc + 1)
+// per group: the integers of the per-token kernel (simd_kernels.h grid_block), whose block
+// factor is d / 8 as here.
+TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
+    // Group g's nibble (byte g): bits 0..2 the scale sc, bit 3 the sign of delta.
+    const __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.sc)));
+    const __m128i nib = _mm_and_si128(_mm_unpacklo_epi8(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
+    const __m128i scale8 = _mm_cvtepu8_epi16(
+        _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
+    const __m128i pm = _mm_cvtepi8_epi16(
+        _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.c), _mm_sub_epi16(pm, scale8));
+    const __m512i x = _mm512_loadu_si512(b.qs);
+    const __m512i scales = _mm512_castsi128_si512(scale8);
+    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
+    for (int c = 0; c < 4; ++c) {
+        // Weight 64c + j is bits 2c, 2c + 1 of qs[j]; bytes 0..31 are group 2c, 32..63 2c + 1.
+        const __m512i u = _mm512_and_si512(_mm512_srli_epi16(x, 2 * c), _mm512_set1_epi8(3));
+        const __m512i s16 = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(static_cast<int16_t>(2 * c))), scales);
+        // u * s <= 240: the low byte's product never carries into the high byte of a 16-bit lane.
+        _mm512_storeu_si512(out.w + 64 * c, _mm512_mullo_epi16(u, s16));
+    }
+    out.d = quant::fp16_to_f32(b.d) * 0.125f;
+}
+
+// facc[r][g] (16 floats at facc + r * 16 + g * 512) += rec[r]'s block times group g's block of
+// activations (acts[g]), for kRows weight rows and kGroups token groups: kRows x kGroups
+// accumulators, each VPDPBUSD a 4-byte broadcast of a weight row (unsigned) against 16 tokens'
+// 4 values (signed).
+template <int kRows, int kGroups>
+TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* acts, float* facc) {
+    static_assert(kRows * kGroups <= 16);
+    __m512i acc[kRows][kGroups];
+    for (int r = 0; r < kRows; ++r)
+        for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int q = 0; q < 64; ++q) {
+        __m512i a[kGroups];
+#pragma GCC unroll 4
+        for (int g = 0; g < kGroups; ++g) a[g] = _mm512_loadu_si512(acts[g] + 64 * q);
+#pragma GCC unroll 8
+        for (int r = 0; r < kRows; ++r) {
+            const __m512i w = _mm512_set1_epi32(static_cast<int>(load_u32(rec[r].w + 4 * q)));
+#pragma GCC unroll 4
+            for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], w, a[g]);
+        }
+    }
+    for (int p = 0; p < 4; ++p) {
+        __m512i s[kGroups];
+        for (int g = 0; g < kGroups; ++g) s[g] = _mm512_loadu_si512(acts[g] + kSumsAt + 64 * p);
+        for (int r = 0; r < kRows; ++r) {
+            const __m512i c = _mm512_set1_epi32(static_cast<int>(load_u32(rec[r].c + 2 * p)));
+            for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_dpwssd_epi32(acc[r][g], s[g], c);
+        }
+    }
+    for (int g = 0; g < kGroups; ++g) {
+        const __m512 scales = _mm512_loadu_ps(reinterpret_cast<const float*>(acts[g] + kScalesAt));
+        for (int r = 0; r < kRows; ++r) {
+            float* f = facc + r * 16 + g * 512;
+            const __m512 factor = _mm512_mul_ps(_mm512_set1_ps(rec[r].d), scales);
+            _mm512_storeu_ps(f, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][g]), factor, _mm512_loadu_ps(f)));
+        }
+    }
+}
+
+#pragma GCC diagnostic pop
+
+}  // namespace
+
+bool i8_gemm_supports(GgmlType type) {
+    return type == GgmlType::IQ1_S_U2 && gemm_unit() == GemmUnit::avx512 &&
+           quant::active_isa() == quant::Isa::Avx512Vnni;
+}
+
+uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
+    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    return static_cast<uint64_t>(n_groups * (n_in / kQK) * kI8BlockBytes);
+}
+
+void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed) {
+    if (n_in % kQK) fail("pack_acts_i8: rows of {} values are not whole 256-blocks", n_in);
+    const int64_t nb = n_in / kQK, n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    thread_local std::vector<quant::BlockQ8K> q;
+    q.resize(static_cast<size_t>(nb));
+    // Padding tokens: q, sums and scale 0.
+    const int64_t last = n_groups * kTokenGroup;
+    for (int64_t t = n_tok; t < last; ++t) {
+        const int64_t lane = t % kTokenGroup;
+        uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
+        for (int64_t k = 0; k < nb; ++k) {
+            uint8_t* blk = group + k * kI8BlockBytes;
+            for (int quad = 0; quad < 64; ++quad) std::memset(blk + quad * 64 + lane * 4, 0, 4);
+            for (int p = 0; p < 4; ++p) std::memset(blk + kSumsAt + p * 64 + lane * 4, 0, 4);
+            std::memset(blk + kScalesAt + lane * 4, 0, 4);
+        }
+    }
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const float* row = x + (rows ? rows[t] : t) * x_stride;
+        quant::quantize_row(GgmlType::Q8_K, row, q.data(), n_in);
+        const int64_t lane = t % kTokenGroup;
+        uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
+        for (int64_t k = 0; k < nb; ++k) {
+            const quant::BlockQ8K& b = q[static_cast<size_t>(k)];
+            uint8_t* blk = group + k * kI8BlockBytes;
+            for (int quad = 0; quad < 64; ++quad) {
+                std::memcpy(blk + quad * 64 + lane * 4, b.qs + 4 * quad, 4);
+            }
+            for (int p = 0; p < 4; ++p) {
+                const int16_t s[2] = {static_cast<int16_t>(b.bsums[4 * p] + b.bsums[4 * p + 1]),
+                                      static_cast<int16_t>(b.bsums[4 * p + 2] + b.bsums[4 * p + 3])};
+                std::memcpy(blk + kSumsAt + p * 64 + lane * 4, s, 4);
+            }
+            std::memcpy(blk + kScalesAt + lane * 4, &b.d, 4);
+        }
+    }
+}
+
+void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
+                   int64_t n_tok, float* out, PanelScratch& ps) {
+    if (!i8_gemm_supports(type)) fail("panel_gemm_i8: no int8 product for {} on this CPU", ggml_type_name(type));
+    if (n_rows <= 0 || n_rows > kPanelRows || n_in % kQK) fail("panel_gemm_i8: {} rows of {} values", n_rows, n_in);
+    const int64_t nb = n_in / kQK, n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    const int64_t rows_pad = (n_rows + 7) / 8 * 8;
+    float* facc = grow(ps.acc, static_cast<uint64_t>(n_groups * kPanelRows * kTokenGroup));
+    std::fill_n(facc, n_groups * kPanelRows * kTokenGroup, 0.0f);
+    auto* recs = reinterpret_cast<I8Block*>(grow(ps.i8_blocks, kPanelRows * sizeof(I8Block)));
+    std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(rows_pad - n_rows) * sizeof(I8Block));
+    auto block = [&](int64_t r, int64_t k) {
+        return reinterpret_cast<const quant::BlockIq1SU2*>(w + static_cast<uint64_t>(r) * row_bytes) + k;
+    };
+    for (int64_t k = 0; k < nb; ++k) {
+        for (int64_t r = 0; r < n_rows; ++r) unpack_iq1su2(*block(r, k), recs[r]);
+        const uint8_t* block0 = packed + k * kI8BlockBytes;  // group g's block k at + g * nb * kI8BlockBytes
+        const int64_t group_bytes = nb * kI8BlockBytes;
+        int64_t g = 0;
+        for (; g + 4 <= n_groups; g += 4) {
+            const uint8_t* a[4] = {block0 + g * group_bytes, block0 + (g + 1) * group_bytes, block0 + (g + 2) * group_bytes,
+                                   block0 + (g + 3) * group_bytes};
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) block_product<4, 4>(recs + r0, a, facc + g * 512 + r0 * 16);
+        }
+        for (; g + 2 <= n_groups; g += 2) {
+            const uint8_t* a[2] = {block0 + g * group_bytes, block0 + (g + 1) * group_bytes};
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) block_product<4, 2>(recs + r0, a, facc + g * 512 + r0 * 16);
+        }
+        for (; g < n_groups; ++g) {
+            const uint8_t* a[1] = {block0 + g * group_bytes};
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) block_product<8, 1>(recs + r0, a, facc + g * 512 + r0 * 16);
+        }
+    }
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const float* f = facc + (t / kTokenGroup) * 512 + t % kTokenGroup;
+        for (int64_t r = 0; r < n_rows; ++r) out[t * kPanelRows + r] = f[r * 16];
+    }
+}
+
+}  // namespace tandem::cpu

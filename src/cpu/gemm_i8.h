@@ -1,0 +1,43 @@
+// Int8 products on the vector units: weights whose integers fit an unsigned byte times one
+// scale per 256 weights, multiplied with 8-bit activations by VPDPBUSD (64 multiply-adds per
+// instruction against VDPBF16PS's 32).
+//
+// The activations are quantized as the per-token path quantizes them (quant::quantize_row to
+// Q8_K: one scale per 256 values, integers in [-127, 127]) and packed per group of 16 tokens,
+// a lane per token. The weights are unpacked per 256-block into 256 unsigned bytes w, an int16
+// coefficient per 32 weights against the activations' 32-value sums (the formats' offsets),
+// and a float scale. Each block's integer
+//     sum_e w_e q_e + sum_g c_g (sum of q over group g)
+// is exactly the one the per-token dot kernel (quant/simd_kernels.h) forms for that block,
+// so a result differs from the per-token path's only by the order of the float additions.
+//
+// So far IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked), on CPUs whose bf16
+// unit is the vector units (gemm_unit() == avx512: AVX-512 VNNI is part of it).
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/gemm.h"
+#include "gguf/types.h"
+
+namespace tandem::cpu {
+
+// Whether panel_gemm_i8 takes weights of `type`: a format it unpacks, on the vector units.
+bool i8_gemm_supports(GgmlType type);
+
+// Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of
+//   [64 quads][16 tokens][4] int8 (q), [4 pairs][16 tokens][2] int16 (sums of q over
+//   the 32 values of groups 2p, 2p + 1), [16] float (the token's Q8_K scale),
+// i.e. kI8BlockBytes per block per group. Tokens past n_tok have q = 0 and scale 0.
+inline constexpr int64_t kI8BlockBytes = 4096 + 256 + 64;
+uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in);
+// Token t's row is x + rows[t] * x_stride (rows may be null: row t). n_in a multiple of 256.
+void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed);
+
+// out[t * 32 + r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows <= kPanelRows: the
+// n_rows weight rows starting at w (row_bytes apart) times the packed tokens, as panel_gemm
+// (same output layout) but in int8. Requires i8_gemm_supports(type).
+void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
+                   int64_t n_tok, float* out, PanelScratch& ps);
+
+}  // namespace tandem::cpu
