@@ -468,7 +468,7 @@ void bm_kernel_pair(benchmark::State& state, GgmlType type) {
 }
 
 // One expert's gate matrix times n_tok tokens on the bf16 unit (gemm_unit()), on this thread;
-// with i8, the int8 product (cpu/gemm_i8.h) instead.
+// with i8, the int8 product (cpu/gemm_i8.h) on the same unit instead.
 void bm_panel(benchmark::State& state, GgmlType type, int n_tok, bool i8) {
     if (gemm_unit() == GemmUnit::none || (i8 && !i8_gemm_supports(type))) {
         state.SkipWithError(i8 ? "no int8 product for this format on this CPU" : "no AMX or AVX512-BF16");
@@ -653,7 +653,7 @@ void register_all() {
             benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok, false)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
         if (type == GgmlType::IQ1_S_U2)
-            for (int n_tok : {8, 16, 32, 64, 256})
+            for (int n_tok : {4, 8, 16, 32, 64, 256})
                 benchmark::RegisterBenchmark(("panel_i8/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok, true)
                     ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
         for (bool down : {false, true})

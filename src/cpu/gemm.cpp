@@ -25,6 +25,7 @@ namespace {
 struct UnitSupport {
     bool avx512 = false;  // AVX512 F, BW, VL, DQ, VNNI and BF16 (what quant::dequantize_row_bf16 runs on)
     bool amx = false;     // and AMX-TILE, AMX-BF16 with the tile data state granted
+    bool amx_int8 = false;  // and AMX-INT8
 };
 
 UnitSupport detect_units() {
@@ -42,7 +43,7 @@ UnitSupport detect_units() {
     const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17);
     const bool avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
     const bool vnni = c & (1u << 11);
-    const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+    const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24), amx_int8 = d & (1u << 25);
     unsigned a1, b1, c1, d1;
     if (max_subleaf < 1 || !__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) return u;
     const bool avx512_bf16 = a1 & (1u << 5);
@@ -51,6 +52,7 @@ UnitSupport detect_units() {
     // Linux hands out the 8 KiB tile data state only on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
     constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
     u.amx = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+    u.amx_int8 = u.amx && amx_int8;
     return u;
 }
 
@@ -106,6 +108,11 @@ const char* gemm_unit_name(GemmUnit unit) {
 }
 
 bool amx_available() { return gemm_unit() == GemmUnit::amx; }
+
+bool amx_int8_available() {
+    static const bool int8 = detect_units().amx_int8;
+    return amx_available() && int8;
+}
 
 __attribute__((target("amx-tile"))) void amx_configure_tiles() { _tile_loadconfig(&kTileConfig); }
 

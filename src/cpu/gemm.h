@@ -37,6 +37,8 @@ const char* gemm_unit_name(GemmUnit unit);  // "AMX", "AVX512-BF16", "none"
 
 // True when the tile unit runs the products here: gemm_unit() == GemmUnit::amx.
 bool amx_available();
+// amx_available() and the tile unit also multiplies bytes (AMX-INT8: cpu/gemm_i8.h).
+bool amx_int8_available();
 
 // Loads, on the calling thread, the tile configuration of every tile product in tandem
 // (palette 1; tiles 0-7 all 16 rows of 64 bytes). Requires amx_available().
@@ -85,6 +87,7 @@ struct PanelScratch {
     aligned_vector<uint16_t> chunk;  // [kPanelRows, chunk width] bf16
     aligned_vector<float> acc;       // [panels][token groups][2][16 rows][16 tokens] C tiles between chunks
     aligned_vector<uint8_t> i8_blocks;  // panel_gemm_i8's unpacked weight blocks (cpu/gemm_i8.h)
+    aligned_vector<int32_t> i8_tiles;   // and its C tiles of one block, on the tile unit
     std::vector<float> out;          // [n_tok, n_rows]
     float* out_for(int64_t n_tok, int64_t n_rows = kPanelRows);
 };

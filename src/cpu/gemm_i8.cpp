@@ -111,13 +111,63 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
     }
 }
 
+// The tile unit's part (AMX-INT8): C tiles 0, 1 (weight rows 0-15, 16-31) x token group g and
+// tiles 2, 3 the same for group g + 1 (if two) = the 32 rows' blocks (A: 16 rows of 64 weight
+// bytes, sizeof(I8Block) apart) times the groups' blocks (B: 16 quads of 16 tokens x 4 values),
+// four K steps of 64, stored to c ([4][16 rows][16 tokens] int32).
+#define TANDEM_AMX_I8_TARGET __attribute__((target("amx-tile,amx-int8")))
+TANDEM_AMX_I8_TARGET void tile_block(const I8Block* rec, const uint8_t* b0, const uint8_t* b1, bool two, int32_t* c) {
+    _tile_zero(0);
+    _tile_zero(1);
+    if (two) {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int k = 0; k < 4; ++k) {
+        _tile_loadd(4, rec[0].w + 64 * k, sizeof(I8Block));
+        _tile_loadd(5, rec[16].w + 64 * k, sizeof(I8Block));
+        _tile_loadd(6, b0 + 1024 * k, 64);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 5, 6);
+        if (two) {
+            _tile_loadd(7, b1 + 1024 * k, 64);
+            _tile_dpbusd(2, 4, 7);
+            _tile_dpbusd(3, 5, 7);
+        }
+    }
+    _tile_stored(0, c, 64);
+    _tile_stored(1, c + 256, 64);
+    if (two) {
+        _tile_stored(2, c + 512, 64);
+        _tile_stored(3, c + 768, 64);
+    }
+}
+TANDEM_AMX_I8_TARGET void tile_release() { _tile_release(); }
+
+// facc (16 floats per row at facc + r * 16) += the 32 rows' integers c (16 rows x 16 tokens
+// per tile, rows 16-31 at c + 256) plus the offset terms against the group's sums, scaled:
+// block_product's last two steps, so both units give the same bits.
+TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const uint8_t* acts, float* facc) {
+    __m512i s[4];
+    for (int p = 0; p < 4; ++p) s[p] = _mm512_loadu_si512(acts + kSumsAt + 64 * p);
+    const __m512 scales = _mm512_loadu_ps(reinterpret_cast<const float*>(acts + kScalesAt));
+    for (int r = 0; r < kPanelRows; ++r) {
+        __m512i acc = _mm512_loadu_si512(c + r * 16);
+        for (int p = 0; p < 4; ++p)
+            acc = _mm512_dpwssd_epi32(acc, s[p], _mm512_set1_epi32(static_cast<int>(load_u32(rec[r].c + 2 * p))));
+        float* f = facc + r * 16;
+        const __m512 factor = _mm512_mul_ps(_mm512_set1_ps(rec[r].d), scales);
+        _mm512_storeu_ps(f, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), factor, _mm512_loadu_ps(f)));
+    }
+}
+
 #pragma GCC diagnostic pop
 
 }  // namespace
 
 bool i8_gemm_supports(GgmlType type) {
-    return type == GgmlType::IQ1_S_U2 && gemm_unit() == GemmUnit::avx512 &&
-           quant::active_isa() == quant::Isa::Avx512Vnni;
+    return type == GgmlType::IQ1_S_U2 && quant::active_isa() == quant::Isa::Avx512Vnni &&
+           (gemm_unit() == GemmUnit::avx512 || amx_int8_available());
 }
 
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
@@ -173,6 +223,13 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
     std::fill_n(facc, n_groups * kPanelRows * kTokenGroup, 0.0f);
     auto* recs = reinterpret_cast<I8Block*>(grow(ps.i8_blocks, kPanelRows * sizeof(I8Block)));
     std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(rows_pad - n_rows) * sizeof(I8Block));
+    const bool amx = gemm_unit() == GemmUnit::amx;
+    int32_t* tiles = nullptr;  // the tile unit's C tiles of one block: [4][16][16]
+    if (amx) {
+        tiles = reinterpret_cast<int32_t*>(grow(ps.i8_tiles, 4 * 256));
+        std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
+        amx_configure_tiles();
+    }
     auto block = [&](int64_t r, int64_t k) {
         return reinterpret_cast<const quant::BlockIq1SU2*>(w + static_cast<uint64_t>(r) * row_bytes) + k;
     };
@@ -180,12 +237,17 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         for (int64_t r = 0; r < n_rows; ++r) unpack_iq1su2(*block(r, k), recs[r]);
         const uint8_t* block0 = packed + k * kI8BlockBytes;  // group g's block k at + g * nb * kI8BlockBytes
         const int64_t group_bytes = nb * kI8BlockBytes;
-        int64_t g = 0;
-        for (; g + 4 <= n_groups; g += 4) {
-            const uint8_t* a[4] = {block0 + g * group_bytes, block0 + (g + 1) * group_bytes, block0 + (g + 2) * group_bytes,
-                                   block0 + (g + 3) * group_bytes};
-            for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) block_product<4, 4>(recs + r0, a, facc + g * 512 + r0 * 16);
+        if (amx) {
+            for (int64_t g = 0; g < n_groups; g += 2) {
+                const bool two = g + 1 < n_groups;
+                const uint8_t* a0 = block0 + g * group_bytes;
+                tile_block(recs, a0, a0 + group_bytes, two, tiles);
+                tile_epilogue(tiles, recs, a0, facc + g * 512);
+                if (two) tile_epilogue(tiles + 512, recs, a0 + group_bytes, facc + (g + 1) * 512);
+            }
+            continue;
         }
+        int64_t g = 0;
         for (; g + 2 <= n_groups; g += 2) {
             const uint8_t* a[2] = {block0 + g * group_bytes, block0 + (g + 1) * group_bytes};
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) block_product<4, 2>(recs + r0, a, facc + g * 512 + r0 * 16);
@@ -195,6 +257,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) block_product<8, 1>(recs + r0, a, facc + g * 512 + r0 * 16);
         }
     }
+    if (amx) tile_release();
     for (int64_t t = 0; t < n_tok; ++t) {
         const float* f = facc + (t / kTokenGroup) * 512 + t % kTokenGroup;
         for (int64_t r = 0; r < n_rows; ++r) out[t * kPanelRows + r] = f[r * 16];

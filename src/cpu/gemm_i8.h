@@ -11,8 +11,14 @@
 // is exactly the one the per-token dot kernel (quant/simd_kernels.h) forms for that block,
 // so a result differs from the per-token path's only by the order of the float additions.
 //
+// On the tile unit (AMX-INT8) the 256-block products are TDPBUSD, four per pair of C tiles
+// (32 weight rows x 16 tokens each), and the vector units add the offset terms and apply the
+// scales to the stored C tiles: the same integers and float steps as on the vector units, so
+// both give the same bits.
+//
 // So far IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked), on CPUs whose bf16
-// unit is the vector units (gemm_unit() == avx512: AVX-512 VNNI is part of it).
+// unit is the vector units (gemm_unit() == avx512: AVX-512 VNNI is part of it) or the tile
+// unit with AMX-INT8.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +28,7 @@
 
 namespace tandem::cpu {
 
-// Whether panel_gemm_i8 takes weights of `type`: a format it unpacks, on the vector units.
+// Whether panel_gemm_i8 takes weights of `type`: a format it unpacks, on a unit it runs on.
 bool i8_gemm_supports(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of

@@ -23,10 +23,9 @@
 // compilation never instantiates them.
 #pragma once
 
-// The per-block steps below are each called once per 256 weights from a row loop; they must be
-// inlined into it (GCC's heuristics stopped doing so for the K formats once their unpacking
-// and per-row steps became separate functions: the block dot became a call, its float
-// accumulator a stack slot).
+// The several-rows kernels' per-block steps (k_unpack, k_token) are called once per 256
+// weights from a row loop and must be inlined into it, which GCC's heuristics do not always do
+// for functions of this size (a call, and the float accumulator a stack slot).
 #define TANDEM_BLOCK_STEP inline __attribute__((always_inline))
 
 namespace tandem::quant {
@@ -176,9 +175,11 @@ inline __m256i sum_halves(__m512i v) {
     return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
-// ---- AVX-512: a K-format block unpacked once, then dotted with any number of activation
-// rows (block_dot is the two steps for one row; the several-rows kernels below share the
-// unpacking). Per row: one maddubs + vpdpwssd per 64 weights, then the format's float step.
+// ---- AVX-512: a K-format block unpacked once (k_unpack), then dotted with any number of
+// activation rows (k_token): the several-rows kernels. Per row: one maddubs + vpdpwssd per 64
+// weights, then the format's float step; the integer lanes and the float steps are block_dot's
+// (whose one-row code keeps unpacking and dotting interleaved: as two steps, inlined, Q4_K
+// ran 27% slower on one Zen 4 thread, and a decode step on the Xeon with AMX took 45% longer).
 struct KBlockZmm {
     __m512i u[4];   // weights 64j .. 64j+63 as unsigned bytes
     __m512i s[4];   // the int16 scale of each of their maddubs lanes
@@ -224,24 +225,34 @@ template <Isa I>
 TANDEM_BLOCK_STEP void k_token(const BlockQ2K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
 
 template <Isa I>
-TANDEM_BLOCK_STEP void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
+inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
+    // scales[g]: low nibble the scale, high nibble the min of the 16 weights g.
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);  // [8] int32 sums of m * bsum
+    __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
-        k_token<I>(&b, k_unpack<I>(b), a, facc);
+        // Weights 64j .. 64j+63 are chunks 2j, 2j+1: qs bytes 32 (j/2) .. +31 at bits
+        // 4 (j%2) and 4 (j%2) + 2.
+        __m512i acc512 = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
+            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
+                                               _mm512_set1_epi8(3));
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+                                         scales64<I, false>(sc16, j));
+        }
+        acc = sum_halves<I>(acc512);
     } else {
-        // scales[g]: low nibble the scale, high nibble the min of the 16 weights g.
-        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
-        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
-        const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);  // [8] int32 sums of m * bsum
-        __m256i acc;
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = _mm256_setzero_si256();
         for (int c = 0; c < 8; ++c)
             acc = scaled_dot<I>(acc, q2k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
-        facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
     }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
+    facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
 }
 
 // Q3_K's 16 signed 6-bit scales as [16] int16 (see BlockQ3K): low nibbles from scales[0..7]
@@ -285,21 +296,33 @@ TANDEM_BLOCK_STEP void k_token(const BlockQ3K*, const KBlockZmm& w, const BlockQ
 }
 
 template <Isa I>
-TANDEM_BLOCK_STEP void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
+inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
+    // u below is q + 4 (low 2 bits | 4 * hmask bit): the offset -4 sc goes against bsums.
+    const __m256i sc16 = q3k_scales(b.scales);
+    const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));
+    __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
-        k_token<I>(&b, k_unpack<I>(b), a, facc);
+        // Chunks 2j, 2j+1 as Q2_K; their hmask bits are bits 2j, 2j+1 of hmask[l].
+        const __m512i hm = _mm512_broadcast_i64x4(load32(b.hmask));
+        __m512i acc512 = _mm512_zextsi256_si512(off);
+        for (int j = 0; j < 4; ++j) {
+            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
+            const __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
+                                                 _mm512_set1_epi8(3));
+            const __m512i h = _mm512_slli_epi16(_mm512_srlv_epi16(hm, half_shifts<I>(2 * j, 2 * j + 1)), 2);
+            const __m512i u = _mm512_ternarylogic_epi32(low, h, _mm512_set1_epi8(4), 0xF8);  // low | (h & 4)
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+                                         scales64<I, false>(sc16, j));
+        }
+        acc = sum_halves<I>(acc512);
     } else {
-        // u below is q + 4 (low 2 bits | 4 * hmask bit): the offset -4 sc goes against bsums.
-        const __m256i sc16 = q3k_scales(b.scales);
-        const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));
-        __m256i acc;
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = off;
         for (int c = 0; c < 8; ++c)
             acc = scaled_dot<I>(acc, q3k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
     }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
 // Q4_K / Q5_K: the 8 6-bit scales (bytes 0..7) and mins (bytes 8..15) of the 12 packed bytes
@@ -350,15 +373,29 @@ template <Isa I>
 TANDEM_BLOCK_STEP void k_token(const BlockQ5K*, const KBlockZmm& w, const BlockQ8K& a, __m256& facc) { k_mins_token<I>(w, a, facc); }
 
 template <Isa I, typename Block>
-TANDEM_BLOCK_STEP void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
+inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
+    const __m128i sm = k4_scales_mins(b.scales);
+    const __m256i sc16 = _mm256_cvtepu8_epi16(sm);                         // [8] scales, then [8] mins
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));  // min of each 16 weights
+    const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);
+    __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
-        k_token<I>(&b, k_unpack<I>(b), a, facc);
+        // Weights 64j .. 64j+63: low then high nibbles of qs bytes 32j .. 32j+31; Q5_K's
+        // fifth bits are bits 2j, 2j+1 of qh[l].
+        __m512i acc512 = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * j));
+            __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(0, 4)), _mm512_set1_epi8(0x0F));
+            if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
+                const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh)), half_shifts<I>(2 * j, 2 * j + 1));
+                // u | (h << 4 & 16)
+                u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);
+            }
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+                                         scales64<I, true>(sc16, j));
+        }
+        acc = sum_halves<I>(acc512);
     } else {
-        const __m128i sm = k4_scales_mins(b.scales);
-        const __m256i sc16 = _mm256_cvtepu8_epi16(sm);                         // [8] scales, then [8] mins
-        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));  // min of each 16 weights
-        const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);
-        __m256i acc;
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = _mm256_setzero_si256();
@@ -368,15 +405,15 @@ TANDEM_BLOCK_STEP void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& f
             acc = scaled_dot<I>(acc, lo, load32(a.qs + 64 * k), _mm256_set1_epi16(sc[2 * k]));
             acc = scaled_dot<I>(acc, hi, load32(a.qs + 64 * k + 32), _mm256_set1_epi16(sc[2 * k + 1]));
         }
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
-        facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
     }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
+    facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
 }
 
 template <Isa I>
-TANDEM_BLOCK_STEP void block_dot(const BlockQ4K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
+inline void block_dot(const BlockQ4K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
 template <Isa I>
-TANDEM_BLOCK_STEP void block_dot(const BlockQ5K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
+inline void block_dot(const BlockQ5K& b, const BlockQ8K& a, __m256& facc) { k4_block_dot<I>(b, a, facc); }
 
 template <Isa I>
 TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ6K& b) {
@@ -406,21 +443,34 @@ TANDEM_BLOCK_STEP void k_token(const BlockQ6K*, const KBlockZmm& w, const BlockQ
 }
 
 template <Isa I>
-TANDEM_BLOCK_STEP void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
+inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
+    // u below is q + 32: the offset -32 sc goes against bsums.
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_slli_epi16(sc16, 5));  // subtracted below
+    __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
-        k_token<I>(&b, k_unpack<I>(b), a, facc);
+        // Weights 64j .. 64j+63 are chunks 4 half + t, t = 2 (j%2) + {0, 1}, half = j / 2: the
+        // low nibbles (n = j % 2) of ql[half*64 .. +63] and bits 2t.. of qh[half*32 + l].
+        __m512i acc512 = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+            const int half = j / 2, t = 2 * (j % 2);
+            const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(b.ql + 64 * half), 4 * (j % 2)),
+                                                _mm512_set1_epi8(0x0F));
+            const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)),
+                                                half_shifts<I>(2 * t, 2 * t + 2));
+            const __m512i u = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+                                         scales64<I, false>(sc16, j));
+        }
+        acc = sum_halves<I>(acc512);
     } else {
-        // u below is q + 32: the offset -32 sc goes against bsums.
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
-        const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_slli_epi16(sc16, 5));  // subtracted below
-        __m256i acc;
         alignas(32) int16_t sc[16];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
         acc = _mm256_setzero_si256();
         for (int c = 0; c < 8; ++c)
             acc = scaled_dot<I>(acc, q6k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
     }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc, off)), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
 // ---- grid formats (IQ1_S, IQ2_*, IQ3_*) ----
@@ -1004,7 +1054,7 @@ void dot_iq1su2_rows(const void* w, const void* const* a, int n_act, int64_t n, 
 }
 
 // K formats (Q2_K .. Q6_K): each block unpacked once (k_unpack), then k_token per activation
-// row, the very steps block_dot takes for one row, so the results equal dot_k_row's.
+// row: the integer lanes and float steps of block_dot, so the results equal dot_k_row's.
 template <typename Block, int T>
 void dot_k_rows_chunk(const Block* wb, const BlockQ8K* const* a, int64_t nb, float* out) {
     constexpr Isa I = Isa::Avx512Vnni;
@@ -1092,7 +1142,7 @@ inline __m256i iq4_values(const uint8_t* qs) {
 }
 
 template <Isa I>
-TANDEM_BLOCK_STEP void block_dot(const BlockIq4Xs& b, const BlockQ8K& a, __m256& facc) {
+inline void block_dot(const BlockIq4Xs& b, const BlockQ8K& a, __m256& facc) {
     // Scales: low nibble of scales_l[i / 2] (nibble i % 2) | bits 2i..2i+1 of scales_h << 4, - 32.
     alignas(16) int16_t sc[8];
     const uint32_t lo = load_u32(b.scales_l), hi = b.scales_h;

@@ -367,12 +367,12 @@ TEST(MlaForms, DecompressedEqualsAbsorbed) {
 
 // Repacked routed experts (LoadOptions::repack, quant/repack.h) hold the same weights: the
 // logits of a two-sequence prefill in chunks and a decode step match the file's layout up to
-// float summation order (the dot kernels add the same integers in other lanes; the tile
-// path's bf16 weights are bit-identical). The chunks are of 6 tokens, so no expert gets the 8
-// from which IQ1_S takes the bf16 path on the vector units, where IQ1_S_U2 keeps its rows
-// kernel up to 24 (cpu::gemm_min_tokens): both layouts take the same path everywhere. A third
-// load in the file's layout after the repack released the file's pages reads them again from
-// the file: the first run's logits exactly.
+// float summation order (the dot kernels add the same integers in other lanes). The batches
+// are of 2 tokens, one per sequence, so no expert gets the 4 from which either layout may take
+// a tile path, and those differ by layout (IQ1_S: bf16; IQ1_S_U2: int8, cpu/gemm_i8.h, from
+// its own threshold): both layouts take the per-token path on every CPU. A third load in the
+// file's layout after the repack released the file's pages reads them again from the file:
+// the first run's logits exactly.
 TEST(Repack, SameLogitsAsTheFileLayout) {
     cpu::ThreadPool pool(2);
     SynthOptions o;
@@ -391,7 +391,7 @@ TEST(Repack, SameLogitsAsTheFileLayout) {
         bytes.push_back(m->bytes_per_token());
         const int64_t V = m->n_vocab();
         const auto a = some_tokens(21, 10, static_cast<int32_t>(V)), b = some_tokens(13, 12, static_cast<int32_t>(V));
-        logits.push_back(two_sequences_in_chunks(*m, a, b, {{0, 3}, {3, 6}, {6, 9}, {9, 12}, {12, 13}}));
+        logits.push_back(two_sequences_in_chunks(*m, a, b, {{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 6}}));
     }
     ASSERT_EQ(logits[0].size(), logits[1].size());
     EXPECT_LT(rel_diff(logits[1].data(), logits[0].data(), logits[0].size()), 1e-4);
