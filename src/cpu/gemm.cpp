@@ -132,7 +132,7 @@ int64_t gemm_min_tokens(GgmlType type) {
         // The int8 product (cpu/gemm_i8.h, which MoE experts take in place of bf16) wins from
         // about 12: 51 GMAC/s at 8 tokens, 121 at 16, against the rows kernel's 58-80.
         case GgmlType::IQ1_S_U2: return i8_gemm_supports(type) ? 12 : 24;
-        case GgmlType::Q6_K: return 32;
+        case GgmlType::Q6_K: return 48;
         default: return 16;
     }
 }
