@@ -12,7 +12,6 @@
 
 #include "core/check.h"
 #include "cpu/bf16_block.h"
-#include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -127,12 +126,11 @@ int64_t gemm_min_tokens(GgmlType type) {
     if (gemm_unit() == GemmUnit::amx) return 4;
     if (!quant::vec_dot_rows_fn(type)) return 8;
     // Where the rows kernel's rate (flat in the token count) meets bf16's (rising with it):
-    // bench_cpu rows/FMT/gate/tokN against panel/FMT/tokN on one Zen 4 thread.
+    // bench_cpu rows/FMT/gate/tokN against panel/FMT/tokN on one Zen 4 thread (gemm.h). Q2_K,
+    // Q3_K and Q5_K take Q4_K's, unmeasured.
     switch (type) {
-        // The int8 product (cpu/gemm_i8.h, which MoE experts take in place of bf16) wins from
-        // about 12: 51 GMAC/s at 8 tokens, 121 at 16, against the rows kernel's 58-80.
-        case GgmlType::IQ1_S_U2: return i8_gemm_supports(type) ? 12 : 24;
-        case GgmlType::Q6_K: return 48;
+        case GgmlType::IQ1_S_U2: return 24;
+        case GgmlType::Q6_K: return 48;  // between 32 (rows 67 GMAC/s, bf16 50) and 64 (68, 70)
         default: return 16;
     }
 }

@@ -54,11 +54,11 @@ bool gemm_supports(GgmlType type, int64_t n_in);
 // unit; 8 on the vector units, whose 16 lanes are 16 tokens (a product of 4 tokens costs as
 // much as one of 16 there; measured on Zen 4, Q4_K 2048x7168: per-token 0.84 ms at 4 tokens,
 // 1.65 at 8, bf16 1.77 and 1.64). On the vector units a format with a several-rows dot kernel
-// (quant::vec_dot_rows_fn) keeps the per-token path longer: 16 tokens, Q6_K 48, IQ1_S_U2 12
-// where its int8 product runs (cpu/gemm_i8.h), else 24. Measured with bench_cpu rows/ and
-// panel/ (7168 -> 2048, one Zen 4 thread), GMAC/s rows kernel against bf16: Q4_K 50 vs 47 at
-// 16 tokens, 50 vs 70 at 32; Q6_K 67 vs 50 at 32, 68 vs 70 at 64; IQ1_S_U2 74 vs 55 at 16,
-// 73 vs 84 at 32, and its int8 product 66 at 8 tokens, 136 at 16.
+// (quant::vec_dot_rows_fn) keeps the per-token path longer: 16 tokens, Q6_K 48, IQ1_S_U2 24.
+// Measured with bench_cpu rows/ and panel/ (7168 -> 2048, one Zen 4 thread), GMAC/s rows
+// kernel against bf16: Q4_K 50 vs 47 at 16 tokens, 50 vs 70 at 32; Q6_K 67 vs 50 at 32, 68
+// vs 70 at 64; IQ1_S_U2 74 vs 55 at 16, 73 vs 84 at 32. (MoE experts whose formats have an
+// int8 product take that instead, from i8_min_tokens: cpu/gemm_i8.h.)
 int64_t gemm_min_tokens(GgmlType type);
 // Whether a product of n_tok tokens should take it: supported and n_tok >= gemm_min_tokens(type).
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok);

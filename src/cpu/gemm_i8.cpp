@@ -47,8 +47,10 @@ uint32_t load_u32(const void* p) {
 
 // IQ1_S_U2 (quant/blocks.h): x = d * (2 sc + 1) * (u - 1 + delta), delta = +-1/8 per group of
 // 32, so x * 8 / d = w + c with w = 8 (2 sc + 1) u in [0, 240] and c = +-(2 sc + 1) - 8 (2 sc + 1)
-// per group: the integers of the per-token kernel (simd_kernels.h grid_block), whose block
-// factor is d / 8 as here.
+// per group: the integers of the per-token kernel (quant/simd_kernels.h iq1su2_scales and
+// grid_block), whose block factor is d / 8 as here. NOTES: written again here rather than
+// shared: the kernels there are compiled per instruction set with internal linkage, and an
+// inline function shared with this AVX-512 file could hand an AVX2-only CPU its AVX-512 copy.
 TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
     // Group g's nibble (byte g): bits 0..2 the scale sc, bit 3 the sign of delta.
     const __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.sc)));
@@ -162,6 +164,8 @@ TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const 
 }
 
 #pragma GCC diagnostic pop
+#undef TANDEM_I8_TARGET
+#undef TANDEM_AMX_I8_TARGET
 
 }  // namespace
 
@@ -170,47 +174,61 @@ bool i8_gemm_supports(GgmlType type) {
            (gemm_unit() == GemmUnit::avx512 || amx_int8_available());
 }
 
+int64_t i8_min_tokens() { return gemm_unit() == GemmUnit::amx ? 6 : 12; }
+
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
     const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
     return static_cast<uint64_t>(n_groups * (n_in / kQK) * kI8BlockBytes);
 }
 
-void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed) {
-    if (n_in % kQK) fail("pack_acts_i8: rows of {} values are not whole 256-blocks", n_in);
-    const int64_t nb = n_in / kQK, n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
-    thread_local std::vector<quant::BlockQ8K> q;
-    q.resize(static_cast<size_t>(nb));
-    // Padding tokens: q, sums and scale 0.
-    const int64_t last = n_groups * kTokenGroup;
-    for (int64_t t = n_tok; t < last; ++t) {
-        const int64_t lane = t % kTokenGroup;
-        uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
-        for (int64_t k = 0; k < nb; ++k) {
-            uint8_t* blk = group + k * kI8BlockBytes;
+namespace {
+
+// Token t's lane of every block of its group: a Q8_K row (q null: the padding, all zero).
+void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, uint8_t* packed) {
+    const int64_t lane = t % kTokenGroup;
+    uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
+    for (int64_t k = 0; k < nb; ++k) {
+        uint8_t* blk = group + k * kI8BlockBytes;
+        if (!q) {
             for (int quad = 0; quad < 64; ++quad) std::memset(blk + quad * 64 + lane * 4, 0, 4);
             for (int p = 0; p < 4; ++p) std::memset(blk + kSumsAt + p * 64 + lane * 4, 0, 4);
             std::memset(blk + kScalesAt + lane * 4, 0, 4);
+            continue;
         }
+        const quant::BlockQ8K& b = q[k];
+        for (int quad = 0; quad < 64; ++quad) std::memcpy(blk + quad * 64 + lane * 4, b.qs + 4 * quad, 4);
+        for (int p = 0; p < 4; ++p) {
+            const int16_t sums[2] = {static_cast<int16_t>(b.bsums[4 * p] + b.bsums[4 * p + 1]),
+                                     static_cast<int16_t>(b.bsums[4 * p + 2] + b.bsums[4 * p + 3])};
+            std::memcpy(blk + kSumsAt + p * 64 + lane * 4, sums, 4);
+        }
+        std::memcpy(blk + kScalesAt + lane * 4, &b.d, 4);
     }
+}
+
+void check_width(int64_t n_in) {
+    if (n_in <= 0 || n_in % kQK) fail("int8 activations: rows of {} values are not whole 256-blocks", n_in);
+}
+
+}  // namespace
+
+void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed) {
+    check_width(n_in);
+    const int64_t nb = n_in / kQK, last = (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
+    thread_local std::vector<quant::BlockQ8K> q;
+    q.resize(static_cast<size_t>(nb));
     for (int64_t t = 0; t < n_tok; ++t) {
-        const float* row = x + (rows ? rows[t] : t) * x_stride;
-        quant::quantize_row(GgmlType::Q8_K, row, q.data(), n_in);
-        const int64_t lane = t % kTokenGroup;
-        uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
-        for (int64_t k = 0; k < nb; ++k) {
-            const quant::BlockQ8K& b = q[static_cast<size_t>(k)];
-            uint8_t* blk = group + k * kI8BlockBytes;
-            for (int quad = 0; quad < 64; ++quad) {
-                std::memcpy(blk + quad * 64 + lane * 4, b.qs + 4 * quad, 4);
-            }
-            for (int p = 0; p < 4; ++p) {
-                const int16_t s[2] = {static_cast<int16_t>(b.bsums[4 * p] + b.bsums[4 * p + 1]),
-                                      static_cast<int16_t>(b.bsums[4 * p + 2] + b.bsums[4 * p + 3])};
-                std::memcpy(blk + kSumsAt + p * 64 + lane * 4, s, 4);
-            }
-            std::memcpy(blk + kScalesAt + lane * 4, &b.d, 4);
-        }
+        quant::quantize_row(GgmlType::Q8_K, x + (rows ? rows[t] : t) * x_stride, q.data(), n_in);
+        pack_lane(q.data(), t, nb, packed);
     }
+    for (int64_t t = n_tok; t < last; ++t) pack_lane(nullptr, t, nb, packed);
+}
+
+void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed) {
+    check_width(n_in);
+    const int64_t nb = n_in / kQK, last = (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
+    for (int64_t t = 0; t < n_tok; ++t) pack_lane(static_cast<const quant::BlockQ8K*>(q8_rows[t]), t, nb, packed);
+    for (int64_t t = n_tok; t < last; ++t) pack_lane(nullptr, t, nb, packed);
 }
 
 void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
@@ -241,7 +259,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             for (int64_t g = 0; g < n_groups; g += 2) {
                 const bool two = g + 1 < n_groups;
                 const uint8_t* a0 = block0 + g * group_bytes;
-                tile_block(recs, a0, a0 + group_bytes, two, tiles);
+                tile_block(recs, a0, two ? a0 + group_bytes : nullptr, two, tiles);
                 tile_epilogue(tiles, recs, a0, facc + g * 512);
                 if (two) tile_epilogue(tiles + 512, recs, a0 + group_bytes, facc + (g + 1) * 512);
             }

@@ -30,6 +30,10 @@ namespace tandem::cpu {
 
 // Whether panel_gemm_i8 takes weights of `type`: a format it unpacks, on a unit it runs on.
 bool i8_gemm_supports(GgmlType type);
+// The fewest tokens for which it beats the rows dot kernel (quant::DotRows), one thread,
+// IQ1_S_U2 7168 -> 2048, GMAC/s: on the vector units 12 (Zen 4: int8 66 at 8 tokens, 136 at
+// 16; rows 76 and 74), on the tile unit 6 (the Xeon: int8 32 at 4, 65 at 8; rows 55 and 45).
+int64_t i8_min_tokens();
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of
 //   [64 quads][16 tokens][4] int8 (q), [4 pairs][16 tokens][2] int16 (sums of q over
@@ -39,6 +43,8 @@ inline constexpr int64_t kI8BlockBytes = 4096 + 256 + 64;
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in);
 // Token t's row is x + rows[t] * x_stride (rows may be null: row t). n_in a multiple of 256.
 void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed);
+// The same from rows already quantized to Q8_K (quant::quantize_row): token t's at q8_rows[t].
+void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed);
 
 // out[t * 32 + r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows <= kPanelRows: the
 // n_rows weight rows starting at w (row_bytes apart) times the packed tokens, as panel_gemm

@@ -19,28 +19,39 @@ inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
 // Pairs of one expert per call of its several-rows dot kernel (quant::DotRows).
 constexpr int32_t kDotChunk = 64;
 
-// The tile path's two phases share this: pack, for every tiled expert, the rows of its pairs
-// (rows[first + i]) of the [*, n_in] activations `a` into `packed` (for the bf16 products, or
-// with i8 for the int8 ones: cpu/gemm_i8.h), then call, on all threads, fn(group, its packed
-// rows, r0, n_rows, the thread's PanelScratch) for every (expert, panel of kPanelRows of its
-// n_out output rows).
+// How a phase's tiled experts take their activations: the rows of their pairs (rows[first + i])
+// of the [*, n_in] floats `a`, packed for the bf16 products; or, with i8, for the int8 ones
+// (cpu/gemm_i8.h), from those floats or, where q8_rows is given, from each pair's row already
+// quantized to Q8_K (q8_rows[first + i]).
+struct PhaseActs {
+    const float* a;
+    int64_t n_in;
+    const int32_t* rows;
+    bool i8;
+    const void* const* q8_rows;
+};
+
+// The tile path's two phases share this: pack, for every tiled expert, its pairs' activations
+// into `packed`, then call, on all threads, fn(group, its packed rows, r0, n_rows, the thread's
+// PanelScratch) for every (expert, panel of kPanelRows of its n_out output rows).
 template <typename Fn>
-void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vector<int32_t>& tiled, const float* a,
-                          int64_t n_in, const int32_t* rows, bool i8, aligned_vector<uint16_t>& packed, int64_t n_out,
-                          Fn&& fn) {
+void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vector<int32_t>& tiled, const PhaseActs& in,
+                          aligned_vector<uint16_t>& packed, int64_t n_out, Fn&& fn) {
+    const int64_t n_in = in.n_in;
     auto& at = scratch.packed_at;  // in uint16 elements
     at.assign(tiled.size() + 1, 0);
     for (size_t j = 0; j < tiled.size(); ++j) {
         const int64_t count = scratch.groups[static_cast<size_t>(tiled[j])].count;
-        at[j + 1] = at[j] + (i8 ? (packed_acts_i8_bytes(count, n_in) + 63) / 64 * 32 : packed_acts_size(count, n_in));
+        at[j + 1] = at[j] + (in.i8 ? (packed_acts_i8_bytes(count, n_in) + 63) / 64 * 32 : packed_acts_size(count, n_in));
     }
     uint16_t* dst = grow(packed, at.back());
     pool.parallel_for(static_cast<int64_t>(tiled.size()), [&](int64_t j0, int64_t j1, int) {
         for (int64_t j = j0; j < j1; ++j) {
             const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(tiled[static_cast<size_t>(j)])];
             uint16_t* p = dst + at[static_cast<size_t>(j)];
-            if (i8) pack_acts_i8(a, n_in, rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
-            else pack_acts(a, n_in, rows + g.first, g.count, n_in, p);
+            if (in.i8 && in.q8_rows) pack_q8k_i8(in.q8_rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
+            else if (in.i8) pack_acts_i8(in.a, n_in, in.rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
+            else pack_acts(in.a, n_in, in.rows + g.first, g.count, n_in, p);
         }
     });
     if (scratch.threads.size() < static_cast<size_t>(pool.n_threads())) scratch.threads.resize(static_cast<size_t>(pool.n_threads()));
@@ -55,12 +66,14 @@ void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vect
     });
 }
 
-// h[p] = SiLU(gate x[t]) * up x[t] for the pairs p (token t) of the tiled experts.
-void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, MoeScratch& scratch, float* h) {
+// h[p] = SiLU(gate x[t]) * up x[t] for the pairs p (token t) of the tiled experts; with i8 (the
+// int8 products), from the pairs' rows as quantized for gate (gate_acts, in pair order).
+void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, bool i8, const void* const* gate_acts,
+                   MoeScratch& scratch, float* h) {
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes, up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
-    const bool i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type);
-    for_each_tiled_panel(pool, scratch, scratch.tiled_gate_up, x, n_embd, scratch.pair_tok.data(), i8, scratch.packed_x, n_ff,
+    const PhaseActs in{x, n_embd, scratch.pair_tok.data(), i8, gate_acts};
+    for_each_tiled_panel(pool, scratch, scratch.tiled_gate_up, in, scratch.packed_x, n_ff,
                          [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
         float* gv = ps.out_for(2 * int64_t{g.count});  // [count, 32] gate, then [count, 32] up
         float* uv = gv + int64_t{g.count} * kPanelRows;
@@ -83,11 +96,11 @@ void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, Moe
 }
 
 // o[p] = down h[p] for the pairs of the tiled experts.
-void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, MoeScratch& scratch, float* o) {
+void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, bool i8, MoeScratch& scratch, float* o) {
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
-    const bool i8 = i8_gemm_supports(w.down_type);
-    for_each_tiled_panel(pool, scratch, scratch.tiled_down, h, n_ff, scratch.pair_order.data(), i8, scratch.packed_h, n_embd,
+    const PhaseActs in{h, n_ff, scratch.pair_order.data(), i8, nullptr};
+    for_each_tiled_panel(pool, scratch, scratch.tiled_down, in, scratch.packed_h, n_embd,
                          [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
         float* dv = ps.out_for(g.count);  // [count, 32]
         const uint8_t* down = w.down + static_cast<uint64_t>(g.expert) * down_mat + static_cast<uint64_t>(r0) * w.down_row_bytes;
@@ -164,8 +177,11 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     tiled_dn.clear();
     const bool gu_ok = gemm_supports(w.gate_type, n_embd) && gemm_supports(w.up_type, n_embd);
     const bool dn_ok = gemm_supports(w.down_type, n_ff);
-    const int64_t gu_min = std::max(gemm_min_tokens(w.gate_type), gemm_min_tokens(w.up_type));
-    const int64_t dn_min = gemm_min_tokens(w.down_type);
+    // Formats with an int8 product take it instead of bf16, from its own threshold.
+    const bool gu_i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type);
+    const bool dn_i8 = i8_gemm_supports(w.down_type);
+    const int64_t gu_min = gu_i8 ? i8_min_tokens() : std::max(gemm_min_tokens(w.gate_type), gemm_min_tokens(w.up_type));
+    const int64_t dn_min = dn_i8 ? i8_min_tokens() : gemm_min_tokens(w.down_type);
     auto& gu_flag = scratch.group_tiled_gate_up;
     auto& dn_flag = scratch.group_tiled_down;
     gu_flag.assign(groups.size(), 0);
@@ -280,7 +296,8 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
         }
     });
 
-    if (!tiled_gu.empty()) tiled_gate_up(pool, w, x, scratch, h);
+    // The int8 products take gate's Q8_K rows as quantized above (IQ1_S_U2 pairs with Q8_K).
+    if (!tiled_gu.empty()) tiled_gate_up(pool, w, x, gu_i8, gate_acts, scratch, h);
 
     // h quantized for the per-token down products (the tiled experts pack h themselves).
     const int64_t n_active = static_cast<int64_t>(order.size());
@@ -296,7 +313,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
             quant::quantize_row(down_act, h + p * n_ff, hq + static_cast<uint64_t>(p) * hq_row, n_ff);
         }
     });
-    if (!tiled_dn.empty()) tiled_down(pool, w, h, scratch, o);
+    if (!tiled_dn.empty()) tiled_down(pool, w, h, dn_i8, scratch, o);
 
     // Down, then the weighted sum over each token's slots in slot order (so a token's result
     // does not depend on what else is in the batch). Rows [r0, r1) of out belong to one thread.

@@ -12,7 +12,10 @@
 // An expert chosen by gemm_min_tokens(type) or more tokens of the batch (prefill) goes through
 // the bf16 products instead, where the CPU has a unit for them (cpu/gemm.h: AMX or AVX512-BF16):
 // its matrices are dequantized once, 32 rows at a time, and multiplied with all of its tokens;
-// threads take whole panels. Gate/up and down decide separately (their formats may differ).
+// threads take whole panels. Formats with an int8 product (cpu/gemm_i8.h: IQ1_S_U2) take that
+// instead, from i8_min_tokens(). Gate/up and down decide separately (their formats may differ).
+// Below those counts an expert's tokens are dotted together, several per weight row
+// (quant::DotRows).
 #pragma once
 
 #include <cstdint>
@@ -56,7 +59,9 @@ struct MoeScratch {
     std::vector<uint8_t> hq;              // [n_tok * k] h rows quantized for down
     std::vector<float> o;                 // [n_tok * k, n_embd] down h per (token, slot)
     std::vector<int32_t> pair_order;      // pairs t * k + s grouped by expert
-    std::vector<const void*> acts;        // quantized activation rows per pair (gate, up, down), dense expert's
+    // Quantized activation rows, [3 * pairs + 2 * n_tok]: gate's, up's and down's per pair (pair
+    // order), then the dense expert's x and hidden rows per token (when it runs fused).
+    std::vector<const void*> acts;
     std::vector<Group> groups;            // one per distinct selected expert, ascending
     // The tile path (experts with gemm_min_tokens(type) or more pairs), per phase:
     std::vector<int32_t> pair_tok;                  // [pairs] token of pair_order[i]
@@ -77,7 +82,9 @@ struct MoeScratch {
 // x: [n_tok, n_embd] f32; expert_ids, expert_w: [n_tok, k] (k <= 64); out: [n_tok, n_embd],
 // overwritten. An id < 0 marks a slot handled elsewhere (e.g. an expert on the GPU): it adds
 // nothing. Ids >= n_expert throw tandem::Error. On the per-token path token t's output is
-// bit-identical to a call with that token alone; the bf16 path agrees within bf16 rounding.
+// bit-identical to a call with that token alone; the bf16 path agrees within bf16 rounding, the
+// int8 path up to float summation order (and what that moves in the 8-bit rounding of the
+// hidden rows for down).
 // With `shared`, out also gets that expert's output for every token (weight 1), bit for bit what
 // separate products (cpu::matmul, or cpu::gemm where it applies to n_tok tokens) give; in a
 // small batch its rows run in the same jobs as the routed experts' rows, which saves a decode

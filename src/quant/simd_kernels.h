@@ -697,18 +697,24 @@ inline __m128i iq1su2_nibbles(const BlockIq1SU2& b) {
     return _mm_and_si128(_mm_unpacklo_epi8(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
 }
 
+// IQ1_S_U2 group g's scale and offset as [8] int16: scale8 = 8 s and off = +-s - 8 s, s = 2 (n
+// & 7) + 1 of its nibble n, minus where bit 3 is set (by table lookups). With w = 8 s u per
+// weight (u in {0, 1, 2}) the block's integer is sum w q + sum_g off_g (sum of q over group g).
+inline void iq1su2_scales(const BlockIq1SU2& b, __m128i& scale8, __m128i& off) {
+    const __m128i nib = iq1su2_nibbles(b);
+    scale8 = _mm_cvtepu8_epi16(
+        _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
+    const __m128i pm = _mm_cvtepi8_epi16(
+        _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
+    off = _mm_sub_epi16(pm, scale8);
+}
+
 // IQ1_S_U2 (IQ1_S with its grid values written out, quant/repack.h): IQ1_S's integers above,
 // but u is 2 bits at a fixed place: a shift and a mask per 64 weights instead of a gather.
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq1SU2& b, const BlockQ8K& a) {
-    // Group g's nibble n (byte g), then 8 s and +-s (s = 2 (n & 7) + 1, minus where bit 3 is
-    // set) by table lookups, widened to [8] int16.
-    const __m128i nib = iq1su2_nibbles(b);
-    const __m128i scale8 = _mm_cvtepu8_epi16(
-        _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
-    const __m128i pm = _mm_cvtepi8_epi16(
-        _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
-    const __m128i off = _mm_sub_epi16(pm, scale8);  // +-s - 8 s
+    __m128i scale8, off;
+    iq1su2_scales(b, scale8, off);
     if constexpr (I == Isa::Avx512Vnni) {
         // Group g's offset in the int16 lanes 2g, 2g + 1 of the per-16 activation sums.
         const __m256i off16 = _mm256_permutexvar_epi16(
@@ -999,13 +1005,10 @@ void dot_iq1su2_rows_chunk(const BlockIq1SU2* wb, const BlockQ8K* const* a, int6
     for (int64_t k = 0; k < nb; ++k) {
         const BlockIq1SU2& b = wb[k];
         prefetch_ahead(wb + k);
-        const __m128i nib = iq1su2_nibbles(b);
-        const __m128i scale8 = _mm_cvtepu8_epi16(
-            _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
-        const __m128i pm = _mm_cvtepi8_epi16(
-            _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
+        __m128i scale8, off;
+        iq1su2_scales(b, scale8, off);
         const __m256i off16 = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
-                                                       _mm256_castsi128_si256(_mm_sub_epi16(pm, scale8)));
+                                                       _mm256_castsi128_si256(off));
         const __m512i x = _mm512_loadu_si512(b.qs);
         const __m512i scales = _mm512_castsi128_si512(scale8);
         __m512i w[4];
@@ -1055,9 +1058,8 @@ void dot_iq1su2_rows(const void* w, const void* const* a, int n_act, int64_t n, 
 
 // K formats (Q2_K .. Q6_K): each block unpacked once (k_unpack), then k_token per activation
 // row: the integer lanes and float steps of block_dot, so the results equal dot_k_row's.
-template <typename Block, int T>
+template <Isa I, typename Block, int T>
 void dot_k_rows_chunk(const Block* wb, const BlockQ8K* const* a, int64_t nb, float* out) {
-    constexpr Isa I = Isa::Avx512Vnni;
     __m256 facc[T];
     for (int t = 0; t < T; ++t) facc[t] = _mm256_setzero_ps();
     for (int64_t k = 0; k < nb; ++k) {
@@ -1072,7 +1074,7 @@ template <Isa I, typename Block>
 void dot_k_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     const auto* wb = static_cast<const Block*>(w);
     const auto* const* ab = reinterpret_cast<const BlockQ8K* const*>(a);
-    for_row_chunks(n_act, [&](auto t, int j) { dot_k_rows_chunk<Block, decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+    for_row_chunks(n_act, [&](auto t, int j) { dot_k_rows_chunk<I, Block, decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
 }
 
 // Q8_0 . Q8_0: signed weights, so |w| goes in the unsigned operand and w's sign onto qa.
@@ -1363,3 +1365,5 @@ VecDotFn simd_kernel(GgmlType type) {
 
 }  // namespace
 }  // namespace tandem::quant
+
+#undef TANDEM_BLOCK_STEP

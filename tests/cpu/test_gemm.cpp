@@ -156,7 +156,9 @@ TEST(Gemm, PackedActivationsFollowTheTileLayout) {
 // dot kernel from the same Q8_K activations, so each result equals quant::vec_dot's up to
 // float32 summation order: within 1e-5 * sum |w x| of the dequantized weights and the
 // activations. Token-group and row tails (5, 17, 33, 70 tokens; 13 rows), the packing's
-// token indirection (a reversed order), and NaN-poisoned packed activations and accumulators.
+// token indirection (a reversed order), poisoned packed activations and unpacked-weight
+// scratch, and one scratch reused from a full panel to a partial one (its padding rows must be
+// cleared). Packing from Q8_K rows (pack_q8k_i8) gives the same bytes as from floats.
 TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
     const GgmlType type = GgmlType::IQ1_S_U2;
     if (!i8_gemm_supports(type)) GTEST_SKIP() << "no int8 products on this CPU's unit";
@@ -172,10 +174,19 @@ TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
             for (int64_t t = 0; t < n_tok; ++t) rows[static_cast<size_t>(t)] = static_cast<int32_t>(n_tok - 1 - t);
             std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xFF);
             pack_acts_i8(x.data(), n_in, rows.data(), n_tok, n_in, packed.data());
+            const uint64_t q8_row = quant_row_bytes(GgmlType::Q8_K, n_in);
+            std::vector<uint8_t> q8(q8_row * static_cast<uint64_t>(n_tok)), packed_q8(packed.size(), 0xFF);
+            std::vector<const void*> q8_rows;
+            for (int64_t t = 0; t < n_tok; ++t) {
+                quant::quantize_row(GgmlType::Q8_K, x.data() + int64_t{rows[static_cast<size_t>(t)]} * n_in, q8.data() + t * q8_row, n_in);
+                q8_rows.push_back(q8.data() + t * q8_row);
+            }
+            pack_q8k_i8(q8_rows.data(), n_tok, n_in, packed_q8.data());
+            ASSERT_EQ(packed_q8, packed);
+            PanelScratch ps;
             for (const int64_t n_rows : {kPanelRows, int64_t{13}}) {
                 SCOPED_TRACE(::testing::Message() << n_in << " x " << n_rows << ", " << n_tok << " tokens");
-                PanelScratch ps;
-                ps.acc.assign(64, kNaN);
+                std::fill(ps.i8_blocks.begin(), ps.i8_blocks.end(), uint8_t{0xFF});  // NaN scales, large bytes
                 float* out = ps.out_for(n_tok);
                 std::fill_n(out, n_tok * kPanelRows, kNaN);
                 panel_gemm_i8(type, w.data(), rb, n_rows, n_in, packed.data(), n_tok, out, ps);

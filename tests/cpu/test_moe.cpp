@@ -302,15 +302,16 @@ TEST(Moe, R1LayerIq1sGateUpIq2xxsDownTop8Of256) {
 
 // IQ1_S_U2 experts (the layout the model repacks IQ1_S into) have a several-rows dot kernel
 // on AVX-512 VNNI (tokens sharing an expert dotted together, bit-identical to each alone) and
-// an int8 product (cpu/gemm_i8.h; from 12 tokens on the vector units, 4 on the tile unit),
+// an int8 product (cpu/gemm_i8.h; from 12 tokens on the vector units, 6 on the tile unit),
 // equal to the per-token dots up to float summation order. 20 tokens over 10 experts give
-// groups of about 16, on either side of 12: against each token alone, within 1% of the output's RMS where the int8
-// product is what the tile path takes (measured 0.14%: a last-bit difference in a hidden
-// value can move its 8-bit rounding for the down product), else within check_moe's bf16
-// bound. With IQ2_XXS down (the first MoE layer of Unsloth's UD-IQ1_S) and 3 tokens (no
-// expert can get the 4 from which a tile path may start), gate/up run the rows kernel on up to
-// 3 rows and down one dot per token: bit-identical.
-TEST(Moe, R1LayerIq1sU2SharedExpertsBatchMatchesSingleTokens) {
+// groups of about 16, mostly past those thresholds: each token alone must match the batch
+// within 1% of the output's RMS where the int8 product is what the tile path takes (measured
+// 0.14%: a last-bit difference in a hidden value can move its 8-bit rounding for the down
+// product), else within check_moe's bf16 bound. With IQ2_XXS down (the first MoE layer of
+// Unsloth's UD-IQ1_S) and 3 tokens (no expert can get the 4 from which a tile path may
+// start), gate/up run the rows kernel on up to 3 rows and down one dot per token:
+// bit-identical.
+TEST(Moe, R1LayerIq1sU2BatchMatchesSingleTokens) {
     ThreadPool pool(3);
     std::vector<int32_t> ids;
     std::vector<float> wts;
@@ -322,35 +323,48 @@ TEST(Moe, R1LayerIq1sU2SharedExpertsBatchMatchesSingleTokens) {
     check_moe(pool, M, 3, 8, ids, wts, true);
 }
 
-// Gate/up and down choose the tile path on their own, each from its formats' gemm_min_tokens
-// (on the vector units IQ1_S_U2 12, with the int8 product; IQ2_XXS 8): 20 tokens over 10
-// experts give groups on both sides of those. The output against float64 either way.
+// Gate/up and down choose the tile path on their own, each from its formats' threshold (on the
+// vector units: the int8 product of IQ1_S_U2 from 12 tokens, bf16 IQ2_XXS from 8). Five experts
+// get 3, 6, 10, 14 and 20 of 20 tokens (expert j takes tokens 0 .. count - 1), so on the
+// vector units the expert with 10 takes bf16 for down but the rows kernel for gate/up. The
+// output against float64 either way.
 TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
     ThreadPool pool(3);
     Layer L(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, 2048, 512, 64);
-    std::vector<int32_t> ids;
-    std::vector<float> wts;
-    const std::vector<int32_t> experts = {2, 7, 13, 21, 30, 33, 40, 51, 60, 63};
-    route(L, 20, 8, experts, 6, ids, wts);
     const int64_t n_tok = 20, n_embd = 2048;
+    const int k = 5;
+    const std::vector<int32_t> experts = {5, 17, 30, 41, 63}, counts = {3, 6, 10, 14, 20};
+    std::vector<int32_t> ids(static_cast<size_t>(n_tok * k), -1);
+    std::vector<float> wts(ids.size(), 0.0f);
+    for (int j = 0; j < k; ++j) {
+        L.fill(experts[static_cast<size_t>(j)]);
+        for (int64_t t = 0; t < counts[static_cast<size_t>(j)]; ++t) {
+            ids[static_cast<size_t>(t * k + j)] = experts[static_cast<size_t>(j)];
+            wts[static_cast<size_t>(t * k + j)] = 0.1f + 0.15f * static_cast<float>(j);
+        }
+    }
     const std::vector<float> x = random_floats(n_tok * n_embd, 8, 1.0f);
     MoeScratch scratch;
     std::vector<float> out(static_cast<size_t>(n_tok * n_embd), kNaN);
-    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 8, out.data(), scratch);
+    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
     poison(scratch);
     std::fill(out.begin(), out.end(), kNaN);
-    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 8, out.data(), scratch);
+    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
     if (gemm_unit() != GemmUnit::none) {
+        const bool i8 = i8_gemm_supports(GgmlType::IQ1_S_U2);
+        const int64_t gu_min = i8 ? i8_min_tokens() : gemm_min_tokens(GgmlType::IQ1_S_U2);
         size_t gu = 0, dn = 0;
-        for (int32_t e : experts) {
-            const auto count = std::count(ids.begin(), ids.end(), e);
-            gu += count >= gemm_min_tokens(GgmlType::IQ1_S_U2);
-            dn += count >= gemm_min_tokens(GgmlType::IQ2_XXS);
+        for (int32_t c : counts) {
+            gu += c >= gu_min;
+            dn += c >= gemm_min_tokens(GgmlType::IQ2_XXS);
         }
         EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
         EXPECT_EQ(scratch.tiled_down.size(), dn);
+        if (gemm_unit() == GemmUnit::avx512) {
+            EXPECT_NE(gu, dn);  // the case this test is for
+        }
     }
-    expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward, paths per phase");
+    expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, k), "moe_forward, paths per phase");
 }
 
 TEST(Moe, R1LayerQ2kGateUpQ4kDownBatchMatchesSingleTokens) {
