@@ -259,17 +259,24 @@ void route(Layer& L, int64_t n_tok, int k, const std::vector<int32_t>& pool_expe
     for (int32_t e : pool_experts) L.fill(e);
 }
 
+// moe_forward's output for x: a warm call sizes the scratch, which is then poisoned (NaN
+// floats, 0xFF bytes) before the call whose output is returned.
+std::vector<float> moe_poisoned(ThreadPool& pool, const Layer& L, const std::vector<float>& x, int64_t n_tok,
+                                const std::vector<int32_t>& ids, const std::vector<float>& wts, int k, MoeScratch& scratch) {
+    std::vector<float> out(static_cast<size_t>(n_tok * L.w.n_embd), kNaN);
+    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
+    poison(scratch);
+    std::fill(out.begin(), out.end(), kNaN);
+    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
+    return out;
+}
+
 void check_moe(ThreadPool& pool, Layer& L, int64_t n_tok, int k, const std::vector<int32_t>& ids,
                const std::vector<float>& wts, bool compare_ref, double tiled_tol = 0.05) {
     const int64_t n_embd = L.w.n_embd;
     const std::vector<float> x = random_floats(n_tok * n_embd, 5, 1.0f);
     MoeScratch scratch;
-    std::vector<float> out(static_cast<size_t>(n_tok * n_embd), kNaN);
-    // Warm call sizes the scratch; then poison it and run again.
-    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
-    poison(scratch);
-    std::fill(out.begin(), out.end(), kNaN);
-    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
+    const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, k, scratch);
     if (compare_ref) expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, k), "moe_forward");
     // Token by token: the same bits, unless some expert of the batch took the tile path
     // (gemm_min_tokens(type) or more tokens), whose bf16 rounding differs from the 8-bit blocks of
@@ -345,11 +352,7 @@ TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
     }
     const std::vector<float> x = random_floats(n_tok * n_embd, 8, 1.0f);
     MoeScratch scratch;
-    std::vector<float> out(static_cast<size_t>(n_tok * n_embd), kNaN);
-    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
-    poison(scratch);
-    std::fill(out.begin(), out.end(), kNaN);
-    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), k, out.data(), scratch);
+    const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, k, scratch);
     if (gemm_unit() != GemmUnit::none) {
         const bool i8 = i8_gemm_supports(GgmlType::IQ1_S_U2);
         const int64_t gu_min = i8 ? i8_min_tokens() : gemm_min_tokens(GgmlType::IQ1_S_U2);
@@ -405,11 +408,7 @@ TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
     const int64_t n_tok = 40, n_embd = 2048;
     const std::vector<float> x = random_floats(n_tok * n_embd, 5, 1.0f);
     MoeScratch scratch;
-    std::vector<float> out(static_cast<size_t>(n_tok * n_embd), kNaN);
-    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 8, out.data(), scratch);
-    poison(scratch);
-    std::fill(out.begin(), out.end(), kNaN);
-    moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), 8, out.data(), scratch);
+    const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, 8, scratch);
     if (gemm_unit() != GemmUnit::none) {
         // Each phase tiles the experts with at least its formats' gemm_min_tokens.
         std::vector<int64_t> count(16, 0);
