@@ -10,6 +10,7 @@
 #include "cpu/matmul.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
+#include "quant/unpack.h"
 #include "quant/vec_dot.h"
 
 namespace tandem::cpu {
@@ -29,15 +30,18 @@ constexpr int64_t kSumsAt = kQuadBytes;       // [4 pairs][16 tokens][2] int16
 constexpr int64_t kScalesAt = kQuadBytes + 256;  // [16] float
 static_assert(kI8BlockBytes == kScalesAt + 64);
 
-// One weight row's 256-block, unpacked: its dot with a Q8_K block (q, sums of q per 32) is
-// d * (sum_e w_e q_e + sum_g c_g qsum_g) * (the activation scale), w unsigned bytes.
+// One weight row's 256-block, unpacked (w unsigned bytes): its dot with a Q8_K block (q, the
+// sums of q per group of 32, the activation scale a) is
+//   per-256 formats (IQ1_S_U2): d a (sum_e w_e q_e + sum_g c_g qsum_g);
+//   per-32 formats (Q4_K):      d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum_g.
 struct I8Block {
     uint8_t w[256];
     int16_t c[8];
-    float d;
-    uint8_t pad[12];  // to 288 bytes, a multiple of 32
+    int32_t s[8];
+    float d, dmin;
+    uint8_t pad[8];  // to 320 bytes, a multiple of 32
 };
-static_assert(sizeof(I8Block) == 288);
+static_assert(sizeof(I8Block) == 320);
 
 uint32_t load_u32(const void* p) {
     uint32_t v;
@@ -73,18 +77,35 @@ TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
     out.d = quant::fp16_to_f32(b.d) * 0.125f;
 }
 
+// Q4_K (quant/blocks.h): x = d sc_g q - dmin m_g, q in [0, 15], the per-token kernel's integers
+// (simd_kernels.h k4_block_dot: sum_g sc_g (q . a) and the mins against the group sums).
+TANDEM_I8_TARGET void unpack_q4k(const quant::BlockQ4K& b, I8Block& out) {
+    for (int k = 0; k < 4; ++k) {
+        // Groups 2k, 2k + 1: the low, then the high nibbles of qs[32k .. 32k + 31].
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * k));
+        const __m256i mask = _mm256_set1_epi8(0x0F);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * k), _mm256_and_si256(q, mask));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * k + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), mask));
+    }
+    for (int g = 0; g < 8; ++g) {
+        const auto [sc, m] = quant::k4_scale_min(b.scales, g);
+        out.s[g] = sc;
+        out.c[g] = static_cast<int16_t>(m);
+    }
+    out.d = quant::fp16_to_f32(b.d);
+    out.dmin = quant::fp16_to_f32(b.dmin);
+}
+
 // facc[r][g] (16 floats at facc + r * 16 + g * 512) += rec[r]'s block times group g's block of
 // activations (acts[g]), for kRows weight rows and kGroups token groups: kRows x kGroups
 // accumulators, each VPDPBUSD a 4-byte broadcast of a weight row (unsigned) against 16 tokens'
 // 4 values (signed).
+// acc[r][g] += the dot of rec[r]'s weights [32 j0 .. 32 j1) with group g's values (quads 8 j0 ..).
 template <int kRows, int kGroups>
-TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* acts, float* facc) {
-    static_assert(kRows * kGroups <= 16);
-    __m512i acc[kRows][kGroups];
-    for (int r = 0; r < kRows; ++r)
-        for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_setzero_si512();
+TANDEM_I8_TARGET inline void dot_quads(const I8Block* rec, const uint8_t* const* acts, int q0, int q1,
+                                       __m512i (&acc)[kRows][kGroups]) {
 #pragma GCC unroll 4
-    for (int q = 0; q < 64; ++q) {
+    for (int q = q0; q < q1; ++q) {
         __m512i a[kGroups];
 #pragma GCC unroll 4
         for (int g = 0; g < kGroups; ++g) a[g] = _mm512_loadu_si512(acts[g] + 64 * q);
@@ -95,6 +116,11 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
             for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], w, a[g]);
         }
     }
+}
+
+// acc[r][g] += rec[r].c against group g's 32-value sums.
+template <int kRows, int kGroups>
+TANDEM_I8_TARGET inline void group_sum_terms(const I8Block* rec, const uint8_t* const* acts, __m512i (&acc)[kRows][kGroups]) {
     for (int p = 0; p < 4; ++p) {
         __m512i s[kGroups];
         for (int g = 0; g < kGroups; ++g) s[g] = _mm512_loadu_si512(acts[g] + kSumsAt + 64 * p);
@@ -103,12 +129,46 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
             for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_dpwssd_epi32(acc[r][g], s[g], c);
         }
     }
+}
+
+// With kPer32 (Q4_K), each group of 32 weights takes its own accumulator, multiplied by its
+// integer scale into the block's; the group-sum terms (the mins) go apart, scaled by dmin.
+template <int kRows, int kGroups, bool kPer32>
+TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* acts, float* facc) {
+    static_assert(kRows * kGroups <= 16);
+    __m512i acc[kRows][kGroups];
+    for (int r = 0; r < kRows; ++r)
+        for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_setzero_si512();
+    if constexpr (kPer32) {
+        for (int j = 0; j < 8; ++j) {
+            __m512i part[kRows][kGroups];
+            for (int r = 0; r < kRows; ++r)
+                for (int g = 0; g < kGroups; ++g) part[r][g] = _mm512_setzero_si512();
+            dot_quads<kRows, kGroups>(rec, acts, 8 * j, 8 * j + 8, part);
+            for (int r = 0; r < kRows; ++r) {
+                const __m512i sc = _mm512_set1_epi32(rec[r].s[j]);
+                for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_add_epi32(acc[r][g], _mm512_mullo_epi32(part[r][g], sc));
+            }
+        }
+    } else {
+        dot_quads<kRows, kGroups>(rec, acts, 0, 64, acc);
+        group_sum_terms<kRows, kGroups>(rec, acts, acc);
+    }
+    __m512i mins[kRows][kGroups];
+    if constexpr (kPer32) {
+        for (int r = 0; r < kRows; ++r)
+            for (int g = 0; g < kGroups; ++g) mins[r][g] = _mm512_setzero_si512();
+        group_sum_terms<kRows, kGroups>(rec, acts, mins);
+    }
     for (int g = 0; g < kGroups; ++g) {
         const __m512 scales = _mm512_loadu_ps(reinterpret_cast<const float*>(acts[g] + kScalesAt));
         for (int r = 0; r < kRows; ++r) {
             float* f = facc + r * 16 + g * 512;
-            const __m512 factor = _mm512_mul_ps(_mm512_set1_ps(rec[r].d), scales);
-            _mm512_storeu_ps(f, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][g]), factor, _mm512_loadu_ps(f)));
+            __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][g]), _mm512_mul_ps(_mm512_set1_ps(rec[r].d), scales),
+                                       _mm512_loadu_ps(f));
+            if constexpr (kPer32)
+                v = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[r][g]), _mm512_mul_ps(_mm512_set1_ps(rec[r].dmin), scales), v);
+            _mm512_storeu_ps(f, v);
         }
     }
 }
@@ -170,8 +230,10 @@ TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const 
 }  // namespace
 
 bool i8_gemm_supports(GgmlType type) {
-    return type == GgmlType::IQ1_S_U2 && quant::active_isa() == quant::Isa::Avx512Vnni &&
-           (gemm_unit() == GemmUnit::avx512 || amx_int8_available());
+    if (quant::active_isa() != quant::Isa::Avx512Vnni) return false;
+    if (type == GgmlType::IQ1_S_U2) return gemm_unit() == GemmUnit::avx512 || amx_int8_available();
+    // Q4_K's scale per 32 weights needs a tile product per group: the tile unit keeps bf16.
+    return type == GgmlType::Q4_K && gemm_unit() == GemmUnit::avx512;
 }
 
 int64_t i8_min_tokens() { return gemm_unit() == GemmUnit::amx ? 6 : 12; }
@@ -248,11 +310,14 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
         amx_configure_tiles();
     }
-    auto block = [&](int64_t r, int64_t k) {
-        return reinterpret_cast<const quant::BlockIq1SU2*>(w + static_cast<uint64_t>(r) * row_bytes) + k;
-    };
+    const bool per32 = type == GgmlType::Q4_K;
+    const uint64_t block_bytes = ggml_traits(type).type_size;
     for (int64_t k = 0; k < nb; ++k) {
-        for (int64_t r = 0; r < n_rows; ++r) unpack_iq1su2(*block(r, k), recs[r]);
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const uint8_t* b = w + static_cast<uint64_t>(r) * row_bytes + static_cast<uint64_t>(k) * block_bytes;
+            if (per32) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
+            else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
+        }
         const uint8_t* block0 = packed + k * kI8BlockBytes;  // group g's block k at + g * nb * kI8BlockBytes
         const int64_t group_bytes = nb * kI8BlockBytes;
         if (amx) {
@@ -268,11 +333,17 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         int64_t g = 0;
         for (; g + 2 <= n_groups; g += 2) {
             const uint8_t* a[2] = {block0 + g * group_bytes, block0 + (g + 1) * group_bytes};
-            for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) block_product<4, 2>(recs + r0, a, facc + g * 512 + r0 * 16);
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) {
+                if (per32) block_product<4, 2, true>(recs + r0, a, facc + g * 512 + r0 * 16);
+                else block_product<4, 2, false>(recs + r0, a, facc + g * 512 + r0 * 16);
+            }
         }
         for (; g < n_groups; ++g) {
             const uint8_t* a[1] = {block0 + g * group_bytes};
-            for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) block_product<8, 1>(recs + r0, a, facc + g * 512 + r0 * 16);
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) {
+                if (per32) block_product<8, 1, true>(recs + r0, a, facc + g * 512 + r0 * 16);
+                else block_product<8, 1, false>(recs + r0, a, facc + g * 512 + r0 * 16);
+            }
         }
     }
     if (amx) tile_release();
@@ -280,6 +351,38 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         const float* f = facc + (t / kTokenGroup) * 512 + t % kTokenGroup;
         for (int64_t r = 0; r < n_rows; ++r) out[t * kPanelRows + r] = f[r * 16];
     }
+}
+
+void gemm_i8(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
+             const float* x, int64_t n_tok, float* y, GemmScratch& scratch) {
+    if (!i8_gemm_supports(w_type)) fail("gemm_i8: no int8 product for {} on this CPU", ggml_type_name(w_type));
+    check_width(n_in);
+    const uint64_t w_row = quant_row_bytes(w_type, n_in);
+    if (row_bytes < w_row) fail("gemm_i8: rows of {} bytes, but {} {} values need {}", row_bytes, n_in, ggml_type_name(w_type),
+                                w_row);
+    auto* packed = reinterpret_cast<uint8_t*>(grow(scratch.packed, (packed_acts_i8_bytes(n_tok, n_in) + 1) / 2));
+    const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    const uint64_t group_bytes = packed_acts_i8_bytes(kTokenGroup, n_in);
+    pool.parallel_for(n_groups, [&](int64_t g0, int64_t g1, int) {
+        for (int64_t g = g0; g < g1; ++g) {
+            // A group packed alone is the same as its slice of the whole packing.
+            const int64_t t0 = g * kTokenGroup;
+            pack_acts_i8(x + t0 * n_in, n_in, nullptr, std::min(kTokenGroup, n_tok - t0), n_in,
+                         packed + static_cast<uint64_t>(g) * group_bytes);
+        }
+    });
+    if (scratch.threads.size() < static_cast<size_t>(pool.n_threads())) scratch.threads.resize(static_cast<size_t>(pool.n_threads()));
+    const auto* wb = static_cast<const uint8_t*>(w);
+    const int64_t n_panels = (n_out + kPanelRows - 1) / kPanelRows;
+    pool.parallel_for(n_panels, [&](int64_t p0, int64_t p1, int tid) {
+        PanelScratch& ps = scratch.threads[static_cast<size_t>(tid)];
+        float* out = ps.out_for(n_tok);
+        for (int64_t p = p0; p < p1; ++p) {
+            const int64_t o0 = p * kPanelRows, n_rows = std::min(kPanelRows, n_out - o0);
+            panel_gemm_i8(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, packed, n_tok, out, ps);
+            for (int64_t t = 0; t < n_tok; ++t) std::copy(out + t * kPanelRows, out + t * kPanelRows + n_rows, y + t * n_out + o0);
+        }
+    });
 }
 
 }  // namespace tandem::cpu

@@ -16,14 +16,16 @@
 // scales to the stored C tiles: the same integers and float steps as on the vector units, so
 // both give the same bits.
 //
-// So far IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked), on CPUs whose bf16
+// Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on CPUs whose bf16
 // unit is the vector units (gemm_unit() == avx512: AVX-512 VNNI is part of it) or the tile
-// unit with AMX-INT8.
+// unit with AMX-INT8; Q4_K (attention, dense and shared-expert matrices of the usual quants)
+// on the vector units, its scale per 32 weights applied to each group's integer sum.
 #pragma once
 
 #include <cstdint>
 
 #include "cpu/gemm.h"
+#include "cpu/thread_pool.h"
 #include "gguf/types.h"
 
 namespace tandem::cpu {
@@ -51,5 +53,10 @@ void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_
 // (same output layout) but in int8. Requires i8_gemm_supports(type).
 void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
                    int64_t n_tok, float* out, PanelScratch& ps);
+
+// y[t, o] = sum_i w[o, i] * x[t, i], as cpu::gemm (same arguments) but in int8: the tokens
+// packed once, the 32-row panels spread over the pool. Requires i8_gemm_supports(w_type).
+void gemm_i8(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
+             const float* x, int64_t n_tok, float* y, GemmScratch& scratch);
 
 }  // namespace tandem::cpu

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/check.h"
+#include "cpu/gemm_i8.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
 
@@ -71,7 +72,11 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
             const float* x, int64_t n_tok, float* y, MatmulScratch& scratch) {
     if (n_tok <= 0 || n_out <= 0) return;
     check_rows(w_type, row_bytes, n_in);
-    if (gemm_applies(w_type, n_in, n_tok)) return gemm(pool, w_type, w, row_bytes, n_in, n_out, x, n_tok, y, scratch.gemm);
+    if (gemm_applies(w_type, n_in, n_tok)) {
+        if (i8_gemm_supports(w_type) && n_in % 256 == 0)
+            return gemm_i8(pool, w_type, w, row_bytes, n_in, n_out, x, n_tok, y, scratch.gemm);
+        return gemm(pool, w_type, w, row_bytes, n_in, n_out, x, n_tok, y, scratch.gemm);
+    }
     if (n_tok <= kTokBlock) {
         const MatmulOut out{w_type, w, row_bytes, n_out, y};
         return dot_rows_per_token(pool, {&out, 1}, n_in, x, n_tok, scratch);

@@ -4,9 +4,10 @@
 // quant::vec_dot_type(w_type)) and every weight row is dotted against it in integer arithmetic
 // (quant::vec_dot_fn). Rows of the output are split evenly over the pool's threads; within a
 // thread the token loop is innermost, so each weight row is read from memory once per call and
-// reused from L1 for every token of the batch. From gemm_min_tokens(type) tokens on, on CPUs with
-// AMX or AVX512-BF16, the product is computed in bf16 instead (cpu/gemm.h): weights unpacked
-// once per call rather than once per token.
+// reused from L1 for every token of the batch (several tokens per weight row: quant::DotRows).
+// From gemm_min_tokens(type) tokens on, on CPUs with AMX or AVX512-BF16, the product is computed
+// in bf16 instead (cpu/gemm.h), or in int8 for a format with an int8 product on this CPU
+// (cpu/gemm_i8.h): weights unpacked once per call rather than once per token.
 #pragma once
 
 #include <cstdint>

@@ -259,6 +259,13 @@ void route(Layer& L, int64_t n_tok, int k, const std::vector<int32_t>& pool_expe
     for (int32_t e : pool_experts) L.fill(e);
 }
 
+// The fewest tokens from which a MoE phase with matrices of types a and b (gate and up, or down
+// twice) takes the tile path: the int8 product's threshold where both have one, else bf16's.
+int64_t phase_min_tokens(GgmlType a, GgmlType b) {
+    if (i8_gemm_supports(a) && i8_gemm_supports(b)) return i8_min_tokens();
+    return std::max(gemm_min_tokens(a), gemm_min_tokens(b));
+}
+
 // moe_forward's output for x: a warm call sizes the scratch, which is then poisoned (NaN
 // floats, 0xFF bytes) before the call whose output is returned.
 std::vector<float> moe_poisoned(ThreadPool& pool, const Layer& L, const std::vector<float>& x, int64_t n_tok,
@@ -354,12 +361,10 @@ TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
     MoeScratch scratch;
     const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, k, scratch);
     if (gemm_unit() != GemmUnit::none) {
-        const bool i8 = i8_gemm_supports(GgmlType::IQ1_S_U2);
-        const int64_t gu_min = i8 ? i8_min_tokens() : gemm_min_tokens(GgmlType::IQ1_S_U2);
         size_t gu = 0, dn = 0;
         for (int32_t c : counts) {
-            gu += c >= gu_min;
-            dn += c >= gemm_min_tokens(GgmlType::IQ2_XXS);
+            gu += c >= phase_min_tokens(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2);
+            dn += c >= phase_min_tokens(GgmlType::IQ2_XXS, GgmlType::IQ2_XXS);
         }
         EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
         EXPECT_EQ(scratch.tiled_down.size(), dn);
@@ -410,13 +415,13 @@ TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
     MoeScratch scratch;
     const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, 8, scratch);
     if (gemm_unit() != GemmUnit::none) {
-        // Each phase tiles the experts with at least its formats' gemm_min_tokens.
+        // Each phase tiles the experts with at least its formats' threshold.
         std::vector<int64_t> count(16, 0);
         for (int32_t e : ids) ++count[static_cast<size_t>(e)];
         size_t gu = 0, dn = 0;
         for (int64_t c : count) {
-            gu += c >= std::max(gemm_min_tokens(L.w.gate_type), gemm_min_tokens(L.w.up_type));
-            dn += c >= gemm_min_tokens(L.w.down_type);
+            gu += c >= phase_min_tokens(L.w.gate_type, L.w.up_type);
+            dn += c >= phase_min_tokens(L.w.down_type, L.w.down_type);
         }
         EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
         EXPECT_EQ(scratch.tiled_down.size(), dn);
