@@ -25,23 +25,29 @@ namespace {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 constexpr int64_t kQK = 256;
-constexpr int64_t kQuadBytes = 4096;          // [64 quads][16 tokens][4] u8 per block and group
-constexpr int64_t kSumsAt = kQuadBytes;       // [4 pairs][16 tokens][2] int16
-constexpr int64_t kScalesAt = kQuadBytes + 256;  // [16] float
+constexpr int64_t kQuadBytes = 4096;               // [64 quads][16 tokens][4] int8 per block and group
+constexpr int64_t kSumsAt = kQuadBytes;            // [4 pairs][16 tokens][2] int16: sums of 32 values
+constexpr int64_t kSums16At = kSumsAt + 256;       // [8 pairs][16 tokens][2] int16: sums of 16 values
+constexpr int64_t kScalesAt = kSums16At + 512;     // [16] float
 static_assert(kI8BlockBytes == kScalesAt + 64);
 
+// How a format's 256-block splits into integer scales (I8Block).
+enum class Scales { per256, per32, per16 };
+
 // One weight row's 256-block, unpacked (w unsigned bytes): its dot with a Q8_K block (q, the
-// sums of q per group of 32, the activation scale a) is
-//   per-256 formats (IQ1_S_U2): d a (sum_e w_e q_e + sum_g c_g qsum_g);
-//   per-32 formats (Q4_K):      d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum_g.
+// sums of q per group of 32 or 16, the activation scale a) is
+//   per256 (IQ1_S_U2): d a (sum_e w_e q_e + sum_g c_g qsum32_g);
+//   per32 (Q4_K):      d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
+//   per16 (Q6_K):      d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j).
 struct I8Block {
     uint8_t w[256];
     int16_t c[8];
-    int32_t s[8];
+    int16_t c16[16];
+    int32_t s[16];
     float d, dmin;
-    uint8_t pad[8];  // to 320 bytes, a multiple of 32
+    uint8_t pad[8];  // to 384 bytes, a multiple of 32
 };
-static_assert(sizeof(I8Block) == 320);
+static_assert(sizeof(I8Block) == 384);
 
 uint32_t load_u32(const void* p) {
     uint32_t v;
@@ -96,6 +102,32 @@ TANDEM_I8_TARGET void unpack_q4k(const quant::BlockQ4K& b, I8Block& out) {
     out.dmin = quant::fp16_to_f32(b.dmin);
 }
 
+// Q6_K (quant/blocks.h): x = d sc_j (q - 32) per 16 weights j, q in [0, 63] the low nibble of
+// ql and two bits of qh: w = q, c16_j = -32 sc_j, the per-token kernel's integers
+// (simd_kernels.h block_dot: the offset against the 16-value sums).
+TANDEM_I8_TARGET void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+    for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+        // Weights 128h + 32i + l: nibble i / 2 of ql[64h + 32 (i % 2) + l], bits 2i of qh[32h + l].
+        const __m256i lo[4] = {_mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
+                               _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                               _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4)};
+        for (int i = 0; i < 4; ++i) {
+            const __m256i hi = _mm256_and_si256(i ? _mm256_srli_epi16(qh, 2 * i) : qh, low2);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 128 * h + 32 * i),
+                                _mm256_or_si256(lo[i], _mm256_slli_epi16(hi, 4)));
+        }
+    }
+    for (int j = 0; j < 16; ++j) {
+        out.s[j] = b.scales[j];
+        out.c16[j] = static_cast<int16_t>(-32 * b.scales[j]);
+    }
+    out.d = quant::fp16_to_f32(b.d);
+}
+
 // facc[r][g] (16 floats at facc + r * 16 + g * 512) += rec[r]'s block times group g's block of
 // activations (acts[g]), for kRows weight rows and kGroups token groups: kRows x kGroups
 // accumulators, each VPDPBUSD a 4-byte broadcast of a weight row (unsigned) against 16 tokens'
@@ -118,47 +150,53 @@ TANDEM_I8_TARGET inline void dot_quads(const I8Block* rec, const uint8_t* const*
     }
 }
 
-// acc[r][g] += rec[r].c against group g's 32-value sums.
-template <int kRows, int kGroups>
-TANDEM_I8_TARGET inline void group_sum_terms(const I8Block* rec, const uint8_t* const* acts, __m512i (&acc)[kRows][kGroups]) {
-    for (int p = 0; p < 4; ++p) {
+// acc[r][g] += coef(rec[r]) (int16 per group of values) against group g's sums at sums_at
+// (n_pairs pairs of groups).
+template <int kRows, int kGroups, typename Coef>
+TANDEM_I8_TARGET inline void group_sum_terms(const I8Block* rec, const uint8_t* const* acts, __m512i (&acc)[kRows][kGroups],
+                                             int64_t sums_at, int n_pairs, Coef coef) {
+    for (int p = 0; p < n_pairs; ++p) {
         __m512i s[kGroups];
-        for (int g = 0; g < kGroups; ++g) s[g] = _mm512_loadu_si512(acts[g] + kSumsAt + 64 * p);
+        for (int g = 0; g < kGroups; ++g) s[g] = _mm512_loadu_si512(acts[g] + sums_at + 64 * p);
         for (int r = 0; r < kRows; ++r) {
-            const __m512i c = _mm512_set1_epi32(static_cast<int>(load_u32(rec[r].c + 2 * p)));
+            const __m512i c = _mm512_set1_epi32(static_cast<int>(load_u32(coef(rec[r]) + 2 * p)));
             for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_dpwssd_epi32(acc[r][g], s[g], c);
         }
     }
 }
 
-// With kPer32 (Q4_K), each group of 32 weights takes its own accumulator, multiplied by its
-// integer scale into the block's; the group-sum terms (the mins) go apart, scaled by dmin.
-template <int kRows, int kGroups, bool kPer32>
+// per32 and per16: each group of 32 or 16 weights takes its own accumulator, multiplied by its
+// integer scale into the block's. per32's group-sum terms (the mins) go apart, scaled by dmin.
+template <int kRows, int kGroups, Scales kS>
 TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* acts, float* facc) {
     static_assert(kRows * kGroups <= 16);
+    constexpr bool kPer32 = kS == Scales::per32;
     __m512i acc[kRows][kGroups];
     for (int r = 0; r < kRows; ++r)
         for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_setzero_si512();
-    if constexpr (kPer32) {
-        for (int j = 0; j < 8; ++j) {
+    if constexpr (kS == Scales::per256) {
+        dot_quads<kRows, kGroups>(rec, acts, 0, 64, acc);
+        group_sum_terms<kRows, kGroups>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+    } else {
+        constexpr int kSub = kPer32 ? 8 : 16, kQuads = 64 / kSub;
+        for (int j = 0; j < kSub; ++j) {
             __m512i part[kRows][kGroups];
             for (int r = 0; r < kRows; ++r)
                 for (int g = 0; g < kGroups; ++g) part[r][g] = _mm512_setzero_si512();
-            dot_quads<kRows, kGroups>(rec, acts, 8 * j, 8 * j + 8, part);
+            dot_quads<kRows, kGroups>(rec, acts, kQuads * j, kQuads * j + kQuads, part);
             for (int r = 0; r < kRows; ++r) {
                 const __m512i sc = _mm512_set1_epi32(rec[r].s[j]);
                 for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_add_epi32(acc[r][g], _mm512_mullo_epi32(part[r][g], sc));
             }
         }
-    } else {
-        dot_quads<kRows, kGroups>(rec, acts, 0, 64, acc);
-        group_sum_terms<kRows, kGroups>(rec, acts, acc);
+        if constexpr (kS == Scales::per16)
+            group_sum_terms<kRows, kGroups>(rec, acts, acc, kSums16At, 8, [](const I8Block& b) { return b.c16; });
     }
     __m512i mins[kRows][kGroups];
     if constexpr (kPer32) {
         for (int r = 0; r < kRows; ++r)
             for (int g = 0; g < kGroups; ++g) mins[r][g] = _mm512_setzero_si512();
-        group_sum_terms<kRows, kGroups>(rec, acts, mins);
+        group_sum_terms<kRows, kGroups>(rec, acts, mins, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     }
     for (int g = 0; g < kGroups; ++g) {
         const __m512 scales = _mm512_loadu_ps(reinterpret_cast<const float*>(acts[g] + kScalesAt));
@@ -232,8 +270,9 @@ TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const 
 bool i8_gemm_supports(GgmlType type) {
     if (quant::active_isa() != quant::Isa::Avx512Vnni) return false;
     if (type == GgmlType::IQ1_S_U2) return gemm_unit() == GemmUnit::avx512 || amx_int8_available();
-    // Q4_K's scale per 32 weights needs a tile product per group: the tile unit keeps bf16.
-    return type == GgmlType::Q4_K && gemm_unit() == GemmUnit::avx512;
+    // Q4_K's and Q6_K's scales per 32 and 16 weights need a tile product per group: the tile
+    // unit keeps bf16 for them.
+    return (type == GgmlType::Q4_K || type == GgmlType::Q6_K) && gemm_unit() == GemmUnit::avx512;
 }
 
 int64_t i8_min_tokens() { return gemm_unit() == GemmUnit::amx ? 6 : 12; }
@@ -254,6 +293,7 @@ void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, uint8_t* packed)
         if (!q) {
             for (int quad = 0; quad < 64; ++quad) std::memset(blk + quad * 64 + lane * 4, 0, 4);
             for (int p = 0; p < 4; ++p) std::memset(blk + kSumsAt + p * 64 + lane * 4, 0, 4);
+            for (int p = 0; p < 8; ++p) std::memset(blk + kSums16At + p * 64 + lane * 4, 0, 4);
             std::memset(blk + kScalesAt + lane * 4, 0, 4);
             continue;
         }
@@ -264,6 +304,7 @@ void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, uint8_t* packed)
                                      static_cast<int16_t>(b.bsums[4 * p + 2] + b.bsums[4 * p + 3])};
             std::memcpy(blk + kSumsAt + p * 64 + lane * 4, sums, 4);
         }
+        for (int p = 0; p < 8; ++p) std::memcpy(blk + kSums16At + p * 64 + lane * 4, b.bsums + 2 * p, 4);
         std::memcpy(blk + kScalesAt + lane * 4, &b.d, 4);
     }
 }
@@ -310,12 +351,13 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
         amx_configure_tiles();
     }
-    const bool per32 = type == GgmlType::Q4_K;
+    const Scales kind = type == GgmlType::Q4_K ? Scales::per32 : type == GgmlType::Q6_K ? Scales::per16 : Scales::per256;
     const uint64_t block_bytes = ggml_traits(type).type_size;
     for (int64_t k = 0; k < nb; ++k) {
         for (int64_t r = 0; r < n_rows; ++r) {
             const uint8_t* b = w + static_cast<uint64_t>(r) * row_bytes + static_cast<uint64_t>(k) * block_bytes;
-            if (per32) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
+            if (kind == Scales::per32) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
+            else if (kind == Scales::per16) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
             else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         }
         const uint8_t* block0 = packed + k * kI8BlockBytes;  // group g's block k at + g * nb * kI8BlockBytes
@@ -334,15 +376,19 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         for (; g + 2 <= n_groups; g += 2) {
             const uint8_t* a[2] = {block0 + g * group_bytes, block0 + (g + 1) * group_bytes};
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) {
-                if (per32) block_product<4, 2, true>(recs + r0, a, facc + g * 512 + r0 * 16);
-                else block_product<4, 2, false>(recs + r0, a, facc + g * 512 + r0 * 16);
+                float* f = facc + g * 512 + r0 * 16;
+                if (kind == Scales::per32) block_product<4, 2, Scales::per32>(recs + r0, a, f);
+                else if (kind == Scales::per16) block_product<4, 2, Scales::per16>(recs + r0, a, f);
+                else block_product<4, 2, Scales::per256>(recs + r0, a, f);
             }
         }
         for (; g < n_groups; ++g) {
             const uint8_t* a[1] = {block0 + g * group_bytes};
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) {
-                if (per32) block_product<8, 1, true>(recs + r0, a, facc + g * 512 + r0 * 16);
-                else block_product<8, 1, false>(recs + r0, a, facc + g * 512 + r0 * 16);
+                float* f = facc + g * 512 + r0 * 16;
+                if (kind == Scales::per32) block_product<8, 1, Scales::per32>(recs + r0, a, f);
+                else if (kind == Scales::per16) block_product<8, 1, Scales::per16>(recs + r0, a, f);
+                else block_product<8, 1, Scales::per256>(recs + r0, a, f);
             }
         }
     }

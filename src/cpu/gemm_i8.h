@@ -18,8 +18,9 @@
 //
 // Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on CPUs whose bf16
 // unit is the vector units (gemm_unit() == avx512: AVX-512 VNNI is part of it) or the tile
-// unit with AMX-INT8; Q4_K (attention, dense and shared-expert matrices of the usual quants)
-// on the vector units, its scale per 32 weights applied to each group's integer sum.
+// unit with AMX-INT8; Q4_K and Q6_K (attention, dense and shared-expert matrices of the usual
+// quants) on the vector units, their scales per 32 and 16 weights applied to each group's
+// integer sum.
 #pragma once
 
 #include <cstdint>
@@ -39,9 +40,10 @@ int64_t i8_min_tokens();
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of
 //   [64 quads][16 tokens][4] int8 (q), [4 pairs][16 tokens][2] int16 (sums of q over
-//   the 32 values of groups 2p, 2p + 1), [16] float (the token's Q8_K scale),
+//   the 32 values of groups 2p, 2p + 1), [8 pairs][16 tokens][2] int16 (the same over 16
+//   values: the Q8_K bsums), [16] float (the token's Q8_K scale),
 // i.e. kI8BlockBytes per block per group. Tokens past n_tok have q = 0 and scale 0.
-inline constexpr int64_t kI8BlockBytes = 4096 + 256 + 64;
+inline constexpr int64_t kI8BlockBytes = 4096 + 256 + 512 + 64;
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in);
 // Token t's row is x + rows[t] * x_stride (rows may be null: row t). n_in a multiple of 256.
 void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed);
