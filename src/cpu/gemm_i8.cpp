@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "cpu/matmul.h"
 #include "quant/blocks.h"
+#include "quant/grids.h"
 #include "quant/quant.h"
 #include "quant/unpack.h"
 #include "quant/vec_dot.h"
@@ -100,6 +101,30 @@ TANDEM_I8_TARGET void unpack_q4k(const quant::BlockQ4K& b, I8Block& out) {
     }
     out.d = quant::fp16_to_f32(b.d);
     out.dmin = quant::fp16_to_f32(b.dmin);
+}
+
+// IQ2_XXS (quant/blocks.h): x = d/8 s_g grid sign per group g of 32 weights (s_g = 2 ls + 1,
+// grid magnitudes 8, 25 or 43 from kIq2xxsGrid, signs from kKsignsMul): w = grid sign + 43
+// (unsigned), and the 43 against the group sums as a min (c_g = 43 s_g, dmin = d/8): the
+// per-token kernel's integers plus 43 s_g (q . 1) - 43 s_g qsum_g = 0.
+TANDEM_I8_TARGET void unpack_iq2xxs(const quant::BlockIq2Xxs& b, I8Block& out) {
+    const auto* qs = reinterpret_cast<const uint8_t*>(b.qs);
+    for (int g = 0; g < 8; ++g) {
+        // Bytes 8g .. 8g + 3: four grid indices; 8g + 4 .. + 7: four 7-bit sign indices, the scale.
+        const uint32_t aux0 = load_u32(qs + 8 * g), aux1 = load_u32(qs + 8 * g + 4);
+        const auto entry = [](uint64_t v) { return static_cast<long long>(v); };
+        const __m256i grid = _mm256_setr_epi64x(entry(quant::kIq2xxsGrid[aux0 & 0xFF]), entry(quant::kIq2xxsGrid[(aux0 >> 8) & 0xFF]),
+                                                entry(quant::kIq2xxsGrid[(aux0 >> 16) & 0xFF]), entry(quant::kIq2xxsGrid[aux0 >> 24]));
+        const __m256i sign = _mm256_setr_epi64x(entry(quant::kKsignsMul[aux1 & 0x7F]), entry(quant::kKsignsMul[(aux1 >> 7) & 0x7F]),
+                                                entry(quant::kKsignsMul[(aux1 >> 14) & 0x7F]),
+                                                entry(quant::kKsignsMul[(aux1 >> 21) & 0x7F]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * g),
+                            _mm256_add_epi8(_mm256_sign_epi8(grid, sign), _mm256_set1_epi8(43)));
+        const int scale = 2 * static_cast<int>(aux1 >> 28) + 1;
+        out.s[g] = scale;
+        out.c[g] = static_cast<int16_t>(43 * scale);
+    }
+    out.d = out.dmin = quant::fp16_to_f32(b.d) * 0.125f;
 }
 
 // Q6_K (quant/blocks.h): x = d sc_j (q - 32) per 16 weights j, q in [0, 63] the low nibble of
@@ -270,12 +295,15 @@ TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const 
 bool i8_gemm_supports(GgmlType type) {
     if (quant::active_isa() != quant::Isa::Avx512Vnni) return false;
     if (type == GgmlType::IQ1_S_U2) return gemm_unit() == GemmUnit::avx512 || amx_int8_available();
-    // Q4_K's and Q6_K's scales per 32 and 16 weights need a tile product per group: the tile
-    // unit keeps bf16 for them.
-    return (type == GgmlType::Q4_K || type == GgmlType::Q6_K) && gemm_unit() == GemmUnit::avx512;
+    // Scales per 32 or 16 weights (Q4_K, IQ2_XXS, Q6_K) would need a tile product per group:
+    // the tile unit keeps bf16 for them.
+    return (type == GgmlType::Q4_K || type == GgmlType::Q6_K || type == GgmlType::IQ2_XXS) && gemm_unit() == GemmUnit::avx512;
 }
 
-int64_t i8_min_tokens() { return gemm_unit() == GemmUnit::amx ? 6 : 12; }
+int64_t i8_min_tokens(GgmlType type) {
+    if (gemm_unit() == GemmUnit::amx) return 6;
+    return quant::vec_dot_rows_fn(type) ? 12 : 8;  // without a rows kernel, bf16's 8
+}
 
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
     const int64_t n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
@@ -351,12 +379,15 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
         amx_configure_tiles();
     }
-    const Scales kind = type == GgmlType::Q4_K ? Scales::per32 : type == GgmlType::Q6_K ? Scales::per16 : Scales::per256;
+    const Scales kind = type == GgmlType::Q4_K || type == GgmlType::IQ2_XXS ? Scales::per32
+                        : type == GgmlType::Q6_K                               ? Scales::per16
+                                                                               : Scales::per256;
     const uint64_t block_bytes = ggml_traits(type).type_size;
     for (int64_t k = 0; k < nb; ++k) {
         for (int64_t r = 0; r < n_rows; ++r) {
             const uint8_t* b = w + static_cast<uint64_t>(r) * row_bytes + static_cast<uint64_t>(k) * block_bytes;
-            if (kind == Scales::per32) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
+            if (type == GgmlType::IQ2_XXS) unpack_iq2xxs(*reinterpret_cast<const quant::BlockIq2Xxs*>(b), recs[r]);
+            else if (kind == Scales::per32) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
             else if (kind == Scales::per16) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
             else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         }

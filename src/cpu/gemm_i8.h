@@ -36,7 +36,9 @@ bool i8_gemm_supports(GgmlType type);
 // The fewest tokens for which it beats the rows dot kernel (quant::DotRows), one thread,
 // IQ1_S_U2 7168 -> 2048, GMAC/s: on the vector units 12 (Zen 4: int8 66 at 8 tokens, 136 at
 // 16; rows 76 and 74), on the tile unit 6 (the Xeon: int8 32 at 4, 65 at 8; rows 55 and 45).
-int64_t i8_min_tokens();
+// A format without a rows kernel (IQ2_XXS) takes it from 8 on the vector units, where bf16
+// started.
+int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of
 //   [64 quads][16 tokens][4] int8 (q), [4 pairs][16 tokens][2] int16 (sums of q over

@@ -180,8 +180,9 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     // Formats with an int8 product take it instead of bf16, from its own threshold.
     const bool gu_i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type);
     const bool dn_i8 = i8_gemm_supports(w.down_type);
-    const int64_t gu_min = gu_i8 ? i8_min_tokens() : std::max(gemm_min_tokens(w.gate_type), gemm_min_tokens(w.up_type));
-    const int64_t dn_min = dn_i8 ? i8_min_tokens() : gemm_min_tokens(w.down_type);
+    const int64_t gu_min = gu_i8 ? std::max(i8_min_tokens(w.gate_type), i8_min_tokens(w.up_type))
+                                 : std::max(gemm_min_tokens(w.gate_type), gemm_min_tokens(w.up_type));
+    const int64_t dn_min = dn_i8 ? i8_min_tokens(w.down_type) : gemm_min_tokens(w.down_type);
     auto& gu_flag = scratch.group_tiled_gate_up;
     auto& dn_flag = scratch.group_tiled_down;
     gu_flag.assign(groups.size(), 0);

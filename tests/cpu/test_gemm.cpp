@@ -211,7 +211,7 @@ void expect_i8_matches_per_token(GgmlType type) {
 }
 
 TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
-    for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K}) {
+    for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS}) {
         SCOPED_TRACE(ggml_type_name(type));
         expect_i8_matches_per_token(type);
     }

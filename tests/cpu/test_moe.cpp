@@ -262,7 +262,7 @@ void route(Layer& L, int64_t n_tok, int k, const std::vector<int32_t>& pool_expe
 // The fewest tokens from which a MoE phase with matrices of types a and b (gate and up, or down
 // twice) takes the tile path: the int8 product's threshold where both have one, else bf16's.
 int64_t phase_min_tokens(GgmlType a, GgmlType b) {
-    if (i8_gemm_supports(a) && i8_gemm_supports(b)) return i8_min_tokens();
+    if (i8_gemm_supports(a) && i8_gemm_supports(b)) return std::max(i8_min_tokens(a), i8_min_tokens(b));
     return std::max(gemm_min_tokens(a), gemm_min_tokens(b));
 }
 
@@ -338,10 +338,10 @@ TEST(Moe, R1LayerIq1sU2BatchMatchesSingleTokens) {
 }
 
 // Gate/up and down choose the tile path on their own, each from its formats' threshold (on the
-// vector units: the int8 product of IQ1_S_U2 from 12 tokens, bf16 IQ2_XXS from 8). Five experts
-// get 3, 6, 10, 14 and 20 of 20 tokens (expert j takes tokens 0 .. count - 1), so on the
-// vector units the expert with 10 takes bf16 for down but the rows kernel for gate/up. The
-// output against float64 either way.
+// vector units the int8 products: IQ1_S_U2, which has a rows kernel below, from 12 tokens;
+// IQ2_XXS from 8). Five experts get 3, 6, 10, 14 and 20 of 20 tokens (expert j takes tokens
+// 0 .. count - 1), so on the vector units the expert with 10 takes the tile path for down but
+// the rows kernel for gate/up. The output against float64 either way.
 TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
     ThreadPool pool(3);
     Layer L(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, 2048, 512, 64);
