@@ -33,13 +33,14 @@ constexpr int64_t kScalesAt = kSums16At + 512;     // [16] float
 static_assert(kI8BlockBytes == kScalesAt + 64);
 
 // How a format's 256-block splits into integer scales (I8Block).
-enum class Scales { per256, per32, per16 };
+enum class Scales { per256, per32, per32_folded, per16 };
 
 // One weight row's 256-block, unpacked (w unsigned bytes): its dot with a Q8_K block (q, the
 // sums of q per group of 32 or 16, the activation scale a) is
-//   per256 (IQ1_S_U2): d a (sum_e w_e q_e + sum_g c_g qsum32_g);
-//   per32 (Q4_K):      d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
-//   per16 (Q6_K):      d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j).
+//   per256 (IQ1_S_U2):          d a (sum_e w_e q_e + sum_g c_g qsum32_g);
+//   per32 (Q4_K):               d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
+//   per32_folded (IQ2_XXS):     d a (sum_g s_g (sum_{e in g} w_e q_e) + sum_g c_g qsum32_g);
+//   per16 (Q6_K):               d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j).
 struct I8Block {
     uint8_t w[256];
     int16_t c[8];
@@ -105,8 +106,8 @@ TANDEM_I8_TARGET void unpack_q4k(const quant::BlockQ4K& b, I8Block& out) {
 
 // IQ2_XXS (quant/blocks.h): x = d/8 s_g grid sign per group g of 32 weights (s_g = 2 ls + 1,
 // grid magnitudes 8, 25 or 43 from kIq2xxsGrid, signs from kKsignsMul): w = grid sign + 43
-// (unsigned), and the 43 against the group sums as a min (c_g = 43 s_g, dmin = d/8): the
-// per-token kernel's integers plus 43 s_g (q . 1) - 43 s_g qsum_g = 0.
+// (unsigned) and c_g = -43 s_g against the group sums, in the same integer: the per-token
+// kernel's integer exactly (43 s_g qsum_g - 43 s_g qsum_g = 0).
 TANDEM_I8_TARGET void unpack_iq2xxs(const quant::BlockIq2Xxs& b, I8Block& out) {
     const auto* qs = reinterpret_cast<const uint8_t*>(b.qs);
     for (int g = 0; g < 8; ++g) {
@@ -122,9 +123,9 @@ TANDEM_I8_TARGET void unpack_iq2xxs(const quant::BlockIq2Xxs& b, I8Block& out) {
                             _mm256_add_epi8(_mm256_sign_epi8(grid, sign), _mm256_set1_epi8(43)));
         const int scale = 2 * static_cast<int>(aux1 >> 28) + 1;
         out.s[g] = scale;
-        out.c[g] = static_cast<int16_t>(43 * scale);
+        out.c[g] = static_cast<int16_t>(-43 * scale);
     }
-    out.d = out.dmin = quant::fp16_to_f32(b.d) * 0.125f;
+    out.d = quant::fp16_to_f32(b.d) * 0.125f;
 }
 
 // Q6_K (quant/blocks.h): x = d sc_j (q - 32) per 16 weights j, q in [0, 63] the low nibble of
@@ -153,11 +154,9 @@ TANDEM_I8_TARGET void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
     out.d = quant::fp16_to_f32(b.d);
 }
 
-// facc[r][g] (16 floats at facc + r * 16 + g * 512) += rec[r]'s block times group g's block of
-// activations (acts[g]), for kRows weight rows and kGroups token groups: kRows x kGroups
-// accumulators, each VPDPBUSD a 4-byte broadcast of a weight row (unsigned) against 16 tokens'
-// 4 values (signed).
-// acc[r][g] += the dot of rec[r]'s weights [32 j0 .. 32 j1) with group g's values (quads 8 j0 ..).
+// acc[r][g] += the dot of rec[r]'s weights [4 q0, 4 q1) with group g's values (quads q0 .. q1 -
+// 1): each VPDPBUSD a 4-byte broadcast of a weight row (unsigned) against 16 tokens' 4 values
+// (signed).
 template <int kRows, int kGroups>
 TANDEM_I8_TARGET inline void dot_quads(const I8Block* rec, const uint8_t* const* acts, int q0, int q1,
                                        __m512i (&acc)[kRows][kGroups]) {
@@ -190,8 +189,11 @@ TANDEM_I8_TARGET inline void group_sum_terms(const I8Block* rec, const uint8_t* 
     }
 }
 
-// per32 and per16: each group of 32 or 16 weights takes its own accumulator, multiplied by its
-// integer scale into the block's. per32's group-sum terms (the mins) go apart, scaled by dmin.
+// facc[r][g] (16 floats at facc + r * 16 + g * 512) += rec[r]'s block times group g's block of
+// activations (acts[g]), for kRows weight rows and kGroups token groups (kRows x kGroups
+// accumulators). per32 and per16: each group of 32 or 16 weights takes its own accumulator,
+// multiplied by its integer scale into the block's. per32's group-sum terms (the mins) go apart,
+// scaled by dmin; per32_folded's and per16's go into the block's integer.
 template <int kRows, int kGroups, Scales kS>
 TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* acts, float* facc) {
     static_assert(kRows * kGroups <= 16);
@@ -203,7 +205,7 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
         dot_quads<kRows, kGroups>(rec, acts, 0, 64, acc);
         group_sum_terms<kRows, kGroups>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     } else {
-        constexpr int kSub = kPer32 ? 8 : 16, kQuads = 64 / kSub;
+        constexpr int kSub = kS == Scales::per16 ? 16 : 8, kQuads = 64 / kSub;
         for (int j = 0; j < kSub; ++j) {
             __m512i part[kRows][kGroups];
             for (int r = 0; r < kRows; ++r)
@@ -216,6 +218,8 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
         }
         if constexpr (kS == Scales::per16)
             group_sum_terms<kRows, kGroups>(rec, acts, acc, kSums16At, 8, [](const I8Block& b) { return b.c16; });
+        if constexpr (kS == Scales::per32_folded)
+            group_sum_terms<kRows, kGroups>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     }
     __m512i mins[kRows][kGroups];
     if constexpr (kPer32) {
@@ -302,7 +306,12 @@ bool i8_gemm_supports(GgmlType type) {
 
 int64_t i8_min_tokens(GgmlType type) {
     if (gemm_unit() == GemmUnit::amx) return 6;
-    return quant::vec_dot_rows_fn(type) ? 12 : 8;  // without a rows kernel, bf16's 8
+    switch (type) {
+        case GgmlType::IQ1_S_U2: return 12;
+        case GgmlType::Q4_K: return 16;
+        case GgmlType::Q6_K: return 32;
+        default: return 8;  // no rows kernel: where bf16 started
+    }
 }
 
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
@@ -379,21 +388,23 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
         amx_configure_tiles();
     }
-    const Scales kind = type == GgmlType::Q4_K || type == GgmlType::IQ2_XXS ? Scales::per32
-                        : type == GgmlType::Q6_K                               ? Scales::per16
-                                                                               : Scales::per256;
+    const Scales kind = type == GgmlType::Q4_K      ? Scales::per32
+                        : type == GgmlType::IQ2_XXS ? Scales::per32_folded
+                        : type == GgmlType::Q6_K    ? Scales::per16
+                                                    : Scales::per256;
     const uint64_t block_bytes = ggml_traits(type).type_size;
     for (int64_t k = 0; k < nb; ++k) {
         for (int64_t r = 0; r < n_rows; ++r) {
             const uint8_t* b = w + static_cast<uint64_t>(r) * row_bytes + static_cast<uint64_t>(k) * block_bytes;
             if (type == GgmlType::IQ2_XXS) unpack_iq2xxs(*reinterpret_cast<const quant::BlockIq2Xxs*>(b), recs[r]);
-            else if (kind == Scales::per32) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
+            else if (type == GgmlType::Q4_K) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
             else if (kind == Scales::per16) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
             else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         }
         const uint8_t* block0 = packed + k * kI8BlockBytes;  // group g's block k at + g * nb * kI8BlockBytes
         const int64_t group_bytes = nb * kI8BlockBytes;
         if (amx) {
+            TANDEM_CHECK(kind == Scales::per256);  // tile_epilogue knows one scale per block
             for (int64_t g = 0; g < n_groups; g += 2) {
                 const bool two = g + 1 < n_groups;
                 const uint8_t* a0 = block0 + g * group_bytes;
@@ -409,6 +420,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) {
                 float* f = facc + g * 512 + r0 * 16;
                 if (kind == Scales::per32) block_product<4, 2, Scales::per32>(recs + r0, a, f);
+                else if (kind == Scales::per32_folded) block_product<4, 2, Scales::per32_folded>(recs + r0, a, f);
                 else if (kind == Scales::per16) block_product<4, 2, Scales::per16>(recs + r0, a, f);
                 else block_product<4, 2, Scales::per256>(recs + r0, a, f);
             }
@@ -418,6 +430,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) {
                 float* f = facc + g * 512 + r0 * 16;
                 if (kind == Scales::per32) block_product<8, 1, Scales::per32>(recs + r0, a, f);
+                else if (kind == Scales::per32_folded) block_product<8, 1, Scales::per32_folded>(recs + r0, a, f);
                 else if (kind == Scales::per16) block_product<8, 1, Scales::per16>(recs + r0, a, f);
                 else block_product<8, 1, Scales::per256>(recs + r0, a, f);
             }

@@ -1,26 +1,26 @@
-// Int8 products on the vector units: weights whose integers fit an unsigned byte times one
-// scale per 256 weights, multiplied with 8-bit activations by VPDPBUSD (64 multiply-adds per
-// instruction against VDPBF16PS's 32).
+// Int8 products: weights whose integers fit an unsigned byte, with integer scales per group of
+// 16 or 32 weights and a float scale per 256, multiplied with 8-bit activations by VPDPBUSD
+// (64 multiply-adds per instruction against VDPBF16PS's 32).
 //
 // The activations are quantized as the per-token path quantizes them (quant::quantize_row to
 // Q8_K: one scale per 256 values, integers in [-127, 127]) and packed per group of 16 tokens,
-// a lane per token. The weights are unpacked per 256-block into 256 unsigned bytes w, an int16
-// coefficient per 32 weights against the activations' 32-value sums (the formats' offsets),
-// and a float scale. Each block's integer
-//     sum_e w_e q_e + sum_g c_g (sum of q over group g)
-// is exactly the one the per-token dot kernel (quant/simd_kernels.h) forms for that block,
-// so a result differs from the per-token path's only by the order of the float additions.
+// a lane per token. The weights are unpacked per 256-block into 256 unsigned bytes w, integer
+// scales per group (for the formats that have them), int16 coefficients against the
+// activations' 16- or 32-value sums (the formats' offsets and mins) and float scales. The
+// integers formed are the per-token dot kernel's (quant/simd_kernels.h): one per block, or
+// for Q4_K the scaled sum and the mins apart as it keeps them, so a result differs from the
+// per-token path's only in float rounding (a block's integer past 2^24 rounds when converted).
 //
-// On the tile unit (AMX-INT8) the 256-block products are TDPBUSD, four per pair of C tiles
-// (32 weight rows x 16 tokens each), and the vector units add the offset terms and apply the
-// scales to the stored C tiles: the same integers and float steps as on the vector units, so
-// both give the same bits.
+// On the tile unit (AMX-INT8) the 256-block products of IQ1_S_U2 are TDPBUSD, four per pair
+// of C tiles (32 weight rows x 16 tokens each), and the vector units add the offset terms and
+// apply the scales to the stored C tiles: the same integers and float steps as on the vector
+// units, so both give the same bits.
 //
 // Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on CPUs whose bf16
 // unit is the vector units (gemm_unit() == avx512: AVX-512 VNNI is part of it) or the tile
-// unit with AMX-INT8; Q4_K and Q6_K (attention, dense and shared-expert matrices of the usual
-// quants) on the vector units, their scales per 32 and 16 weights applied to each group's
-// integer sum.
+// unit with AMX-INT8; Q4_K, Q6_K (attention, dense and shared-expert matrices of the usual
+// quants) and IQ2_XXS (UD-IQ1_S's first down projections) on the vector units only: a scale
+// per 32 or 16 weights would need a tile product per group.
 #pragma once
 
 #include <cstdint>
@@ -33,11 +33,12 @@ namespace tandem::cpu {
 
 // Whether panel_gemm_i8 takes weights of `type`: a format it unpacks, on a unit it runs on.
 bool i8_gemm_supports(GgmlType type);
-// The fewest tokens for which it beats the rows dot kernel (quant::DotRows), one thread,
-// IQ1_S_U2 7168 -> 2048, GMAC/s: on the vector units 12 (Zen 4: int8 66 at 8 tokens, 136 at
-// 16; rows 76 and 74), on the tile unit 6 (the Xeon: int8 32 at 4, 65 at 8; rows 55 and 45).
-// A format without a rows kernel (IQ2_XXS) takes it from 8 on the vector units, where bf16
-// started.
+// The fewest tokens for which it beats the rows dot kernel (quant::DotRows) in a MoE layer.
+// Measured with bench_cpu panel_i8/ against rows/ (7168 -> 2048, one thread, GMAC/s): on the
+// vector units IQ1_S_U2 12 (Zen 4: int8 66 at 8 tokens, 136 at 16; rows 76 and 74), Q4_K 16
+// (int8 34, 66, 107 at 8, 16, 32; rows 53-54), Q6_K 32 (int8 36 at 16, 61 at 32; rows 51,
+// 54), IQ2_XXS 8 (no rows kernel: where bf16 started); on the tile unit 6 (the Xeon, IQ1_S_U2:
+// int8 32 at 4, 65 at 8; rows 55 and 45).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of

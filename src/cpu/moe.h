@@ -12,7 +12,7 @@
 // An expert chosen by gemm_min_tokens(type) or more tokens of the batch (prefill) goes through
 // the bf16 products instead, where the CPU has a unit for them (cpu/gemm.h: AMX or AVX512-BF16):
 // its matrices are dequantized once, 32 rows at a time, and multiplied with all of its tokens;
-// threads take whole panels. Formats with an int8 product (cpu/gemm_i8.h: IQ1_S_U2) take that
+// threads take whole panels. Formats with an int8 product on this CPU (cpu/gemm_i8.h) take that
 // instead, from i8_min_tokens(type). Gate/up and down decide separately (their formats may differ).
 // Below those counts an expert's tokens are dotted together, several per weight row
 // (quant::DotRows).
