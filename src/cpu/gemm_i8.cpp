@@ -240,6 +240,17 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
     }
 }
 
+// block_product for a kind known at run time.
+template <int kRows, int kGroups>
+void block_product_of(Scales kind, const I8Block* rec, const uint8_t* const* acts, float* facc) {
+    switch (kind) {
+        case Scales::per256: return block_product<kRows, kGroups, Scales::per256>(rec, acts, facc);
+        case Scales::per32: return block_product<kRows, kGroups, Scales::per32>(rec, acts, facc);
+        case Scales::per32_folded: return block_product<kRows, kGroups, Scales::per32_folded>(rec, acts, facc);
+        case Scales::per16: return block_product<kRows, kGroups, Scales::per16>(rec, acts, facc);
+    }
+}
+
 // The tile unit's part (AMX-INT8): C tiles 0, 1 (weight rows 0-15, 16-31) x token group g and
 // tiles 2, 3 the same for group g + 1 (if two) = the 32 rows' blocks (A: 16 rows of 64 weight
 // bytes, sizeof(I8Block) apart) times the groups' blocks (B: 16 quads of 16 tokens x 4 values),
@@ -398,7 +409,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             const uint8_t* b = w + static_cast<uint64_t>(r) * row_bytes + static_cast<uint64_t>(k) * block_bytes;
             if (type == GgmlType::IQ2_XXS) unpack_iq2xxs(*reinterpret_cast<const quant::BlockIq2Xxs*>(b), recs[r]);
             else if (type == GgmlType::Q4_K) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
-            else if (kind == Scales::per16) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
+            else if (type == GgmlType::Q6_K) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
             else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         }
         const uint8_t* block0 = packed + k * kI8BlockBytes;  // group g's block k at + g * nb * kI8BlockBytes
@@ -418,21 +429,13 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         for (; g + 2 <= n_groups; g += 2) {
             const uint8_t* a[2] = {block0 + g * group_bytes, block0 + (g + 1) * group_bytes};
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) {
-                float* f = facc + g * 512 + r0 * 16;
-                if (kind == Scales::per32) block_product<4, 2, Scales::per32>(recs + r0, a, f);
-                else if (kind == Scales::per32_folded) block_product<4, 2, Scales::per32_folded>(recs + r0, a, f);
-                else if (kind == Scales::per16) block_product<4, 2, Scales::per16>(recs + r0, a, f);
-                else block_product<4, 2, Scales::per256>(recs + r0, a, f);
+                block_product_of<4, 2>(kind, recs + r0, a, facc + g * 512 + r0 * 16);
             }
         }
         for (; g < n_groups; ++g) {
             const uint8_t* a[1] = {block0 + g * group_bytes};
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) {
-                float* f = facc + g * 512 + r0 * 16;
-                if (kind == Scales::per32) block_product<8, 1, Scales::per32>(recs + r0, a, f);
-                else if (kind == Scales::per32_folded) block_product<8, 1, Scales::per32_folded>(recs + r0, a, f);
-                else if (kind == Scales::per16) block_product<8, 1, Scales::per16>(recs + r0, a, f);
-                else block_product<8, 1, Scales::per256>(recs + r0, a, f);
+                block_product_of<8, 1>(kind, recs + r0, a, facc + g * 512 + r0 * 16);
             }
         }
     }
