@@ -175,6 +175,49 @@ inline __m256i sum_halves(__m512i v) {
     return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
+// ---- AVX-512: the unsigned values u of weights 64j .. 64j+63 of a K-format block, one zmm;
+// shared by the one-row block_dot steps and k_unpack below.
+
+// Q2_K: chunks 2j, 2j+1, qs bytes 32 (j/2) .. +31 at bits 4 (j%2) and 4 (j%2) + 2.
+template <Isa I>
+inline __m512i q2k_u64(const BlockQ2K& b, int j) {
+    const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
+    return _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)), _mm512_set1_epi8(3));
+}
+
+// Q3_K: Q2_K's low 2 bits | 4 * hmask bit, u = q + 4; hm is hmask broadcast to both halves, and
+// chunks 2j, 2j+1 take bits 2j, 2j+1 of hmask[l].
+template <Isa I>
+inline __m512i q3k_u64(const BlockQ3K& b, __m512i hm, int j) {
+    const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
+    const __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)), _mm512_set1_epi8(3));
+    const __m512i h = _mm512_slli_epi16(_mm512_srlv_epi16(hm, half_shifts<I>(2 * j, 2 * j + 1)), 2);
+    return _mm512_ternarylogic_epi32(low, h, _mm512_set1_epi8(4), 0xF8);  // low | (h & 4)
+}
+
+// Q4_K / Q5_K: the low then high nibbles of qs bytes 32j .. 32j+31; Q5_K's fifth bits are
+// bits 2j, 2j+1 of qh[l].
+template <Isa I, typename Block>
+inline __m512i k4_u64(const Block& b, int j) {
+    const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * j));
+    __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(0, 4)), _mm512_set1_epi8(0x0F));
+    if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
+        const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh)), half_shifts<I>(2 * j, 2 * j + 1));
+        u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);  // u | (h << 4 & 16)
+    }
+    return u;
+}
+
+// Q6_K: u = q + 32 of chunks 4 half + t, t = 2 (j%2) + {0, 1}, half = j / 2: the low nibbles
+// (n = j % 2) of ql[half*64 .. +63] and bits 2t.. of qh[half*32 + l].
+template <Isa I>
+inline __m512i q6k_u64(const BlockQ6K& b, int j) {
+    const int half = j / 2, t = 2 * (j % 2);
+    const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(b.ql + 64 * half), 4 * (j % 2)), _mm512_set1_epi8(0x0F));
+    const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)), half_shifts<I>(2 * t, 2 * t + 2));
+    return _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
+}
+
 // ---- AVX-512: a K-format block unpacked once (k_unpack), then dotted with any number of
 // activation rows (k_token): the several-rows kernels. Per row: one maddubs + vpdpwssd per 64
 // weights, then the format's float step; the integer lanes and the float steps are block_dot's
@@ -210,11 +253,8 @@ TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ2K& b) {
     const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
     KBlockZmm w;
     w.coef = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
-    // Weights 64j .. 64j+63 are chunks 2j, 2j+1: qs bytes 32 (j/2) .. +31 at bits
-    // 4 (j%2) and 4 (j%2) + 2.
     for (int j = 0; j < 4; ++j) {
-        const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
-        w.u[j] = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)), _mm512_set1_epi8(3));
+        w.u[j] = q2k_u64<I>(b, j);
         w.s[j] = scales64<I, false>(sc16, j);
     }
     w.d = fp16_to_f32(b.d);
@@ -233,16 +273,10 @@ inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
     const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);  // [8] int32 sums of m * bsum
     __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
-        // Weights 64j .. 64j+63 are chunks 2j, 2j+1: qs bytes 32 (j/2) .. +31 at bits
-        // 4 (j%2) and 4 (j%2) + 2.
         __m512i acc512 = _mm512_setzero_si512();
-        for (int j = 0; j < 4; ++j) {
-            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
-            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
-                                               _mm512_set1_epi8(3));
-            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+        for (int j = 0; j < 4; ++j)
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(q2k_u64<I>(b, j), _mm512_loadu_si512(a.qs + 64 * j)),
                                          scales64<I, false>(sc16, j));
-        }
         acc = sum_halves<I>(acc512);
     } else {
         alignas(32) int16_t sc[16];
@@ -274,14 +308,9 @@ TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ3K& b) {
     const __m256i sc16 = q3k_scales(b.scales);
     KBlockZmm w;
     w.coef = _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4));
-    // Chunks 2j, 2j+1 as Q2_K; their hmask bits are bits 2j, 2j+1 of hmask[l].
     const __m512i hm = _mm512_broadcast_i64x4(load32(b.hmask));
     for (int j = 0; j < 4; ++j) {
-        const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
-        const __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
-                                             _mm512_set1_epi8(3));
-        const __m512i h = _mm512_slli_epi16(_mm512_srlv_epi16(hm, half_shifts<I>(2 * j, 2 * j + 1)), 2);
-        w.u[j] = _mm512_ternarylogic_epi32(low, h, _mm512_set1_epi8(4), 0xF8);  // low | (h & 4)
+        w.u[j] = q3k_u64<I>(b, hm, j);
         w.s[j] = scales64<I, false>(sc16, j);
     }
     w.d = fp16_to_f32(b.d);
@@ -302,18 +331,11 @@ inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
     const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));
     __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
-        // Chunks 2j, 2j+1 as Q2_K; their hmask bits are bits 2j, 2j+1 of hmask[l].
         const __m512i hm = _mm512_broadcast_i64x4(load32(b.hmask));
         __m512i acc512 = _mm512_zextsi256_si512(off);
-        for (int j = 0; j < 4; ++j) {
-            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * (j / 2)));
-            const __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(4 * (j % 2), 4 * (j % 2) + 2)),
-                                                 _mm512_set1_epi8(3));
-            const __m512i h = _mm512_slli_epi16(_mm512_srlv_epi16(hm, half_shifts<I>(2 * j, 2 * j + 1)), 2);
-            const __m512i u = _mm512_ternarylogic_epi32(low, h, _mm512_set1_epi8(4), 0xF8);  // low | (h & 4)
-            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+        for (int j = 0; j < 4; ++j)
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(q3k_u64<I>(b, hm, j), _mm512_loadu_si512(a.qs + 64 * j)),
                                          scales64<I, false>(sc16, j));
-        }
         acc = sum_halves<I>(acc512);
     } else {
         alignas(32) int16_t sc[16];
@@ -346,17 +368,8 @@ TANDEM_BLOCK_STEP KBlockZmm k4_unpack(const Block& b) {
     const __m256i sc16 = _mm256_cvtepu8_epi16(sm);  // [8] scales, then [8] mins
     KBlockZmm w;
     w.coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));  // min of each 16 weights
-    // Weights 64j .. 64j+63: low then high nibbles of qs bytes 32j .. 32j+31; Q5_K's
-    // fifth bits are bits 2j, 2j+1 of qh[l].
     for (int j = 0; j < 4; ++j) {
-        const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * j));
-        __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(0, 4)), _mm512_set1_epi8(0x0F));
-        if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
-            const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh)), half_shifts<I>(2 * j, 2 * j + 1));
-            // u | (h << 4 & 16)
-            u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);
-        }
-        w.u[j] = u;
+        w.u[j] = k4_u64<I>(b, j);
         w.s[j] = scales64<I, true>(sc16, j);
     }
     w.d = fp16_to_f32(b.d);
@@ -380,20 +393,10 @@ inline void k4_block_dot(const Block& b, const BlockQ8K& a, __m256& facc) {
     const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);
     __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
-        // Weights 64j .. 64j+63: low then high nibbles of qs bytes 32j .. 32j+31; Q5_K's
-        // fifth bits are bits 2j, 2j+1 of qh[l].
         __m512i acc512 = _mm512_setzero_si512();
-        for (int j = 0; j < 4; ++j) {
-            const __m512i q = _mm512_broadcast_i64x4(load32(b.qs + 32 * j));
-            __m512i u = _mm512_and_si512(_mm512_srlv_epi16(q, half_shifts<I>(0, 4)), _mm512_set1_epi8(0x0F));
-            if constexpr (sizeof(Block) == sizeof(BlockQ5K)) {
-                const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh)), half_shifts<I>(2 * j, 2 * j + 1));
-                // u | (h << 4 & 16)
-                u = _mm512_ternarylogic_epi32(u, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x10), 0xF8);
-            }
-            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+        for (int j = 0; j < 4; ++j)
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(k4_u64<I>(b, j), _mm512_loadu_si512(a.qs + 64 * j)),
                                          scales64<I, true>(sc16, j));
-        }
         acc = sum_halves<I>(acc512);
     } else {
         alignas(32) int16_t sc[16];
@@ -421,14 +424,8 @@ TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ6K& b) {
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
     KBlockZmm w;
     w.coef = _mm256_slli_epi16(sc16, 5);
-    // Weights 64j .. 64j+63 are chunks 4 half + t, t = 2 (j%2) + {0, 1}, half = j / 2: the
-    // low nibbles (n = j % 2) of ql[half*64 .. +63] and bits 2t.. of qh[half*32 + l].
     for (int j = 0; j < 4; ++j) {
-        const int half = j / 2, t = 2 * (j % 2);
-        const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(b.ql + 64 * half), 4 * (j % 2)),
-                                            _mm512_set1_epi8(0x0F));
-        const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)), half_shifts<I>(2 * t, 2 * t + 2));
-        w.u[j] = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
+        w.u[j] = q6k_u64<I>(b, j);
         w.s[j] = scales64<I, false>(sc16, j);
     }
     w.d = fp16_to_f32(b.d);
@@ -449,19 +446,10 @@ inline void block_dot(const BlockQ6K& b, const BlockQ8K& a, __m256& facc) {
     const __m256i off = _mm256_madd_epi16(load32(a.bsums), _mm256_slli_epi16(sc16, 5));  // subtracted below
     __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
-        // Weights 64j .. 64j+63 are chunks 4 half + t, t = 2 (j%2) + {0, 1}, half = j / 2: the
-        // low nibbles (n = j % 2) of ql[half*64 .. +63] and bits 2t.. of qh[half*32 + l].
         __m512i acc512 = _mm512_setzero_si512();
-        for (int j = 0; j < 4; ++j) {
-            const int half = j / 2, t = 2 * (j % 2);
-            const __m512i lo = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(b.ql + 64 * half), 4 * (j % 2)),
-                                                _mm512_set1_epi8(0x0F));
-            const __m512i h = _mm512_srlv_epi16(_mm512_broadcast_i64x4(load32(b.qh + 32 * half)),
-                                                half_shifts<I>(2 * t, 2 * t + 2));
-            const __m512i u = _mm512_ternarylogic_epi32(lo, _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
-            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * j)),
+        for (int j = 0; j < 4; ++j)
+            acc512 = _mm512_dpwssd_epi32(acc512, _mm512_maddubs_epi16(q6k_u64<I>(b, j), _mm512_loadu_si512(a.qs + 64 * j)),
                                          scales64<I, false>(sc16, j));
-        }
         acc = sum_halves<I>(acc512);
     } else {
         alignas(32) int16_t sc[16];
