@@ -390,13 +390,13 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
     const int64_t rows_pad = (n_rows + 7) / 8 * 8;
     float* facc = grow(ps.acc, static_cast<uint64_t>(n_groups * kPanelRows * kTokenGroup));
     std::fill_n(facc, n_groups * kPanelRows * kTokenGroup, 0.0f);
+    // Rows past n_rows are zero blocks (both units read whole groups of rows).
     auto* recs = reinterpret_cast<I8Block*>(grow(ps.i8_blocks, kPanelRows * sizeof(I8Block)));
-    std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(rows_pad - n_rows) * sizeof(I8Block));
+    std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
     const bool amx = gemm_unit() == GemmUnit::amx;
     int32_t* tiles = nullptr;  // the tile unit's C tiles of one block: [4][16][16]
     if (amx) {
         tiles = reinterpret_cast<int32_t*>(grow(ps.i8_tiles, 4 * 256));
-        std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
         amx_configure_tiles();
     }
     const Scales kind = type == GgmlType::Q4_K      ? Scales::per32
