@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "cpu/bf16_block.h"
+#include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -123,6 +124,7 @@ bool gemm_supports(GgmlType type, int64_t n_in) {
 }
 
 int64_t gemm_min_tokens(GgmlType type) {
+    if (i8_gemm_supports(type)) return i8_min_tokens(type);
     if (gemm_unit() == GemmUnit::amx) return 4;
     if (!quant::vec_dot_rows_fn(type)) return 8;
     // Where the rows kernel's rate (flat in the token count) meets bf16's (rising with it):

@@ -11,6 +11,7 @@
 #include "quant/blocks.h"
 #include "quant/grids.h"
 #include "quant/quant.h"
+#include "quant/simd_scales.h"
 #include "quant/unpack.h"
 #include "quant/vec_dot.h"
 
@@ -56,6 +57,11 @@ uint32_t load_u32(const void* p) {
     std::memcpy(&v, p, 4);
     return v;
 }
+uint64_t load_u64(const void* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
 
 // IQ1_S_U2 (quant/blocks.h): x = d * (2 sc + 1) * (u - 1 + delta), delta = +-1/8 per group of
 // 32, so x * 8 / d = w + c with w = 8 (2 sc + 1) u in [0, 240] and c = +-(2 sc + 1) - 8 (2 sc + 1)
@@ -95,11 +101,9 @@ TANDEM_I8_TARGET void unpack_q4k(const quant::BlockQ4K& b, I8Block& out) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * k), _mm256_and_si256(q, mask));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * k + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), mask));
     }
-    for (int g = 0; g < 8; ++g) {
-        const auto [sc, m] = quant::k4_scale_min(b.scales, g);
-        out.s[g] = sc;
-        out.c[g] = static_cast<int16_t>(m);
-    }
+    const __m128i sm = quant::k4_scales_mins(b.scales);  // [8] scales, then [8] mins, as bytes
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepu8_epi32(sm));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.c), _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)));
     out.d = quant::fp16_to_f32(b.d);
     out.dmin = quant::fp16_to_f32(b.dmin);
 }
@@ -147,27 +151,35 @@ TANDEM_I8_TARGET void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
                                 _mm256_or_si256(lo[i], _mm256_slli_epi16(hi, 4)));
         }
     }
-    for (int j = 0; j < 16; ++j) {
-        out.s[j] = b.scales[j];
-        out.c16[j] = static_cast<int16_t>(-32 * b.scales[j]);
-    }
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));  // [16] int8
+    _mm512_storeu_si512(out.s, _mm512_cvtepi8_epi32(sc));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi16(-32)));
     out.d = quant::fp16_to_f32(b.d);
 }
 
+// A weight row's bytes at p in every lane of a token group's register: 4 bytes (one quad, a
+// lane per token) or, in a half group, 8 (two quads: lanes 2t and 2t + 1 are token t's).
+template <bool kHalf>
+TANDEM_I8_TARGET inline __m512i broadcast_w(const void* p) {
+    if constexpr (kHalf) return _mm512_set1_epi64(static_cast<long long>(load_u64(p)));
+    else return _mm512_set1_epi32(static_cast<int>(load_u32(p)));
+}
+
 // acc[r][g] += the dot of rec[r]'s weights [4 q0, 4 q1) with group g's values (quads q0 .. q1 -
-// 1): each VPDPBUSD a 4-byte broadcast of a weight row (unsigned) against 16 tokens' 4 values
-// (signed).
-template <int kRows, int kGroups>
+// 1): each VPDPBUSD a broadcast of a weight row's quad (unsigned) against 16 tokens' 4 values
+// (signed), or in a half group two quads against 8 tokens' 8 values.
+template <int kRows, int kGroups, bool kHalf>
 TANDEM_I8_TARGET inline void dot_quads(const I8Block* rec, const uint8_t* const* acts, int q0, int q1,
                                        __m512i (&acc)[kRows][kGroups]) {
+    constexpr int kStep = kHalf ? 2 : 1;  // quads per register row
 #pragma GCC unroll 4
-    for (int q = q0; q < q1; ++q) {
+    for (int q = q0; q < q1; q += kStep) {
         __m512i a[kGroups];
 #pragma GCC unroll 4
-        for (int g = 0; g < kGroups; ++g) a[g] = _mm512_loadu_si512(acts[g] + 64 * q);
+        for (int g = 0; g < kGroups; ++g) a[g] = _mm512_loadu_si512(acts[g] + 64 * (q / kStep));
 #pragma GCC unroll 8
         for (int r = 0; r < kRows; ++r) {
-            const __m512i w = _mm512_set1_epi32(static_cast<int>(load_u32(rec[r].w + 4 * q)));
+            const __m512i w = broadcast_w<kHalf>(rec[r].w + 4 * q);
 #pragma GCC unroll 4
             for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], w, a[g]);
         }
@@ -175,18 +187,31 @@ TANDEM_I8_TARGET inline void dot_quads(const I8Block* rec, const uint8_t* const*
 }
 
 // acc[r][g] += coef(rec[r]) (int16 per group of values) against group g's sums at sums_at
-// (n_pairs pairs of groups).
-template <int kRows, int kGroups, typename Coef>
+// (n_pairs pairs of groups; a half group's register row holds two pairs per token).
+template <int kRows, int kGroups, bool kHalf, typename Coef>
 TANDEM_I8_TARGET inline void group_sum_terms(const I8Block* rec, const uint8_t* const* acts, __m512i (&acc)[kRows][kGroups],
                                              int64_t sums_at, int n_pairs, Coef coef) {
-    for (int p = 0; p < n_pairs; ++p) {
+    constexpr int kStep = kHalf ? 2 : 1;
+    for (int p = 0; p < n_pairs; p += kStep) {
         __m512i s[kGroups];
-        for (int g = 0; g < kGroups; ++g) s[g] = _mm512_loadu_si512(acts[g] + sums_at + 64 * p);
+        for (int g = 0; g < kGroups; ++g) s[g] = _mm512_loadu_si512(acts[g] + sums_at + 64 * (p / kStep));
         for (int r = 0; r < kRows; ++r) {
-            const __m512i c = _mm512_set1_epi32(static_cast<int>(load_u32(coef(rec[r]) + 2 * p)));
+            const __m512i c = broadcast_w<kHalf>(coef(rec[r]) + 2 * p);
             for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_dpwssd_epi32(acc[r][g], s[g], c);
         }
     }
+}
+
+// [lo, hi] as one register.
+TANDEM_I8_TARGET inline __m512 halves_ps(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+}
+
+// A half group's two rows x, y (lanes 2t, 2t + 1: token t) as floats: x's 8 token sums, then y's.
+TANDEM_I8_TARGET inline __m512 lane_pair_sums(__m512i x, __m512i y) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    return _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_permutex2var_epi32(x, even, y), _mm512_permutex2var_epi32(x, odd, y)));
 }
 
 // facc[r][g] (16 floats at facc + r * 16 + g * 512) += rec[r]'s block times group g's block of
@@ -194,38 +219,56 @@ TANDEM_I8_TARGET inline void group_sum_terms(const I8Block* rec, const uint8_t* 
 // accumulators). per32 and per16: each group of 32 or 16 weights takes its own accumulator,
 // multiplied by its integer scale into the block's. per32's group-sum terms (the mins) go apart,
 // scaled by dmin; per32_folded's and per16's go into the block's integer.
-template <int kRows, int kGroups, Scales kS>
+// kHalf (one group of 8 tokens, two lanes each; kRows even): the lane pairs are added and rows
+// r, r + 1 take the 16 floats at facc + r * 8. The integers and float steps are the 16-lane
+// form's, so a token's results are the same bits in either form.
+template <int kRows, int kGroups, Scales kS, bool kHalf>
 TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* acts, float* facc) {
-    static_assert(kRows * kGroups <= 16);
+    static_assert(kRows * kGroups <= 16 && (!kHalf || (kGroups == 1 && kRows % 2 == 0)));
     constexpr bool kPer32 = kS == Scales::per32;
     __m512i acc[kRows][kGroups];
     for (int r = 0; r < kRows; ++r)
         for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_setzero_si512();
     if constexpr (kS == Scales::per256) {
-        dot_quads<kRows, kGroups>(rec, acts, 0, 64, acc);
-        group_sum_terms<kRows, kGroups>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+        dot_quads<kRows, kGroups, kHalf>(rec, acts, 0, 64, acc);
+        group_sum_terms<kRows, kGroups, kHalf>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     } else {
         constexpr int kSub = kS == Scales::per16 ? 16 : 8, kQuads = 64 / kSub;
         for (int j = 0; j < kSub; ++j) {
             __m512i part[kRows][kGroups];
             for (int r = 0; r < kRows; ++r)
                 for (int g = 0; g < kGroups; ++g) part[r][g] = _mm512_setzero_si512();
-            dot_quads<kRows, kGroups>(rec, acts, kQuads * j, kQuads * j + kQuads, part);
+            dot_quads<kRows, kGroups, kHalf>(rec, acts, kQuads * j, kQuads * j + kQuads, part);
             for (int r = 0; r < kRows; ++r) {
                 const __m512i sc = _mm512_set1_epi32(rec[r].s[j]);
                 for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_add_epi32(acc[r][g], _mm512_mullo_epi32(part[r][g], sc));
             }
         }
         if constexpr (kS == Scales::per16)
-            group_sum_terms<kRows, kGroups>(rec, acts, acc, kSums16At, 8, [](const I8Block& b) { return b.c16; });
+            group_sum_terms<kRows, kGroups, kHalf>(rec, acts, acc, kSums16At, 8, [](const I8Block& b) { return b.c16; });
         if constexpr (kS == Scales::per32_folded)
-            group_sum_terms<kRows, kGroups>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+            group_sum_terms<kRows, kGroups, kHalf>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     }
     __m512i mins[kRows][kGroups];
     if constexpr (kPer32) {
         for (int r = 0; r < kRows; ++r)
             for (int g = 0; g < kGroups; ++g) mins[r][g] = _mm512_setzero_si512();
-        group_sum_terms<kRows, kGroups>(rec, acts, mins, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+        group_sum_terms<kRows, kGroups, kHalf>(rec, acts, mins, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+    }
+    if constexpr (kHalf) {
+        const __m256 s8 = _mm256_loadu_ps(reinterpret_cast<const float*>(acts[0] + kScalesAt));
+        const __m512 scales = halves_ps(s8, s8);
+        for (int r = 0; r < kRows; r += 2) {
+            float* f = facc + r * 8;
+            const __m512 d = halves_ps(_mm256_set1_ps(rec[r].d), _mm256_set1_ps(rec[r + 1].d));
+            __m512 v = _mm512_fmadd_ps(lane_pair_sums(acc[r][0], acc[r + 1][0]), _mm512_mul_ps(d, scales), _mm512_loadu_ps(f));
+            if constexpr (kPer32) {
+                const __m512 dmin = halves_ps(_mm256_set1_ps(rec[r].dmin), _mm256_set1_ps(rec[r + 1].dmin));
+                v = _mm512_fnmadd_ps(lane_pair_sums(mins[r][0], mins[r + 1][0]), _mm512_mul_ps(dmin, scales), v);
+            }
+            _mm512_storeu_ps(f, v);
+        }
+        return;
     }
     for (int g = 0; g < kGroups; ++g) {
         const __m512 scales = _mm512_loadu_ps(reinterpret_cast<const float*>(acts[g] + kScalesAt));
@@ -241,13 +284,13 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
 }
 
 // block_product for a kind known at run time.
-template <int kRows, int kGroups>
+template <int kRows, int kGroups, bool kHalf = false>
 void block_product_of(Scales kind, const I8Block* rec, const uint8_t* const* acts, float* facc) {
     switch (kind) {
-        case Scales::per256: return block_product<kRows, kGroups, Scales::per256>(rec, acts, facc);
-        case Scales::per32: return block_product<kRows, kGroups, Scales::per32>(rec, acts, facc);
-        case Scales::per32_folded: return block_product<kRows, kGroups, Scales::per32_folded>(rec, acts, facc);
-        case Scales::per16: return block_product<kRows, kGroups, Scales::per16>(rec, acts, facc);
+        case Scales::per256: return block_product<kRows, kGroups, Scales::per256, kHalf>(rec, acts, facc);
+        case Scales::per32: return block_product<kRows, kGroups, Scales::per32, kHalf>(rec, acts, facc);
+        case Scales::per32_folded: return block_product<kRows, kGroups, Scales::per32_folded, kHalf>(rec, acts, facc);
+        case Scales::per16: return block_product<kRows, kGroups, Scales::per16, kHalf>(rec, acts, facc);
     }
 }
 
@@ -318,10 +361,10 @@ bool i8_gemm_supports(GgmlType type) {
 int64_t i8_min_tokens(GgmlType type) {
     if (gemm_unit() == GemmUnit::amx) return 6;
     switch (type) {
-        case GgmlType::IQ1_S_U2: return 12;
-        case GgmlType::Q4_K: return 16;
-        case GgmlType::Q6_K: return 32;
-        default: return 8;  // no rows kernel: where bf16 started
+        case GgmlType::IQ2_XXS: return 3;  // no rows kernel
+        case GgmlType::Q4_K: return 5;
+        case GgmlType::Q6_K: return 7;
+        default: return 6;  // IQ1_S_U2
     }
 }
 
@@ -332,29 +375,50 @@ uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
 
 namespace {
 
-// Token t's lane of every block of its group: a Q8_K row (q null: the padding, all zero).
-void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, uint8_t* packed) {
-    const int64_t lane = t % kTokenGroup;
+// Token t's lanes of every block of its group, from its Q8_K row q (the padding: a zero row).
+// A register row holds 4 bytes per token (16-token groups) or 8 (a half group), so each of the
+// three arrays (q, the 32-value sums, the 16-value sums) goes in consecutive pieces of that width.
+void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, bool half, uint8_t* packed) {
+    const int64_t lane = t % kTokenGroup, width = half ? 8 : 4;
     uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
+    const auto put = [&](uint8_t* rows, const void* values, int64_t n_bytes) {
+        for (int64_t i = 0; i < n_bytes / width; ++i)
+            std::memcpy(rows + i * 64 + lane * width, static_cast<const uint8_t*>(values) + i * width, static_cast<size_t>(width));
+    };
     for (int64_t k = 0; k < nb; ++k) {
         uint8_t* blk = group + k * kI8BlockBytes;
-        if (!q) {
-            for (int quad = 0; quad < 64; ++quad) std::memset(blk + quad * 64 + lane * 4, 0, 4);
-            for (int p = 0; p < 4; ++p) std::memset(blk + kSumsAt + p * 64 + lane * 4, 0, 4);
-            for (int p = 0; p < 8; ++p) std::memset(blk + kSums16At + p * 64 + lane * 4, 0, 4);
-            std::memset(blk + kScalesAt + lane * 4, 0, 4);
-            continue;
-        }
         const quant::BlockQ8K& b = q[k];
-        for (int quad = 0; quad < 64; ++quad) std::memcpy(blk + quad * 64 + lane * 4, b.qs + 4 * quad, 4);
-        for (int p = 0; p < 4; ++p) {
-            const int16_t sums[2] = {static_cast<int16_t>(b.bsums[4 * p] + b.bsums[4 * p + 1]),
-                                     static_cast<int16_t>(b.bsums[4 * p + 2] + b.bsums[4 * p + 3])};
-            std::memcpy(blk + kSumsAt + p * 64 + lane * 4, sums, 4);
-        }
-        for (int p = 0; p < 8; ++p) std::memcpy(blk + kSums16At + p * 64 + lane * 4, b.bsums + 2 * p, 4);
+        int16_t sums32[8];
+        for (int g = 0; g < 8; ++g) sums32[g] = static_cast<int16_t>(b.bsums[2 * g] + b.bsums[2 * g + 1]);
+        put(blk, b.qs, 256);
+        put(blk + kSumsAt, sums32, sizeof sums32);
+        put(blk + kSums16At, b.bsums, sizeof b.bsums);
         std::memcpy(blk + kScalesAt + lane * 4, &b.d, 4);
     }
+}
+
+// Whether n_tok's last token group is a half group (8 lanes of two quads each, block_product's
+// kHalf): where it has 8 tokens or fewer, on the vector units (the tile unit reads 16 lanes).
+bool half_last_group(int64_t n_tok) {
+    const int64_t rest = n_tok % kTokenGroup;
+    return rest != 0 && rest <= 8 && gemm_unit() != GemmUnit::amx;
+}
+
+// Packs the rows row(t) of tokens [0, n_tok), then zero rows for the last group's padding.
+template <typename Row>
+void pack_tokens(int64_t n_tok, int64_t nb, uint8_t* packed, Row&& row) {
+    const bool half = half_last_group(n_tok);
+    const int64_t n_full = n_tok / kTokenGroup * kTokenGroup;
+    const int64_t lanes = half ? n_full + 8 : (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
+    thread_local std::vector<quant::BlockQ8K> zero;
+    zero.assign(static_cast<size_t>(nb), quant::BlockQ8K{});
+    for (int64_t t = 0; t < lanes; ++t) pack_lane(t < n_tok ? row(t) : zero.data(), t, nb, half && t >= n_full, packed);
+}
+
+// Prefetches the cache lines of [p, p + n) into L1.
+void prefetch_bytes(const uint8_t* p, uint64_t n) {
+    const auto first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
+    for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + n; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
 
 void check_width(int64_t n_in) {
@@ -365,21 +429,18 @@ void check_width(int64_t n_in) {
 
 void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed) {
     check_width(n_in);
-    const int64_t nb = n_in / kQK, last = (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
+    const int64_t nb = n_in / kQK;
     thread_local std::vector<quant::BlockQ8K> q;
     q.resize(static_cast<size_t>(nb));
-    for (int64_t t = 0; t < n_tok; ++t) {
+    pack_tokens(n_tok, nb, packed, [&](int64_t t) {
         quant::quantize_row(GgmlType::Q8_K, x + (rows ? rows[t] : t) * x_stride, q.data(), n_in);
-        pack_lane(q.data(), t, nb, packed);
-    }
-    for (int64_t t = n_tok; t < last; ++t) pack_lane(nullptr, t, nb, packed);
+        return q.data();
+    });
 }
 
 void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed) {
     check_width(n_in);
-    const int64_t nb = n_in / kQK, last = (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
-    for (int64_t t = 0; t < n_tok; ++t) pack_lane(static_cast<const quant::BlockQ8K*>(q8_rows[t]), t, nb, packed);
-    for (int64_t t = n_tok; t < last; ++t) pack_lane(nullptr, t, nb, packed);
+    pack_tokens(n_tok, n_in / kQK, packed, [&](int64_t t) { return static_cast<const quant::BlockQ8K*>(q8_rows[t]); });
 }
 
 void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
@@ -387,6 +448,8 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
     if (!i8_gemm_supports(type)) fail("panel_gemm_i8: no int8 product for {} on this CPU", ggml_type_name(type));
     if (n_rows <= 0 || n_rows > kPanelRows || n_in % kQK) fail("panel_gemm_i8: {} rows of {} values", n_rows, n_in);
     const int64_t nb = n_in / kQK, n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
+    const bool half = half_last_group(n_tok);
+    const int64_t n_full = half ? n_groups - 1 : n_groups;  // 16-token groups
     const int64_t rows_pad = (n_rows + 7) / 8 * 8;
     float* facc = grow(ps.acc, static_cast<uint64_t>(n_groups * kPanelRows * kTokenGroup));
     std::fill_n(facc, n_groups * kPanelRows * kTokenGroup, 0.0f);
@@ -407,6 +470,10 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
     for (int64_t k = 0; k < nb; ++k) {
         for (int64_t r = 0; r < n_rows; ++r) {
             const uint8_t* b = w + static_cast<uint64_t>(r) * row_bytes + static_cast<uint64_t>(k) * block_bytes;
+            // The row's next block, a step ahead: 32 rows read a block at a time, each row_bytes
+            // apart, are more streams than the hardware prefetchers follow (without this, loads
+            // in the unpacking took most of its time in a prefill profile).
+            if (k + 1 < nb) prefetch_bytes(b + block_bytes, block_bytes);
             if (type == GgmlType::IQ2_XXS) unpack_iq2xxs(*reinterpret_cast<const quant::BlockIq2Xxs*>(b), recs[r]);
             else if (type == GgmlType::Q4_K) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
             else if (type == GgmlType::Q6_K) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
@@ -426,23 +493,25 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             continue;
         }
         int64_t g = 0;
-        for (; g + 2 <= n_groups; g += 2) {
+        for (; g + 2 <= n_full; g += 2) {
             const uint8_t* a[2] = {block0 + g * group_bytes, block0 + (g + 1) * group_bytes};
-            for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) {
-                block_product_of<4, 2>(kind, recs + r0, a, facc + g * 512 + r0 * 16);
-            }
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) block_product_of<4, 2>(kind, recs + r0, a, facc + g * 512 + r0 * 16);
         }
-        for (; g < n_groups; ++g) {
+        for (; g < n_full; ++g) {
             const uint8_t* a[1] = {block0 + g * group_bytes};
-            for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) {
-                block_product_of<8, 1>(kind, recs + r0, a, facc + g * 512 + r0 * 16);
-            }
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) block_product_of<8, 1>(kind, recs + r0, a, facc + g * 512 + r0 * 16);
+        }
+        if (half) {
+            const uint8_t* a[1] = {block0 + g * group_bytes};
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) block_product_of<8, 1, true>(kind, recs + r0, a, facc + g * 512 + r0 * 8);
         }
     }
     if (amx) tile_release();
     for (int64_t t = 0; t < n_tok; ++t) {
-        const float* f = facc + (t / kTokenGroup) * 512 + t % kTokenGroup;
-        for (int64_t r = 0; r < n_rows; ++r) out[t * kPanelRows + r] = f[r * 16];
+        // 16 floats per row in a 16-token group, 8 in the half group
+        const int64_t g = t / kTokenGroup, stride = half && g == n_full ? 8 : 16;
+        const float* f = facc + g * 512 + t % kTokenGroup;
+        for (int64_t r = 0; r < n_rows; ++r) out[t * kPanelRows + r] = f[r * stride];
     }
 }
 

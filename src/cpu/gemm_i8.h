@@ -33,19 +33,23 @@ namespace tandem::cpu {
 
 // Whether panel_gemm_i8 takes weights of `type`: a format it unpacks, on a unit it runs on.
 bool i8_gemm_supports(GgmlType type);
-// The fewest tokens for which it beats the rows dot kernel (quant::DotRows) in a MoE layer.
-// Measured with bench_cpu panel_i8/ against rows/ (7168 -> 2048, one thread, GMAC/s): on the
-// vector units IQ1_S_U2 12 (Zen 4: int8 66 at 8 tokens, 136 at 16; rows 76 and 74), Q4_K 16
-// (int8 34, 66, 107 at 8, 16, 32; rows 53-54), Q6_K 32 (int8 36 at 16, 61 at 32; rows 51,
-// 54), IQ2_XXS 8 (no rows kernel: where bf16 started); on the tile unit 6 (the Xeon, IQ1_S_U2:
-// int8 32 at 4, 65 at 8; rows 55 and 45).
+// The fewest tokens for which it beats the per-token path (the rows dot kernel,
+// quant::DotRows, where the format has one), in cpu::matmul and in a MoE layer. Measured with
+// bench_cpu panel_i8/ against rows/ (7168 -> 2048, one Zen 4 thread, GMAC/s), where a product
+// of up to 8 tokens costs about the same (one half group): on the vector units IQ1_S_U2 6
+// (int8 64 at 4 tokens, 117 at 8; rows 78 and 75), Q4_K 5 (int8 52, 110; rows 55, 65), Q6_K 7
+// (int8 39, 79; rows 60, 67), IQ2_XXS 3 (int8 28 at 4; per-token 13.5); on the tile unit 6
+// (the Xeon, IQ1_S_U2: int8 32 at 4, 65 at 8; rows 55 and 45).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of
 //   [64 quads][16 tokens][4] int8 (q), [4 pairs][16 tokens][2] int16 (sums of q over
 //   the 32 values of groups 2p, 2p + 1), [8 pairs][16 tokens][2] int16 (the same over 16
 //   values: the Q8_K bsums), [16] float (the token's Q8_K scale),
-// i.e. kI8BlockBytes per block per group. Tokens past n_tok have q = 0 and scale 0.
+// i.e. kI8BlockBytes per block per group. Tokens past n_tok have q = 0 and scale 0. On the
+// vector units a last group of 8 tokens or fewer is a half group: two quads (two pairs) per
+// token, [32][8 tokens][8] int8, [2][8][4] int16, [4][8][4] int16, [8] float, in the first
+// half of each part, so a register holds 8 tokens' values and no lane is padding.
 inline constexpr int64_t kI8BlockBytes = 4096 + 256 + 512 + 64;
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in);
 // Token t's row is x + rows[t] * x_stride (rows may be null: row t). n_in a multiple of 256.

@@ -23,6 +23,8 @@
 // compilation never instantiates them.
 #pragma once
 
+#include "quant/simd_scales.h"  // internal linkage: safe to compile under the AVX-512 pragma
+
 // The several-rows kernels' per-block steps (k_unpack, k_token) are called once per 256
 // weights from a row loop and must be inlined into it, which GCC's heuristics do not always do
 // for functions of this size (a call, and the float accumulator a stack slot).
@@ -345,21 +347,6 @@ inline void block_dot(const BlockQ3K& b, const BlockQ8K& a, __m256& facc) {
             acc = scaled_dot<I>(acc, q3k_chunk(b, c), load32(a.qs + 32 * c), scale_pair(sc[2 * c], sc[2 * c + 1]));
     }
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
-}
-
-// Q4_K / Q5_K: the 8 6-bit scales (bytes 0..7) and mins (bytes 8..15) of the 12 packed bytes
-// (see BlockQ4K), with dword masks as in ggml: with u0, u1, u2 the three dwords,
-//   scales 0..3 = u0 & 0x3f..,  scales 4..7 = (u2 & 0x0f..) | (u0 >> 6 & 0x03..) << 4,
-//   mins 0..3 = u1 & 0x3f..,    mins 4..7 = (u2 >> 4 & 0x0f..) | (u1 >> 6 & 0x03..) << 4.
-// Reads 16 bytes at `scales` (Q4_K/Q5_K blocks go on past the scales).
-inline __m128i k4_scales_mins(const uint8_t* scales) {
-    const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales));
-    const __m128i a = _mm_shuffle_epi32(u, 0x98);  // u0, u2, u1, u2
-    const __m128i b = _mm_shuffle_epi32(u, 0x50);  // u0, u0, u1, u1
-    const __m128i low = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
-                                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
-    const __m128i top = _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
-    return _mm_or_si128(low, top);
 }
 
 template <Isa I, typename Block>

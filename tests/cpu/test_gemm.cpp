@@ -158,7 +158,8 @@ TEST(Gemm, PackedActivationsFollowTheTileLayout) {
 // The int8 panel product (cpu/gemm_i8.h) forms, per 256-block, the integers of the per-token
 // dot kernel from the same Q8_K activations, so each result equals quant::vec_dot's up to
 // float32 summation order: within 1e-5 * sum |w x| of the dequantized weights and the
-// activations. Token-group and row tails (5, 17, 33, 70 tokens; 13 rows), the packing's
+// activations. Token-group and row tails (5, 8, 12, 17, 28, 33, 70 tokens: a last group of 8
+// or fewer is a half group on the vector units; 13 rows), the packing's
 // token indirection (a reversed order), poisoned packed activations and unpacked-weight
 // scratch, and one scratch reused from a full panel to a partial one (its padding rows must be
 // cleared). Packing from Q8_K rows (pack_q8k_i8) gives the same bytes as from floats.
@@ -168,7 +169,7 @@ void expect_i8_matches_per_token(GgmlType type) {
         const uint64_t rb = quant_row_bytes(type, n_in);
         std::vector<float> wf(static_cast<size_t>(n_in * kPanelRows));
         for (int64_t r = 0; r < kPanelRows; ++r) quant::dequantize_row(type, w.data() + r * rb, wf.data() + r * n_in, n_in);
-        for (const int64_t n_tok : {int64_t{1}, int64_t{5}, int64_t{16}, int64_t{17}, int64_t{33}, int64_t{70}}) {
+        for (const int64_t n_tok : {int64_t{1}, int64_t{5}, int64_t{8}, int64_t{12}, int64_t{16}, int64_t{17}, int64_t{28}, int64_t{33}, int64_t{70}}) {
             std::vector<float> x = random_floats(n_tok * n_in, 11 + static_cast<uint64_t>(n_tok), 1.0f);
             for (size_t i = 0; i < x.size(); i += 997) x[i] *= 20.0f;  // outliers
             std::vector<int32_t> rows(static_cast<size_t>(n_tok));
@@ -219,6 +220,34 @@ TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
         }
         ++tested;
         expect_i8_matches_per_token(type);
+    }
+    if (tested == 0) GTEST_SKIP() << "no int8 products on this CPU's unit";
+}
+
+// A last token group of 8 or fewer tokens is packed and multiplied in its own form (two lanes per
+// token, cpu/gemm_i8.cpp's kHalf) from the same integers and float steps: tokens 0-4 give the same
+// bits as a group of 5 as they do among 13.
+TEST(GemmI8, HalfGroupGivesTheSameBitsAsAFullGroup) {
+    const int64_t n_in = 2048;
+    int tested = 0;
+    for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS}) {
+        SCOPED_TRACE(ggml_type_name(type));
+        if (!i8_gemm_supports(type)) continue;
+        ++tested;
+        const std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 41);
+        const uint64_t rb = quant_row_bytes(type, n_in);
+        const std::vector<float> x = random_floats(13 * n_in, 43, 1.0f);
+        std::vector<float> outs[2];
+        for (const int64_t n_tok : {int64_t{5}, int64_t{13}}) {
+            std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xFF);
+            pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data());
+            PanelScratch ps;
+            float* out = ps.out_for(n_tok);
+            panel_gemm_i8(type, w.data(), rb, kPanelRows, n_in, packed.data(), n_tok, out, ps);
+            outs[n_tok == 13].assign(out, out + 5 * kPanelRows);
+        }
+        for (int64_t i = 0; i < 5 * kPanelRows; ++i)
+            ASSERT_EQ(outs[0][static_cast<size_t>(i)], outs[1][static_cast<size_t>(i)]) << "token " << i / kPanelRows << " row " << i % kPanelRows;
     }
     if (tested == 0) GTEST_SKIP() << "no int8 products on this CPU's unit";
 }

@@ -316,14 +316,14 @@ TEST(Moe, R1LayerIq1sGateUpIq2xxsDownTop8Of256) {
 
 // IQ1_S_U2 experts (the layout the model repacks IQ1_S into) have a several-rows dot kernel
 // on AVX-512 VNNI (tokens sharing an expert dotted together, bit-identical to each alone) and
-// an int8 product (cpu/gemm_i8.h; from 12 tokens on the vector units, 6 on the tile unit),
+// an int8 product (cpu/gemm_i8.h; from 6 tokens),
 // equal to the per-token dots up to float summation order. 20 tokens over 10 experts give
 // groups of about 16, mostly past those thresholds: each token alone must match the batch
 // within 1% of the output's RMS where the int8 product is what the tile path takes (measured
 // 0.14%: a last-bit difference in a hidden value can move its 8-bit rounding for the down
 // product), else within check_moe's bf16 bound. With IQ2_XXS down (the first MoE layer of
-// Unsloth's UD-IQ1_S) and 3 tokens (no expert can get the 4 from which a tile path may
-// start), gate/up run the rows kernel on up to 3 rows and down one dot per token:
+// Unsloth's UD-IQ1_S) and 2 tokens (no expert can get the 3 from which a tile path may
+// start), gate/up run the rows kernel on up to 2 rows and down one dot per token:
 // bit-identical.
 TEST(Moe, R1LayerIq1sU2BatchMatchesSingleTokens) {
     ThreadPool pool(3);
@@ -333,14 +333,14 @@ TEST(Moe, R1LayerIq1sU2BatchMatchesSingleTokens) {
     route(L, 20, 8, {2, 7, 31, 64, 100, 101, 180, 222, 250, 255}, 4, ids, wts);
     check_moe(pool, L, 20, 8, ids, wts, false, i8_gemm_supports(GgmlType::IQ1_S_U2) ? 0.01 : 0.05);  // float64 below
     Layer M(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, 7168, 2048, 256);
-    route(M, 3, 8, {1, 5, 9, 33, 90, 91, 150, 151, 152, 199, 230, 255}, 5, ids, wts);
-    check_moe(pool, M, 3, 8, ids, wts, true);
+    route(M, 2, 8, {1, 5, 9, 33, 90, 91, 150, 151, 152, 199, 230, 255}, 5, ids, wts);
+    check_moe(pool, M, 2, 8, ids, wts, true);
 }
 
 // Gate/up and down choose the tile path on their own, each from its formats' threshold (on the
-// vector units the int8 products: IQ1_S_U2, which has a rows kernel below, from 12 tokens;
-// IQ2_XXS from 8). Five experts get 3, 6, 10, 14 and 20 of 20 tokens (expert j takes tokens
-// 0 .. count - 1), so on the vector units the expert with 10 takes the tile path for down but
+// vector units the int8 products: IQ1_S_U2, which has a rows kernel below, from 6 tokens;
+// IQ2_XXS from 3). Five experts get 3, 6, 10, 14 and 20 of 20 tokens (expert j takes tokens
+// 0 .. count - 1), so on the vector units the expert with 3 takes the tile path for down but
 // the rows kernel for gate/up. The output against float64 either way.
 TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
     ThreadPool pool(3);
@@ -380,9 +380,10 @@ TEST(Moe, R1LayerQ2kGateUpQ4kDownBatchMatchesSingleTokens) {
     ThreadPool pool(4);
     std::vector<int32_t> ids;
     std::vector<float> wts;
-    // 6 tokens sharing experts out of 12 candidates.
-    route(L, 6, 8, {1, 5, 9, 33, 90, 91, 150, 151, 152, 199, 230, 255}, 2, ids, wts);
-    check_moe(pool, L, 6, 8, ids, wts, false);
+    // 4 tokens sharing experts out of 12 candidates: under Q4_K's 5 for the int8 product, so
+    // bit-identical to each token alone.
+    route(L, 4, 8, {1, 5, 9, 33, 90, 91, 150, 151, 152, 199, 230, 255}, 2, ids, wts);
+    check_moe(pool, L, 4, 8, ids, wts, false);
     check_moe(pool, L, 1, 8, ids, wts, true);
 }
 
