@@ -547,8 +547,8 @@ void bm_pool(benchmark::State& state) {
 
 // The product of n_tok tokens with a [n_out, 7168] matrix through cpu::matmul, as prefill runs
 // the attention and dense projections: n_out 2048 (one R1 expert's or the shared expert's
-// gate) or 18432 (a dense layer's gate). From gemm_min_tokens(type) tokens on that is the bf16 product
-// on gemm_unit() (activations packed, work items of up to four panels over the pool);
+// gate) or 18432 (a dense layer's gate). From gemm_min_tokens(type) tokens on that is the tile path
+// (int8 for a format with an int8 product on this CPU, else bf16) on gemm_unit() (activations packed, work items of up to four panels over the pool);
 // TANDEM_GEMM=off measures the per-token path instead. Reports multiply-adds per second.
 void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok) {
     ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));

@@ -123,8 +123,9 @@ bool gemm_supports(GgmlType type, int64_t n_in) {
     return n_in % 32 == 0 && n_in > 0 && quant::can_dequantize(type) && gemm_unit() != GemmUnit::none;
 }
 
-int64_t gemm_min_tokens(GgmlType type) {
-    if (i8_gemm_supports(type)) return i8_min_tokens(type);
+int64_t gemm_min_tokens(GgmlType type) { return i8_gemm_supports(type) ? i8_min_tokens(type) : bf16_min_tokens(type); }
+
+int64_t bf16_min_tokens(GgmlType type) {
     if (gemm_unit() == GemmUnit::amx) return 4;
     if (!quant::vec_dot_rows_fn(type)) return 8;
     // Where the rows kernel's rate (flat in the token count) meets bf16's (rising with it):
@@ -139,6 +140,10 @@ int64_t gemm_min_tokens(GgmlType type) {
 
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
     return n_tok >= gemm_min_tokens(type) && gemm_supports(type, n_in);
+}
+
+bool bf16_gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
+    return n_tok >= bf16_min_tokens(type) && gemm_supports(type, n_in);
 }
 
 uint64_t packed_acts_size(int64_t n_tok, int64_t n_in) {

@@ -57,10 +57,14 @@ bool gemm_supports(GgmlType type, int64_t n_in);
 // (quant::vec_dot_rows_fn) keeps the per-token path longer: 16 tokens, Q6_K 48, IQ1_S_U2 24.
 // Measured with bench_cpu rows/ and panel/ (7168 -> 2048, one Zen 4 thread), GMAC/s rows
 // kernel against bf16: Q4_K 50 vs 47 at 16 tokens, 50 vs 70 at 32; Q6_K 67 vs 50 at 32, 68
-// vs 70 at 64; IQ1_S_U2 74 vs 55 at 16, 73 vs 84 at 32. A format with an int8 product on this
-// CPU's unit (cpu/gemm_i8.h) takes that, from i8_min_tokens(type).
+// vs 70 at 64; IQ1_S_U2 74 vs 55 at 16, 73 vs 84 at 32.
+int64_t bf16_min_tokens(GgmlType type);
+// Whether a product of n_tok tokens should take the bf16 path (cpu::gemm, gemm_serial):
+// supported and n_tok >= bf16_min_tokens(type).
+bool bf16_gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok);
+// The same for cpu::matmul's tile path: the int8 product (cpu/gemm_i8.h) from
+// i8_min_tokens(type) where the format has one on this CPU's unit, else bf16 as above.
 int64_t gemm_min_tokens(GgmlType type);
-// Whether a product of n_tok tokens should take it: supported and n_tok >= gemm_min_tokens(type).
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok);
 
 // Activations packed for the tile unit: ceil(n_tok / 16) groups of [n_in / 2][16][2] bf16,

@@ -153,7 +153,8 @@ TANDEM_I8_TARGET void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
     }
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));  // [16] int8
     _mm512_storeu_si512(out.s, _mm512_cvtepi8_epi32(sc));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi16(-32)));
+    const __m256i c16 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi16(-32));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), c16);
     out.d = quant::fp16_to_f32(b.d);
 }
 
@@ -383,7 +384,8 @@ void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, bool half, uint8
     uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
     const auto put = [&](uint8_t* rows, const void* values, int64_t n_bytes) {
         for (int64_t i = 0; i < n_bytes / width; ++i)
-            std::memcpy(rows + i * 64 + lane * width, static_cast<const uint8_t*>(values) + i * width, static_cast<size_t>(width));
+            std::memcpy(rows + i * 64 + lane * width, static_cast<const uint8_t*>(values) + i * width,
+                        static_cast<size_t>(width));
     };
     for (int64_t k = 0; k < nb; ++k) {
         uint8_t* blk = group + k * kI8BlockBytes;
@@ -411,14 +413,15 @@ void pack_tokens(int64_t n_tok, int64_t nb, uint8_t* packed, Row&& row) {
     const int64_t n_full = n_tok / kTokenGroup * kTokenGroup;
     const int64_t lanes = half ? n_full + 8 : (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
     thread_local std::vector<quant::BlockQ8K> zero;
-    zero.assign(static_cast<size_t>(nb), quant::BlockQ8K{});
+    if (lanes > n_tok) zero.assign(static_cast<size_t>(nb), quant::BlockQ8K{});
     for (int64_t t = 0; t < lanes; ++t) pack_lane(t < n_tok ? row(t) : zero.data(), t, nb, half && t >= n_full, packed);
 }
 
 // Prefetches the cache lines of [p, p + n) into L1.
 void prefetch_bytes(const uint8_t* p, uint64_t n) {
     const auto first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
-    for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + n; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+    for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + n; a += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
 
 void check_width(int64_t n_in) {
@@ -467,6 +470,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
                         : type == GgmlType::Q6_K    ? Scales::per16
                                                     : Scales::per256;
     const uint64_t block_bytes = ggml_traits(type).type_size;
+    const int64_t group_bytes = nb * kI8BlockBytes;  // group g's block k at packed + g * group_bytes + k * kI8BlockBytes
     for (int64_t k = 0; k < nb; ++k) {
         for (int64_t r = 0; r < n_rows; ++r) {
             const uint8_t* b = w + static_cast<uint64_t>(r) * row_bytes + static_cast<uint64_t>(k) * block_bytes;
@@ -479,8 +483,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             else if (type == GgmlType::Q6_K) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
             else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         }
-        const uint8_t* block0 = packed + k * kI8BlockBytes;  // group g's block k at + g * nb * kI8BlockBytes
-        const int64_t group_bytes = nb * kI8BlockBytes;
+        const uint8_t* block0 = packed + k * kI8BlockBytes;
         if (amx) {
             TANDEM_CHECK(kind == Scales::per256);  // tile_epilogue knows one scale per block
             for (int64_t g = 0; g < n_groups; g += 2) {
@@ -503,7 +506,8 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         }
         if (half) {
             const uint8_t* a[1] = {block0 + g * group_bytes};
-            for (int64_t r0 = 0; r0 < rows_pad; r0 += 8) block_product_of<8, 1, true>(kind, recs + r0, a, facc + g * 512 + r0 * 8);
+            for (int64_t r0 = 0; r0 < rows_pad; r0 += 8)
+                block_product_of<8, 1, true>(kind, recs + r0, a, facc + g * 512 + r0 * 8);
         }
     }
     if (amx) tile_release();

@@ -36,9 +36,10 @@ bool i8_gemm_supports(GgmlType type);
 // The fewest tokens for which it beats the per-token path (the rows dot kernel,
 // quant::DotRows, where the format has one), in cpu::matmul and in a MoE layer. Measured with
 // bench_cpu panel_i8/ against rows/ (7168 -> 2048, one Zen 4 thread, GMAC/s), where a product
-// of up to 8 tokens costs about the same (one half group): on the vector units IQ1_S_U2 6
+// of up to 8 tokens costs about the same (one half group), so the int8 rate grows with the
+// count and the crossing is interpolated from 4 and 8 tokens: on the vector units IQ1_S_U2 6
 // (int8 64 at 4 tokens, 117 at 8; rows 78 and 75), Q4_K 5 (int8 52, 110; rows 55, 65), Q6_K 7
-// (int8 39, 79; rows 60, 67), IQ2_XXS 3 (int8 28 at 4; per-token 13.5); on the tile unit 6
+// (int8 39, 79; rows 60, 67), IQ2_XXS 3 (int8 31 at 4; per-token 13.5); on the tile unit 6
 // (the Xeon, IQ1_S_U2: int8 32 at 4, 65 at 8; rows 55 and 45).
 int64_t i8_min_tokens(GgmlType type);
 

@@ -170,7 +170,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
 
     // Experts with enough tokens take the bf16 path (cpu/gemm.h); the rest dot each token
     // separately. Gate/up and down choose on their own: the fewest tokens for which bf16 wins
-    // depends on the format (gemm_min_tokens).
+    // depends on the format (bf16_min_tokens).
     auto& tiled_gu = scratch.tiled_gate_up;
     auto& tiled_dn = scratch.tiled_down;
     tiled_gu.clear();
@@ -181,8 +181,8 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     const bool gu_i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type);
     const bool dn_i8 = i8_gemm_supports(w.down_type);
     const int64_t gu_min = gu_i8 ? std::max(i8_min_tokens(w.gate_type), i8_min_tokens(w.up_type))
-                                 : std::max(gemm_min_tokens(w.gate_type), gemm_min_tokens(w.up_type));
-    const int64_t dn_min = dn_i8 ? i8_min_tokens(w.down_type) : gemm_min_tokens(w.down_type);
+                                 : std::max(bf16_min_tokens(w.gate_type), bf16_min_tokens(w.up_type));
+    const int64_t dn_min = dn_i8 ? i8_min_tokens(w.down_type) : bf16_min_tokens(w.down_type);
     auto& gu_flag = scratch.group_tiled_gate_up;
     auto& dn_flag = scratch.group_tiled_down;
     gu_flag.assign(groups.size(), 0);

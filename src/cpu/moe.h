@@ -9,7 +9,7 @@
 // balanced whatever the routing, and each weight row is read once per step and reused from
 // cache for every token routed to that expert.
 //
-// An expert chosen by gemm_min_tokens(type) or more tokens of the batch (prefill) goes through
+// An expert chosen by bf16_min_tokens(type) or more tokens of the batch (prefill) goes through
 // the bf16 products instead, where the CPU has a unit for them (cpu/gemm.h: AMX or AVX512-BF16):
 // its matrices are dequantized once, 32 rows at a time, and multiplied with all of its tokens;
 // threads take whole panels. Formats with an int8 product on this CPU (cpu/gemm_i8.h) take that
@@ -63,7 +63,7 @@ struct MoeScratch {
     // order), then the dense expert's x and hidden rows per token (when it runs fused).
     std::vector<const void*> acts;
     std::vector<Group> groups;            // one per distinct selected expert, ascending
-    // The tile path (experts with gemm_min_tokens(type) or more pairs), per phase:
+    // The tile path (experts with the phase's threshold or more pairs), per phase:
     std::vector<int32_t> pair_tok;                  // [pairs] token of pair_order[i]
     std::vector<int32_t> tiled_gate_up, tiled_down; // indices into groups that take it
     std::vector<uint8_t> group_tiled_gate_up, group_tiled_down;  // [groups] 1 where it does

@@ -68,7 +68,7 @@ void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_
         matmul_f32_rows(w, x, n_tok, y, y_stride, scratch.row, 0, w.n_out);
         return;
     }
-    if (cpu::gemm_applies(w.type, w.n_in, n_tok))
+    if (cpu::bf16_gemm_applies(w.type, w.n_in, n_tok))
         return cpu::gemm_serial(w.type, w.data, w.row_stride, w.n_in, w.n_out, x, n_tok, y, y_stride, scratch.cpu.gemm);
     GgmlType act;
     const uint64_t xq_row = quantize_rows(w, x, n_tok, scratch, &act);

@@ -4,7 +4,8 @@
 // `#pragma GCC target("avx512...")`; everything here has internal linkage (anonymous
 // namespace) so the two compilations never merge at link time, and every header these
 // kernels use is included by those files *before* the pragma, so no shared inline function
-// is ever compiled with AVX-512 (which would let the linker hand an AVX2 CPU an AVX-512 copy).
+// is ever compiled with AVX-512 (which would let the linker hand an AVX2 CPU an AVX-512 copy);
+// the one exception, simd_scales.h, has internal linkage too.
 //
 // Scheme (the same integers as vec_dot_scalar.cpp): each 32-weight chunk is decoded into
 // 32 unsigned bytes u (offset, or with the sign moved onto the activation; maddubs pair sums

@@ -164,12 +164,13 @@ TEST(Gemm, PackedActivationsFollowTheTileLayout) {
 // scratch, and one scratch reused from a full panel to a partial one (its padding rows must be
 // cleared). Packing from Q8_K rows (pack_q8k_i8) gives the same bytes as from floats.
 void expect_i8_matches_per_token(GgmlType type) {
-    for (const int64_t n_in : {int64_t{2048}, int64_t{7168}}) {
+    for (const int64_t n_in : {int64_t{256}, int64_t{768}, int64_t{2048}, int64_t{7168}}) {
         const std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 7);
         const uint64_t rb = quant_row_bytes(type, n_in);
         std::vector<float> wf(static_cast<size_t>(n_in * kPanelRows));
         for (int64_t r = 0; r < kPanelRows; ++r) quant::dequantize_row(type, w.data() + r * rb, wf.data() + r * n_in, n_in);
-        for (const int64_t n_tok : {int64_t{1}, int64_t{5}, int64_t{8}, int64_t{12}, int64_t{16}, int64_t{17}, int64_t{28}, int64_t{33}, int64_t{70}}) {
+        for (const int64_t n_tok :
+             {int64_t{1}, int64_t{5}, int64_t{8}, int64_t{12}, int64_t{16}, int64_t{17}, int64_t{28}, int64_t{33}, int64_t{70}}) {
             std::vector<float> x = random_floats(n_tok * n_in, 11 + static_cast<uint64_t>(n_tok), 1.0f);
             for (size_t i = 0; i < x.size(); i += 997) x[i] *= 20.0f;  // outliers
             std::vector<int32_t> rows(static_cast<size_t>(n_tok));
@@ -224,6 +225,49 @@ TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
     if (tested == 0) GTEST_SKIP() << "no int8 products on this CPU's unit";
 }
 
+// The packed activations (cpu/gemm_i8.h's layout), byte for byte from each token's Q8_K row:
+// 21 tokens are a 16-lane group (a lane of 4 bytes per token) and, on the vector units, a half
+// group of 5 tokens and 3 zero lanes (8 bytes per token: two quads, two pairs of sums).
+TEST(GemmI8, PackedActivationsFollowTheLayout) {
+    const int64_t n_in = 512, nb = 2, n_tok = 21;
+    const bool half = gemm_unit() != GemmUnit::amx;
+    const std::vector<float> x = random_floats(n_tok * n_in, 77, 1.0f);
+    std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xEE);
+    pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data());
+    const int64_t sums_at = 4096, sums16_at = sums_at + 256, scales_at = sums16_at + 512;
+    std::vector<quant::BlockQ8K> q(static_cast<size_t>(nb));
+    for (int64_t t = 0; t < 32; ++t) {
+        const int64_t g = t / 16, lane = t % 16;
+        const bool in_half = half && g == 1;
+        if (in_half && lane >= 8) continue;  // not part of the half group
+        const int64_t width = in_half ? 8 : 4;  // bytes per token per register row
+        if (t < n_tok) quant::quantize_row(GgmlType::Q8_K, x.data() + t * n_in, q.data(), n_in);
+        else std::fill(q.begin(), q.end(), quant::BlockQ8K{});
+        for (int64_t k = 0; k < nb; ++k) {
+            SCOPED_TRACE(::testing::Message() << "token " << t << " block " << k);
+            const quant::BlockQ8K& b = q[static_cast<size_t>(k)];
+            const uint8_t* blk = packed.data() + (g * nb + k) * kI8BlockBytes;
+            int16_t sums32[8];
+            for (int j = 0; j < 8; ++j) sums32[j] = static_cast<int16_t>(b.bsums[2 * j] + b.bsums[2 * j + 1]);
+            for (int64_t i = 0; i < 256; ++i)  // value i: row i / width, byte i % width of the token's piece
+                ASSERT_EQ(static_cast<int8_t>(blk[(i / width) * 64 + lane * width + i % width]), b.qs[i]) << "value " << i;
+            for (int64_t j = 0; j < 8; ++j) {
+                int16_t got;
+                std::memcpy(&got, blk + sums_at + (2 * j / width) * 64 + lane * width + (2 * j) % width, 2);
+                ASSERT_EQ(got, sums32[j]) << "32-value sum " << j;
+            }
+            for (int64_t j = 0; j < 16; ++j) {
+                int16_t got;
+                std::memcpy(&got, blk + sums16_at + (2 * j / width) * 64 + lane * width + (2 * j) % width, 2);
+                ASSERT_EQ(got, b.bsums[j]) << "16-value sum " << j;
+            }
+            float d;
+            std::memcpy(&d, blk + scales_at + lane * 4, 4);
+            ASSERT_EQ(d, b.d);
+        }
+    }
+}
+
 // A last token group of 8 or fewer tokens is packed and multiplied in its own form (two lanes per
 // token, cpu/gemm_i8.cpp's kHalf) from the same integers and float steps: tokens 0-4 give the same
 // bits as a group of 5 as they do among 13.
@@ -247,7 +291,8 @@ TEST(GemmI8, HalfGroupGivesTheSameBitsAsAFullGroup) {
             outs[n_tok == 13].assign(out, out + 5 * kPanelRows);
         }
         for (int64_t i = 0; i < 5 * kPanelRows; ++i)
-            ASSERT_EQ(outs[0][static_cast<size_t>(i)], outs[1][static_cast<size_t>(i)]) << "token " << i / kPanelRows << " row " << i % kPanelRows;
+            ASSERT_EQ(outs[0][static_cast<size_t>(i)], outs[1][static_cast<size_t>(i)])
+                << "token " << i / kPanelRows << " row " << i % kPanelRows;
     }
     if (tested == 0) GTEST_SKIP() << "no int8 products on this CPU's unit";
 }
