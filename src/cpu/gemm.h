@@ -14,6 +14,8 @@
 // depends (within that rounding) on whether its batch took this path.
 #pragma once
 
+#include <xmmintrin.h>
+
 #include <cstdint>
 #include <vector>
 
@@ -22,6 +24,15 @@
 #include "gguf/types.h"
 
 namespace tandem::cpu {
+
+// Prefetches the cache lines of [p, p + n) into L1. The panel products read a short piece of
+// each of 32 rows, row_bytes apart, per step: more streams than the hardware prefetchers
+// follow, so they fetch each row's next piece a step ahead.
+inline void prefetch_bytes(const uint8_t* p, uint64_t n) {
+    const auto first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
+    for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + n; a += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+}
 
 // Which unit runs the bf16 products of this file, chosen once from CPUID:
 //   amx:    the tile unit (TDPBF16PS: 16x32 by 32x16 in 16 cycles), on CPUs with AMX-TILE,

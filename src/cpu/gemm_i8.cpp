@@ -417,13 +417,6 @@ void pack_tokens(int64_t n_tok, int64_t nb, uint8_t* packed, Row&& row) {
     for (int64_t t = 0; t < lanes; ++t) pack_lane(t < n_tok ? row(t) : zero.data(), t, nb, half && t >= n_full, packed);
 }
 
-// Prefetches the cache lines of [p, p + n) into L1.
-void prefetch_bytes(const uint8_t* p, uint64_t n) {
-    const auto first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
-    for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + n; a += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
-}
-
 void check_width(int64_t n_in) {
     if (n_in <= 0 || n_in % kQK) fail("int8 activations: rows of {} values are not whole 256-blocks", n_in);
 }
