@@ -547,9 +547,11 @@ void bm_pool(benchmark::State& state) {
 
 // The product of n_tok tokens with a [n_out, 7168] matrix through cpu::matmul, as prefill runs
 // the attention and dense projections: n_out 2048 (one R1 expert's or the shared expert's
-// gate) or 18432 (a dense layer's gate). From gemm_min_tokens(type) tokens on that is the tile path
-// (int8 for a format with an int8 product on this CPU, else bf16) on gemm_unit() (activations packed, work items of up to four panels over the pool);
-// TANDEM_GEMM=off measures the per-token path instead. Reports multiply-adds per second.
+// gate) or 18432 (a dense layer's gate). From gemm_min_tokens(type) tokens on that is the tile
+// path (int8 for a format with an int8 product on this CPU, else bf16) on gemm_unit()
+// (activations packed, work items of up to four panels over the pool); TANDEM_GEMM=off
+// measures the per-token path instead. F32 weights take the per-token path's blocked loop.
+// Reports multiply-adds per second.
 void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok) {
     ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
     const uint64_t rb = quant_row_bytes(type, kEmbd);
@@ -685,6 +687,10 @@ void register_all() {
                 benchmark::RegisterBenchmark(name.c_str(), bm_gemm, type, n_out, n_tok)
                     ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
             }
+    // R1's router: F32 weights, 256 experts (the per-token path's blocked loop, rows kernel).
+    for (int64_t n_tok : {int64_t{64}, int64_t{512}})
+        benchmark::RegisterBenchmark(("gemm/F32/256x7168/tok" + std::to_string(n_tok)).c_str(), bm_gemm, GgmlType::F32, 256, n_tok)
+            ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
     benchmark::RegisterBenchmark("tile_load", bm_tile_load)->Arg(0)->Arg(16)->ArgName("offset")->MinTime(0.3);
     for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})
         benchmark::RegisterBenchmark(("mla/tokens" + std::to_string(n_tok) + "/ctx" + std::to_string(n_ctx)).c_str(), bm_mla,

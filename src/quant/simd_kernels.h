@@ -1275,6 +1275,52 @@ float dot_float_row(const void* w, const void* a, int64_t n) {  // w: [n] f32, f
     return sum;
 }
 
+// Float weights against n_act <= kRowsChunk f32 activation rows (AVX-512): each 32 weights are
+// loaded (and converted) once for all rows. A row's two zmm accumulators are dot_float_row's
+// four ymm ones side by side (lanes 0-7 of the first: weights 32j .. 32j + 7, as its acc[0];
+// 8-15 as acc[1]; the second as acc[2], acc[3]), with the same fused multiply-adds and the same
+// final additions and tail, so every result is bit-identical to dot_float_row's.
+template <FloatWeights kW>
+inline __m512 load16_float(const void* w, int64_t i) {  // weights i .. i+15 as f32
+    if constexpr (kW == FloatWeights::kF32) return _mm512_loadu_ps(static_cast<const float*>(w) + i);
+    else return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i)));
+}
+
+template <FloatWeights kW, int T>
+void dot_float_rows_chunk(const void* w, const float* const* a, int64_t n, float* out) {
+    static_assert(kW != FloatWeights::kBf16);  // BF16 weights take the tile path instead (cpu/gemm.h)
+    constexpr int64_t kElem = kW == FloatWeights::kF32 ? 4 : 2;
+    __m512 acc[T][2];
+    for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch(static_cast<const char*>(w) + i * kElem + kPrefetchBytes, _MM_HINT_T0);
+        const __m512 w0 = load16_float<kW>(w, i), w1 = load16_float<kW>(w, i + 16);
+        for (int t = 0; t < T; ++t) {
+            acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a[t] + i), acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a[t] + i + 16), acc[t][1]);
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        const __m256 s01 = _mm256_add_ps(_mm512_castps512_ps256(acc[t][0]),
+                                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t][0]), 1)));
+        const __m256 s23 = _mm256_add_ps(_mm512_castps512_ps256(acc[t][1]),
+                                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t][1]), 1)));
+        float sum = hsum(_mm256_add_ps(s01, s23));
+        for (int64_t j = i; j < n; ++j) {
+            const float wv = kW == FloatWeights::kF32 ? static_cast<const float*>(w)[j] : fp16_to_f32(static_cast<const uint16_t*>(w)[j]);
+            sum += wv * a[t][j];
+        }
+        out[t] = sum;
+    }
+}
+
+template <Isa I, FloatWeights kW>
+void dot_float_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* const* x = reinterpret_cast<const float* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_float_rows_chunk<kW, decltype(t)::value>(w, x + j, n, out + j); });
+}
+
 template <Isa I, typename Block>
 float dot_k_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
     const auto* wb = static_cast<const Block*>(w);
@@ -1293,6 +1339,8 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
     if constexpr (I == Isa::Avx512Vnni) {
         switch (type) {
             case GgmlType::IQ1_S_U2: return dot_iq1su2_rows<I>;
+            case GgmlType::F32: return dot_float_rows<I, FloatWeights::kF32>;
+            case GgmlType::F16: return dot_float_rows<I, FloatWeights::kF16>;
             case GgmlType::Q2_K: return dot_k_rows<I, BlockQ2K>;
             case GgmlType::Q3_K: return dot_k_rows<I, BlockQ3K>;
             case GgmlType::Q4_K: return dot_k_rows<I, BlockQ4K>;

@@ -153,7 +153,7 @@ TEST_P(VecDot, RowsKernelMatchesOneRowBitForBit) {
         if (static_cast<int>(isa) > static_cast<int>(detect_isa())) continue;
         const VecDotRowsFn rows = vec_dot_rows_fn(type, isa);
         if (!rows) continue;
-        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}}) {
+        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}, int64_t{300}}) {  // 300: float weights' tail
             if (n % ggml_traits(type).block_size) continue;
             const Case w = make_case(type, n, 21);
             std::vector<Case> acts;
