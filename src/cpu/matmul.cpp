@@ -83,6 +83,7 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
     }
     const GgmlType act_type = quant::vec_dot_type(w_type);
     const quant::DotRows dot(w_type);
+    const quant::VecDot2RowsFn dot2 = quant::vec_dot_2rows_fn(w_type);  // float weights: rows in pairs
     const uint64_t xq_row = quant_row_bytes(act_type, n_in);
     const uint8_t* xq = quantize_acts(pool, act_type, x, n_in, n_tok, xq_row, scratch);
     const auto* wb = static_cast<const uint8_t*>(w);
@@ -98,11 +99,16 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
             const int64_t t0 = (i % n_tb) * kTokBlock, t1 = std::min(n_tok, t0 + kTokBlock);
             const int64_t o0 = (i / n_tb) * row_block, o1 = std::min(n_out, o0 + row_block);
             const void* acts[kTokBlock];
-            float vals[kTokBlock];
+            float vals[2][kTokBlock];
+            const int n_act = static_cast<int>(t1 - t0);
             for (int64_t t = t0; t < t1; ++t) acts[t - t0] = xq + t * xq_row;
-            for (int64_t o = o0; o < o1; ++o) {
-                dot(wb + static_cast<uint64_t>(o) * row_bytes, acts, static_cast<int>(t1 - t0), n_in, vals);
-                for (int64_t t = t0; t < t1; ++t) y[t * n_out + o] = vals[t - t0];
+            for (int64_t o = o0; o < o1;) {
+                const uint8_t* row = wb + static_cast<uint64_t>(o) * row_bytes;
+                const int rows = dot2 && o + 1 < o1 ? 2 : 1;
+                if (rows == 2) dot2(row, row + row_bytes, acts, n_act, n_in, vals[0], vals[1]);
+                else dot(row, acts, n_act, n_in, vals[0]);
+                for (int r = 0; r < rows; ++r, ++o)
+                    for (int64_t t = t0; t < t1; ++t) y[t * n_out + o] = vals[r][t - t0];
             }
         }
     });

@@ -1286,39 +1286,78 @@ inline __m512 load16_float(const void* w, int64_t i) {  // weights i .. i+15 as 
     else return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i)));
 }
 
-template <FloatWeights kW, int T>
-void dot_float_rows_chunk(const void* w, const float* const* a, int64_t n, float* out) {
+// dot_float_row's result from its four accumulators held as two zmm (acc01, acc23), the
+// weights' tail from i on added one by one as it does.
+template <FloatWeights kW>
+inline float float_row_sum(__m512 acc01, __m512 acc23, const void* w, const float* x, int64_t i, int64_t n) {
+    const auto halves = [](__m512 v) {  // lanes 0-7 + lanes 8-15
+        return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    };
+    float sum = hsum(_mm256_add_ps(halves(acc01), halves(acc23)));
+    for (int64_t j = i; j < n; ++j) {
+        float wv;
+        if constexpr (kW == FloatWeights::kF32) wv = static_cast<const float*>(w)[j];
+        else wv = fp16_to_f32(static_cast<const uint16_t*>(w)[j]);
+        sum += wv * x[j];
+    }
+    return sum;
+}
+
+// kR weight rows (1 or 2) against T activation rows: the 32 weights of a step are loaded once
+// for the T rows, and the T activation pieces once for the kR weight rows.
+template <FloatWeights kW, int kR, int T>
+void dot_float_rows_chunk(const void* const* w, const float* const* a, int64_t n, float* const* out) {
     static_assert(kW != FloatWeights::kBf16);  // BF16 weights take the tile path instead (cpu/gemm.h)
     constexpr int64_t kElem = kW == FloatWeights::kF32 ? 4 : 2;
-    __m512 acc[T][2];
-    for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    __m512 acc[kR][T][2];
+    for (int r = 0; r < kR; ++r)
+        for (int t = 0; t < T; ++t) acc[r][t][0] = acc[r][t][1] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        _mm_prefetch(static_cast<const char*>(w) + i * kElem + kPrefetchBytes, _MM_HINT_T0);
-        const __m512 w0 = load16_float<kW>(w, i), w1 = load16_float<kW>(w, i + 16);
+        __m512 wv[kR][2];
+        for (int r = 0; r < kR; ++r) {
+            _mm_prefetch(static_cast<const char*>(w[r]) + i * kElem + kPrefetchBytes, _MM_HINT_T0);
+            wv[r][0] = load16_float<kW>(w[r], i);
+            wv[r][1] = load16_float<kW>(w[r], i + 16);
+        }
         for (int t = 0; t < T; ++t) {
-            acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a[t] + i), acc[t][0]);
-            acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a[t] + i + 16), acc[t][1]);
+            const __m512 x0 = _mm512_loadu_ps(a[t] + i), x1 = _mm512_loadu_ps(a[t] + i + 16);
+            for (int r = 0; r < kR; ++r) {
+                acc[r][t][0] = _mm512_fmadd_ps(wv[r][0], x0, acc[r][t][0]);
+                acc[r][t][1] = _mm512_fmadd_ps(wv[r][1], x1, acc[r][t][1]);
+            }
         }
     }
-    for (int t = 0; t < T; ++t) {
-        const __m256 s01 = _mm256_add_ps(_mm512_castps512_ps256(acc[t][0]),
-                                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t][0]), 1)));
-        const __m256 s23 = _mm256_add_ps(_mm512_castps512_ps256(acc[t][1]),
-                                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[t][1]), 1)));
-        float sum = hsum(_mm256_add_ps(s01, s23));
-        for (int64_t j = i; j < n; ++j) {
-            const float wv = kW == FloatWeights::kF32 ? static_cast<const float*>(w)[j] : fp16_to_f32(static_cast<const uint16_t*>(w)[j]);
-            sum += wv * a[t][j];
-        }
-        out[t] = sum;
-    }
+    for (int r = 0; r < kR; ++r)
+        for (int t = 0; t < T; ++t) out[r][t] = float_row_sum<kW>(acc[r][t][0], acc[r][t][1], w[r], a[t], i, n);
 }
 
 template <Isa I, FloatWeights kW>
 void dot_float_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     const auto* const* x = reinterpret_cast<const float* const*>(a);
-    for_row_chunks(n_act, [&](auto t, int j) { dot_float_rows_chunk<kW, decltype(t)::value>(w, x + j, n, out + j); });
+    for_row_chunks(n_act, [&](auto t, int j) {
+        float* o[1] = {out + j};
+        dot_float_rows_chunk<kW, 1, decltype(t)::value>(&w, x + j, n, o);
+    });
+}
+
+// Two weight rows (VecDot2RowsFn): activation rows 4 at a time (2 x 4 x 2 accumulators).
+template <Isa I, FloatWeights kW>
+void dot_float_2rows(const void* w0, const void* w1, const void* const* a, int n_act, int64_t n, float* out0, float* out1) {
+    const auto* const* x = reinterpret_cast<const float* const*>(a);
+    const void* w[2] = {w0, w1};
+    int j = 0;
+    for (; j + 4 <= n_act; j += 4) {
+        float* o[2] = {out0 + j, out1 + j};
+        dot_float_rows_chunk<kW, 2, 4>(w, x + j, n, o);
+    }
+    float* o[2] = {out0 + j, out1 + j};
+    switch (n_act - j) {
+        case 1: dot_float_rows_chunk<kW, 2, 1>(w, x + j, n, o); break;
+        case 2: dot_float_rows_chunk<kW, 2, 2>(w, x + j, n, o); break;
+        case 3: dot_float_rows_chunk<kW, 2, 3>(w, x + j, n, o); break;
+        default: break;
+    }
 }
 
 template <Isa I, typename Block>
@@ -1348,6 +1387,16 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::Q6_K: return dot_k_rows<I, BlockQ6K>;
             default: break;
         }
+    }
+    return nullptr;
+}
+
+// The two-weight-rows kernels (VecDot2RowsFn); nullptr where a type has none on this ISA.
+template <Isa I>
+VecDot2RowsFn simd_2rows_kernel(GgmlType type) {
+    if constexpr (I == Isa::Avx512Vnni) {
+        if (type == GgmlType::F32) return dot_float_2rows<I, FloatWeights::kF32>;
+        if (type == GgmlType::F16) return dot_float_2rows<I, FloatWeights::kF16>;
     }
     return nullptr;
 }

@@ -52,6 +52,14 @@ using VecDotRowsFn = void (*)(const void* w, const void* const* a, int n_act, in
 VecDotRowsFn vec_dot_rows_fn(GgmlType type, Isa isa);
 VecDotRowsFn vec_dot_rows_fn(GgmlType type);  // on active_isa()
 
+// Two weight rows against several activation rows: out0[j] = dot(w0, a[j], n), out1[j] =
+// dot(w1, a[j], n), bit for bit, each activation row read once for both (float weights: there
+// a step's cost is its loads). nullptr where a type has none.
+using VecDot2RowsFn = void (*)(const void* w0, const void* w1, const void* const* a, int n_act, int64_t n, float* out0,
+                               float* out1);
+VecDot2RowsFn vec_dot_2rows_fn(GgmlType type, Isa isa);
+VecDot2RowsFn vec_dot_2rows_fn(GgmlType type);  // on active_isa()
+
 // A type's dot products, one row or several: the rows kernel where there is one.
 struct DotRows {
     VecDotFn one = nullptr;

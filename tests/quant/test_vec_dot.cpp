@@ -175,6 +175,38 @@ TEST_P(VecDot, RowsKernelMatchesOneRowBitForBit) {
     }
 }
 
+// The two-weight-rows kernels (float weights) give each pair exactly what the one-row kernel
+// gives each row: every activation count from 1 to 11 (chunks of 4 and each remainder), with
+// and without a tail of weights past a multiple of 32.
+TEST_P(VecDot, TwoRowsKernelMatchesOneRowBitForBit) {
+    const GgmlType type = GetParam();
+    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
+        if (static_cast<int>(isa) > static_cast<int>(detect_isa())) continue;
+        const VecDot2RowsFn two = vec_dot_2rows_fn(type, isa);
+        if (!two) continue;
+        for (int64_t n : {int64_t{7168}, int64_t{300}, int64_t{20}}) {
+            const Case w0 = make_case(type, n, 31), w1 = make_case(type, n, 32);
+            std::vector<Case> acts;
+            std::vector<const void*> ptrs;
+            for (int j = 0; j < 11; ++j) acts.push_back(make_case(type, n, 200 + j, j % 4 == 1));
+            for (const Case& c : acts) ptrs.push_back(c.xq.data());
+            for (int n_act = 1; n_act <= 11; ++n_act) {
+                std::vector<float> got0(static_cast<size_t>(n_act) + 1, -7.0f), got1(got0);
+                two(w0.wq.data(), w1.wq.data(), ptrs.data(), n_act, n, got0.data(), got1.data());
+                EXPECT_EQ(got0[static_cast<size_t>(n_act)], -7.0f) << "wrote past out0[n_act - 1]";
+                EXPECT_EQ(got1[static_cast<size_t>(n_act)], -7.0f) << "wrote past out1[n_act - 1]";
+                for (int j = 0; j < n_act; ++j) {
+                    const void* aj = ptrs[static_cast<size_t>(j)];
+                    EXPECT_EQ(got0[static_cast<size_t>(j)], vec_dot_fn(type, isa)(w0.wq.data(), aj, n))
+                        << "n=" << n << " n_act=" << n_act << " row " << j;
+                    EXPECT_EQ(got1[static_cast<size_t>(j)], vec_dot_fn(type, isa)(w1.wq.data(), aj, n))
+                        << "n=" << n << " n_act=" << n_act << " row " << j;
+                }
+            }
+        }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, VecDot, ::testing::ValuesIn(kDotTypes),
                          [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
