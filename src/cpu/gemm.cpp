@@ -285,13 +285,12 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     const auto unpack_rows = [&](int64_t u, int64_t r0, int64_t r1) {  // rows [r0, r1) of unit u's panel
         uint16_t* chunk = chunks + (u % 2) * chunk_elems;
         const int64_t filled = unit_rows(u);
-        const bool next = u + 1 < n_units;
-        for (int64_t r = r0; r < std::min(r1, filled); ++r) {
-            // The same row of the next unit, a unit ahead: 32 short pieces of rows row_bytes
-            // apart are more streams than the hardware prefetchers follow.
-            if (next && r < unit_rows(u + 1)) prefetch_bytes(row_at(u + 1, r), chunk_bytes);
+        // The same rows of the next unit, a unit ahead: 32 short pieces of rows row_bytes apart
+        // are more streams than the hardware prefetchers follow.
+        if (u + 1 < n_units)
+            for (int64_t r = r0; r < std::min(r1, unit_rows(u + 1)); ++r) prefetch_bytes(row_at(u + 1, r), chunk_bytes);
+        for (int64_t r = r0; r < std::min(r1, filled); ++r)
             quant::dequantize_row_bf16(type, row_at(u, r), chunk + r * width, width);
-        }
         if (r1 > filled) std::fill(chunk + std::max(r0, filled) * width, chunk + r1 * width, uint16_t{0});
     };
     const int64_t n_steps = width / 32, rows_per_step = (kPanelRows + n_steps - 1) / n_steps;

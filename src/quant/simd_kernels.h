@@ -1307,7 +1307,7 @@ inline float float_row_sum(__m512 acc01, __m512 acc23, const void* w, const floa
 // for the T rows, and the T activation pieces once for the kR weight rows.
 template <FloatWeights kW, int kR, int T>
 void dot_float_rows_chunk(const void* const* w, const float* const* a, int64_t n, float* const* out) {
-    static_assert(kW != FloatWeights::kBf16);  // BF16 weights take the tile path instead (cpu/gemm.h)
+    static_assert(kW != FloatWeights::kBf16);  // BF16: no rows kernel (its products take the bf16 path where there is one)
     constexpr int64_t kElem = kW == FloatWeights::kF32 ? 4 : 2;
     __m512 acc[kR][T][2];
     for (int r = 0; r < kR; ++r)

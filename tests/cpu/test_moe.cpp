@@ -263,7 +263,7 @@ void route(Layer& L, int64_t n_tok, int k, const std::vector<int32_t>& pool_expe
 // twice) takes the tile path: the int8 product's threshold where both have one, else bf16's.
 int64_t phase_min_tokens(GgmlType a, GgmlType b) {
     if (i8_gemm_supports(a) && i8_gemm_supports(b)) return std::max(i8_min_tokens(a), i8_min_tokens(b));
-    return std::max(gemm_min_tokens(a), gemm_min_tokens(b));
+    return std::max(bf16_min_tokens(a), bf16_min_tokens(b));
 }
 
 // moe_forward's output for x: a warm call sizes the scratch, which is then poisoned (NaN
