@@ -65,19 +65,12 @@ uint64_t load_u64(const void* p) {
 
 // IQ1_S_U2 (quant/blocks.h): x = d * (2 sc + 1) * (u - 1 + delta), delta = +-1/8 per group of
 // 32, so x * 8 / d = w + c with w = 8 (2 sc + 1) u in [0, 240] and c = +-(2 sc + 1) - 8 (2 sc + 1)
-// per group: the integers of the per-token kernel (quant/simd_kernels.h iq1su2_scales and
-// grid_block), whose block factor is d / 8 as here. NOTES: written again here rather than
-// shared: the kernels there are compiled per instruction set with internal linkage, and an
-// inline function shared with this AVX-512 file could hand an AVX2-only CPU its AVX-512 copy.
+// per group: the integers of the per-token kernel (quant/simd_kernels.h grid_block), whose block
+// factor is d / 8 as here.
 TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
-    // Group g's nibble (byte g): bits 0..2 the scale sc, bit 3 the sign of delta.
-    const __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.sc)));
-    const __m128i nib = _mm_and_si128(_mm_unpacklo_epi8(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
-    const __m128i scale8 = _mm_cvtepu8_epi16(
-        _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
-    const __m128i pm = _mm_cvtepi8_epi16(
-        _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.c), _mm_sub_epi16(pm, scale8));
+    __m128i scale8, off;
+    quant::iq1su2_scales(b, scale8, off);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.c), off);
     const __m512i x = _mm512_loadu_si512(b.qs);
     const __m512i scales = _mm512_castsi128_si512(scale8);
     const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);

@@ -666,25 +666,6 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
     return acc.v;
 }
 
-// IQ1_S_U2: the 8 group nibbles of sc as bytes 0..7 (low nibble of sc[0] first). Vector ops,
-// not pdep: pdep is microcoded on Zen 1/2 (the AVX2 machines this also runs on).
-inline __m128i iq1su2_nibbles(const BlockIq1SU2& b) {
-    const __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.sc)));
-    return _mm_and_si128(_mm_unpacklo_epi8(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
-}
-
-// IQ1_S_U2 group g's scale and offset as [8] int16: scale8 = 8 s and off = +-s - 8 s, s = 2 (n
-// & 7) + 1 of its nibble n, minus where bit 3 is set (by table lookups). With w = 8 s u per
-// weight (u in {0, 1, 2}) the block's integer is sum w q + sum_g off_g (sum of q over group g).
-inline void iq1su2_scales(const BlockIq1SU2& b, __m128i& scale8, __m128i& off) {
-    const __m128i nib = iq1su2_nibbles(b);
-    scale8 = _mm_cvtepu8_epi16(
-        _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
-    const __m128i pm = _mm_cvtepi8_epi16(
-        _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
-    off = _mm_sub_epi16(pm, scale8);
-}
-
 // IQ1_S_U2 (IQ1_S with its grid values written out, quant/repack.h): IQ1_S's integers above,
 // but u is 2 bits at a fixed place: a shift and a mask per 64 weights instead of a gather.
 template <Isa I>

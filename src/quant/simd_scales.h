@@ -1,12 +1,15 @@
-// Vector unpacking of block scales shared by the per-ISA kernels (simd_kernels.h) and the int8
-// products (cpu/gemm_i8.cpp). AVX2 intrinsics only, and internal linkage (anonymous namespace):
-// every translation unit, whatever its target, compiles its own copy, so the linker can never
-// hand a CPU a copy built for a wider instruction set.
+// Vector unpacking of block scales shared by the per-ISA kernels (simd_kernels.h,
+// dequant_bf16.cpp) and the int8 products (cpu/gemm_i8.cpp): Q4_K/Q5_K's and IQ1_S_U2's. AVX2
+// intrinsics only, and internal linkage (anonymous namespace): every translation unit, whatever
+// its target, compiles its own copy, so the linker can never hand a CPU a copy built for a wider
+// instruction set.
 #pragma once
 
 #include <immintrin.h>
 
 #include <cstdint>
+
+#include "quant/blocks.h"
 
 namespace tandem::quant {
 namespace {
@@ -24,6 +27,26 @@ inline __m128i k4_scales_mins(const uint8_t* scales) {
                                       _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
     const __m128i top = _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
     return _mm_or_si128(low, top);
+}
+
+
+// IQ1_S_U2: the 8 group nibbles of sc as bytes 0..7 (low nibble of sc[0] first). Vector ops,
+// not pdep: pdep is microcoded on Zen 1/2 (the AVX2 machines this also runs on).
+inline __m128i iq1su2_nibbles(const BlockIq1SU2& b) {
+    const __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.sc)));
+    return _mm_and_si128(_mm_unpacklo_epi8(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
+}
+
+// IQ1_S_U2 group g's scale and offset as [8] int16: scale8 = 8 s and off = +-s - 8 s, s = 2 (n
+// & 7) + 1 of its nibble n, minus where bit 3 is set (by table lookups). With w = 8 s u per
+// weight (u in {0, 1, 2}) the block's integer is sum w q + sum_g off_g (sum of q over group g).
+inline void iq1su2_scales(const BlockIq1SU2& b, __m128i& scale8, __m128i& off) {
+    const __m128i nib = iq1su2_nibbles(b);
+    scale8 = _mm_cvtepu8_epi16(
+        _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
+    const __m128i pm = _mm_cvtepi8_epi16(
+        _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
+    off = _mm_sub_epi16(pm, scale8);
 }
 
 }  // namespace
