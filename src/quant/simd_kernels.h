@@ -668,26 +668,48 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
 
 // IQ1_S_U2 (IQ1_S with its grid values written out, quant/repack.h): IQ1_S's integers above,
 // but u is 2 bits at a fixed place: a shift and a mask per 64 weights instead of a gather.
+//
+// Under AVX-512 int32 lane i (of 16) ends with sum_c 8 s_g(c,i) (u . q over bytes 4i .. 4i + 3
+// of the 64 weights 64c ..) plus, for i < 8, group i's offset times its activation sums: the
+// integers of the several-rows kernel (dot_iq1su2_rows_chunk), so the two agree bit for bit.
+// NOTES: per 64 weights one vpdpbusd of the bare u (each 4-byte sum fits int16: |u . q| <= 2 *
+// 4 * 128), the low words of chunks c and c + 1 merged into one register (a masked vpshufb),
+// and one vpdpwssd applies both chunks' group scales: 25 vector ops per block where
+// maddubs/vpdpwssd per chunk and the scales unpacked with byte lookups took 31.
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq1SU2& b, const BlockQ8K& a) {
-    __m128i scale8, off;
-    iq1su2_scales(b, scale8, off);
     if constexpr (I == Isa::Avx512Vnni) {
-        // Group g's offset in the int16 lanes 2g, 2g + 1 of the per-16 activation sums.
-        const __m256i off16 = _mm256_permutexvar_epi16(
-            _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), _mm256_castsi128_si256(off));
+        // Word k's low 4 bits: nibble k / 2 (the lookups read only those bits).
+        const __m256i sc = _mm256_set1_epi32(static_cast<int>(load_u32(b.sc)));
+        const __m256i nib = _mm256_srlv_epi16(
+            _mm256_shuffle_epi8(sc, _mm256_setr_epi8(0, -1, 0, -1, 0, -1, 0, -1, 1, -1, 1, -1, 1, -1, 1, -1, 2, -1, 2, -1, 2, -1,
+                                                     2, -1, 3, -1, 3, -1, 3, -1, 3, -1)),
+            _mm256_setr_epi16(0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4));
+        // Words 2g, 2g + 1: group g's 8 s and offset (iq1su2_scale8, iq1su2_offset of its nibble).
+        const __m256i scale8 = _mm256_permutexvar_epi16(nib, _mm256_load_si256(reinterpret_cast<const __m256i*>(kIq1su2Scale8.data())));
+        const __m256i off16 = _mm256_permutexvar_epi16(nib, _mm256_load_si256(reinterpret_cast<const __m256i*>(kIq1su2Offset.data())));
         __m512i acc = _mm512_zextsi256_si512(_mm256_dpwssd_epi32(_mm256_setzero_si256(), load32(a.bsums), off16));
         const __m512i x = _mm512_loadu_si512(b.qs);
-        const __m512i scales = _mm512_castsi128_si512(scale8);
-        // Lanes 0..15 of a maddubs result cover weights 64c .. 64c+31 (group 2c), 16..31 group 2c+1.
-        const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
+        const __m512i scales = _mm512_castsi256_si512(scale8);
+        __m512i dots[4];
         for (int c = 0; c < 4; ++c) {
             const __m512i u = _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3));
-            const __m512i scale = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(static_cast<int16_t>(2 * c))), scales);
-            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(u, _mm512_loadu_si512(a.qs + 64 * c)), scale);
+            dots[c] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(a.qs + 64 * c));
+        }
+        // Chunks c, c + 1 (c = 0, 2): lane i's low word from dots[c], high word from dots[c + 1],
+        // against the scales of their groups 2c + i / 8 and 2c + 2 + i / 8 (words 4c + 2 (i / 8) and 4c + 4 + 2 (i / 8)).
+        const __m512i to_high = _mm512_set4_epi32(0x0d0c8080, 0x09088080, 0x05048080, 0x01008080);
+        for (int c = 0; c < 4; c += 2) {
+            const __m512i pair = _mm512_mask_shuffle_epi8(dots[c], 0xCCCCCCCCCCCCCCCCull, dots[c + 1], to_high);
+            const __m512i lo = _mm512_set1_epi16(static_cast<int16_t>(4 * c)), hi = _mm512_set1_epi16(static_cast<int16_t>(4 * c + 4));
+            const __m512i half = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);  // lanes 8..15: +2 words
+            const __m512i idx = _mm512_add_epi16(_mm512_mask_mov_epi16(lo, 0xAAAAAAAA, hi), half);
+            acc = _mm512_dpwssd_epi32(acc, pair, _mm512_permutexvar_epi16(idx, scales));
         }
         return acc;
     } else {
+        __m128i scale8, off;
+        iq1su2_scales(b, scale8, off);
         __m256i acc = _mm256_madd_epi16(load32(a.bsums), _mm256_setr_m128i(_mm_unpacklo_epi16(off, off), _mm_unpackhi_epi16(off, off)));
         alignas(16) int16_t sc[8];
         _mm_store_si128(reinterpret_cast<__m128i*>(sc), scale8);

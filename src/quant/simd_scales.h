@@ -7,6 +7,7 @@
 
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 
 #include "quant/blocks.h"
@@ -37,16 +38,30 @@ inline __m128i iq1su2_nibbles(const BlockIq1SU2& b) {
     return _mm_and_si128(_mm_unpacklo_epi8(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
 }
 
-// IQ1_S_U2 group g's scale and offset as [8] int16: scale8 = 8 s and off = +-s - 8 s, s = 2 (n
-// & 7) + 1 of its nibble n, minus where bit 3 is set (by table lookups). With w = 8 s u per
-// weight (u in {0, 1, 2}) the block's integer is sum w q + sum_g off_g (sum of q over group g).
+// IQ1_S_U2's group scale of a group nibble n: s = 2 (n & 7) + 1, with w = 8 s u per weight (u
+// in {0, 1, 2}) and an offset +-s - 8 s (minus where bit 3 of n is set) against the group's
+// activation sum, the block's integer is sum w q + sum_g offset_g (sum of q over group g).
+constexpr int iq1su2_scale8(int n) { return 8 * (2 * (n & 7) + 1); }
+constexpr int iq1su2_signed_s(int n) { return (n & 8 ? -1 : 1) * (2 * (n & 7) + 1); }
+constexpr int iq1su2_offset(int n) { return iq1su2_signed_s(n) - iq1su2_scale8(n); }
+template <typename T, int (*F)(int)>
+constexpr std::array<T, 16> nibble_table() {
+    std::array<T, 16> t{};
+    for (int n = 0; n < 16; ++n) t[static_cast<size_t>(n)] = static_cast<T>(F(n));
+    return t;
+}
+// Indexed by the nibble: bytes for vpshufb, words for vpermw.
+alignas(16) constexpr std::array<int8_t, 16> kIq1su2Scale8Bytes = nibble_table<int8_t, iq1su2_scale8>();
+alignas(16) constexpr std::array<int8_t, 16> kIq1su2SignedSBytes = nibble_table<int8_t, iq1su2_signed_s>();
+alignas(32) constexpr std::array<int16_t, 16> kIq1su2Scale8 = nibble_table<int16_t, iq1su2_scale8>();
+alignas(32) constexpr std::array<int16_t, 16> kIq1su2Offset = nibble_table<int16_t, iq1su2_offset>();
+
+// Group g's scale8 and offset as [8] int16, by table lookups on its nibble.
 inline void iq1su2_scales(const BlockIq1SU2& b, __m128i& scale8, __m128i& off) {
     const __m128i nib = iq1su2_nibbles(b);
-    scale8 = _mm_cvtepu8_epi16(
-        _mm_shuffle_epi8(_mm_setr_epi8(8, 24, 40, 56, 72, 88, 104, 120, 8, 24, 40, 56, 72, 88, 104, 120), nib));
-    const __m128i pm = _mm_cvtepi8_epi16(
-        _mm_shuffle_epi8(_mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -3, -5, -7, -9, -11, -13, -15), nib));
-    off = _mm_sub_epi16(pm, scale8);
+    const auto table = [](const std::array<int8_t, 16>& t) { return _mm_load_si128(reinterpret_cast<const __m128i*>(t.data())); };
+    scale8 = _mm_cvtepu8_epi16(_mm_shuffle_epi8(table(kIq1su2Scale8Bytes), nib));
+    off = _mm_sub_epi16(_mm_cvtepi8_epi16(_mm_shuffle_epi8(table(kIq1su2SignedSBytes), nib)), scale8);
 }
 
 }  // namespace
