@@ -669,7 +669,7 @@ void register_all() {
         for (int n = 1; n < all; n *= 2) b->Arg(n);
         b->Arg(all)->ArgName("threads")->MinTime(0.2)->UseRealTime();
     }
-    for (GgmlType type : {GgmlType::IQ1_S, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, GgmlType::Q2_K}) {
+    for (GgmlType type : {GgmlType::IQ1_S, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q6_K}) {
         const std::string t(tandem::ggml_type_name(type));
         auto* k = benchmark::RegisterBenchmark(("kernel/" + t).c_str(), bm_kernel, type);
         for (int n = 1; n < all; n *= 2) k->Arg(n);
