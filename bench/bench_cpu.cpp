@@ -468,9 +468,9 @@ void bm_kernel_pair(benchmark::State& state, GgmlType type) {
 }
 
 // One expert's gate matrix times n_tok tokens on the bf16 unit (gemm_unit()), on this thread;
-// with i8, the int8 product (cpu/gemm_i8.h) on the same unit instead.
+// with i8, the int8 product (cpu/gemm_i8.h) instead (on AVX2 where i8_on_avx2()).
 void bm_panel(benchmark::State& state, GgmlType type, int n_tok, bool i8) {
-    if (gemm_unit() == GemmUnit::none || (i8 && !i8_gemm_supports(type))) {
+    if (i8 ? !i8_gemm_supports(type) : gemm_unit() == GemmUnit::none) {
         state.SkipWithError(i8 ? "no int8 product for this format on this CPU" : "no AMX or AVX512-BF16");
         return;
     }

@@ -56,17 +56,32 @@ UnitSupport detect_units() {
     return u;
 }
 
-GemmUnit pick_unit() {
+// The bf16 unit and whether the AVX2 int8 products run, chosen once.
+struct UnitChoice {
+    GemmUnit unit = GemmUnit::none;
+    bool i8_avx2 = false;
+};
+
+UnitChoice pick_units() {
     const UnitSupport u = detect_units();
-    GemmUnit unit = u.amx ? GemmUnit::amx : u.avx512 ? GemmUnit::avx512 : GemmUnit::none;
+    UnitChoice c;
+    c.unit = u.amx ? GemmUnit::amx : u.avx512 ? GemmUnit::avx512 : GemmUnit::none;
     if (std::getenv("TANDEM_AMX")) fail("TANDEM_AMX is no longer read: TANDEM_GEMM=off turns the bf16 products off");
     const char* env = std::getenv("TANDEM_GEMM");
     const std::string_view cap = env ? env : "";
-    if (!cap.empty() && cap != "off" && cap != "avx512")
-        fail("TANDEM_GEMM={}: expected off (per-token products only) or avx512 (no tile unit)", cap);
-    if (cap == "off") unit = GemmUnit::none;
-    if (cap == "avx512" && unit == GemmUnit::amx) unit = GemmUnit::avx512;
-    return unit;
+    if (!cap.empty() && cap != "off" && cap != "avx512" && cap != "avx2")
+        fail("TANDEM_GEMM={}: expected off (per-token products only), avx512 (no tile unit) or avx2 (int8 products on "
+             "AVX2 only)", cap);
+    if (cap == "off" || cap == "avx2") c.unit = GemmUnit::none;
+    if (cap == "avx512" && c.unit == GemmUnit::amx) c.unit = GemmUnit::avx512;
+    // Every CPU tandem runs on has AVX2 (main() refuses the others).
+    c.i8_avx2 = c.unit == GemmUnit::none && cap != "off";
+    return c;
+}
+
+const UnitChoice& units() {
+    static const UnitChoice choice = pick_units();
+    return choice;
 }
 
 // The AMX tile configuration (palette 1): every tile used here is 16 rows of 64 bytes.
@@ -93,10 +108,9 @@ constexpr TileConfig kTileConfig = make_tile_config();
 
 }  // namespace
 
-GemmUnit gemm_unit() {
-    static const GemmUnit unit = pick_unit();
-    return unit;
-}
+GemmUnit gemm_unit() { return units().unit; }
+
+bool i8_on_avx2() { return units().i8_avx2 && quant::active_isa() != quant::Isa::Scalar; }
 
 const char* gemm_unit_name(GemmUnit unit) {
     switch (unit) {
@@ -139,7 +153,8 @@ int64_t bf16_min_tokens(GgmlType type) {
 }
 
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
-    return n_tok >= gemm_min_tokens(type) && gemm_supports(type, n_in);
+    if (i8_gemm_supports(type) && n_in > 0 && n_in % 256 == 0) return n_tok >= i8_min_tokens(type);
+    return bf16_gemm_applies(type, n_in, n_tok);
 }
 
 bool bf16_gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {

@@ -39,12 +39,19 @@ inline void prefetch_bytes(const uint8_t* p, uint64_t n) {
 //           AMX-BF16 and AVX512-BF16 where the kernel granted the tile data state (arch_prctl);
 //   avx512: the vector units (VDPBF16PS: 16 lanes of 2 bf16 products each), on CPUs with
 //           AVX512-BF16 and VNNI but no AMX (AMD Zen 4 and 5, Intel Cooper Lake);
-//   none:   every product takes the per-token path (cpu/matmul.h).
-// TANDEM_GEMM=off or TANDEM_GEMM=avx512 in the environment caps the choice (A/B runs, and
-// the exactness tests that need the per-token path); any other value is an error.
+//   none:   no bf16 products: the per-token path (cpu/matmul.h), and on AVX2 the int8
+//           products of the formats that have one (i8_on_avx2).
+// TANDEM_GEMM=off, avx512 or avx2 in the environment caps the choice (A/B runs, and the
+// exactness tests that need the per-token path; avx2: none, see i8_on_avx2); any other value is
+// an error.
 enum class GemmUnit { none, avx512, amx };
 GemmUnit gemm_unit();
 const char* gemm_unit_name(GemmUnit unit);  // "AMX", "AVX512-BF16", "none"
+
+// Whether the int8 products (cpu/gemm_i8.h) run on the AVX2 vector units: on CPUs without the
+// AVX-512 set above (AMD Zen 2/3, Intel client cores), where there is no bf16 unit, unless
+// TANDEM_GEMM=off; TANDEM_GEMM=avx2 takes this path on any CPU (no bf16 unit, tests and A/B).
+bool i8_on_avx2();
 
 // True when the tile unit runs the products here: gemm_unit() == GemmUnit::amx.
 bool amx_available();
@@ -74,7 +81,8 @@ int64_t bf16_min_tokens(GgmlType type);
 // supported and n_tok >= bf16_min_tokens(type).
 bool bf16_gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok);
 // The same for cpu::matmul's tile path: the int8 product (cpu/gemm_i8.h) from
-// i8_min_tokens(type) where the format has one on this CPU's unit, else bf16 as above.
+// i8_min_tokens(type) where the format has one on this CPU (and n_in is whole 256-blocks), else
+// bf16 as above.
 int64_t gemm_min_tokens(GgmlType type);
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok);
 

@@ -63,6 +63,11 @@ uint64_t load_u64(const void* p) {
     return v;
 }
 
+// NOTES: the Q4_K, IQ2_XXS and Q6_K unpackers are AVX2 code that both vector paths run; forced
+// inline into unpack_rows_avx512 (below), they are compiled for AVX-512 there (vpternlog and
+// the like: Q6_K's took ~8 fewer instructions per block).
+#define TANDEM_I8_UNPACK inline __attribute__((always_inline))
+
 // IQ1_S_U2 (quant/blocks.h): x = d * (2 sc + 1) * (u - 1 + delta), delta = +-1/8 per group of
 // 32, so x * 8 / d = w + c with w = 8 (2 sc + 1) u in [0, 240] and c = +-(2 sc + 1) - 8 (2 sc + 1)
 // per group: the integers of the per-token kernel (quant/simd_kernels.h grid_block), whose block
@@ -84,9 +89,27 @@ TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
     out.d = quant::fp16_to_f32(b.d) * 0.125f;
 }
 
+// IQ1_S_U2 for the AVX2 products: the same integer as unpack_iq1su2's, in the per32_folded form
+// (w = u in {0, 1, 2}, s_g = 8 (2 sc + 1), c as there). NOTES: VPMADDUBSW sums two byte products
+// into int16 with saturation, which u * 8 (2 sc + 1) <= 240 against values up to 128 would
+// overflow; u cannot.
+void unpack_iq1su2_u(const quant::BlockIq1SU2& b, I8Block& out) {
+    __m128i scale8, off;
+    quant::iq1su2_scales(b, scale8, off);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.c), off);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepi16_epi32(scale8));
+    const __m256i x[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)),
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32))};
+    for (int c = 0; c < 4; ++c)
+        for (int h = 0; h < 2; ++h)  // weights 64c + 32h .. (group 2c + h): bits 2c, 2c + 1 of qs[32h ..]
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * c + 32 * h),
+                                _mm256_and_si256(_mm256_srli_epi16(x[h], 2 * c), _mm256_set1_epi8(3)));
+    out.d = quant::fp16_to_f32(b.d) * 0.125f;
+}
+
 // Q4_K (quant/blocks.h): x = d sc_g q - dmin m_g, q in [0, 15], the per-token kernel's integers
 // (simd_kernels.h k4_block_dot: sum_g sc_g (q . a) and the mins against the group sums).
-TANDEM_I8_TARGET void unpack_q4k(const quant::BlockQ4K& b, I8Block& out) {
+TANDEM_I8_UNPACK void unpack_q4k(const quant::BlockQ4K& b, I8Block& out) {
     for (int k = 0; k < 4; ++k) {
         // Groups 2k, 2k + 1: the low, then the high nibbles of qs[32k .. 32k + 31].
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * k));
@@ -105,7 +128,7 @@ TANDEM_I8_TARGET void unpack_q4k(const quant::BlockQ4K& b, I8Block& out) {
 // grid magnitudes 8, 25 or 43 from kIq2xxsGrid, signs from kKsignsMul): w = grid sign + 43
 // (unsigned) and c_g = -43 s_g against the group sums, in the same integer: the per-token
 // kernel's integer exactly (43 s_g qsum_g - 43 s_g qsum_g = 0).
-TANDEM_I8_TARGET void unpack_iq2xxs(const quant::BlockIq2Xxs& b, I8Block& out) {
+TANDEM_I8_UNPACK void unpack_iq2xxs(const quant::BlockIq2Xxs& b, I8Block& out) {
     const auto* qs = reinterpret_cast<const uint8_t*>(b.qs);
     for (int g = 0; g < 8; ++g) {
         // Bytes 8g .. 8g + 3: four grid indices; 8g + 4 .. + 7: four 7-bit sign indices, the scale.
@@ -128,7 +151,7 @@ TANDEM_I8_TARGET void unpack_iq2xxs(const quant::BlockIq2Xxs& b, I8Block& out) {
 // Q6_K (quant/blocks.h): x = d sc_j (q - 32) per 16 weights j, q in [0, 63] the low nibble of
 // ql and two bits of qh: w = q, c16_j = -32 sc_j, the per-token kernel's integers
 // (simd_kernels.h block_dot: the offset against the 16-value sums).
-TANDEM_I8_TARGET void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
+TANDEM_I8_UNPACK void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
     const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
     for (int h = 0; h < 2; ++h) {
         const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
@@ -145,10 +168,38 @@ TANDEM_I8_TARGET void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
         }
     }
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));  // [16] int8
-    _mm512_storeu_si512(out.s, _mm512_cvtepi8_epi32(sc));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepi8_epi32(sc));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s + 8), _mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)));
     const __m256i c16 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi16(-32));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), c16);
     out.d = quant::fp16_to_f32(b.d);
+}
+
+// The 256-blocks at `blocks` of n_rows rows (row_bytes apart) unpacked into recs[0 .. n_rows),
+// IQ1_S_U2 in the AVX2 products' form where u2_as_u. With prefetch_next, each row's next block
+// a step ahead: 32 rows read a block at a time, each row_bytes apart, are more streams than the
+// hardware prefetchers follow (without this, loads in the unpacking took most of its time in a
+// prefill profile).
+TANDEM_I8_UNPACK void unpack_rows(GgmlType type, const uint8_t* blocks, uint64_t row_bytes, int64_t n_rows, bool prefetch_next,
+                                  bool u2_as_u, I8Block* recs) {
+    const uint64_t block_bytes = ggml_traits(type).type_size;
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const uint8_t* b = blocks + static_cast<uint64_t>(r) * row_bytes;
+        if (prefetch_next) prefetch_bytes(b + block_bytes, block_bytes);
+        if (type == GgmlType::IQ2_XXS) unpack_iq2xxs(*reinterpret_cast<const quant::BlockIq2Xxs*>(b), recs[r]);
+        else if (type == GgmlType::Q4_K) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
+        else if (type == GgmlType::Q6_K) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
+        else if (u2_as_u) unpack_iq1su2_u(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
+        else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
+    }
+}
+TANDEM_I8_TARGET void unpack_rows_avx512(GgmlType type, const uint8_t* blocks, uint64_t row_bytes, int64_t n_rows,
+                                         bool prefetch_next, I8Block* recs) {
+    unpack_rows(type, blocks, row_bytes, n_rows, prefetch_next, false, recs);
+}
+void unpack_rows_avx2(GgmlType type, const uint8_t* blocks, uint64_t row_bytes, int64_t n_rows, bool prefetch_next,
+                      I8Block* recs) {
+    unpack_rows(type, blocks, row_bytes, n_rows, prefetch_next, true, recs);
 }
 
 // A weight row's bytes at p in every lane of a token group's register: 4 bytes (one quad, a
@@ -288,6 +339,72 @@ void block_product_of(Scales kind, const I8Block* rec, const uint8_t* const* act
     }
 }
 
+// ---- AVX2 (no VPDPBUSD): 8 tokens per register ----
+//
+// facc[r] (floats 8h .. 8h + 7 of 16 at facc + r * 16) += rec[r]'s block times tokens 8h .. 8h
+// + 7 of a 16-token group's block (act), for kRows weight rows. A register holds 8 tokens' 4
+// values of a quad (half a 16-lane register row of the packed layout). Per quad and row:
+// VPMADDUBSW of the broadcast weight quad (unsigned) against it gives two int16 sums of two
+// products per token; kChain quads are summed in int16, then VPMADDWD by the group's integer
+// scale adds each token's two sums into int32. kChain is the most quads whose sums cannot
+// overflow int16 (|sum| <= kChain * 2 * 128 * max w): Q4_K (w <= 15) and IQ1_S_U2's u (<= 2)
+// a whole group of 8, Q6_K (<= 63) 2, IQ2_XXS (<= 86) 1. The integers and float steps are
+// block_product's, so both vector paths give the same bits.
+template <int kRows, Scales kS, int kChain>
+void block_product_avx2(const I8Block* rec, const uint8_t* act, int h, float* facc) {
+    static_assert(kS != Scales::per256, "IQ1_S_U2 takes the per32_folded form here (unpack_iq1su2_u)");
+    constexpr int kSub = kS == Scales::per16 ? 16 : 8, kQuads = 64 / kSub;
+    static_assert(kQuads % kChain == 0);
+    __m256i acc[kRows], mins[kRows];
+    for (int r = 0; r < kRows; ++r) acc[r] = mins[r] = _mm256_setzero_si256();
+    for (int j = 0; j < kSub; ++j) {
+        __m256i sc[kRows];
+        for (int r = 0; r < kRows; ++r) sc[r] = _mm256_set1_epi16(static_cast<int16_t>(rec[r].s[j]));
+        for (int q0 = kQuads * j; q0 < kQuads * (j + 1); q0 += kChain) {
+            __m256i part[kRows];
+            for (int r = 0; r < kRows; ++r) part[r] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int q = q0; q < q0 + kChain; ++q) {
+                const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(act + 64 * q + 32 * h));
+#pragma GCC unroll 4
+                for (int r = 0; r < kRows; ++r)
+                    part[r] = _mm256_add_epi16(part[r], _mm256_maddubs_epi16(_mm256_set1_epi32(static_cast<int>(load_u32(rec[r].w + 4 * q))), a));
+            }
+            for (int r = 0; r < kRows; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(part[r], sc[r]));
+        }
+    }
+    // The offsets (into the block's integer) or Q4_K's mins (apart), against the group sums.
+    const auto sum_terms = [&](__m256i(&into)[kRows], int64_t sums_at, int n_pairs, auto coef) {
+        for (int p = 0; p < n_pairs; ++p) {
+            const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(act + sums_at + 64 * p + 32 * h));
+            for (int r = 0; r < kRows; ++r)
+                into[r] = _mm256_add_epi32(into[r], _mm256_madd_epi16(s, _mm256_set1_epi32(static_cast<int>(load_u32(coef(rec[r]) + 2 * p)))));
+        }
+    };
+    if constexpr (kS == Scales::per16) sum_terms(acc, kSums16At, 8, [](const I8Block& b) { return b.c16; });
+    if constexpr (kS == Scales::per32_folded) sum_terms(acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+    if constexpr (kS == Scales::per32) sum_terms(mins, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+    const __m256 scales = _mm256_loadu_ps(reinterpret_cast<const float*>(act + kScalesAt) + 8 * h);
+    for (int r = 0; r < kRows; ++r) {
+        float* f = facc + r * 16;
+        __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r]), _mm256_mul_ps(_mm256_set1_ps(rec[r].d), scales), _mm256_loadu_ps(f));
+        if constexpr (kS == Scales::per32)
+            v = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[r]), _mm256_mul_ps(_mm256_set1_ps(rec[r].dmin), scales), v);
+        _mm256_storeu_ps(f, v);
+    }
+}
+
+// block_product_avx2 of 4 rows for a format known at run time.
+void block_product_avx2_of(GgmlType type, const I8Block* rec, const uint8_t* act, int h, float* facc) {
+    switch (type) {
+        case GgmlType::Q4_K: return block_product_avx2<4, Scales::per32, 8>(rec, act, h, facc);
+        case GgmlType::IQ1_S_U2: return block_product_avx2<4, Scales::per32_folded, 8>(rec, act, h, facc);
+        case GgmlType::IQ2_XXS: return block_product_avx2<4, Scales::per32_folded, 1>(rec, act, h, facc);
+        case GgmlType::Q6_K: return block_product_avx2<4, Scales::per16, 2>(rec, act, h, facc);
+        default: fail("int8 products on AVX2: no kernel for {}", ggml_type_name(type));
+    }
+}
+
 // The tile unit's part (AMX-INT8): C tiles 0, 1 (weight rows 0-15, 16-31) x token group g and
 // tiles 2, 3 the same for group g + 1 (if two) = the 32 rows' blocks (A: 16 rows of 64 weight
 // bytes, sizeof(I8Block) apart) times the groups' blocks (B: 16 quads of 16 tokens x 4 values),
@@ -341,10 +458,13 @@ TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const 
 #pragma GCC diagnostic pop
 #undef TANDEM_I8_TARGET
 #undef TANDEM_AMX_I8_TARGET
+#undef TANDEM_I8_UNPACK
 
 }  // namespace
 
 bool i8_gemm_supports(GgmlType type) {
+    if (i8_on_avx2())
+        return type == GgmlType::IQ1_S_U2 || type == GgmlType::Q4_K || type == GgmlType::Q6_K || type == GgmlType::IQ2_XXS;
     if (quant::active_isa() != quant::Isa::Avx512Vnni) return false;
     if (type == GgmlType::IQ1_S_U2) return gemm_unit() == GemmUnit::avx512 || amx_int8_available();
     // Scales per 32 or 16 weights (Q4_K, IQ2_XXS, Q6_K) would need a tile product per group:
@@ -354,6 +474,15 @@ bool i8_gemm_supports(GgmlType type) {
 
 int64_t i8_min_tokens(GgmlType type) {
     if (gemm_unit() == GemmUnit::amx) return 6;
+    if (i8_on_avx2()) {
+        // No rows kernel there: the per-token path dots each token alone.
+        switch (type) {
+            case GgmlType::IQ2_XXS: return 3;
+            case GgmlType::Q4_K: return 6;
+            case GgmlType::Q6_K: return 5;
+            default: return 4;  // IQ1_S_U2
+        }
+    }
     switch (type) {
         case GgmlType::IQ2_XXS: return 3;  // no rows kernel
         case GgmlType::Q4_K: return 5;
@@ -393,10 +522,11 @@ void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, bool half, uint8
 }
 
 // Whether n_tok's last token group is a half group (8 lanes of two quads each, block_product's
-// kHalf): where it has 8 tokens or fewer, on the vector units (the tile unit reads 16 lanes).
+// kHalf): where it has 8 tokens or fewer, on the AVX-512 vector units (the tile unit reads 16
+// lanes; the AVX2 products take 8 lanes at a time and skip a group's empty half).
 bool half_last_group(int64_t n_tok) {
     const int64_t rest = n_tok % kTokenGroup;
-    return rest != 0 && rest <= 8 && gemm_unit() != GemmUnit::amx;
+    return rest != 0 && rest <= 8 && gemm_unit() == GemmUnit::avx512;
 }
 
 // Packs the rows row(t) of tokens [0, n_tok), then zero rows for the last group's padding.
@@ -445,7 +575,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
     // Rows past n_rows are zero blocks (both units read whole groups of rows).
     auto* recs = reinterpret_cast<I8Block*>(grow(ps.i8_blocks, kPanelRows * sizeof(I8Block)));
     std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
-    const bool amx = gemm_unit() == GemmUnit::amx;
+    const bool amx = gemm_unit() == GemmUnit::amx, avx2 = i8_on_avx2();
     int32_t* tiles = nullptr;  // the tile unit's C tiles of one block: [4][16][16]
     if (amx) {
         tiles = reinterpret_cast<int32_t*>(grow(ps.i8_tiles, 4 * 256));
@@ -458,18 +588,18 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
     const uint64_t block_bytes = ggml_traits(type).type_size;
     const int64_t group_bytes = nb * kI8BlockBytes;  // group g's block k at packed + g * group_bytes + k * kI8BlockBytes
     for (int64_t k = 0; k < nb; ++k) {
-        for (int64_t r = 0; r < n_rows; ++r) {
-            const uint8_t* b = w + static_cast<uint64_t>(r) * row_bytes + static_cast<uint64_t>(k) * block_bytes;
-            // The row's next block, a step ahead: 32 rows read a block at a time, each row_bytes
-            // apart, are more streams than the hardware prefetchers follow (without this, loads
-            // in the unpacking took most of its time in a prefill profile).
-            if (k + 1 < nb) prefetch_bytes(b + block_bytes, block_bytes);
-            if (type == GgmlType::IQ2_XXS) unpack_iq2xxs(*reinterpret_cast<const quant::BlockIq2Xxs*>(b), recs[r]);
-            else if (type == GgmlType::Q4_K) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
-            else if (type == GgmlType::Q6_K) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
-            else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
-        }
+        const uint8_t* blocks = w + static_cast<uint64_t>(k) * block_bytes;
+        if (avx2) unpack_rows_avx2(type, blocks, row_bytes, n_rows, k + 1 < nb, recs);
+        else unpack_rows_avx512(type, blocks, row_bytes, n_rows, k + 1 < nb, recs);
         const uint8_t* block0 = packed + k * kI8BlockBytes;
+        if (avx2) {
+            // Each 16-token group in two halves of 8; a half past the last token is all padding.
+            for (int64_t g = 0; g < n_groups; ++g)
+                for (int h = 0; h < 2 && g * kTokenGroup + 8 * h < n_tok; ++h)
+                    for (int64_t r0 = 0; r0 < rows_pad; r0 += 4)
+                        block_product_avx2_of(type, recs + r0, block0 + g * group_bytes, h, facc + g * 512 + r0 * 16 + 8 * h);
+            continue;
+        }
         if (amx) {
             TANDEM_CHECK(kind == Scales::per256);  // tile_epilogue knows one scale per block
             for (int64_t g = 0; g < n_groups; g += 2) {

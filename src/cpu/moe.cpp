@@ -168,18 +168,19 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     scratch.pair_tok.resize(order.size());
     for (size_t i = 0; i < order.size(); ++i) scratch.pair_tok[i] = order[i] / k;
 
-    // Experts with enough tokens take the bf16 path (cpu/gemm.h); the rest dot each token
-    // separately. Gate/up and down choose on their own: the fewest tokens for which bf16 wins
-    // depends on the format (bf16_min_tokens).
+    // Experts with enough tokens take the tile path: the int8 product (cpu/gemm_i8.h) where
+    // their formats have one on this CPU, else bf16 (cpu/gemm.h); the rest dot each token
+    // separately. Gate/up and down choose on their own: the fewest tokens for which the tile
+    // path wins depends on the format (i8_min_tokens, bf16_min_tokens).
     auto& tiled_gu = scratch.tiled_gate_up;
     auto& tiled_dn = scratch.tiled_down;
     tiled_gu.clear();
     tiled_dn.clear();
-    const bool gu_ok = gemm_supports(w.gate_type, n_embd) && gemm_supports(w.up_type, n_embd);
-    const bool dn_ok = gemm_supports(w.down_type, n_ff);
     // Formats with an int8 product take it instead of bf16, from its own threshold.
     const bool gu_i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type);
     const bool dn_i8 = i8_gemm_supports(w.down_type);
+    const bool gu_ok = gu_i8 || (gemm_supports(w.gate_type, n_embd) && gemm_supports(w.up_type, n_embd));
+    const bool dn_ok = dn_i8 || gemm_supports(w.down_type, n_ff);
     const int64_t gu_min = gu_i8 ? std::max(i8_min_tokens(w.gate_type), i8_min_tokens(w.up_type))
                                  : std::max(bf16_min_tokens(w.gate_type), bf16_min_tokens(w.up_type));
     const int64_t dn_min = dn_i8 ? i8_min_tokens(w.down_type) : bf16_min_tokens(w.down_type);

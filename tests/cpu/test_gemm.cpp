@@ -133,7 +133,8 @@ TEST(Gemm, FloatWeightsKeepTheirPrecision) {
     EXPECT_FALSE(gemm_applies(GgmlType::F32, 7168, 64));
     EXPECT_FALSE(gemm_applies(GgmlType::F16, 7168, 64));
     EXPECT_FALSE(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens(GgmlType::Q4_K) - 1));
-    EXPECT_EQ(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens(GgmlType::Q4_K)), gemm_unit() != GemmUnit::none);
+    EXPECT_EQ(gemm_applies(GgmlType::Q4_K, 7168, gemm_min_tokens(GgmlType::Q4_K)),
+              gemm_unit() != GemmUnit::none || i8_gemm_supports(GgmlType::Q4_K));
     EXPECT_FALSE(gemm_applies(GgmlType::Q8_0, 48, 64));  // rows not a whole number of tile steps
 }
 
@@ -226,11 +227,12 @@ TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
 }
 
 // The packed activations (cpu/gemm_i8.h's layout), byte for byte from each token's Q8_K row:
-// 21 tokens are a 16-lane group (a lane of 4 bytes per token) and, on the vector units, a half
-// group of 5 tokens and 3 zero lanes (8 bytes per token: two quads, two pairs of sums).
+// 21 tokens are a 16-lane group (a lane of 4 bytes per token) and, on the AVX-512 vector units,
+// a half group of 5 tokens and 3 zero lanes (8 bytes per token: two quads, two pairs of sums);
+// elsewhere a second 16-lane group.
 TEST(GemmI8, PackedActivationsFollowTheLayout) {
     const int64_t n_in = 512, nb = 2, n_tok = 21;
-    const bool half = gemm_unit() != GemmUnit::amx;
+    const bool half = gemm_unit() == GemmUnit::avx512;
     const std::vector<float> x = random_floats(n_tok * n_in, 77, 1.0f);
     std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xEE);
     pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data());
