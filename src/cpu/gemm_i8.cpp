@@ -34,14 +34,15 @@ constexpr int64_t kScalesAt = kSums16At + 512;     // [16] float
 static_assert(kI8BlockBytes == kScalesAt + 64);
 
 // How a format's 256-block splits into integer scales (I8Block).
-enum class Scales { per256, per32, per32_folded, per16 };
+enum class Scales { per256, per32, per32_folded, per16, per16_mins };
 
 // One weight row's 256-block, unpacked (w unsigned bytes): its dot with a Q8_K block (q, the
 // sums of q per group of 32 or 16, the activation scale a) is
 //   per256 (IQ1_S_U2):          d a (sum_e w_e q_e + sum_g c_g qsum32_g);
 //   per32 (Q4_K):               d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
 //   per32_folded (IQ2_XXS):     d a (sum_g s_g (sum_{e in g} w_e q_e) + sum_g c_g qsum32_g);
-//   per16 (Q6_K):               d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j).
+//   per16 (Q6_K, Q3_K):         d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j);
+//   per16_mins (Q2_K):          d a sum_j s_j (sum_{e in j} w_e q_e) - dmin a sum_j c16_j qsum16_j.
 struct I8Block {
     uint8_t w[256];
     int16_t c[8];
@@ -63,7 +64,7 @@ uint64_t load_u64(const void* p) {
     return v;
 }
 
-// NOTES: the Q4_K, IQ2_XXS and Q6_K unpackers are AVX2 code that both vector paths run; forced
+// NOTES: the K-format and IQ2_XXS unpackers are AVX2 code that both vector paths run; forced
 // inline into unpack_rows_avx512 (below), they are compiled for AVX-512 there (vpternlog and
 // the like: Q6_K's took ~8 fewer instructions per block).
 #define TANDEM_I8_UNPACK inline __attribute__((always_inline))
@@ -148,6 +149,32 @@ TANDEM_I8_UNPACK void unpack_iq2xxs(const quant::BlockIq2Xxs& b, I8Block& out) {
     out.d = quant::fp16_to_f32(b.d) * 0.125f;
 }
 
+// Q2_K (quant/blocks.h): x = d sc_j q - dmin m_j per 16 weights j, q in [0, 3]: w = q, s_j =
+// sc_j and c16_j = m_j (the mins, against the 16-value sums): the per-token kernel's integers
+// (simd_kernels.h block_dot).
+TANDEM_I8_UNPACK void unpack_q2k(const quant::BlockQ2K& b, I8Block& out) {
+    for (int c = 0; c < 8; ++c) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * c), quant::q2k_chunk(b, c));
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));  // low nibble scale, high min
+    const __m128i sc = _mm_and_si128(raw, _mm_set1_epi8(0x0F));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepu8_epi32(sc));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s + 8), _mm256_cvtepu8_epi32(_mm_srli_si128(sc, 8)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F))));
+    out.d = quant::fp16_to_f32(b.d);
+    out.dmin = quant::fp16_to_f32(b.dmin);
+}
+
+// Q3_K (quant/blocks.h): x = d sc_j (q - 4) per 16 weights j, q in [0, 7] the low 2 bits and
+// the hmask bit (sc_j signed 6-bit, minus 32): w = q, c16_j = -4 sc_j, the per-token kernel's
+// integers (simd_kernels.h block_dot: the offset against the 16-value sums).
+TANDEM_I8_UNPACK void unpack_q3k(const quant::BlockQ3K& b, I8Block& out) {
+    for (int c = 0; c < 8; ++c) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * c), quant::q3k_chunk(b, c));
+    const __m256i sc16 = quant::q3k_scales(b.scales);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sc16)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s + 8), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(sc16, 1)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));
+    out.d = quant::fp16_to_f32(b.d);
+}
+
 // Q6_K (quant/blocks.h): x = d sc_j (q - 32) per 16 weights j, q in [0, 63] the low nibble of
 // ql and two bits of qh: w = q, c16_j = -32 sc_j, the per-token kernel's integers
 // (simd_kernels.h block_dot: the offset against the 16-value sums).
@@ -189,6 +216,8 @@ TANDEM_I8_UNPACK void unpack_rows(GgmlType type, const uint8_t* blocks, uint64_t
         if (type == GgmlType::IQ2_XXS) unpack_iq2xxs(*reinterpret_cast<const quant::BlockIq2Xxs*>(b), recs[r]);
         else if (type == GgmlType::Q4_K) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
         else if (type == GgmlType::Q6_K) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
+        else if (type == GgmlType::Q2_K) unpack_q2k(*reinterpret_cast<const quant::BlockQ2K*>(b), recs[r]);
+        else if (type == GgmlType::Q3_K) unpack_q3k(*reinterpret_cast<const quant::BlockQ3K*>(b), recs[r]);
         else if (u2_as_u) unpack_iq1su2_u(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
     }
@@ -262,15 +291,15 @@ TANDEM_I8_TARGET inline __m512 lane_pair_sums(__m512i x, __m512i y) {
 // facc[r][g] (16 floats at facc + r * 16 + g * 512) += rec[r]'s block times group g's block of
 // activations (acts[g]), for kRows weight rows and kGroups token groups (kRows x kGroups
 // accumulators). per32 and per16: each group of 32 or 16 weights takes its own accumulator,
-// multiplied by its integer scale into the block's. per32's group-sum terms (the mins) go apart,
-// scaled by dmin; per32_folded's and per16's go into the block's integer.
+// multiplied by its integer scale into the block's. per32's and per16_mins' group-sum terms (the
+// mins) go apart, scaled by dmin; per32_folded's and per16's go into the block's integer.
 // kHalf (one group of 8 tokens, two lanes each; kRows even): the lane pairs are added and rows
 // r, r + 1 take the 16 floats at facc + r * 8. The integers and float steps are the 16-lane
 // form's, so a token's results are the same bits in either form.
 template <int kRows, int kGroups, Scales kS, bool kHalf>
 TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* acts, float* facc) {
     static_assert(kRows * kGroups <= 16 && (!kHalf || (kGroups == 1 && kRows % 2 == 0)));
-    constexpr bool kPer32 = kS == Scales::per32;
+    constexpr bool kMins = kS == Scales::per32 || kS == Scales::per16_mins;  // terms scaled by dmin, apart
     __m512i acc[kRows][kGroups];
     for (int r = 0; r < kRows; ++r)
         for (int g = 0; g < kGroups; ++g) acc[r][g] = _mm512_setzero_si512();
@@ -278,7 +307,7 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
         dot_quads<kRows, kGroups, kHalf>(rec, acts, 0, 64, acc);
         group_sum_terms<kRows, kGroups, kHalf>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     } else {
-        constexpr int kSub = kS == Scales::per16 ? 16 : 8, kQuads = 64 / kSub;
+        constexpr int kSub = kS == Scales::per16 || kS == Scales::per16_mins ? 16 : 8, kQuads = 64 / kSub;
         for (int j = 0; j < kSub; ++j) {
             __m512i part[kRows][kGroups];
             for (int r = 0; r < kRows; ++r)
@@ -295,10 +324,13 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
             group_sum_terms<kRows, kGroups, kHalf>(rec, acts, acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     }
     __m512i mins[kRows][kGroups];
-    if constexpr (kPer32) {
+    if constexpr (kMins) {
         for (int r = 0; r < kRows; ++r)
             for (int g = 0; g < kGroups; ++g) mins[r][g] = _mm512_setzero_si512();
-        group_sum_terms<kRows, kGroups, kHalf>(rec, acts, mins, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+        if constexpr (kS == Scales::per32)
+            group_sum_terms<kRows, kGroups, kHalf>(rec, acts, mins, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+        else
+            group_sum_terms<kRows, kGroups, kHalf>(rec, acts, mins, kSums16At, 8, [](const I8Block& b) { return b.c16; });
     }
     if constexpr (kHalf) {
         const __m256 s8 = _mm256_loadu_ps(reinterpret_cast<const float*>(acts[0] + kScalesAt));
@@ -307,7 +339,7 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
             float* f = facc + r * 8;
             const __m512 d = halves_ps(_mm256_set1_ps(rec[r].d), _mm256_set1_ps(rec[r + 1].d));
             __m512 v = _mm512_fmadd_ps(lane_pair_sums(acc[r][0], acc[r + 1][0]), _mm512_mul_ps(d, scales), _mm512_loadu_ps(f));
-            if constexpr (kPer32) {
+            if constexpr (kMins) {
                 const __m512 dmin = halves_ps(_mm256_set1_ps(rec[r].dmin), _mm256_set1_ps(rec[r + 1].dmin));
                 v = _mm512_fnmadd_ps(lane_pair_sums(mins[r][0], mins[r + 1][0]), _mm512_mul_ps(dmin, scales), v);
             }
@@ -321,7 +353,7 @@ TANDEM_I8_TARGET void block_product(const I8Block* rec, const uint8_t* const* ac
             float* f = facc + r * 16 + g * 512;
             __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][g]), _mm512_mul_ps(_mm512_set1_ps(rec[r].d), scales),
                                        _mm512_loadu_ps(f));
-            if constexpr (kPer32)
+            if constexpr (kMins)
                 v = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[r][g]), _mm512_mul_ps(_mm512_set1_ps(rec[r].dmin), scales), v);
             _mm512_storeu_ps(f, v);
         }
@@ -336,6 +368,7 @@ void block_product_of(Scales kind, const I8Block* rec, const uint8_t* const* act
         case Scales::per32: return block_product<kRows, kGroups, Scales::per32, kHalf>(rec, acts, facc);
         case Scales::per32_folded: return block_product<kRows, kGroups, Scales::per32_folded, kHalf>(rec, acts, facc);
         case Scales::per16: return block_product<kRows, kGroups, Scales::per16, kHalf>(rec, acts, facc);
+        case Scales::per16_mins: return block_product<kRows, kGroups, Scales::per16_mins, kHalf>(rec, acts, facc);
     }
 }
 
@@ -348,12 +381,13 @@ void block_product_of(Scales kind, const I8Block* rec, const uint8_t* const* act
 // products per token; kChain quads are summed in int16, then VPMADDWD by the group's integer
 // scale adds each token's two sums into int32. kChain is the most quads whose sums cannot
 // overflow int16 (|sum| <= kChain * 2 * 128 * max w): Q4_K (w <= 15) and IQ1_S_U2's u (<= 2)
-// a whole group of 8, Q6_K (<= 63) 2, IQ2_XXS (<= 86) 1. The integers and float steps are
+// a whole group of 8, Q2_K (<= 3) and Q3_K (<= 7) a whole group of 4, Q6_K (<= 63) 2, IQ2_XXS
+// (<= 86) 1. The integers and float steps are
 // block_product's, so both vector paths give the same bits.
 template <int kRows, Scales kS, int kChain>
 void block_product_avx2(const I8Block* rec, const uint8_t* act, int h, float* facc) {
     static_assert(kS != Scales::per256, "IQ1_S_U2 takes the per32_folded form here (unpack_iq1su2_u)");
-    constexpr int kSub = kS == Scales::per16 ? 16 : 8, kQuads = 64 / kSub;
+    constexpr int kSub = kS == Scales::per16 || kS == Scales::per16_mins ? 16 : 8, kQuads = 64 / kSub;
     static_assert(kQuads % kChain == 0);
     __m256i acc[kRows], mins[kRows];
     for (int r = 0; r < kRows; ++r) acc[r] = mins[r] = _mm256_setzero_si256();
@@ -384,11 +418,12 @@ void block_product_avx2(const I8Block* rec, const uint8_t* act, int h, float* fa
     if constexpr (kS == Scales::per16) sum_terms(acc, kSums16At, 8, [](const I8Block& b) { return b.c16; });
     if constexpr (kS == Scales::per32_folded) sum_terms(acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     if constexpr (kS == Scales::per32) sum_terms(mins, kSumsAt, 4, [](const I8Block& b) { return b.c; });
+    if constexpr (kS == Scales::per16_mins) sum_terms(mins, kSums16At, 8, [](const I8Block& b) { return b.c16; });
     const __m256 scales = _mm256_loadu_ps(reinterpret_cast<const float*>(act + kScalesAt) + 8 * h);
     for (int r = 0; r < kRows; ++r) {
         float* f = facc + r * 16;
         __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r]), _mm256_mul_ps(_mm256_set1_ps(rec[r].d), scales), _mm256_loadu_ps(f));
-        if constexpr (kS == Scales::per32)
+        if constexpr (kS == Scales::per32 || kS == Scales::per16_mins)
             v = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[r]), _mm256_mul_ps(_mm256_set1_ps(rec[r].dmin), scales), v);
         _mm256_storeu_ps(f, v);
     }
@@ -401,6 +436,8 @@ void block_product_avx2_of(GgmlType type, const I8Block* rec, const uint8_t* act
         case GgmlType::IQ1_S_U2: return block_product_avx2<4, Scales::per32_folded, 8>(rec, act, h, facc);
         case GgmlType::IQ2_XXS: return block_product_avx2<4, Scales::per32_folded, 1>(rec, act, h, facc);
         case GgmlType::Q6_K: return block_product_avx2<4, Scales::per16, 2>(rec, act, h, facc);
+        case GgmlType::Q2_K: return block_product_avx2<4, Scales::per16_mins, 4>(rec, act, h, facc);
+        case GgmlType::Q3_K: return block_product_avx2<4, Scales::per16, 4>(rec, act, h, facc);
         default: fail("int8 products on AVX2: no kernel for {}", ggml_type_name(type));
     }
 }
@@ -463,13 +500,14 @@ TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const 
 }  // namespace
 
 bool i8_gemm_supports(GgmlType type) {
-    if (i8_on_avx2())
-        return type == GgmlType::IQ1_S_U2 || type == GgmlType::Q4_K || type == GgmlType::Q6_K || type == GgmlType::IQ2_XXS;
+    const bool vector_format = type == GgmlType::IQ1_S_U2 || type == GgmlType::Q4_K || type == GgmlType::Q6_K ||
+                               type == GgmlType::IQ2_XXS || type == GgmlType::Q2_K || type == GgmlType::Q3_K;
+    if (i8_on_avx2()) return vector_format;
     if (quant::active_isa() != quant::Isa::Avx512Vnni) return false;
     if (type == GgmlType::IQ1_S_U2) return gemm_unit() == GemmUnit::avx512 || amx_int8_available();
-    // Scales per 32 or 16 weights (Q4_K, IQ2_XXS, Q6_K) would need a tile product per group:
-    // the tile unit keeps bf16 for them.
-    return (type == GgmlType::Q4_K || type == GgmlType::Q6_K || type == GgmlType::IQ2_XXS) && gemm_unit() == GemmUnit::avx512;
+    // Scales per 32 or 16 weights would need a tile product per group: the tile unit keeps bf16
+    // for those formats.
+    return vector_format && gemm_unit() == GemmUnit::avx512;
 }
 
 int64_t i8_min_tokens(GgmlType type) {
@@ -478,7 +516,9 @@ int64_t i8_min_tokens(GgmlType type) {
         // No rows kernel there: the per-token path dots each token alone.
         switch (type) {
             case GgmlType::IQ2_XXS: return 3;
+            case GgmlType::Q3_K: return 3;
             case GgmlType::Q4_K: return 6;
+            case GgmlType::Q2_K: return 5;
             case GgmlType::Q6_K: return 5;
             default: return 4;  // IQ1_S_U2
         }
@@ -486,7 +526,9 @@ int64_t i8_min_tokens(GgmlType type) {
     switch (type) {
         case GgmlType::IQ2_XXS: return 3;  // no rows kernel
         case GgmlType::Q4_K: return 5;
+        case GgmlType::Q2_K: return 6;
         case GgmlType::Q6_K: return 7;
+        case GgmlType::Q3_K: return 7;
         default: return 6;  // IQ1_S_U2
     }
 }
@@ -581,10 +623,11 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         tiles = reinterpret_cast<int32_t*>(grow(ps.i8_tiles, 4 * 256));
         amx_configure_tiles();
     }
-    const Scales kind = type == GgmlType::Q4_K      ? Scales::per32
-                        : type == GgmlType::IQ2_XXS ? Scales::per32_folded
-                        : type == GgmlType::Q6_K    ? Scales::per16
-                                                    : Scales::per256;
+    const Scales kind = type == GgmlType::Q4_K                               ? Scales::per32
+                        : type == GgmlType::IQ2_XXS                          ? Scales::per32_folded
+                        : type == GgmlType::Q6_K || type == GgmlType::Q3_K   ? Scales::per16
+                        : type == GgmlType::Q2_K                             ? Scales::per16_mins
+                                                                             : Scales::per256;
     const uint64_t block_bytes = ggml_traits(type).type_size;
     const int64_t group_bytes = nb * kI8BlockBytes;  // group g's block k at packed + g * group_bytes + k * kI8BlockBytes
     for (int64_t k = 0; k < nb; ++k) {

@@ -61,23 +61,8 @@ inline __m256i scale_pair(int lo, int hi) {
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // ---- K-quant chunk decoders: the 32 unsigned values u of chunk c (weights 32c .. 32c+31),
-// shared by the AVX2 dot steps and the bf16 dequantizer (dequant_bf16.cpp).
-
-// Q2_K: u in [0, 3], bits 2 (c % 4) of qs bytes 32 (c / 4) + l.
-inline __m256i q2k_chunk(const BlockQ2K& b, int c) {
-    return _mm256_and_si256(_mm256_srli_epi16(load32(b.qs + 32 * (c / 4)), 2 * (c % 4)), _mm256_set1_epi8(3));
-}
-
-// Q3_K: u = the Q2_K-style low 2 bits + 4 * bit c of hmask[l], in [0, 7] (the value is u - 4).
-inline __m256i q3k_chunk(const BlockQ3K& b, int c) {
-    // Bit c of each hmask byte moved to bit 2 (16-bit shifts: what crosses into the next byte
-    // is masked off).
-    const __m256i hm = load32(b.hmask);
-    const __m256i high = _mm256_and_si256(c >= 2 ? _mm256_srli_epi16(hm, c - 2) : _mm256_slli_epi16(hm, 2 - c),
-                                          _mm256_set1_epi8(4));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(load32(b.qs + 32 * (c / 4)), 2 * (c % 4)), _mm256_set1_epi8(3));
-    return _mm256_or_si256(low, high);
-}
+// shared by the AVX2 dot steps and the bf16 dequantizer (dequant_bf16.cpp); Q2_K's and Q3_K's
+// are in simd_scales.h (the int8 products use them too).
 
 // Q4_K / Q5_K: chunks 2k (low nibbles of qs bytes 32k + l) and 2k + 1 (high nibbles); Q5_K adds
 // 16 where bit c of qh[l] is set. u in [0, 15] / [0, 31].
@@ -290,19 +275,6 @@ inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
     }
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
     facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * fp16_to_f32(b.dmin)), facc);
-}
-
-// Q3_K's 16 signed 6-bit scales as [16] int16 (see BlockQ3K): low nibbles from scales[0..7]
-// (sub-block i: byte i % 8, nibble i / 8), high 2 bits from dword scales[8..11] shifted by
-// 2 (i / 4), byte i % 4.
-inline __m256i q3k_scales(const uint8_t* scales) {
-    const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales));
-    const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(raw, _mm_set1_epi8(0x0F)),
-                                          _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
-    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(load_u32(scales + 8))),
-                                                    _mm_setr_epi32(0, 2, 4, 6)),
-                                     _mm_set1_epi8(3));
-    return _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4))), _mm256_set1_epi16(32));
 }
 
 template <Isa I>

@@ -1,5 +1,6 @@
-// Vector unpacking of block scales shared by the per-ISA kernels (simd_kernels.h,
-// dequant_bf16.cpp) and the int8 products (cpu/gemm_i8.cpp): Q4_K/Q5_K's and IQ1_S_U2's. AVX2
+// Vector unpacking of block scales and values shared by the per-ISA kernels (simd_kernels.h,
+// dequant_bf16.cpp) and the int8 products (cpu/gemm_i8.cpp): Q2_K's, Q3_K's, Q4_K/Q5_K's and
+// IQ1_S_U2's. AVX2
 // intrinsics only, and internal linkage (anonymous namespace): every translation unit, whatever
 // its target, compiles its own copy, so the linker can never hand a CPU a copy built for a wider
 // instruction set.
@@ -62,6 +63,40 @@ inline void iq1su2_scales(const BlockIq1SU2& b, __m128i& scale8, __m128i& off) {
     const auto table = [](const std::array<int8_t, 16>& t) { return _mm_load_si128(reinterpret_cast<const __m128i*>(t.data())); };
     scale8 = _mm_cvtepu8_epi16(_mm_shuffle_epi8(table(kIq1su2Scale8Bytes), nib));
     off = _mm_sub_epi16(_mm_cvtepi8_epi16(_mm_shuffle_epi8(table(kIq1su2SignedSBytes), nib)), scale8);
+}
+
+// Q3_K's 16 signed 6-bit scales as [16] int16 (see BlockQ3K): low nibbles from scales[0..7]
+// (sub-block i: byte i % 8, nibble i / 8), high 2 bits from dword scales[8..11] shifted by
+// 2 (i / 4), byte i % 4.
+inline __m256i q3k_scales(const uint8_t* scales) {
+    const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales));
+    const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(raw, _mm_set1_epi8(0x0F)),
+                                          _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(load_u32(scales + 8))),
+                                                    _mm_setr_epi32(0, 2, 4, 6)),
+                                     _mm_set1_epi8(3));
+    return _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4))), _mm256_set1_epi16(32));
+}
+
+// ---- K-quant chunk decoders: the 32 unsigned values u of chunk c (weights 32c .. 32c+31).
+
+// The 2-bit fields of chunk c: bits 2 (c % 4) of qs bytes 32 (c / 4) + l (Q2_K, Q3_K).
+inline __m256i low2_chunk(const uint8_t* qs, int c) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * (c / 4)));
+    return _mm256_and_si256(_mm256_srli_epi16(q, 2 * (c % 4)), _mm256_set1_epi8(3));
+}
+
+// Q2_K: u in [0, 3].
+inline __m256i q2k_chunk(const BlockQ2K& b, int c) { return low2_chunk(b.qs, c); }
+
+// Q3_K: u = the Q2_K-style low 2 bits + 4 * bit c of hmask[l], in [0, 7] (the value is u - 4).
+inline __m256i q3k_chunk(const BlockQ3K& b, int c) {
+    // Bit c of each hmask byte moved to bit 2 (16-bit shifts: what crosses into the next byte
+    // is masked off).
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
+    const __m256i high = _mm256_and_si256(c >= 2 ? _mm256_srli_epi16(hm, c - 2) : _mm256_slli_epi16(hm, 2 - c),
+                                          _mm256_set1_epi8(4));
+    return _mm256_or_si256(low2_chunk(b.qs, c), high);
 }
 
 }  // namespace

@@ -214,7 +214,7 @@ void expect_i8_matches_per_token(GgmlType type) {
 
 TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
     int tested = 0;
-    for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS}) {
+    for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type)) {
             std::printf("    %s: no int8 product on this CPU's unit, not tested here\n", std::string(ggml_type_name(type)).c_str());
@@ -276,7 +276,7 @@ TEST(GemmI8, PackedActivationsFollowTheLayout) {
 TEST(GemmI8, HalfGroupGivesTheSameBitsAsAFullGroup) {
     const int64_t n_in = 2048;
     int tested = 0;
-    for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS}) {
+    for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type)) continue;
         ++tested;
@@ -307,7 +307,7 @@ TEST(GemmI8, MatmulTakesItForFormatsThatHaveOne) {
     ThreadPool pool(3);
     const int64_t n_in = 2048, n_out = 71, n_tok = 50;
     int tested = 0;
-    for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::IQ1_S_U2}) {
+    for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::IQ1_S_U2, GgmlType::Q2_K, GgmlType::Q3_K}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type) || !gemm_applies(type, n_in, n_tok)) continue;
         ++tested;
