@@ -646,8 +646,9 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
 // integers of the several-rows kernel (dot_iq1su2_rows_chunk), so the two agree bit for bit.
 // NOTES: per 64 weights one vpdpbusd of the bare u (each 4-byte sum fits int16: |u . q| <= 2 *
 // 4 * 128), the low words of chunks c and c + 1 merged into one register (a masked vpshufb),
-// and one vpdpwssd applies both chunks' group scales: 25 vector ops per block where
-// maddubs/vpdpwssd per chunk and the scales unpacked with byte lookups took 31.
+// and one vpdpwssd applies both chunks' group scales: 24 vector uops per block in the loop of
+// dot_grid_row (objdump, loads and register moves left out) where maddubs/vpdpwssd per chunk
+// and the scales unpacked with byte lookups took 31.
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq1SU2& b, const BlockQ8K& a) {
     if constexpr (I == Isa::Avx512Vnni) {
