@@ -37,9 +37,10 @@ step "bf16 products and MLA attention on the vector units (TANDEM_GEMM=avx512; o
 TANDEM_GEMM=avx512 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:DequantBf16*:Moe*:Mla*'
 TANDEM_GEMM=avx512 ./build/tests/test_model --gtest_brief=1
 
-step "int8 products on AVX2 alone, as on CPUs without AVX-512 (TANDEM_ISA=avx2 TANDEM_GEMM=avx2)"
-TANDEM_ISA=avx2 TANDEM_GEMM=avx2 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*'
-TANDEM_ISA=avx2 TANDEM_GEMM=avx2 ./build/tests/test_model --gtest_brief=1
+step "int8 products without a bf16 unit: AVX-512 VNNI (as Cascade Lake, Ice Lake), then AVX2 (as AMD Zen 2/3, Intel client cores)"
+TANDEM_GEMM=int8 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*'
+TANDEM_ISA=avx2 TANDEM_GEMM=int8 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*'
+TANDEM_ISA=avx2 TANDEM_GEMM=int8 ./build/tests/test_model --gtest_brief=1
 
 step "forward-pass tests on the per-token path only (TANDEM_GEMM=off: batches bit-equal to single tokens)"
 TANDEM_GEMM=off ./build/tests/test_model --gtest_brief=1 2>&1 | tee build/test_model_noamx.log

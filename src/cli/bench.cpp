@@ -101,7 +101,7 @@ int run_bench(const BenchArgs& a) {
         j["model"] = a.model;
         j["description"] = model->describe();
         j["threads"] = pool.n_threads();
-        j["matrix_unit"] = cpu::i8_on_avx2() ? "AVX2-INT8" : cpu::gemm_unit_name(cpu::gemm_unit());
+        j["matrix_unit"] = cpu::matrix_units_name();
         j["n_prompt"] = a.n_prompt;
         j["n_gen"] = a.n_gen;
         j["reps"] = a.reps;
@@ -121,9 +121,10 @@ int run_bench(const BenchArgs& a) {
     const auto [tg_lo, tg_hi] = spread(tg_tps);
     std::printf("model     %s\n          %s\n", a.model.c_str(), model->describe().c_str());
     std::printf("cpu       %d threads, batched products on %s\n", pool.n_threads(),
-                cpu::gemm_unit() != cpu::GemmUnit::none ? cpu::gemm_unit_name(cpu::gemm_unit())
-                : cpu::i8_on_avx2()                     ? "AVX2 in int8 (no AMX or AVX512-BF16)"
-                                                        : "the per-token path (no AMX or AVX512-BF16)");
+                cpu::gemm_unit() != cpu::GemmUnit::none  ? cpu::gemm_unit_name(cpu::gemm_unit())
+                : cpu::i8_unit() == cpu::I8Unit::avx512 ? "AVX-512 VNNI in int8 (no AMX or AVX512-BF16)"
+                : cpu::i8_unit() == cpu::I8Unit::avx2   ? "AVX2 in int8 (no AMX or AVX512-BF16)"
+                                                         : "the per-token path (no AMX or AVX512-BF16)");
     std::printf("prefill   %d tokens: %.1f tok/s (median of %d, range %.1f-%.1f)\n", a.n_prompt, pp, a.reps, pp_lo, pp_hi);
     std::printf("decode    %d tokens: %.2f tok/s (median of %d, range %.2f-%.2f)\n", a.n_gen, tg, a.reps, tg_lo, tg_hi);
     std::printf("memory    decode reads %s per token: %s/s", format_bytes(bpt).c_str(),

@@ -56,10 +56,10 @@ UnitSupport detect_units() {
     return u;
 }
 
-// The bf16 unit and whether the AVX2 int8 products run, chosen once.
+// The bf16 unit, and whether int8 products may run at all, chosen once.
 struct UnitChoice {
     GemmUnit unit = GemmUnit::none;
-    bool i8_avx2 = false;
+    bool int8 = true;
 };
 
 UnitChoice pick_units() {
@@ -69,13 +69,12 @@ UnitChoice pick_units() {
     if (std::getenv("TANDEM_AMX")) fail("TANDEM_AMX is no longer read: TANDEM_GEMM=off turns the bf16 products off");
     const char* env = std::getenv("TANDEM_GEMM");
     const std::string_view cap = env ? env : "";
-    if (!cap.empty() && cap != "off" && cap != "avx512" && cap != "avx2")
-        fail("TANDEM_GEMM={}: expected off (per-token products only), avx512 (no tile unit) or avx2 (int8 products on "
-             "AVX2 only)", cap);
-    if (cap == "off" || cap == "avx2") c.unit = GemmUnit::none;
+    if (!cap.empty() && cap != "off" && cap != "avx512" && cap != "int8")
+        fail("TANDEM_GEMM={}: expected off (per-token products only), avx512 (no tile unit) or int8 (no bf16 unit: "
+             "the int8 products alone)", cap);
+    if (cap == "off" || cap == "int8") c.unit = GemmUnit::none;
     if (cap == "avx512" && c.unit == GemmUnit::amx) c.unit = GemmUnit::avx512;
-    // Every CPU tandem runs on has AVX2 (main() refuses the others).
-    c.i8_avx2 = c.unit == GemmUnit::none && cap != "off";
+    c.int8 = cap != "off";
     return c;
 }
 
@@ -110,7 +109,26 @@ constexpr TileConfig kTileConfig = make_tile_config();
 
 GemmUnit gemm_unit() { return units().unit; }
 
-bool i8_on_avx2() { return units().i8_avx2 && quant::active_isa() != quant::Isa::Scalar; }
+I8Unit i8_unit() {
+    if (!units().int8) return I8Unit::none;
+    if (units().unit == GemmUnit::amx) return amx_int8_available() ? I8Unit::amx : I8Unit::none;
+    switch (quant::active_isa()) {
+        case quant::Isa::Avx512Vnni: return I8Unit::avx512;
+        // With a bf16 unit (TANDEM_ISA=avx2 on an AVX-512 CPU) its products stay as they were.
+        case quant::Isa::Avx2: return units().unit == GemmUnit::none ? I8Unit::avx2 : I8Unit::none;
+        case quant::Isa::Scalar: break;
+    }
+    return I8Unit::none;
+}
+
+const char* matrix_units_name() {
+    if (gemm_unit() != GemmUnit::none) return gemm_unit_name(gemm_unit());
+    switch (i8_unit()) {
+        case I8Unit::avx512: return "AVX512-INT8";
+        case I8Unit::avx2: return "AVX2-INT8";
+        default: return "none";
+    }
+}
 
 const char* gemm_unit_name(GemmUnit unit) {
     switch (unit) {

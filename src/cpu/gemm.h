@@ -39,19 +39,29 @@ inline void prefetch_bytes(const uint8_t* p, uint64_t n) {
 //           AMX-BF16 and AVX512-BF16 where the kernel granted the tile data state (arch_prctl);
 //   avx512: the vector units (VDPBF16PS: 16 lanes of 2 bf16 products each), on CPUs with
 //           AVX512-BF16 and VNNI but no AMX (AMD Zen 4 and 5, Intel Cooper Lake);
-//   none:   no bf16 products: the per-token path (cpu/matmul.h), and on AVX2 the int8
-//           products of the formats that have one (i8_on_avx2).
-// TANDEM_GEMM=off, avx512 or avx2 in the environment caps the choice (A/B runs, and the
-// exactness tests that need the per-token path; avx2: none, see i8_on_avx2); any other value is
-// an error.
+//   none:   no bf16 products: the per-token path (cpu/matmul.h), and the int8 products of the
+//           formats that have one (i8_unit below).
+// TANDEM_GEMM=off, avx512 or int8 in the environment caps the choice (A/B runs, and the
+// exactness tests that need the per-token path; off also drops the int8 products, int8 keeps
+// only them); any other value is an error.
 enum class GemmUnit { none, avx512, amx };
 GemmUnit gemm_unit();
 const char* gemm_unit_name(GemmUnit unit);  // "AMX", "AVX512-BF16", "none"
 
-// Whether the int8 products (cpu/gemm_i8.h) run on the AVX2 vector units: on CPUs without the
-// AVX-512 set above (AMD Zen 2/3, Intel client cores), where there is no bf16 unit, unless
-// TANDEM_GEMM=off; TANDEM_GEMM=avx2 takes this path on any CPU (no bf16 unit, tests and A/B).
-bool i8_on_avx2();
+// Which unit runs the int8 products (cpu/gemm_i8.h), from the same choice:
+//   amx:    the tile unit with AMX-INT8 (IQ1_S_U2 only; the other formats take bf16 there);
+//   avx512: the AVX-512 VNNI vector units (the dot kernels' ISA, quant::active_isa()), with or
+//           without a bf16 unit (Zen 4 and 5; Cascade Lake and Ice Lake have none);
+//   avx2:   VPMADDUBSW on AVX2 (active_isa() avx2 and no bf16 unit: AMD Zen 2/3, Intel client
+//           cores);
+//   none:   TANDEM_GEMM=off, or the scalar kernels (TANDEM_ISA=scalar).
+// TANDEM_GEMM=int8 drops the bf16 unit and keeps these (with TANDEM_ISA=avx2, an AVX-512 CPU
+// runs as an AVX2 one: tests and A/B).
+enum class I8Unit { none, avx2, avx512, amx };
+I8Unit i8_unit();
+// What `tandem bench` reports: gemm_unit_name() where there is a bf16 unit, else "AVX512-INT8",
+// "AVX2-INT8" or "none".
+const char* matrix_units_name();
 
 // True when the tile unit runs the products here: gemm_unit() == GemmUnit::amx.
 bool amx_available();

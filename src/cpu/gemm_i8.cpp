@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/check.h"
@@ -52,6 +53,31 @@ struct I8Block {
     uint8_t pad[8];  // to 384 bytes, a multiple of 32
 };
 static_assert(sizeof(I8Block) == 384);
+
+// The formats of the int8 products and how each one multiplies: its scale kind, the quads the
+// AVX2 path sums in int16 (block_product_avx2: the most whose sums cannot overflow, |sum| <=
+// chain * 2 * 127 * max w <= 32767), and the fewest tokens for which the product beats the
+// per-token path on each vector unit (i8_min_tokens, measured as gemm_i8.h says).
+struct I8Format {
+    GgmlType type;
+    Scales kind;         // IQ1_S_U2 is per32_folded on the AVX2 path (unpack_iq1su2_u)
+    int avx2_chain;
+    int64_t min_avx512, min_avx2;
+};
+constexpr I8Format kI8Formats[] = {
+    {GgmlType::IQ1_S_U2, Scales::per256, 8, 6, 4},        // u <= 2 on AVX2
+    {GgmlType::Q4_K, Scales::per32, 8, 5, 6},             // w <= 15
+    {GgmlType::IQ2_XXS, Scales::per32_folded, 1, 3, 3},   // w <= 86 (no rows kernel: per-token dots)
+    {GgmlType::Q6_K, Scales::per16, 2, 7, 5},             // w <= 63
+    {GgmlType::Q2_K, Scales::per16_mins, 4, 6, 5},        // w <= 3
+    {GgmlType::Q3_K, Scales::per16, 4, 7, 3},             // w <= 7; 6 would just pass on AVX-512, 7 is a margin
+};
+
+const I8Format* i8_format(GgmlType type) {
+    for (const I8Format& f : kI8Formats)
+        if (f.type == type) return &f;
+    return nullptr;
+}
 
 uint32_t load_u32(const void* p) {
     uint32_t v;
@@ -380,10 +406,8 @@ void block_product_of(Scales kind, const I8Block* rec, const uint8_t* const* act
 // VPMADDUBSW of the broadcast weight quad (unsigned) against it gives two int16 sums of two
 // products per token; kChain quads are summed in int16, then VPMADDWD by the group's integer
 // scale adds each token's two sums into int32. kChain is the most quads whose sums cannot
-// overflow int16 (|sum| <= kChain * 2 * 128 * max w): Q4_K (w <= 15) and IQ1_S_U2's u (<= 2)
-// a whole group of 8, Q2_K (<= 3) and Q3_K (<= 7) a whole group of 4, Q6_K (<= 63) 2, IQ2_XXS
-// (<= 86) 1. The integers and float steps are
-// block_product's, so both vector paths give the same bits.
+// overflow int16 (I8Format::avx2_chain). The integers and float steps are block_product's, so
+// both vector paths give the same bits.
 template <int kRows, Scales kS, int kChain>
 void block_product_avx2(const I8Block* rec, const uint8_t* act, int h, float* facc) {
     static_assert(kS != Scales::per256, "IQ1_S_U2 takes the per32_folded form here (unpack_iq1su2_u)");
@@ -407,7 +431,8 @@ void block_product_avx2(const I8Block* rec, const uint8_t* act, int h, float* fa
             for (int r = 0; r < kRows; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(part[r], sc[r]));
         }
     }
-    // The offsets (into the block's integer) or Q4_K's mins (apart), against the group sums.
+    // The offsets (into the block's integer) or Q4_K's and Q2_K's mins (apart), against the group
+    // sums.
     const auto sum_terms = [&](__m256i(&into)[kRows], int64_t sums_at, int n_pairs, auto coef) {
         for (int p = 0; p < n_pairs; ++p) {
             const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(act + sums_at + 64 * p + 32 * h));
@@ -430,16 +455,15 @@ void block_product_avx2(const I8Block* rec, const uint8_t* act, int h, float* fa
 }
 
 // block_product_avx2 of 4 rows for a format known at run time.
-void block_product_avx2_of(GgmlType type, const I8Block* rec, const uint8_t* act, int h, float* facc) {
-    switch (type) {
-        case GgmlType::Q4_K: return block_product_avx2<4, Scales::per32, 8>(rec, act, h, facc);
-        case GgmlType::IQ1_S_U2: return block_product_avx2<4, Scales::per32_folded, 8>(rec, act, h, facc);
-        case GgmlType::IQ2_XXS: return block_product_avx2<4, Scales::per32_folded, 1>(rec, act, h, facc);
-        case GgmlType::Q6_K: return block_product_avx2<4, Scales::per16, 2>(rec, act, h, facc);
-        case GgmlType::Q2_K: return block_product_avx2<4, Scales::per16_mins, 4>(rec, act, h, facc);
-        case GgmlType::Q3_K: return block_product_avx2<4, Scales::per16, 4>(rec, act, h, facc);
-        default: fail("int8 products on AVX2: no kernel for {}", ggml_type_name(type));
-    }
+void block_product_avx2_of(const I8Format& f, const I8Block* rec, const uint8_t* act, int h, float* facc) {
+    const Scales kind = f.kind == Scales::per256 ? Scales::per32_folded : f.kind;
+    if (kind == Scales::per32 && f.avx2_chain == 8) return block_product_avx2<4, Scales::per32, 8>(rec, act, h, facc);
+    if (kind == Scales::per32_folded && f.avx2_chain == 8) return block_product_avx2<4, Scales::per32_folded, 8>(rec, act, h, facc);
+    if (kind == Scales::per32_folded && f.avx2_chain == 1) return block_product_avx2<4, Scales::per32_folded, 1>(rec, act, h, facc);
+    if (kind == Scales::per16 && f.avx2_chain == 2) return block_product_avx2<4, Scales::per16, 2>(rec, act, h, facc);
+    if (kind == Scales::per16 && f.avx2_chain == 4) return block_product_avx2<4, Scales::per16, 4>(rec, act, h, facc);
+    if (kind == Scales::per16_mins && f.avx2_chain == 4) return block_product_avx2<4, Scales::per16_mins, 4>(rec, act, h, facc);
+    fail("int8 products on AVX2: no kernel for {}", ggml_type_name(f.type));
 }
 
 // The tile unit's part (AMX-INT8): C tiles 0, 1 (weight rows 0-15, 16-31) x token group g and
@@ -499,38 +523,28 @@ TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const 
 
 }  // namespace
 
-bool i8_gemm_supports(GgmlType type) {
-    const bool vector_format = type == GgmlType::IQ1_S_U2 || type == GgmlType::Q4_K || type == GgmlType::Q6_K ||
-                               type == GgmlType::IQ2_XXS || type == GgmlType::Q2_K || type == GgmlType::Q3_K;
-    if (i8_on_avx2()) return vector_format;
-    if (quant::active_isa() != quant::Isa::Avx512Vnni) return false;
-    if (type == GgmlType::IQ1_S_U2) return gemm_unit() == GemmUnit::avx512 || amx_int8_available();
-    // Scales per 32 or 16 weights would need a tile product per group: the tile unit keeps bf16
-    // for those formats.
-    return vector_format && gemm_unit() == GemmUnit::avx512;
+bool i8_gemm_supports(GgmlType type, I8Unit unit) {
+    if (!i8_format(type)) return false;
+    switch (unit) {
+        // Scales per 32 or 16 weights would need a tile product per group: the tile unit keeps
+        // bf16 for those formats.
+        case I8Unit::amx: return type == GgmlType::IQ1_S_U2;
+        case I8Unit::avx512:
+        case I8Unit::avx2: return true;
+        case I8Unit::none: break;
+    }
+    return false;
 }
 
 int64_t i8_min_tokens(GgmlType type) {
-    if (gemm_unit() == GemmUnit::amx) return 6;
-    if (i8_on_avx2()) {
-        // No rows kernel there: the per-token path dots each token alone.
-        switch (type) {
-            case GgmlType::IQ2_XXS: return 3;
-            case GgmlType::Q3_K: return 3;
-            case GgmlType::Q4_K: return 6;
-            case GgmlType::Q2_K: return 5;
-            case GgmlType::Q6_K: return 5;
-            default: return 4;  // IQ1_S_U2
-        }
+    const I8Format* f = i8_format(type);
+    switch (f ? i8_unit() : I8Unit::none) {
+        case I8Unit::amx: return 6;
+        case I8Unit::avx512: return f->min_avx512;
+        case I8Unit::avx2: return f->min_avx2;
+        case I8Unit::none: break;
     }
-    switch (type) {
-        case GgmlType::IQ2_XXS: return 3;  // no rows kernel
-        case GgmlType::Q4_K: return 5;
-        case GgmlType::Q2_K: return 6;
-        case GgmlType::Q6_K: return 7;
-        case GgmlType::Q3_K: return 7;
-        default: return 6;  // IQ1_S_U2
-    }
+    return std::numeric_limits<int64_t>::max();
 }
 
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
@@ -566,15 +580,15 @@ void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, bool half, uint8
 // Whether n_tok's last token group is a half group (8 lanes of two quads each, block_product's
 // kHalf): where it has 8 tokens or fewer, on the AVX-512 vector units (the tile unit reads 16
 // lanes; the AVX2 products take 8 lanes at a time and skip a group's empty half).
-bool half_last_group(int64_t n_tok) {
+bool half_last_group(int64_t n_tok, I8Unit unit) {
     const int64_t rest = n_tok % kTokenGroup;
-    return rest != 0 && rest <= 8 && gemm_unit() == GemmUnit::avx512;
+    return rest != 0 && rest <= 8 && unit == I8Unit::avx512;
 }
 
 // Packs the rows row(t) of tokens [0, n_tok), then zero rows for the last group's padding.
 template <typename Row>
-void pack_tokens(int64_t n_tok, int64_t nb, uint8_t* packed, Row&& row) {
-    const bool half = half_last_group(n_tok);
+void pack_tokens(int64_t n_tok, int64_t nb, uint8_t* packed, I8Unit unit, Row&& row) {
+    const bool half = half_last_group(n_tok, unit);
     const int64_t n_full = n_tok / kTokenGroup * kTokenGroup;
     const int64_t lanes = half ? n_full + 8 : (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
     thread_local std::vector<quant::BlockQ8K> zero;
@@ -586,30 +600,40 @@ void check_width(int64_t n_in) {
     if (n_in <= 0 || n_in % kQK) fail("int8 activations: rows of {} values are not whole 256-blocks", n_in);
 }
 
+// A unit asked for explicitly must exist on this CPU (the AVX-512 and tile code would fault).
+void check_unit(I8Unit unit) {
+    const bool ok = unit == I8Unit::avx2 || (unit == I8Unit::avx512 && quant::active_isa() == quant::Isa::Avx512Vnni) ||
+                    (unit == I8Unit::amx && amx_int8_available());
+    if (!ok) fail("int8 products: this CPU has no such unit (asked for unit {})", static_cast<int>(unit));
+}
+
 }  // namespace
 
-void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed) {
+void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed,
+                  I8Unit unit) {
     check_width(n_in);
     const int64_t nb = n_in / kQK;
     thread_local std::vector<quant::BlockQ8K> q;
     q.resize(static_cast<size_t>(nb));
-    pack_tokens(n_tok, nb, packed, [&](int64_t t) {
+    pack_tokens(n_tok, nb, packed, unit, [&](int64_t t) {
         quant::quantize_row(GgmlType::Q8_K, x + (rows ? rows[t] : t) * x_stride, q.data(), n_in);
         return q.data();
     });
 }
 
-void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed) {
+void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed, I8Unit unit) {
     check_width(n_in);
-    pack_tokens(n_tok, n_in / kQK, packed, [&](int64_t t) { return static_cast<const quant::BlockQ8K*>(q8_rows[t]); });
+    pack_tokens(n_tok, n_in / kQK, packed, unit, [&](int64_t t) { return static_cast<const quant::BlockQ8K*>(q8_rows[t]); });
 }
 
 void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
-                   int64_t n_tok, float* out, PanelScratch& ps) {
-    if (!i8_gemm_supports(type)) fail("panel_gemm_i8: no int8 product for {} on this CPU", ggml_type_name(type));
+                   int64_t n_tok, float* out, PanelScratch& ps, I8Unit unit) {
+    if (unit != i8_unit()) check_unit(unit);
+    if (!i8_gemm_supports(type, unit)) fail("panel_gemm_i8: no int8 product for {} on this CPU", ggml_type_name(type));
     if (n_rows <= 0 || n_rows > kPanelRows || n_in % kQK) fail("panel_gemm_i8: {} rows of {} values", n_rows, n_in);
+    const I8Format& format = *i8_format(type);
     const int64_t nb = n_in / kQK, n_groups = (n_tok + kTokenGroup - 1) / kTokenGroup;
-    const bool half = half_last_group(n_tok);
+    const bool half = half_last_group(n_tok, unit);
     const int64_t n_full = half ? n_groups - 1 : n_groups;  // 16-token groups
     const int64_t rows_pad = (n_rows + 7) / 8 * 8;
     float* facc = grow(ps.acc, static_cast<uint64_t>(n_groups * kPanelRows * kTokenGroup));
@@ -617,17 +641,13 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
     // Rows past n_rows are zero blocks (both units read whole groups of rows).
     auto* recs = reinterpret_cast<I8Block*>(grow(ps.i8_blocks, kPanelRows * sizeof(I8Block)));
     std::memset(static_cast<void*>(recs + n_rows), 0, static_cast<size_t>(kPanelRows - n_rows) * sizeof(I8Block));
-    const bool amx = gemm_unit() == GemmUnit::amx, avx2 = i8_on_avx2();
+    const bool amx = unit == I8Unit::amx, avx2 = unit == I8Unit::avx2;
     int32_t* tiles = nullptr;  // the tile unit's C tiles of one block: [4][16][16]
     if (amx) {
         tiles = reinterpret_cast<int32_t*>(grow(ps.i8_tiles, 4 * 256));
         amx_configure_tiles();
     }
-    const Scales kind = type == GgmlType::Q4_K                               ? Scales::per32
-                        : type == GgmlType::IQ2_XXS                          ? Scales::per32_folded
-                        : type == GgmlType::Q6_K || type == GgmlType::Q3_K   ? Scales::per16
-                        : type == GgmlType::Q2_K                             ? Scales::per16_mins
-                                                                             : Scales::per256;
+    const Scales kind = format.kind;
     const uint64_t block_bytes = ggml_traits(type).type_size;
     const int64_t group_bytes = nb * kI8BlockBytes;  // group g's block k at packed + g * group_bytes + k * kI8BlockBytes
     for (int64_t k = 0; k < nb; ++k) {
@@ -640,7 +660,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             for (int64_t g = 0; g < n_groups; ++g)
                 for (int h = 0; h < 2 && g * kTokenGroup + 8 * h < n_tok; ++h)
                     for (int64_t r0 = 0; r0 < rows_pad; r0 += 4)
-                        block_product_avx2_of(type, recs + r0, block0 + g * group_bytes, h, facc + g * 512 + r0 * 16 + 8 * h);
+                        block_product_avx2_of(format, recs + r0, block0 + g * group_bytes, h, facc + g * 512 + r0 * 16 + 8 * h);
             continue;
         }
         if (amx) {

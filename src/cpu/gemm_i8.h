@@ -1,6 +1,7 @@
 // Int8 products: weights whose integers fit an unsigned byte, with integer scales per group of
 // 16 or 32 weights and a float scale per 256, multiplied with 8-bit activations by VPDPBUSD
-// (64 multiply-adds per instruction against VDPBF16PS's 32).
+// (64 multiply-adds per instruction against VDPBF16PS's 32), TDPBUSD on the tile unit, or
+// VPMADDUBSW + VPMADDWD on AVX2 (cpu::i8_unit()).
 //
 // The activations are quantized as the per-token path quantizes them (quant::quantize_row to
 // Q8_K: one scale per 256 values, integers in [-127, 127]) and packed per group of 16 tokens,
@@ -16,16 +17,14 @@
 // apply the scales to the stored C tiles: the same integers and float steps as on the vector
 // units, so both give the same bits.
 //
-// Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on CPUs whose bf16
-// unit is the vector units (gemm_unit() == avx512: AVX-512 VNNI is part of it) or the tile
-// unit with AMX-INT8; Q4_K, Q6_K (attention, dense and shared-expert matrices of the usual
-// quants), IQ2_XXS (UD-IQ1_S's first down projections), Q2_K and Q3_K (the experts of
-// UD-Q2_K_XL) on the vector units only: a scale per 32 or 16 weights would need a tile product
-// per group.
+// Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on every unit; Q4_K,
+// Q6_K (attention, dense and shared-expert matrices of the usual quants), IQ2_XXS (UD-IQ1_S's
+// first down projections), Q2_K and Q3_K (the experts of UD-Q2_K_XL) on the vector units only:
+// a scale per 32 or 16 weights would need a tile product per group.
 //
-// On CPUs without AVX-512 (i8_on_avx2()) the same formats take VPMADDUBSW/VPMADDWD on 8 tokens
-// per register (block_product_avx2 in gemm_i8.cpp): the same integers and float steps, so the
-// same bits as the AVX-512 vector units.
+// On AVX2 (CPUs without AVX-512) a register holds 8 tokens (block_product_avx2 in
+// gemm_i8.cpp): the same integers and float steps, so the same bits as the AVX-512 vector units
+// (test GemmI8.Avx2AndAvx512GiveTheSameBits).
 #pragma once
 
 #include <cstdint>
@@ -36,8 +35,9 @@
 
 namespace tandem::cpu {
 
-// Whether panel_gemm_i8 takes weights of `type`: a format it unpacks, on a unit it runs on.
-bool i8_gemm_supports(GgmlType type);
+// Whether panel_gemm_i8 takes weights of `type` on `unit` (this CPU's, cpu::i8_unit()): a format
+// it unpacks, on a unit that runs it (the tile unit: IQ1_S_U2 only).
+bool i8_gemm_supports(GgmlType type, I8Unit unit = i8_unit());
 // The fewest tokens for which it beats the per-token path (the rows dot kernel,
 // quant::DotRows, where the format has one), in cpu::matmul and in a MoE layer. Measured with
 // bench_cpu panel_i8/ against rows/ (7168 -> 2048, one Zen 4 thread, GMAC/s), where a product
@@ -57,21 +57,24 @@ int64_t i8_min_tokens(GgmlType type);
 //   the 32 values of groups 2p, 2p + 1), [8 pairs][16 tokens][2] int16 (the same over 16
 //   values: the Q8_K bsums), [16] float (the token's Q8_K scale),
 // i.e. kI8BlockBytes per block per group. Tokens past n_tok have q = 0 and scale 0. On the
-// vector units a last group of 8 tokens or fewer is a half group: two quads (two pairs) per
+// AVX-512 vector units a last group of 8 tokens or fewer is a half group: two quads (two pairs) per
 // token, [32][8 tokens][8] int8, [2][8][4] int16, [4][8][4] int16, [8] float, in the first
 // half of each part, so a register holds 8 tokens' values and no lane is padding.
 inline constexpr int64_t kI8BlockBytes = 4096 + 256 + 512 + 64;
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in);
 // Token t's row is x + rows[t] * x_stride (rows may be null: row t). n_in a multiple of 256.
-void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed);
+// `unit`: the unit the product will run on (its half groups); tests pass another one than this
+// CPU's to compare them.
+void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed,
+                  I8Unit unit = i8_unit());
 // The same from rows already quantized to Q8_K (quant::quantize_row): token t's at q8_rows[t].
-void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed);
+void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed, I8Unit unit = i8_unit());
 
 // out[t * 32 + r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows <= kPanelRows: the
 // n_rows weight rows starting at w (row_bytes apart) times the packed tokens, as panel_gemm
 // (same output layout) but in int8. Requires i8_gemm_supports(type).
 void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
-                   int64_t n_tok, float* out, PanelScratch& ps);
+                   int64_t n_tok, float* out, PanelScratch& ps, I8Unit unit = i8_unit());
 
 // y[t, o] = sum_i w[o, i] * x[t, i], as cpu::gemm (same arguments) but in int8: the tokens
 // packed once, the 32-row panels spread over the pool. Requires i8_gemm_supports(w_type).

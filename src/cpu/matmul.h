@@ -5,9 +5,9 @@
 // (quant::vec_dot_fn). Rows of the output are split evenly over the pool's threads; within a
 // thread the token loop is innermost, so each weight row is read from memory once per call and
 // reused from L1 for every token of the batch (several tokens per weight row: quant::DotRows).
-// From gemm_min_tokens(type) tokens on, on CPUs with AMX or AVX512-BF16, the product is computed
-// in bf16 instead (cpu/gemm.h), or in int8 for a format with an int8 product on this CPU
-// (cpu/gemm_i8.h): weights unpacked once per call rather than once per token.
+// From gemm_min_tokens(type) tokens on, the product is computed in int8 for a format with an
+// int8 product on this CPU (cpu/gemm_i8.h), else in bf16 on CPUs with AMX or AVX512-BF16
+// (cpu/gemm.h): weights unpacked once per call rather than once per token.
 #pragma once
 
 #include <cstdint>
@@ -43,9 +43,9 @@ struct MatmulScratch {
 //   w: [n_out, n_in] as n_out rows of row_bytes bytes (blocks of w_type), row o at w + o * row_bytes
 //   x: [n_tok, n_in] f32, y: [n_tok, n_out] f32 (overwritten)
 // n_in must be a multiple of w_type's block size. Results do not depend on the number of
-// threads. On the per-token path (fewer than gemm_min_tokens(w_type) tokens, or no bf16 unit) token t's row
-// of y is bit-identical to a call with x + t * n_in alone; the bf16 path agrees with it within
-// bf16 rounding (see gemm.h).
+// threads. On the per-token path (fewer than gemm_min_tokens(w_type) tokens, or no unit for the
+// format: gemm_applies) token t's row of y is bit-identical to a call with x + t * n_in alone;
+// the int8 and bf16 paths agree with it within float and bf16 rounding (gemm_i8.h, gemm.h).
 void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,
             const float* x, int64_t n_tok, float* y, MatmulScratch& scratch);
 

@@ -649,18 +649,24 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
 // and one vpdpwssd applies both chunks' group scales: 24 vector uops per block in the loop of
 // dot_grid_row (objdump, loads and register moves left out) where maddubs/vpdpwssd per chunk
 // and the scales unpacked with byte lookups took 31.
+// IQ1_S_U2 under AVX-512: words 2g, 2g + 1 of scale8 hold group g's 8 s, of off16 its offset
+// (iq1su2_scale8, iq1su2_offset of its nibble), by VPERMW lookups on ymm, which read only the
+// low 4 bits of each index word: word k's are nibble k / 2 after a VPSHUFB and a VPSRLVW.
+inline void iq1su2_word_scales(const BlockIq1SU2& b, __m256i& scale8, __m256i& off16) {
+    const __m256i sc = _mm256_set1_epi32(static_cast<int>(load_u32(b.sc)));
+    const __m256i nib = _mm256_srlv_epi16(
+        _mm256_shuffle_epi8(sc, _mm256_setr_epi8(0, -1, 0, -1, 0, -1, 0, -1, 1, -1, 1, -1, 1, -1, 1, -1, 2, -1, 2, -1, 2, -1, 2,
+                                                 -1, 3, -1, 3, -1, 3, -1, 3, -1)),
+        _mm256_setr_epi16(0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4));
+    scale8 = _mm256_permutexvar_epi16(nib, _mm256_load_si256(reinterpret_cast<const __m256i*>(kIq1su2Scale8.data())));
+    off16 = _mm256_permutexvar_epi16(nib, _mm256_load_si256(reinterpret_cast<const __m256i*>(kIq1su2Offset.data())));
+}
+
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq1SU2& b, const BlockQ8K& a) {
     if constexpr (I == Isa::Avx512Vnni) {
-        // Word k's low 4 bits: nibble k / 2 (the lookups read only those bits).
-        const __m256i sc = _mm256_set1_epi32(static_cast<int>(load_u32(b.sc)));
-        const __m256i nib = _mm256_srlv_epi16(
-            _mm256_shuffle_epi8(sc, _mm256_setr_epi8(0, -1, 0, -1, 0, -1, 0, -1, 1, -1, 1, -1, 1, -1, 1, -1, 2, -1, 2, -1, 2, -1,
-                                                     2, -1, 3, -1, 3, -1, 3, -1, 3, -1)),
-            _mm256_setr_epi16(0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4));
-        // Words 2g, 2g + 1: group g's 8 s and offset (iq1su2_scale8, iq1su2_offset of its nibble).
-        const __m256i scale8 = _mm256_permutexvar_epi16(nib, _mm256_load_si256(reinterpret_cast<const __m256i*>(kIq1su2Scale8.data())));
-        const __m256i off16 = _mm256_permutexvar_epi16(nib, _mm256_load_si256(reinterpret_cast<const __m256i*>(kIq1su2Offset.data())));
+        __m256i scale8, off16;
+        iq1su2_word_scales(b, scale8, off16);
         __m512i acc = _mm512_zextsi256_si512(_mm256_dpwssd_epi32(_mm256_setzero_si256(), load32(a.bsums), off16));
         const __m512i x = _mm512_loadu_si512(b.qs);
         const __m512i scales = _mm512_castsi256_si512(scale8);
@@ -945,28 +951,27 @@ float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Blo
 // once into four zmm of weight bytes w = u * 8 (2 sc + 1) (u in {0, 1, 2}, so w <= 240 is an
 // unsigned byte: vpmullw of the u bytes by the group scale cannot carry from the low byte into
 // the high one), and every row takes four vpdpbusd and the offset term per block. Each int32
-// lane then holds the same integer as grid_block's maddubs/vpdpwssd lane (the 4 products of a
-// lane share one group), and the float steps are FloatAcc's in the same order, so every result
-// is bit-identical to dot_grid_row's.
+// lane then holds the same integer as grid_block's lane (there the bare u's vpdpbusd, scaled
+// per chunk by vpdpwssd: the 4 products of a lane share one group), and the float steps are
+// FloatAcc's in the same order, so every result is bit-identical to dot_grid_row's.
 constexpr int kRowsChunk = 8;
 template <int T>
 void dot_iq1su2_rows_chunk(const BlockIq1SU2* wb, const BlockQ8K* const* a, int64_t nb, float* out) {
     __m512 facc[T];
     for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
-    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
+    // Words 0..15 (weights 64c .. 64c + 31) take group 2c's scale, word 4c of scale8; 16..31 group 2c + 1's.
+    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
     for (int64_t k = 0; k < nb; ++k) {
         const BlockIq1SU2& b = wb[k];
         prefetch_ahead(wb + k);
-        __m128i scale8, off;
-        iq1su2_scales(b, scale8, off);
-        const __m256i off16 = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
-                                                       _mm256_castsi128_si256(off));
+        __m256i scale8, off16;
+        iq1su2_word_scales(b, scale8, off16);
         const __m512i x = _mm512_loadu_si512(b.qs);
-        const __m512i scales = _mm512_castsi128_si512(scale8);
+        const __m512i scales = _mm512_castsi256_si512(scale8);
         __m512i w[4];
         for (int c = 0; c < 4; ++c) {
             const __m512i u = _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3));
-            const __m512i scale = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(static_cast<int16_t>(2 * c))), scales);
+            const __m512i scale = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(static_cast<int16_t>(4 * c))), scales);
             w[c] = _mm512_mullo_epi16(u, scale);
         }
         const float wd = fp16_to_f32(b.d) * kGridUnit<BlockIq1SU2>;

@@ -1,9 +1,13 @@
 // Vector unpacking of block scales and values shared by the per-ISA kernels (simd_kernels.h,
 // dequant_bf16.cpp) and the int8 products (cpu/gemm_i8.cpp): Q2_K's, Q3_K's, Q4_K/Q5_K's and
-// IQ1_S_U2's. AVX2
-// intrinsics only, and internal linkage (anonymous namespace): every translation unit, whatever
-// its target, compiles its own copy, so the linker can never hand a CPU a copy built for a wider
-// instruction set.
+// IQ1_S_U2's. AVX2 intrinsics only, and internal linkage (anonymous namespace): every
+// translation unit, whatever its target, compiles its own copy, so the linker can never hand a
+// CPU a copy built for a wider instruction set.
+//
+// NOTES: simd_kernels.h includes this under an AVX-512 target pragma; the standard headers
+// below must already have been included before that pragma (vec_dot_avx512.cpp and
+// dequant_bf16.cpp include <array> and <cstdint> first), or their inline functions would be
+// compiled for AVX-512 and could reach an AVX2 CPU through the linker.
 #pragma once
 
 #include <immintrin.h>

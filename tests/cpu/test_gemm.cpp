@@ -24,6 +24,7 @@
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
 #include "quant/blocks.h"
+#include "quant/grids.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
 #include "random_floats.h"
@@ -160,7 +161,7 @@ TEST(Gemm, PackedActivationsFollowTheTileLayout) {
 // dot kernel from the same Q8_K activations, so each result equals quant::vec_dot's up to
 // float32 summation order: within 1e-5 * sum |w x| of the dequantized weights and the
 // activations. Token-group and row tails (5, 8, 12, 17, 28, 33, 70 tokens: a last group of 8
-// or fewer is a half group on the vector units; 13 rows), the packing's
+// or fewer is a half group on the AVX-512 vector units; 13 rows), the packing's
 // token indirection (a reversed order), poisoned packed activations and unpacked-weight
 // scratch, and one scratch reused from a full panel to a partial one (its padding rows must be
 // cleared). Packing from Q8_K rows (pack_q8k_i8) gives the same bytes as from floats.
@@ -227,12 +228,12 @@ TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
 }
 
 // The packed activations (cpu/gemm_i8.h's layout), byte for byte from each token's Q8_K row:
-// 21 tokens are a 16-lane group (a lane of 4 bytes per token) and, on the AVX-512 vector units,
-// a half group of 5 tokens and 3 zero lanes (8 bytes per token: two quads, two pairs of sums);
-// elsewhere a second 16-lane group.
+// 21 tokens are a 16-lane group (a lane of 4 bytes per token) and, for the AVX-512 vector
+// units, a half group of 5 tokens and 3 zero lanes (8 bytes per token: two quads, two pairs of
+// sums); for the other units a second 16-lane group.
 TEST(GemmI8, PackedActivationsFollowTheLayout) {
     const int64_t n_in = 512, nb = 2, n_tok = 21;
-    const bool half = gemm_unit() == GemmUnit::avx512;
+    const bool half = i8_unit() == I8Unit::avx512;
     const std::vector<float> x = random_floats(n_tok * n_in, 77, 1.0f);
     std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xEE);
     pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data());
@@ -270,9 +271,10 @@ TEST(GemmI8, PackedActivationsFollowTheLayout) {
     }
 }
 
-// A last token group of 8 or fewer tokens is packed and multiplied in its own form (two lanes per
-// token, cpu/gemm_i8.cpp's kHalf) from the same integers and float steps: tokens 0-4 give the same
-// bits as a group of 5 as they do among 13.
+// On the AVX-512 vector units a last token group of 8 or fewer tokens is packed and multiplied
+// in its own form (two lanes per token, cpu/gemm_i8.cpp's kHalf) from the same integers and
+// float steps: tokens 0-4 give the same bits as a group of 5 as they do among 13. (The other
+// units have no half groups: there tokens 0-4 take the same lanes either way.)
 TEST(GemmI8, HalfGroupGivesTheSameBitsAsAFullGroup) {
     const int64_t n_in = 2048;
     int tested = 0;
@@ -297,6 +299,113 @@ TEST(GemmI8, HalfGroupGivesTheSameBitsAsAFullGroup) {
                 << "token " << i / kPanelRows << " row " << i % kPanelRows;
     }
     if (tested == 0) GTEST_SKIP() << "no int8 products on this CPU's unit";
+}
+
+// The two vector units form the same integers and take the same float steps, so on an AVX-512
+// CPU the AVX2 product gives the AVX-512 one's bits: 37 tokens (two 16-token groups and, on
+// AVX-512, a half group of 5), 32 and 13 rows of 7168.
+TEST(GemmI8, Avx2AndAvx512GiveTheSameBits) {
+    if (i8_unit() != I8Unit::avx512) GTEST_SKIP() << "needs the AVX-512 int8 products (not this CPU's unit)";
+    const int64_t n_in = 7168, n_tok = 37;
+    std::vector<float> x = random_floats(n_tok * n_in, 53, 1.0f);
+    for (size_t i = 0; i < x.size(); i += 613) x[i] *= 25.0f;
+    for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K}) {
+        SCOPED_TRACE(ggml_type_name(type));
+        const std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 51);
+        const uint64_t rb = quant_row_bytes(type, n_in);
+        for (const int64_t n_rows : {kPanelRows, int64_t{13}}) {
+            std::vector<uint32_t> bits[2];
+            for (const I8Unit unit : {I8Unit::avx512, I8Unit::avx2}) {
+                std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xFF);
+                pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data(), unit);
+                PanelScratch ps;
+                float* out = ps.out_for(n_tok);
+                panel_gemm_i8(type, w.data(), rb, n_rows, n_in, packed.data(), n_tok, out, ps, unit);
+                std::vector<uint32_t>& b = bits[unit == I8Unit::avx2];
+                for (int64_t t = 0; t < n_tok; ++t)
+                    for (int64_t r = 0; r < n_rows; ++r) {
+                        uint32_t v;
+                        std::memcpy(&v, out + t * kPanelRows + r, 4);
+                        b.push_back(v);
+                    }
+            }
+            for (size_t i = 0; i < bits[0].size(); ++i)
+                ASSERT_EQ(bits[0][i], bits[1][i]) << n_rows << " rows: token " << i / n_rows << " row " << i % n_rows;
+        }
+    }
+}
+
+// Every weight at its format's largest unpacked value against activations at +-127, all of one
+// sign per token: the most the AVX2 path's int16 sums (a chain of quads per group) can reach.
+// A chain one quad too long for Q6_K (3 x 2 x 63 x 127 > 32767) or for IQ2_XXS would overflow.
+void saturate_weights(GgmlType type, std::vector<uint8_t>& w) {
+    const uint64_t block = ggml_traits(type).type_size;
+    for (uint64_t at = 0; at + block <= w.size(); at += block) {
+        uint8_t* b = w.data() + at;
+        if (type == GgmlType::Q4_K) std::memset(reinterpret_cast<quant::BlockQ4K*>(b)->qs, 0xFF, 128);
+        if (type == GgmlType::Q2_K) std::memset(reinterpret_cast<quant::BlockQ2K*>(b)->qs, 0xFF, 64);
+        if (type == GgmlType::IQ1_S_U2) std::memset(reinterpret_cast<quant::BlockIq1SU2*>(b)->qs, 0xAA, 64);  // u = 2
+        if (type == GgmlType::Q6_K) {
+            std::memset(reinterpret_cast<quant::BlockQ6K*>(b)->ql, 0xFF, 128);
+            std::memset(reinterpret_cast<quant::BlockQ6K*>(b)->qh, 0xFF, 64);
+        }
+        if (type == GgmlType::Q3_K) {
+            std::memset(reinterpret_cast<quant::BlockQ3K*>(b)->qs, 0xFF, 64);
+            std::memset(reinterpret_cast<quant::BlockQ3K*>(b)->hmask, 0xFF, 32);
+        }
+        if (type == GgmlType::IQ2_XXS) {
+            // The grid entry with the largest values (no entry is all 43s), unsigned (sign index
+            // 0); each group keeps its scale.
+            int top = 0, top_sum = 0;
+            for (int i = 0; i < 256; ++i) {
+                int sum = 0;
+                for (int e = 0; e < 8; ++e) sum += static_cast<int>(quant::kIq2xxsGrid[static_cast<size_t>(i)] >> (8 * e) & 0xFF);
+                if (sum > top_sum) top = i, top_sum = sum;
+            }
+            auto* qs = reinterpret_cast<uint8_t*>(reinterpret_cast<quant::BlockIq2Xxs*>(b)->qs);
+            for (int g = 0; g < 8; ++g) {
+                std::memset(qs + 8 * g, top, 4);  // four grid indices
+                qs[8 * g + 4] = qs[8 * g + 5] = qs[8 * g + 6] = 0;
+                qs[8 * g + 7] &= 0xF0;
+            }
+        }
+    }
+}
+
+TEST(GemmI8, FullScaleWeightsAndActivations) {
+    const int64_t n_in = 2048, n_tok = 16;
+    std::vector<float> x(static_cast<size_t>(n_tok * n_in));
+    for (int64_t t = 0; t < n_tok; ++t)  // tokens 0-7 at +127, 8-15 at -127 (one 8-lane half each on AVX2)
+        for (int64_t i = 0; i < n_in; ++i) x[static_cast<size_t>(t * n_in + i)] = t < 8 ? 1.0f : -1.0f;
+    // This CPU's unit, and the AVX2 products (which every CPU here runs) where that is another.
+    std::vector<I8Unit> units = {I8Unit::avx2};
+    if (i8_unit() != I8Unit::none && i8_unit() != I8Unit::avx2) units.push_back(i8_unit());
+    for (const I8Unit unit : units)
+        for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K}) {
+            SCOPED_TRACE(::testing::Message() << ggml_type_name(type) << ", unit " << static_cast<int>(unit));
+            if (!i8_gemm_supports(type, unit)) continue;
+            std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 61);
+            saturate_weights(type, w);
+            const uint64_t rb = quant_row_bytes(type, n_in);
+            std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in));
+            pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data(), unit);
+            PanelScratch ps;
+            float* out = ps.out_for(n_tok);
+            panel_gemm_i8(type, w.data(), rb, kPanelRows, n_in, packed.data(), n_tok, out, ps, unit);
+            std::vector<uint8_t> xq(quant_row_bytes(GgmlType::Q8_K, n_in));
+            std::vector<float> wf(static_cast<size_t>(n_in));
+            for (int64_t t = 0; t < n_tok; ++t) {
+                quant::quantize_row(GgmlType::Q8_K, x.data() + t * n_in, xq.data(), n_in);
+                ASSERT_EQ(reinterpret_cast<const quant::BlockQ8K*>(xq.data())->qs[0], t < 8 ? 127 : -127);
+                for (int64_t r = 0; r < kPanelRows; ++r) {
+                    quant::dequantize_row(type, w.data() + r * rb, wf.data(), n_in);
+                    double abs_dot = 0;
+                    for (float v : wf) abs_dot += std::fabs(double(v));
+                    ASSERT_NEAR(out[t * kPanelRows + r], quant::vec_dot(type, w.data() + r * rb, xq.data(), n_in), 1e-5 * abs_dot)
+                        << "token " << t << " row " << r;
+                }
+            }
+        }
 }
 
 // cpu::matmul takes the int8 product where its tile path applies to a format that has one

@@ -317,7 +317,7 @@ TEST(Moe, R1LayerIq1sGateUpIq2xxsDownTop8Of256) {
 
 // IQ1_S_U2 experts (the layout the model repacks IQ1_S into) have a several-rows dot kernel
 // on AVX-512 VNNI (tokens sharing an expert dotted together, bit-identical to each alone) and
-// an int8 product (cpu/gemm_i8.h; from 6 tokens),
+// an int8 product (cpu/gemm_i8.h; from 6 tokens there, 4 on AVX2),
 // equal to the per-token dots up to float summation order. 20 tokens over 10 experts give
 // groups of about 16, mostly past those thresholds: each token alone must match the batch
 // within 1% of the output's RMS where the int8 product is what the tile path takes (measured
@@ -339,10 +339,10 @@ TEST(Moe, R1LayerIq1sU2BatchMatchesSingleTokens) {
 }
 
 // Gate/up and down choose the tile path on their own, each from its formats' threshold (on the
-// vector units the int8 products: IQ1_S_U2, which has a rows kernel below, from 6 tokens;
-// IQ2_XXS from 3). Five experts get 3, 6, 10, 14 and 20 of 20 tokens (expert j takes tokens
-// 0 .. count - 1), so on the vector units the expert with 3 takes the tile path for down but
-// the rows kernel for gate/up. The output against float64 either way.
+// vector units the int8 products: IQ1_S_U2 from 6 tokens on AVX-512, where it has a rows kernel
+// below that, 4 on AVX2; IQ2_XXS from 3). Five experts get 3, 6, 10, 14 and 20 of 20 tokens
+// (expert j takes tokens 0 .. count - 1), so on the vector units the expert with 3 takes the
+// tile path for down but not for gate/up. The output against float64 either way.
 TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
     ThreadPool pool(3);
     Layer L(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, 2048, 512, 64);
@@ -361,7 +361,7 @@ TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
     const std::vector<float> x = random_floats(n_tok * n_embd, 8, 1.0f);
     MoeScratch scratch;
     const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, k, scratch);
-    if (gemm_unit() != GemmUnit::none || i8_on_avx2()) {
+    if (gemm_unit() != GemmUnit::none || i8_unit() != I8Unit::none) {
         size_t gu = 0, dn = 0;
         for (int32_t c : counts) {
             gu += c >= phase_min_tokens(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2);
@@ -369,7 +369,7 @@ TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
         }
         EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
         EXPECT_EQ(scratch.tiled_down.size(), dn);
-        if (gemm_unit() == GemmUnit::avx512 || i8_on_avx2()) {
+        if (i8_unit() == I8Unit::avx512 || i8_unit() == I8Unit::avx2) {
             EXPECT_NE(gu, dn);  // the case this test is for
         }
     }
@@ -381,8 +381,9 @@ TEST(Moe, R1LayerQ2kGateUpQ4kDownBatchMatchesSingleTokens) {
     ThreadPool pool(4);
     std::vector<int32_t> ids;
     std::vector<float> wts;
-    // 4 tokens sharing experts out of 12 candidates: under Q4_K's 5 for the int8 product on the
-    // vector units, so bit-identical to each token alone there (the tile unit takes bf16 from 4).
+    // 4 tokens sharing experts out of 12 candidates: under the int8 products' thresholds on the
+    // vector units (Q2_K 6, Q4_K 5; on AVX2 5 and 6), so bit-identical to each token alone there
+    // (the tile unit takes bf16 from 4).
     route(L, 4, 8, {1, 5, 9, 33, 90, 91, 150, 151, 152, 199, 230, 255}, 2, ids, wts);
     check_moe(pool, L, 4, 8, ids, wts, false);
     check_moe(pool, L, 1, 8, ids, wts, true);
@@ -404,8 +405,8 @@ TEST(Moe, TinyMixedFormatsTop16AndSkippedSlots) {
 
 TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
     // 40 tokens, top-8 of 16 experts: every expert gets ~20 tokens, so on a CPU with AMX or
-    // AVX512-BF16 all of them go through cpu::gemm's panels (elsewhere this repeats the
-    // per-token path).
+    // AVX512-BF16 all of them go through cpu::gemm's panels (with only int8 products, IQ1_S
+    // gate/up stay on the per-token path and the Q4_K down products take int8).
     Layer L(GgmlType::IQ1_S, GgmlType::IQ1_S, GgmlType::Q4_K, 2048, 512, 16);
     ThreadPool pool(4);
     std::vector<int32_t> pool_e(16), ids;
@@ -416,7 +417,7 @@ TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
     const std::vector<float> x = random_floats(n_tok * n_embd, 5, 1.0f);
     MoeScratch scratch;
     const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, 8, scratch);
-    if (gemm_unit() != GemmUnit::none) {
+    if (gemm_unit() != GemmUnit::none || i8_unit() != I8Unit::none) {
         // Each phase tiles the experts with at least its formats' threshold.
         std::vector<int64_t> count(16, 0);
         for (int32_t e : ids) ++count[static_cast<size_t>(e)];
@@ -427,9 +428,37 @@ TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
         }
         EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
         EXPECT_EQ(scratch.tiled_down.size(), dn);
-        EXPECT_GE(gu, 12u);  // most experts, on either unit
+        if (gemm_unit() != GemmUnit::none) {
+            EXPECT_GE(gu, 12u);  // most experts, on either bf16 unit
+        }
+        EXPECT_GE(dn, 12u);
     }
     expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward prefill");
+}
+
+// UD-Q2_K_XL's experts (Q2_K, Q3_K) in a prefill: ~20 tokens per expert take the int8 products
+// on the vector units (gate Q2_K with up Q3_K: both from gate's Q8_K rows), bf16 on the tile
+// unit; against float64.
+TEST(Moe, Q2kQ3kPrefillAgainstFloat64) {
+    Layer L(GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q3_K, 2048, 512, 16);
+    ThreadPool pool(3);
+    std::vector<int32_t> pool_e(16), ids;
+    std::iota(pool_e.begin(), pool_e.end(), 0);
+    std::vector<float> wts;
+    route(L, 40, 8, pool_e, 6, ids, wts);
+    const int64_t n_tok = 40, n_embd = 2048;
+    const std::vector<float> x = random_floats(n_tok * n_embd, 9, 1.0f);
+    MoeScratch scratch;
+    const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, 8, scratch);
+    if (i8_gemm_supports(GgmlType::Q2_K) && i8_gemm_supports(GgmlType::Q3_K)) {
+        std::vector<int64_t> count(16, 0);
+        for (int32_t e : ids) ++count[static_cast<size_t>(e)];
+        size_t gu = 0;
+        for (int64_t c : count) gu += c >= phase_min_tokens(GgmlType::Q2_K, GgmlType::Q3_K);
+        EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
+        EXPECT_GE(gu, 12u);
+    }
+    expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward Q2_K/Q3_K prefill");
 }
 
 // The dense (shared) expert run inside moe_forward: exactly the routed output plus what three

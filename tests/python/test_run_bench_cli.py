@@ -70,7 +70,7 @@ def test_bench_json(tandem, vocab_model):
     assert j["pp_tps"] > 0 and j["tg_tps"] > 0
     assert len(j["pp_tps_all"]) == 2 and len(j["tg_tps_all"]) == 2
     assert j["bytes_per_token"] > 0 and j["peak_rss_bytes"] > 0
-    assert j["matrix_unit"] in ("AMX", "AVX512-BF16", "AVX2-INT8")
+    assert j["matrix_unit"] in ("AMX", "AVX512-BF16", "AVX512-INT8", "AVX2-INT8")
 
 
 def test_bench_names_the_unit_of_batched_products(tandem, vocab_model, monkeypatch):
@@ -81,15 +81,18 @@ def test_bench_names_the_unit_of_batched_products(tandem, vocab_model, monkeypat
     monkeypatch.setenv("TANDEM_GEMM", "avx512")
     j = json.loads(tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--json",
                           "--no-bandwidth").stdout)
-    assert j["matrix_unit"] in ("AVX512-BF16", "none")
-    # avx2: no bf16 unit, the int8 products on AVX2 alone (as on CPUs without AVX-512).
-    monkeypatch.setenv("TANDEM_GEMM", "avx2")
+    assert j["matrix_unit"] in ("AVX512-BF16", "AVX512-INT8", "AVX2-INT8")
+    # int8: no bf16 unit, the int8 products alone; with TANDEM_ISA=avx2 on AVX2 (as on CPUs
+    # without AVX-512).
+    monkeypatch.setenv("TANDEM_GEMM", "int8")
+    monkeypatch.setenv("TANDEM_ISA", "avx2")
     out = tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--no-bandwidth").stdout
     assert "cpu       2 threads, batched products on AVX2 in int8 (no AMX or AVX512-BF16)" in out, out
+    monkeypatch.delenv("TANDEM_ISA")
     monkeypatch.setenv("TANDEM_GEMM", "amx")
     proc = tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--no-bandwidth", check=False)
     assert proc.returncode != 0
-    assert "TANDEM_GEMM=amx: expected off (per-token products only), avx512 (no tile unit) or avx2" in proc.stderr, proc.stderr
+    assert "TANDEM_GEMM=amx: expected off (per-token products only), avx512 (no tile unit) or int8" in proc.stderr, proc.stderr
 
 
 def test_bench_text_reports_bandwidth(tandem, vocab_model):
