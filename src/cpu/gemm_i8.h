@@ -47,7 +47,7 @@ bool i8_gemm_supports(GgmlType type, I8Unit unit = i8_unit());
 // (int8 39, 79; rows 60, 67), IQ2_XXS 3 (int8 31 at 4; per-token 13.5), Q2_K 6 (int8 49, 100;
 // rows 67, 71), Q3_K 7 (int8 45, 93; rows 61, 73); on the tile unit 6 (the Xeon, IQ1_S_U2: int8
 // 32 at 4, 65 at 8; rows 55 and 45). On AVX2 (one Zen 4 thread with TANDEM_ISA=avx2
-// TANDEM_GEMM=avx2; a product of up to 8 tokens costs one of 8; no rows kernel there, so the
+// TANDEM_GEMM=int8; a product of up to 8 tokens costs one of 8; no rows kernel there, so the
 // per-token path's rate is one dot per token): IQ1_S_U2 4 (int8 76 at 8 tokens; per-token 31),
 // Q4_K 6 (61; 38), Q6_K 5 (50; 26), IQ2_XXS 3 (49; 14.5), Q2_K 5 (75; 34), Q3_K 3 (65; 20).
 int64_t i8_min_tokens(GgmlType type);
