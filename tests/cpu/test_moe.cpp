@@ -403,62 +403,59 @@ TEST(Moe, TinyMixedFormatsTop16AndSkippedSlots) {
     check_moe(pool, L, 5, 16, ids, wts, true);
 }
 
-TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
-    // 40 tokens, top-8 of 16 experts: every expert gets ~20 tokens, so on a CPU with AMX or
-    // AVX512-BF16 all of them go through cpu::gemm's panels (with only int8 products, IQ1_S
-    // gate/up stay on the per-token path and the Q4_K down products take int8).
-    Layer L(GgmlType::IQ1_S, GgmlType::IQ1_S, GgmlType::Q4_K, 2048, 512, 16);
-    ThreadPool pool(4);
+// A 40-token prefill over the 16 experts of L, top-8 (~20 tokens per expert), on `threads`
+// threads, its output against float64; the scratch (which experts each phase tiled) and each
+// expert's token count for the caller's checks.
+struct Prefill {
+    MoeScratch scratch;
+    std::vector<int64_t> count;
+    // How many experts have at least min_tokens tokens.
+    size_t experts_from(int64_t min_tokens) const {
+        return static_cast<size_t>(std::count_if(count.begin(), count.end(), [&](int64_t c) { return c >= min_tokens; }));
+    }
+};
+Prefill prefill_against_float64(Layer& L, int threads, uint64_t route_seed, uint64_t x_seed) {
+    ThreadPool pool(threads);
+    const int64_t n_tok = 40;
     std::vector<int32_t> pool_e(16), ids;
     std::iota(pool_e.begin(), pool_e.end(), 0);
     std::vector<float> wts;
-    route(L, 40, 8, pool_e, 4, ids, wts);
-    const int64_t n_tok = 40, n_embd = 2048;
-    const std::vector<float> x = random_floats(n_tok * n_embd, 5, 1.0f);
-    MoeScratch scratch;
-    const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, 8, scratch);
-    if (gemm_unit() != GemmUnit::none || i8_unit() != I8Unit::none) {
-        // Each phase tiles the experts with at least its formats' threshold.
-        std::vector<int64_t> count(16, 0);
-        for (int32_t e : ids) ++count[static_cast<size_t>(e)];
-        size_t gu = 0, dn = 0;
-        for (int64_t c : count) {
-            gu += c >= phase_min_tokens(L.w.gate_type, L.w.up_type);
-            dn += c >= phase_min_tokens(L.w.down_type, L.w.down_type);
-        }
-        EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
-        EXPECT_EQ(scratch.tiled_down.size(), dn);
-        if (gemm_unit() != GemmUnit::none) {
-            EXPECT_GE(gu, 12u);  // most experts, on either bf16 unit
-        }
-        EXPECT_GE(dn, 12u);
-    }
+    route(L, n_tok, 8, pool_e, route_seed, ids, wts);
+    const std::vector<float> x = random_floats(n_tok * L.w.n_embd, x_seed, 1.0f);
+    Prefill p;
+    const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, 8, p.scratch);
     expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward prefill");
+    p.count.assign(16, 0);
+    for (int32_t e : ids) ++p.count[static_cast<size_t>(e)];
+    return p;
 }
 
-// UD-Q2_K_XL's experts (Q2_K, Q3_K) in a prefill: ~20 tokens per expert take the int8 products
-// on the vector units (gate Q2_K with up Q3_K: both from gate's Q8_K rows), bf16 on the tile
-// unit; against float64.
+TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
+    // On a CPU with AMX or AVX512-BF16 every expert goes through cpu::gemm's panels (with only
+    // int8 products, IQ1_S gate/up stay on the per-token path and the Q4_K down products take
+    // int8). Each phase tiles the experts with at least its formats' threshold.
+    Layer L(GgmlType::IQ1_S, GgmlType::IQ1_S, GgmlType::Q4_K, 2048, 512, 16);
+    const Prefill p = prefill_against_float64(L, 4, 4, 5);
+    if (gemm_unit() == GemmUnit::none && i8_unit() == I8Unit::none) return;
+    const size_t gu = p.experts_from(phase_min_tokens(L.w.gate_type, L.w.up_type));
+    const size_t dn = p.experts_from(phase_min_tokens(L.w.down_type, L.w.down_type));
+    EXPECT_EQ(p.scratch.tiled_gate_up.size(), gu);
+    EXPECT_EQ(p.scratch.tiled_down.size(), dn);
+    if (gemm_unit() != GemmUnit::none) {
+        EXPECT_GE(gu, 12u);  // most experts, on either bf16 unit
+    }
+    EXPECT_GE(dn, 12u);
+}
+
+// UD-Q2_K_XL's experts (Q2_K, Q3_K) in a prefill: they take the int8 products on the vector
+// units (gate Q2_K with up Q3_K: both from gate's Q8_K rows), bf16 on the tile unit.
 TEST(Moe, Q2kQ3kPrefillAgainstFloat64) {
     Layer L(GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q3_K, 2048, 512, 16);
-    ThreadPool pool(3);
-    std::vector<int32_t> pool_e(16), ids;
-    std::iota(pool_e.begin(), pool_e.end(), 0);
-    std::vector<float> wts;
-    route(L, 40, 8, pool_e, 6, ids, wts);
-    const int64_t n_tok = 40, n_embd = 2048;
-    const std::vector<float> x = random_floats(n_tok * n_embd, 9, 1.0f);
-    MoeScratch scratch;
-    const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, 8, scratch);
-    if (i8_gemm_supports(GgmlType::Q2_K) && i8_gemm_supports(GgmlType::Q3_K)) {
-        std::vector<int64_t> count(16, 0);
-        for (int32_t e : ids) ++count[static_cast<size_t>(e)];
-        size_t gu = 0;
-        for (int64_t c : count) gu += c >= phase_min_tokens(GgmlType::Q2_K, GgmlType::Q3_K);
-        EXPECT_EQ(scratch.tiled_gate_up.size(), gu);
-        EXPECT_GE(gu, 12u);
-    }
-    expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, 8), "moe_forward Q2_K/Q3_K prefill");
+    const Prefill p = prefill_against_float64(L, 3, 6, 9);
+    if (!i8_gemm_supports(GgmlType::Q2_K) || !i8_gemm_supports(GgmlType::Q3_K)) return;
+    const size_t gu = p.experts_from(phase_min_tokens(GgmlType::Q2_K, GgmlType::Q3_K));
+    EXPECT_EQ(p.scratch.tiled_gate_up.size(), gu);
+    EXPECT_GE(gu, 12u);
 }
 
 // The dense (shared) expert run inside moe_forward: exactly the routed output plus what three
