@@ -655,7 +655,7 @@ void register_all() {
             benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok, false)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
         if (type == GgmlType::IQ1_S_U2 || type == GgmlType::Q4_K || type == GgmlType::Q6_K || type == GgmlType::IQ2_XXS ||
-            type == GgmlType::Q2_K || type == GgmlType::Q3_K)
+            type == GgmlType::Q2_K || type == GgmlType::Q3_K || type == GgmlType::IQ1_S)
             for (int n_tok : {4, 8, 16, 32, 64, 256})
                 benchmark::RegisterBenchmark(("panel_i8/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok, true)
                     ->Unit(benchmark::kMicrosecond)->MinTime(0.3);

@@ -60,12 +60,13 @@ static_assert(sizeof(I8Block) == 384);
 // per-token path on each vector unit (i8_min_tokens, measured as gemm_i8.h says).
 struct I8Format {
     GgmlType type;
-    Scales kind;         // IQ1_S_U2 is per32_folded on the AVX2 path (unpack_iq1su2_u)
+    Scales kind;         // IQ1_S(_U2) is per32_folded on the AVX2 path (w = u, the scale per 32)
     int avx2_chain;
     int64_t min_avx512, min_avx2;
 };
 constexpr I8Format kI8Formats[] = {
     {GgmlType::IQ1_S_U2, Scales::per256, 8, 6, 4},        // u <= 2 on AVX2
+    {GgmlType::IQ1_S, Scales::per256, 8, 3, 3},           // as IQ1_S_U2 (no rows kernel: per-token gathers)
     {GgmlType::Q4_K, Scales::per32, 8, 5, 6},             // w <= 15
     {GgmlType::IQ2_XXS, Scales::per32_folded, 1, 3, 3},   // w <= 86 (no rows kernel: per-token dots)
     {GgmlType::Q6_K, Scales::per16, 2, 7, 5},             // w <= 63
@@ -131,6 +132,34 @@ void unpack_iq1su2_u(const quant::BlockIq1SU2& b, I8Block& out) {
         for (int h = 0; h < 2; ++h)  // weights 64c + 32h .. (group 2c + h): bits 2c, 2c + 1 of qs[32h ..]
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * c + 32 * h),
                                 _mm256_and_si256(_mm256_srli_epi16(x[h], 2 * c), _mm256_set1_epi8(3)));
+    out.d = quant::fp16_to_f32(b.d) * 0.125f;
+}
+
+// IQ1_S (quant/blocks.h) as the file has it (machines short of memory do not repack it): each
+// grid entry gathered once per block and panel (the per-token kernel gathers them once per
+// token), then the integers of IQ1_S_U2 above: w = 8 (2 sc + 1) u, or with u_form (the AVX2
+// path) w = u and that scale per 32; c the delta offsets (the nibble is qh >> 12, as repacking
+// takes it).
+TANDEM_I8_UNPACK void unpack_iq1s(const quant::BlockIq1S& b, I8Block& out, bool u_form) {
+    const auto* table = reinterpret_cast<const long long*>(quant::kIq1sGridU.data());
+    for (int j = 0; j < 4; ++j) {
+        // Entries 8j .. 8j + 7 (groups 2j, 2j + 1; 8 weights each): index qs[k] | bits 3l .. 3l + 2
+        // of qh[k / 4] << 8 (l = k % 4), from qh[2j] | qh[2j + 1] << 16 in every lane.
+        const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
+        const __m256i qh2 = _mm256_set1_epi32(static_cast<int>(load_u32(b.qh + 2 * j)));
+        const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(qh2, _mm256_setr_epi32(0, 3, 6, 9, 16, 19, 22, 25)), _mm256_set1_epi32(7));
+        const __m256i idx = _mm256_or_si256(lo, _mm256_slli_epi32(hi, 8));
+        for (int h = 0; h < 2; ++h) {  // group 2j + h: four entries, 32 weights
+            const int g = 2 * j + h;
+            const int nibble = b.qh[g] >> 12;  // the scale (bits 12..14) and delta sign (15)
+            __m256i u = _mm256_i32gather_epi64(table, h ? _mm256_extracti128_si256(idx, 1) : _mm256_castsi256_si128(idx), 8);
+            // w = u * 8 (2 sc + 1) <= 240: the 16-bit products do not carry into the high byte.
+            if (!u_form) u = _mm256_mullo_epi16(u, _mm256_set1_epi16(static_cast<int16_t>(quant::iq1su2_scale8(nibble))));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * g), u);
+            out.s[g] = quant::iq1su2_scale8(nibble);
+            out.c[g] = static_cast<int16_t>(quant::iq1su2_offset(nibble));
+        }
+    }
     out.d = quant::fp16_to_f32(b.d) * 0.125f;
 }
 
@@ -229,7 +258,7 @@ TANDEM_I8_UNPACK void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
 }
 
 // The 256-blocks at `blocks` of n_rows rows (row_bytes apart) unpacked into recs[0 .. n_rows),
-// IQ1_S_U2 in the AVX2 products' form where u2_as_u. With prefetch_next, each row's next block
+// IQ1_S and IQ1_S_U2 in the AVX2 products' form where u2_as_u. With prefetch_next, each row's next block
 // a step ahead: 32 rows read a block at a time, each row_bytes apart, are more streams than the
 // hardware prefetchers follow (without this, loads in the unpacking took most of its time in a
 // prefill profile).
@@ -244,6 +273,7 @@ TANDEM_I8_UNPACK void unpack_rows(GgmlType type, const uint8_t* blocks, uint64_t
         else if (type == GgmlType::Q6_K) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
         else if (type == GgmlType::Q2_K) unpack_q2k(*reinterpret_cast<const quant::BlockQ2K*>(b), recs[r]);
         else if (type == GgmlType::Q3_K) unpack_q3k(*reinterpret_cast<const quant::BlockQ3K*>(b), recs[r]);
+        else if (type == GgmlType::IQ1_S) unpack_iq1s(*reinterpret_cast<const quant::BlockIq1S*>(b), recs[r], u2_as_u);
         else if (u2_as_u) unpack_iq1su2_u(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
     }

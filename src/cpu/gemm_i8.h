@@ -17,7 +17,8 @@
 // apply the scales to the stored C tiles: the same integers and float steps as on the vector
 // units, so both give the same bits.
 //
-// Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on every unit; Q4_K,
+// Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on every unit; IQ1_S
+// itself (not repacked: machines short of memory), Q4_K,
 // Q6_K (attention, dense and shared-expert matrices of the usual quants), IQ2_XXS (UD-IQ1_S's
 // first down projections), Q2_K and Q3_K (the experts of UD-Q2_K_XL) on the vector units only:
 // a scale per 32 or 16 weights would need a tile product per group.
@@ -45,11 +46,13 @@ bool i8_gemm_supports(GgmlType type, I8Unit unit = i8_unit());
 // count and the crossing is interpolated from 4 and 8 tokens: on the vector units IQ1_S_U2 6
 // (int8 64 at 4 tokens, 117 at 8; rows 78 and 75), Q4_K 5 (int8 52, 110; rows 55, 65), Q6_K 7
 // (int8 39, 79; rows 60, 67), IQ2_XXS 3 (int8 31 at 4; per-token 13.5), Q2_K 6 (int8 49, 100;
-// rows 67, 71), Q3_K 7 (int8 45, 93; rows 61, 73); on the tile unit 6 (the Xeon, IQ1_S_U2: int8
+// rows 67, 71), Q3_K 7 (int8 45, 93; rows 61, 73), IQ1_S 3 (int8 25, 56; one gathering dot per
+// token 14); on the tile unit 6 (the Xeon, IQ1_S_U2: int8
 // 32 at 4, 65 at 8; rows 55 and 45). On AVX2 (one Zen 4 thread with TANDEM_ISA=avx2
 // TANDEM_GEMM=int8; a product of up to 8 tokens costs one of 8; no rows kernel there, so the
 // per-token path's rate is one dot per token): IQ1_S_U2 4 (int8 76 at 8 tokens; per-token 31),
-// Q4_K 6 (61; 38), Q6_K 5 (50; 26), IQ2_XXS 3 (49; 14.5), Q2_K 5 (75; 34), Q3_K 3 (65; 20).
+// Q4_K 6 (61; 38), Q6_K 5 (50; 26), IQ2_XXS 3 (49; 14.5), Q2_K 5 (75; 34), Q3_K 3 (65; 20),
+// IQ1_S 3 (40; 12.6).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of
