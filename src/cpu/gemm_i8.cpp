@@ -67,9 +67,9 @@ struct I8Format {
 constexpr I8Format kI8Formats[] = {
     {GgmlType::IQ1_S_U2, Scales::per256, 8, 6, 4},        // u <= 2 on AVX2
     {GgmlType::IQ1_S, Scales::per256, 8, 3, 3},           // as IQ1_S_U2 (no rows kernel: per-token gathers)
-    {GgmlType::Q4_K, Scales::per32, 8, 5, 6},             // w <= 15
+    {GgmlType::Q4_K, Scales::per32, 8, 5, 5},             // w <= 15
     {GgmlType::IQ2_XXS, Scales::per32_folded, 1, 3, 3},   // w <= 86 (no rows kernel: per-token dots)
-    {GgmlType::Q6_K, Scales::per16, 2, 7, 5},             // w <= 63
+    {GgmlType::Q6_K, Scales::per16, 2, 7, 4},             // w <= 63
     {GgmlType::Q2_K, Scales::per16_mins, 4, 6, 5},        // w <= 3
     {GgmlType::Q3_K, Scales::per16, 4, 7, 3},             // w <= 7; 6 would just pass on AVX-512, 7 is a margin
 };
@@ -430,69 +430,92 @@ void block_product_of(Scales kind, const I8Block* rec, const uint8_t* const* act
 
 // ---- AVX2 (no VPDPBUSD): 8 tokens per register ----
 //
-// facc[r] (floats 8h .. 8h + 7 of 16 at facc + r * 16) += rec[r]'s block times tokens 8h .. 8h
-// + 7 of a 16-token group's block (act), for kRows weight rows. A register holds 8 tokens' 4
+// facc[r] (floats 8h .. 8h + 7 of 16 at facc + r * 16, h = h0 .. h0 + kHalves - 1) += rec[r]'s
+// block times tokens 8h .. 8h + 7 of a 16-token group's block (act), for kRows weight rows. A
+// register holds 8 tokens' 4
 // values of a quad (half a 16-lane register row of the packed layout). Per quad and row:
 // VPMADDUBSW of the broadcast weight quad (unsigned) against it gives two int16 sums of two
 // products per token; kChain quads are summed in int16, then VPMADDWD by the group's integer
 // scale adds each token's two sums into int32. kChain is the most quads whose sums cannot
 // overflow int16 (I8Format::avx2_chain). The integers and float steps are block_product's, so
 // both vector paths give the same bits.
-template <int kRows, Scales kS, int kChain>
-void block_product_avx2(const I8Block* rec, const uint8_t* act, int h, float* facc) {
-    static_assert(kS != Scales::per256, "IQ1_S_U2 takes the per32_folded form here (unpack_iq1su2_u)");
+template <int kRows, int kHalves, Scales kS, int kChain>
+void block_product_avx2(const I8Block* rec, const uint8_t* act, int h0, float* facc) {
+    static_assert(kS != Scales::per256, "IQ1_S(_U2) takes the per32_folded form here");
+    static_assert(kRows * kHalves <= 4, "16 ymm registers: sums, block integers and mins per row and half");
     constexpr int kSub = kS == Scales::per16 || kS == Scales::per16_mins ? 16 : 8, kQuads = 64 / kSub;
     static_assert(kQuads % kChain == 0);
-    __m256i acc[kRows], mins[kRows];
-    for (int r = 0; r < kRows; ++r) acc[r] = mins[r] = _mm256_setzero_si256();
+    __m256i acc[kRows][kHalves], mins[kRows][kHalves];
+    for (int r = 0; r < kRows; ++r)
+        for (int h = 0; h < kHalves; ++h) acc[r][h] = mins[r][h] = _mm256_setzero_si256();
     for (int j = 0; j < kSub; ++j) {
-        __m256i sc[kRows];
-        for (int r = 0; r < kRows; ++r) sc[r] = _mm256_set1_epi16(static_cast<int16_t>(rec[r].s[j]));
         for (int q0 = kQuads * j; q0 < kQuads * (j + 1); q0 += kChain) {
-            __m256i part[kRows];
-            for (int r = 0; r < kRows; ++r) part[r] = _mm256_setzero_si256();
-#pragma GCC unroll 8
+            __m256i part[kRows][kHalves];
+            for (int r = 0; r < kRows; ++r)
+                for (int h = 0; h < kHalves; ++h) part[r][h] = _mm256_setzero_si256();
+            // NOTES: not unrolled: with the quads' loads hoisted GCC ran out of the 16 ymm
+            // registers and spilled the sums to the stack (perf: most of the time in those).
+#pragma GCC unroll 1
             for (int q = q0; q < q0 + kChain; ++q) {
-                const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(act + 64 * q + 32 * h));
+                __m256i a[kHalves];
+                for (int h = 0; h < kHalves; ++h)
+                    a[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(act + 64 * q + 32 * (h0 + h)));
 #pragma GCC unroll 4
-                for (int r = 0; r < kRows; ++r)
-                    part[r] = _mm256_add_epi16(part[r], _mm256_maddubs_epi16(_mm256_set1_epi32(static_cast<int>(load_u32(rec[r].w + 4 * q))), a));
+                for (int r = 0; r < kRows; ++r) {
+                    const __m256i w = _mm256_set1_epi32(static_cast<int>(load_u32(rec[r].w + 4 * q)));
+                    for (int h = 0; h < kHalves; ++h) part[r][h] = _mm256_add_epi16(part[r][h], _mm256_maddubs_epi16(w, a[h]));
+                }
             }
-            for (int r = 0; r < kRows; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(part[r], sc[r]));
+            for (int r = 0; r < kRows; ++r) {
+                const __m256i sc = _mm256_set1_epi16(static_cast<int16_t>(rec[r].s[j]));
+                for (int h = 0; h < kHalves; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(part[r][h], sc));
+            }
         }
     }
     // The offsets (into the block's integer) or Q4_K's and Q2_K's mins (apart), against the group
     // sums.
-    const auto sum_terms = [&](__m256i(&into)[kRows], int64_t sums_at, int n_pairs, auto coef) {
-        for (int p = 0; p < n_pairs; ++p) {
-            const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(act + sums_at + 64 * p + 32 * h));
-            for (int r = 0; r < kRows; ++r)
-                into[r] = _mm256_add_epi32(into[r], _mm256_madd_epi16(s, _mm256_set1_epi32(static_cast<int>(load_u32(coef(rec[r]) + 2 * p)))));
-        }
+    const auto sum_terms = [&](__m256i(&into)[kRows][kHalves], int64_t sums_at, int n_pairs, auto coef) {
+        for (int p = 0; p < n_pairs; ++p)
+            for (int h = 0; h < kHalves; ++h) {
+                const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(act + sums_at + 64 * p + 32 * (h0 + h)));
+                for (int r = 0; r < kRows; ++r)
+                    into[r][h] = _mm256_add_epi32(into[r][h], _mm256_madd_epi16(s, _mm256_set1_epi32(static_cast<int>(load_u32(coef(rec[r]) + 2 * p)))));
+            }
     };
     if constexpr (kS == Scales::per16) sum_terms(acc, kSums16At, 8, [](const I8Block& b) { return b.c16; });
     if constexpr (kS == Scales::per32_folded) sum_terms(acc, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     if constexpr (kS == Scales::per32) sum_terms(mins, kSumsAt, 4, [](const I8Block& b) { return b.c; });
     if constexpr (kS == Scales::per16_mins) sum_terms(mins, kSums16At, 8, [](const I8Block& b) { return b.c16; });
-    const __m256 scales = _mm256_loadu_ps(reinterpret_cast<const float*>(act + kScalesAt) + 8 * h);
-    for (int r = 0; r < kRows; ++r) {
-        float* f = facc + r * 16;
-        __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r]), _mm256_mul_ps(_mm256_set1_ps(rec[r].d), scales), _mm256_loadu_ps(f));
-        if constexpr (kS == Scales::per32 || kS == Scales::per16_mins)
-            v = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[r]), _mm256_mul_ps(_mm256_set1_ps(rec[r].dmin), scales), v);
-        _mm256_storeu_ps(f, v);
+    for (int h = 0; h < kHalves; ++h) {
+        const __m256 scales = _mm256_loadu_ps(reinterpret_cast<const float*>(act + kScalesAt) + 8 * (h0 + h));
+        for (int r = 0; r < kRows; ++r) {
+            float* f = facc + r * 16 + 8 * (h0 + h);
+            __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][h]), _mm256_mul_ps(_mm256_set1_ps(rec[r].d), scales), _mm256_loadu_ps(f));
+            if constexpr (kS == Scales::per32 || kS == Scales::per16_mins)
+                v = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[r][h]), _mm256_mul_ps(_mm256_set1_ps(rec[r].dmin), scales), v);
+            _mm256_storeu_ps(f, v);
+        }
     }
 }
 
-// block_product_avx2 of 4 rows for a format known at run time.
-void block_product_avx2_of(const I8Format& f, const I8Block* rec, const uint8_t* act, int h, float* facc) {
+// A 16-token group's block (act) against the 32 rows' blocks (facc: the group's [32 rows][16
+// tokens]) for a format known at run time: both halves together, 2 rows at a time (each weight
+// broadcast serves 16 tokens), or the first 8 tokens alone, 4 rows at a time.
+template <Scales kS, int kChain>
+void group_product_avx2(const I8Block* rec, int64_t rows_pad, const uint8_t* act, bool both, float* facc) {
+    if (both)
+        for (int64_t r0 = 0; r0 < rows_pad; r0 += 2) block_product_avx2<2, 2, kS, kChain>(rec + r0, act, 0, facc + r0 * 16);
+    else
+        for (int64_t r0 = 0; r0 < rows_pad; r0 += 4) block_product_avx2<4, 1, kS, kChain>(rec + r0, act, 0, facc + r0 * 16);
+}
+void group_product_avx2_of(const I8Format& f, const I8Block* rec, int64_t rows_pad, const uint8_t* act, bool both, float* facc) {
     const Scales kind = f.kind == Scales::per256 ? Scales::per32_folded : f.kind;
-    if (kind == Scales::per32 && f.avx2_chain == 8) return block_product_avx2<4, Scales::per32, 8>(rec, act, h, facc);
-    if (kind == Scales::per32_folded && f.avx2_chain == 8) return block_product_avx2<4, Scales::per32_folded, 8>(rec, act, h, facc);
-    if (kind == Scales::per32_folded && f.avx2_chain == 1) return block_product_avx2<4, Scales::per32_folded, 1>(rec, act, h, facc);
-    if (kind == Scales::per16 && f.avx2_chain == 2) return block_product_avx2<4, Scales::per16, 2>(rec, act, h, facc);
-    if (kind == Scales::per16 && f.avx2_chain == 4) return block_product_avx2<4, Scales::per16, 4>(rec, act, h, facc);
-    if (kind == Scales::per16_mins && f.avx2_chain == 4) return block_product_avx2<4, Scales::per16_mins, 4>(rec, act, h, facc);
+    if (kind == Scales::per32 && f.avx2_chain == 8) return group_product_avx2<Scales::per32, 8>(rec, rows_pad, act, both, facc);
+    if (kind == Scales::per32_folded && f.avx2_chain == 8) return group_product_avx2<Scales::per32_folded, 8>(rec, rows_pad, act, both, facc);
+    if (kind == Scales::per32_folded && f.avx2_chain == 1) return group_product_avx2<Scales::per32_folded, 1>(rec, rows_pad, act, both, facc);
+    if (kind == Scales::per16 && f.avx2_chain == 2) return group_product_avx2<Scales::per16, 2>(rec, rows_pad, act, both, facc);
+    if (kind == Scales::per16 && f.avx2_chain == 4) return group_product_avx2<Scales::per16, 4>(rec, rows_pad, act, both, facc);
+    if (kind == Scales::per16_mins && f.avx2_chain == 4) return group_product_avx2<Scales::per16_mins, 4>(rec, rows_pad, act, both, facc);
     fail("int8 products on AVX2: no kernel for {}", ggml_type_name(f.type));
 }
 
@@ -686,11 +709,10 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         else unpack_rows_avx512(type, blocks, row_bytes, n_rows, k + 1 < nb, recs);
         const uint8_t* block0 = packed + k * kI8BlockBytes;
         if (avx2) {
-            // Each 16-token group in two halves of 8; a half past the last token is all padding.
+            // Each 16-token group in two halves of 8; a second half past the last token is all
+            // padding and skipped.
             for (int64_t g = 0; g < n_groups; ++g)
-                for (int h = 0; h < 2 && g * kTokenGroup + 8 * h < n_tok; ++h)
-                    for (int64_t r0 = 0; r0 < rows_pad; r0 += 4)
-                        block_product_avx2_of(format, recs + r0, block0 + g * group_bytes, h, facc + g * 512 + r0 * 16 + 8 * h);
+                group_product_avx2_of(format, recs, rows_pad, block0 + g * group_bytes, g * kTokenGroup + 8 < n_tok, facc + g * 512);
             continue;
         }
         if (amx) {

@@ -50,9 +50,9 @@ bool i8_gemm_supports(GgmlType type, I8Unit unit = i8_unit());
 // token 14); on the tile unit 6 (the Xeon, IQ1_S_U2: int8
 // 32 at 4, 65 at 8; rows 55 and 45). On AVX2 (one Zen 4 thread with TANDEM_ISA=avx2
 // TANDEM_GEMM=int8; a product of up to 8 tokens costs one of 8; no rows kernel there, so the
-// per-token path's rate is one dot per token): IQ1_S_U2 4 (int8 76 at 8 tokens; per-token 31),
-// Q4_K 6 (61; 38), Q6_K 5 (50; 26), IQ2_XXS 3 (49; 14.5), Q2_K 5 (75; 34), Q3_K 3 (65; 20),
-// IQ1_S 3 (40; 12.6).
+// per-token path's rate is one dot per token): IQ1_S_U2 4 (int8 73-79 at 8 tokens; per-token
+// 31), Q4_K 5 (73; 38), Q6_K 4 (66; 26), IQ2_XXS 3 (47-48; 14.5), Q2_K 5 (69-71; 34; 4 would just
+// pass), Q3_K 3 (65; 20), IQ1_S 3 (46-48; 12.6).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of

@@ -382,7 +382,7 @@ TEST(Moe, R1LayerQ2kGateUpQ4kDownBatchMatchesSingleTokens) {
     std::vector<int32_t> ids;
     std::vector<float> wts;
     // 4 tokens sharing experts out of 12 candidates: under the int8 products' thresholds on the
-    // vector units (Q2_K 6, Q4_K 5; on AVX2 5 and 6), so bit-identical to each token alone there
+    // vector units (Q2_K 6, Q4_K 5; 5 and 5 on AVX2), so bit-identical to each token alone there
     // (the tile unit takes bf16 from 4).
     route(L, 4, 8, {1, 5, 9, 33, 90, 91, 150, 151, 152, 199, 230, 255}, 2, ids, wts);
     check_moe(pool, L, 4, 8, ids, wts, false);
