@@ -468,7 +468,7 @@ void bm_kernel_pair(benchmark::State& state, GgmlType type) {
 }
 
 // One expert's gate matrix times n_tok tokens on the bf16 unit (gemm_unit()), on this thread;
-// with i8, the int8 product (cpu/gemm_i8.h) instead (on AVX2 where i8_on_avx2()).
+// with i8, the int8 product (cpu/gemm_i8.h) instead, on cpu::i8_unit().
 void bm_panel(benchmark::State& state, GgmlType type, int n_tok, bool i8) {
     if (i8 ? !i8_gemm_supports(type) : gemm_unit() == GemmUnit::none) {
         state.SkipWithError(i8 ? "no int8 product for this format on this CPU" : "no AMX or AVX512-BF16");

@@ -39,6 +39,7 @@ TANDEM_GEMM=avx512 ./build/tests/test_model --gtest_brief=1
 
 step "int8 products without a bf16 unit: AVX-512 VNNI (as Cascade Lake, Ice Lake), then AVX2 (as AMD Zen 2/3, Intel client cores)"
 TANDEM_GEMM=int8 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*'
+TANDEM_GEMM=int8 ./build/tests/test_model --gtest_brief=1
 TANDEM_ISA=avx2 TANDEM_GEMM=int8 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*'
 TANDEM_ISA=avx2 TANDEM_GEMM=int8 ./build/tests/test_model --gtest_brief=1
 

@@ -111,9 +111,11 @@ GemmUnit gemm_unit() { return units().unit; }
 
 I8Unit i8_unit() {
     if (!units().int8) return I8Unit::none;
-    if (units().unit == GemmUnit::amx) return amx_int8_available() ? I8Unit::amx : I8Unit::none;
     switch (quant::active_isa()) {
-        case quant::Isa::Avx512Vnni: return I8Unit::avx512;
+        // The tile unit's int8 products end on the AVX-512 vector units (their epilogue).
+        case quant::Isa::Avx512Vnni:
+            if (units().unit == GemmUnit::amx) return amx_int8_available() ? I8Unit::amx : I8Unit::none;
+            return I8Unit::avx512;
         // With a bf16 unit (TANDEM_ISA=avx2 on an AVX-512 CPU) its products stay as they were.
         case quant::Isa::Avx2: return units().unit == GemmUnit::none ? I8Unit::avx2 : I8Unit::none;
         case quant::Isa::Scalar: break;

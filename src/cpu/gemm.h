@@ -53,8 +53,9 @@ const char* gemm_unit_name(GemmUnit unit);  // "AMX", "AVX512-BF16", "none"
 //   avx512: the AVX-512 VNNI vector units (the dot kernels' ISA, quant::active_isa()), with or
 //           without a bf16 unit (Zen 4 and 5; Cascade Lake and Ice Lake have none);
 //   avx2:   VPMADDUBSW on AVX2 (active_isa() avx2 and no bf16 unit: AMD Zen 2/3, Intel client
-//           cores);
-//   none:   TANDEM_GEMM=off, or the scalar kernels (TANDEM_ISA=scalar).
+//           cores, and Skylake-X, whose AVX-512 has no VNNI);
+//   none:   TANDEM_GEMM=off, the scalar kernels (TANDEM_ISA=scalar), or TANDEM_ISA=avx2 on a CPU
+//           with a bf16 unit (the products stay bf16).
 // TANDEM_GEMM=int8 drops the bf16 unit and keeps these (with TANDEM_ISA=avx2, an AVX-512 CPU
 // runs as an AVX2 one: tests and A/B).
 enum class I8Unit { none, avx2, avx512, amx };

@@ -71,7 +71,7 @@ constexpr I8Format kI8Formats[] = {
     {GgmlType::IQ2_XXS, Scales::per32_folded, 1, 3, 3},   // w <= 86 (no rows kernel: per-token dots)
     {GgmlType::Q6_K, Scales::per16, 2, 7, 4},             // w <= 63
     {GgmlType::Q2_K, Scales::per16_mins, 4, 6, 5},        // w <= 3
-    {GgmlType::Q3_K, Scales::per16, 4, 7, 3},             // w <= 7; 6 would just pass on AVX-512, 7 is a margin
+    {GgmlType::Q3_K, Scales::per16, 4, 7, 3},             // w <= 7 (AVX-512 threshold: 6 would just pass)
 };
 
 const I8Format* i8_format(GgmlType type) {
@@ -274,6 +274,7 @@ TANDEM_I8_UNPACK void unpack_rows(GgmlType type, const uint8_t* blocks, uint64_t
         else if (type == GgmlType::Q2_K) unpack_q2k(*reinterpret_cast<const quant::BlockQ2K*>(b), recs[r]);
         else if (type == GgmlType::Q3_K) unpack_q3k(*reinterpret_cast<const quant::BlockQ3K*>(b), recs[r]);
         else if (type == GgmlType::IQ1_S) unpack_iq1s(*reinterpret_cast<const quant::BlockIq1S*>(b), recs[r], u2_as_u);
+        else if (type != GgmlType::IQ1_S_U2) fail("int8 products: no unpacking for {}", ggml_type_name(type));
         else if (u2_as_u) unpack_iq1su2_u(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
     }
@@ -580,7 +581,8 @@ bool i8_gemm_supports(GgmlType type, I8Unit unit) {
     if (!i8_format(type)) return false;
     switch (unit) {
         // Scales per 32 or 16 weights would need a tile product per group: the tile unit keeps
-        // bf16 for those formats.
+        // bf16 for those formats. IQ1_S unpacks to IQ1_S_U2's form (one scale per block) and
+        // could take it; not measured there yet, so it keeps bf16 there too.
         case I8Unit::amx: return type == GgmlType::IQ1_S_U2;
         case I8Unit::avx512:
         case I8Unit::avx2: return true;

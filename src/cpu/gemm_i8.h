@@ -18,12 +18,12 @@
 // units, so both give the same bits.
 //
 // Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on every unit; IQ1_S
-// itself (not repacked: machines short of memory), Q4_K,
+// itself (not repacked: machines short of memory; not yet on the tile unit), Q4_K,
 // Q6_K (attention, dense and shared-expert matrices of the usual quants), IQ2_XXS (UD-IQ1_S's
 // first down projections), Q2_K and Q3_K (the experts of UD-Q2_K_XL) on the vector units only:
 // a scale per 32 or 16 weights would need a tile product per group.
 //
-// On AVX2 (CPUs without AVX-512) a register holds 8 tokens (block_product_avx2 in
+// On AVX2 (CPUs without AVX-512 VNNI) a register holds 8 tokens (block_product_avx2 in
 // gemm_i8.cpp): the same integers and float steps, so the same bits as the AVX-512 vector units
 // (test GemmI8.Avx2AndAvx512GiveTheSameBits).
 #pragma once

@@ -344,7 +344,22 @@ void saturate_weights(GgmlType type, std::vector<uint8_t>& w) {
         uint8_t* b = w.data() + at;
         if (type == GgmlType::Q4_K) std::memset(reinterpret_cast<quant::BlockQ4K*>(b)->qs, 0xFF, 128);
         if (type == GgmlType::Q2_K) std::memset(reinterpret_cast<quant::BlockQ2K*>(b)->qs, 0xFF, 64);
-        if (type == GgmlType::IQ1_S_U2) std::memset(reinterpret_cast<quant::BlockIq1SU2*>(b)->qs, 0xAA, 64);  // u = 2
+        if (type == GgmlType::IQ1_S_U2) {
+            std::memset(reinterpret_cast<quant::BlockIq1SU2*>(b)->qs, 0xAA, 64);  // u = 2
+            std::memset(reinterpret_cast<quant::BlockIq1SU2*>(b)->sc, 0x77, 4);   // scale 7, delta +
+        }
+        if (type == GgmlType::IQ1_S) {
+            // The grid entry with the largest u, scale 7 in every group (qh bits 12..14).
+            int top = 0, top_sum = 0;
+            for (int i = 0; i < 2048; ++i) {
+                int sum = 0;
+                for (int e = 0; e < 8; ++e) sum += static_cast<int>(quant::kIq1sGridU[static_cast<size_t>(i)] >> (8 * e) & 0xFF);
+                if (sum > top_sum) top = i, top_sum = sum;
+            }
+            auto& blk = *reinterpret_cast<quant::BlockIq1S*>(b);
+            std::memset(blk.qs, top & 0xFF, 32);
+            for (uint16_t& qh : blk.qh) qh = static_cast<uint16_t>(0x7000 | (top >> 8) * 0x249);  // the 3 high bits x 4
+        }
         if (type == GgmlType::Q6_K) {
             std::memset(reinterpret_cast<quant::BlockQ6K*>(b)->ql, 0xFF, 128);
             std::memset(reinterpret_cast<quant::BlockQ6K*>(b)->qh, 0xFF, 64);

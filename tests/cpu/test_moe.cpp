@@ -430,32 +430,30 @@ Prefill prefill_against_float64(Layer& L, int threads, uint64_t route_seed, uint
     return p;
 }
 
-TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
-    // On a CPU with AMX or AVX512-BF16 every expert goes through cpu::gemm's panels (with only
-    // int8 products, IQ1_S gate/up stay on the per-token path and the Q4_K down products take
-    // int8). Each phase tiles the experts with at least its formats' threshold.
-    Layer L(GgmlType::IQ1_S, GgmlType::IQ1_S, GgmlType::Q4_K, 2048, 512, 16);
-    const Prefill p = prefill_against_float64(L, 4, 4, 5);
-    if (gemm_unit() == GemmUnit::none && i8_unit() == I8Unit::none) return;
-    const size_t gu = p.experts_from(phase_min_tokens(L.w.gate_type, L.w.up_type));
-    const size_t dn = p.experts_from(phase_min_tokens(L.w.down_type, L.w.down_type));
+// Each phase of a prefill tiles the experts with at least its formats' threshold: most of them
+// (~20 tokens each) wherever a tile path exists for the formats (int8 on the vector units, bf16
+// or int8 on the tile unit).
+void expect_tiled(const Prefill& p, const ExpertWeights& w) {
+    const size_t gu = p.experts_from(phase_min_tokens(w.gate_type, w.up_type));
+    const size_t dn = p.experts_from(phase_min_tokens(w.down_type, w.down_type));
     EXPECT_EQ(p.scratch.tiled_gate_up.size(), gu);
     EXPECT_EQ(p.scratch.tiled_down.size(), dn);
-    if (gemm_unit() != GemmUnit::none) {
-        EXPECT_GE(gu, 12u);  // most experts, on either bf16 unit
+    if (gemm_unit() != GemmUnit::none || i8_unit() != I8Unit::none) {
+        EXPECT_GE(gu, 12u);
+        EXPECT_GE(dn, 12u);
     }
-    EXPECT_GE(dn, 12u);
 }
 
-// UD-Q2_K_XL's experts (Q2_K, Q3_K) in a prefill: they take the int8 products on the vector
-// units (gate Q2_K with up Q3_K: both from gate's Q8_K rows), bf16 on the tile unit.
+TEST(Moe, PrefillBatchTakesTheTilePathAgainstFloat64) {
+    Layer L(GgmlType::IQ1_S, GgmlType::IQ1_S, GgmlType::Q4_K, 2048, 512, 16);
+    expect_tiled(prefill_against_float64(L, 4, 4, 5), L.w);
+}
+
+// UD-Q2_K_XL's experts (Q2_K, Q3_K): int8 on the vector units (gate Q2_K with up Q3_K: both from
+// gate's Q8_K rows), bf16 on the tile unit.
 TEST(Moe, Q2kQ3kPrefillAgainstFloat64) {
     Layer L(GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q3_K, 2048, 512, 16);
-    const Prefill p = prefill_against_float64(L, 3, 6, 9);
-    if (!i8_gemm_supports(GgmlType::Q2_K) || !i8_gemm_supports(GgmlType::Q3_K)) return;
-    const size_t gu = p.experts_from(phase_min_tokens(GgmlType::Q2_K, GgmlType::Q3_K));
-    EXPECT_EQ(p.scratch.tiled_gate_up.size(), gu);
-    EXPECT_GE(gu, 12u);
+    expect_tiled(prefill_against_float64(L, 3, 6, 9), L.w);
 }
 
 // The dense (shared) expert run inside moe_forward: exactly the routed output plus what three

@@ -368,10 +368,11 @@ TEST(MlaForms, DecompressedEqualsAbsorbed) {
 // Repacked routed experts (LoadOptions::repack, quant/repack.h) hold the same weights. Two
 // sequences stepped 2 tokens at a time (one each) give logits that match the file's layout up
 // to float summation order (the dot kernels add the same integers in other lanes): no expert
-// gets the 3 tokens from which either layout may take a tile path, and those differ by layout
-// (IQ1_S: bf16; IQ1_S_U2: int8 from its own threshold, cpu/gemm_i8.h). A prefill in chunks of
-// 18 and 22 tokens then a decode step, where the tile paths run, match within what bf16
-// against 8-bit activations moves (5% of max |logit|, as the MLA forms above). A third load in
+// gets the 3 tokens from which either layout may take a tile path, and those can differ by
+// layout (on the tile unit IQ1_S: bf16, IQ1_S_U2: int8; on the vector units both int8, from
+// their own thresholds, cpu/gemm_i8.h). A prefill in chunks of 18 and 22 tokens then a decode
+// step, where the tile paths run, match within what bf16 against 8-bit activations moves (5% of
+// max |logit|, as the MLA forms above). A third load in
 // the file's layout after the repack released the file's pages reads them again from the file:
 // the first run's logits exactly.
 TEST(Repack, SameLogitsAsTheFileLayout) {
