@@ -338,6 +338,17 @@ TEST(GemmI8, Avx2AndAvx512GiveTheSameBits) {
 // Every weight at its format's largest unpacked value against activations at +-127, all of one
 // sign per token: the most the AVX2 path's int16 sums (a chain of quads per group) can reach.
 // A chain one quad too long for Q6_K (3 x 2 x 63 x 127 > 32767) or for IQ2_XXS would overflow.
+// The entry of a grid of 8-byte entries with the largest sum of bytes.
+int largest_entry(const uint64_t* grid, int n) {
+    int top = 0, top_sum = 0;
+    for (int i = 0; i < n; ++i) {
+        int sum = 0;
+        for (int e = 0; e < 8; ++e) sum += static_cast<int>(grid[i] >> (8 * e) & 0xFF);
+        if (sum > top_sum) top = i, top_sum = sum;
+    }
+    return top;
+}
+
 void saturate_weights(GgmlType type, std::vector<uint8_t>& w) {
     const uint64_t block = ggml_traits(type).type_size;
     for (uint64_t at = 0; at + block <= w.size(); at += block) {
@@ -350,12 +361,7 @@ void saturate_weights(GgmlType type, std::vector<uint8_t>& w) {
         }
         if (type == GgmlType::IQ1_S) {
             // The grid entry with the largest u, scale 7 in every group (qh bits 12..14).
-            int top = 0, top_sum = 0;
-            for (int i = 0; i < 2048; ++i) {
-                int sum = 0;
-                for (int e = 0; e < 8; ++e) sum += static_cast<int>(quant::kIq1sGridU[static_cast<size_t>(i)] >> (8 * e) & 0xFF);
-                if (sum > top_sum) top = i, top_sum = sum;
-            }
+            const int top = largest_entry(quant::kIq1sGridU.data(), 2048);
             auto& blk = *reinterpret_cast<quant::BlockIq1S*>(b);
             std::memset(blk.qs, top & 0xFF, 32);
             for (uint16_t& qh : blk.qh) qh = static_cast<uint16_t>(0x7000 | (top >> 8) * 0x249);  // the 3 high bits x 4
@@ -371,12 +377,7 @@ void saturate_weights(GgmlType type, std::vector<uint8_t>& w) {
         if (type == GgmlType::IQ2_XXS) {
             // The grid entry with the largest values (no entry is all 43s), unsigned (sign index
             // 0); each group keeps its scale.
-            int top = 0, top_sum = 0;
-            for (int i = 0; i < 256; ++i) {
-                int sum = 0;
-                for (int e = 0; e < 8; ++e) sum += static_cast<int>(quant::kIq2xxsGrid[static_cast<size_t>(i)] >> (8 * e) & 0xFF);
-                if (sum > top_sum) top = i, top_sum = sum;
-            }
+            const int top = largest_entry(quant::kIq2xxsGrid, 256);
             auto* qs = reinterpret_cast<uint8_t*>(reinterpret_cast<quant::BlockIq2Xxs*>(b)->qs);
             for (int g = 0; g < 8; ++g) {
                 std::memset(qs + 8 * g, top, 4);  // four grid indices
