@@ -552,7 +552,7 @@ void bm_pool(benchmark::State& state) {
 // (activations packed, work items of up to four panels over the pool); TANDEM_GEMM=off
 // measures the per-token path instead. F32 weights take the per-token path's blocked loop.
 // Reports multiply-adds per second.
-void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok) {
+void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok, int64_t max_chunk) {
     ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
     const uint64_t rb = quant_row_bytes(type, kEmbd);
     std::vector<uint8_t> w(rb * static_cast<uint64_t>(n_out));
@@ -560,6 +560,7 @@ void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_to
     const std::vector<float> x = activations(n_tok * kEmbd);
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));
     MatmulScratch scratch;
+    scratch.gemm.max_chunk = max_chunk;
     for (auto _ : state) {
         matmul(pool, type, w.data(), rb, kEmbd, n_out, x.data(), n_tok, y.data(), scratch);
         benchmark::DoNotOptimize(y.data());
@@ -685,13 +686,21 @@ void register_all() {
         for (int64_t n_out : {int64_t{2048}, int64_t{18432}})
             for (int64_t n_tok : {int64_t{2}, int64_t{4}, int64_t{8}, int64_t{16}, int64_t{64}, int64_t{512}}) {
                 const std::string name = "gemm/" + std::string(tandem::ggml_type_name(type)) + "/" + std::to_string(n_out) + "x7168/tok" + std::to_string(n_tok);
-                benchmark::RegisterBenchmark(name.c_str(), bm_gemm, type, n_out, n_tok)
+                benchmark::RegisterBenchmark(name.c_str(), bm_gemm, type, n_out, n_tok, kChunk)
                     ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
             }
     // R1's router: F32 weights, 256 experts (the per-token path's blocked loop, rows kernel).
     for (int64_t n_tok : {int64_t{64}, int64_t{512}})
-        benchmark::RegisterBenchmark(("gemm/F32/256x7168/tok" + std::to_string(n_tok)).c_str(), bm_gemm, GgmlType::F32, 256, n_tok)
+        benchmark::RegisterBenchmark(("gemm/F32/256x7168/tok" + std::to_string(n_tok)).c_str(), bm_gemm, GgmlType::F32, 256, n_tok, kChunk)
             ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
+    // The bf16 panels' chunk width (cpu/gemm.h kChunk): a 32-row chunk of 512 values is 32 KiB
+    // of bf16, two of them (the tile unit's double buffer) more than a 48 KiB L1, and more so
+    // with two threads on a core. Q5_K takes bf16 on every unit (no int8 product); widths 128 to 512.
+    for (int64_t n_tok : {int64_t{64}, int64_t{512}})
+        for (int64_t width : {int64_t{128}, int64_t{256}, int64_t{512}})
+            benchmark::RegisterBenchmark(("chunk/Q5_K/18432x7168/tok" + std::to_string(n_tok) + "/w" + std::to_string(width)).c_str(),
+                                         bm_gemm, GgmlType::Q5_K, 18432, n_tok, width)
+                ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
     benchmark::RegisterBenchmark("tile_load", bm_tile_load)->Arg(0)->Arg(16)->ArgName("offset")->MinTime(0.3);
     for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})
         benchmark::RegisterBenchmark(("mla/tokens" + std::to_string(n_tok) + "/ctx" + std::to_string(n_ctx)).c_str(), bm_mla,

@@ -288,8 +288,8 @@ void vector_steps(const uint16_t* chunk, int64_t width, const uint16_t* b0, cons
 }  // namespace
 
 void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint16_t* packed,
-                int64_t n_tok, float* out, PanelScratch& ps) {
-    TANDEM_CHECK(n_rows > 0 && n_rows <= kMaxPanels * kPanelRows && n_in % 32 == 0);
+                int64_t n_tok, float* out, PanelScratch& ps, int64_t max_chunk) {
+    TANDEM_CHECK(n_rows > 0 && n_rows <= kMaxPanels * kPanelRows && n_in % 32 == 0 && max_chunk >= 64);
     const GgmlTypeTraits& tr = ggml_traits(type);
     // Chunks of the widest whole number of blocks, at most kChunk values, that divides the row
     // (else the whole row). NOTES: on the vector units, products of up to 64 tokens take chunks
@@ -298,7 +298,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     // keep kChunk. The sums run in the same order either way.
     const bool half_chunks = gemm_unit() != GemmUnit::amx && n_tok <= 4 * kTokenGroup;
     int64_t width = n_in;
-    for (int64_t w_try = std::min(half_chunks ? kChunk / 2 : kChunk, n_in) / 32 * 32; w_try >= 32; w_try -= 32)
+    for (int64_t w_try = std::min(half_chunks ? max_chunk / 2 : max_chunk, n_in) / 32 * 32; w_try >= 32; w_try -= 32)
         if (n_in % w_try == 0 && w_try % tr.block_size == 0) {
             width = w_try;
             break;
@@ -417,7 +417,8 @@ void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, 
         for (int64_t i = i0; i < i1; ++i) {
             const int64_t o0 = i * item_rows, n_rows = std::min(item_rows, n_out - o0);
             const int64_t stride = (n_rows + kPanelRows - 1) / kPanelRows * kPanelRows;  // panel_gemm's out rows
-            panel_gemm(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, packed, n_tok, out, ps);
+            panel_gemm(w_type, wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, n_rows, n_in, packed, n_tok, out, ps,
+                       scratch.max_chunk);
             for (int64_t t = 0; t < n_tok; ++t) std::copy(out + t * stride, out + t * stride + n_rows, y + t * n_out + o0);
         }
     });

@@ -111,11 +111,12 @@ void pack_acts(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_
 // L1-resident), which the tile unit multiplies with every token group while the next chunk is
 // unpacked into a second buffer (the vector units: after it); rows past n_rows are zero.
 //   packed: pack_acts of n_tok tokens, out: [n_tok, ceil(n_rows / 32) * 32] f32
+// max_chunk caps the chunk width (at least 64; bench_cpu tries other widths than kChunk).
 inline constexpr int64_t kChunk = 512;
 inline constexpr int64_t kMaxPanels = 4;
 struct PanelScratch;
 void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint16_t* packed,
-                int64_t n_tok, float* out, PanelScratch& ps);
+                int64_t n_tok, float* out, PanelScratch& ps, int64_t max_chunk = kChunk);
 
 // Per-thread buffers of the tile path: one panel and its product (grown, never shrunk).
 struct PanelScratch {
@@ -130,6 +131,7 @@ struct PanelScratch {
 struct GemmScratch {
     aligned_vector<uint16_t> packed;    // pack_acts of the call's tokens
     std::vector<PanelScratch> threads;  // [n_threads]
+    int64_t max_chunk = kChunk;         // panel_gemm's chunk width cap (bench_cpu chunk/ varies it)
 };
 
 // y[t, o] = sum_i w[o, i] * x[t, i], as cpu::matmul (same arguments), in bf16 on gemm_unit().

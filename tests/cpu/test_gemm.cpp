@@ -130,6 +130,32 @@ TEST(Gemm, R1ShapesAgainstFloat64OnBf16Inputs) {
     check_gemm(pool, GgmlType::IQ1_S, 512, 32 * 24, 16);  // 4-panel items, one token group
 }
 
+// The chunk width (GemmScratch::max_chunk, which bench_cpu varies) only changes where the C
+// tiles are stored and reloaded between chunks, not the order of the sums: the same bits at
+// 128, 256 and 512 values, for 20 and 80 tokens.
+TEST(Gemm, ChunkWidthDoesNotChangeTheBits) {
+    if (gemm_unit() == GemmUnit::none) GTEST_SKIP() << "no AMX / AVX512-BF16 on this CPU";
+    ThreadPool pool(2);
+    const int64_t n_in = 2048, n_out = 96;
+    const uint64_t rb = quant_row_bytes(GgmlType::Q5_K, n_in);
+    const std::vector<uint8_t> w = random_matrix(GgmlType::Q5_K, n_in, n_out, 17);
+    for (const int64_t n_tok : {int64_t{20}, int64_t{80}}) {
+        const std::vector<float> x = random_floats(n_in * n_tok, 19, 1.0f);
+        std::vector<float> ys[3];
+        const int64_t widths[3] = {128, 256, 512};
+        for (int i = 0; i < 3; ++i) {
+            GemmScratch scratch;
+            scratch.max_chunk = widths[i];
+            ys[i].assign(static_cast<size_t>(n_tok * n_out), kNaN);
+            gemm(pool, GgmlType::Q5_K, w.data(), rb, n_in, n_out, x.data(), n_tok, ys[i].data(), scratch);
+        }
+        for (size_t j = 0; j < ys[0].size(); ++j) {
+            ASSERT_EQ(ys[0][j], ys[2][j]) << n_tok << " tokens, element " << j << ": 128 against 512";
+            ASSERT_EQ(ys[1][j], ys[2][j]) << n_tok << " tokens, element " << j << ": 256 against 512";
+        }
+    }
+}
+
 TEST(Gemm, FloatWeightsKeepTheirPrecision) {
     EXPECT_FALSE(gemm_applies(GgmlType::F32, 7168, 64));
     EXPECT_FALSE(gemm_applies(GgmlType::F16, 7168, 64));
