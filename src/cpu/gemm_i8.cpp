@@ -39,7 +39,7 @@ enum class Scales { per256, per32, per32_folded, per16, per16_mins };
 
 // One weight row's 256-block, unpacked (w unsigned bytes): its dot with a Q8_K block (q, the
 // sums of q per group of 32 or 16, the activation scale a) is
-//   per256 (IQ1_S_U2):          d a (sum_e w_e q_e + sum_g c_g qsum32_g);
+//   per256 (IQ1_S_U2, IQ1_S):   d a (sum_e w_e q_e + sum_g c_g qsum32_g);
 //   per32 (Q4_K):               d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
 //   per32_folded (IQ2_XXS):     d a (sum_g s_g (sum_{e in g} w_e q_e) + sum_g c_g qsum32_g);
 //   per16 (Q6_K, Q3_K):         d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j);
