@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/check.h"
 #include "cpu/gemm.h"
 #include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
@@ -359,6 +360,32 @@ TEST(GemmI8, Avx2AndAvx512GiveTheSameBits) {
                 ASSERT_EQ(bits[0][i], bits[1][i]) << n_rows << " rows: token " << i / n_rows << " row " << i % n_rows;
         }
     }
+}
+
+// A unit asked for explicitly that this CPU lacks is an error, not an illegal instruction; so is
+// a format the unit does not take (Q4_K on the tile unit, Q8_0 anywhere).
+TEST(GemmI8, RejectsWhatThisCpuCannotRun) {
+    const int64_t n_in = 256, n_tok = 4;
+    const std::vector<uint8_t> w = random_matrix(GgmlType::IQ1_S_U2, n_in, kPanelRows, 3);
+    const std::vector<float> x = random_floats(n_tok * n_in, 5, 1.0f);
+    std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in));
+    pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data(), I8Unit::avx2);
+    PanelScratch ps;
+    float* out = ps.out_for(n_tok);
+    const uint64_t rb = quant_row_bytes(GgmlType::IQ1_S_U2, n_in);
+    if (!amx_int8_available()) {
+        EXPECT_THROW(panel_gemm_i8(GgmlType::IQ1_S_U2, w.data(), rb, kPanelRows, n_in, packed.data(), n_tok, out, ps, I8Unit::amx), Error);
+    }
+    if (quant::active_isa() != quant::Isa::Avx512Vnni) {
+        EXPECT_THROW(panel_gemm_i8(GgmlType::IQ1_S_U2, w.data(), rb, kPanelRows, n_in, packed.data(), n_tok, out, ps, I8Unit::avx512), Error);
+    }
+    EXPECT_FALSE(i8_gemm_supports(GgmlType::Q4_K, I8Unit::amx));
+    EXPECT_FALSE(i8_gemm_supports(GgmlType::Q8_0, I8Unit::avx2));
+    EXPECT_FALSE(i8_gemm_supports(GgmlType::IQ1_S_U2, I8Unit::none));
+    const std::vector<uint8_t> w8 = random_matrix(GgmlType::Q8_0, n_in, kPanelRows, 3);
+    EXPECT_THROW(panel_gemm_i8(GgmlType::Q8_0, w8.data(), quant_row_bytes(GgmlType::Q8_0, n_in), kPanelRows, n_in, packed.data(),
+                               n_tok, out, ps, I8Unit::avx2),
+                 Error);
 }
 
 // Every weight at its format's largest unpacked value against activations at +-127, all of one
