@@ -173,7 +173,7 @@ int64_t bf16_min_tokens(GgmlType type) {
 }
 
 bool gemm_applies(GgmlType type, int64_t n_in, int64_t n_tok) {
-    if (i8_gemm_supports(type) && n_in > 0 && n_in % 256 == 0) return n_tok >= i8_min_tokens(type);
+    if (i8_gemm_takes(type, n_in)) return n_tok >= i8_min_tokens(type);
     return bf16_gemm_applies(type, n_in, n_tok);
 }
 

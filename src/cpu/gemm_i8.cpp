@@ -591,6 +591,8 @@ bool i8_gemm_supports(GgmlType type, I8Unit unit) {
     return false;
 }
 
+bool i8_gemm_takes(GgmlType type, int64_t n_in) { return n_in > 0 && n_in % kQK == 0 && i8_gemm_supports(type); }
+
 int64_t i8_min_tokens(GgmlType type) {
     const I8Format* f = i8_format(type);
     switch (f ? i8_unit() : I8Unit::none) {

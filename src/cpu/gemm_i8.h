@@ -39,6 +39,9 @@ namespace tandem::cpu {
 // Whether panel_gemm_i8 takes weights of `type` on `unit` (this CPU's, cpu::i8_unit()): a format
 // it unpacks, on a unit that runs it (the tile unit: IQ1_S_U2 only).
 bool i8_gemm_supports(GgmlType type, I8Unit unit = i8_unit());
+// i8_gemm_supports(type) for rows of n_in values that are whole 256-blocks (the packing's unit):
+// where cpu::matmul takes gemm_i8.
+bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // The fewest tokens for which it beats the per-token path (the rows dot kernel,
 // quant::DotRows, where the format has one), in cpu::matmul and in a MoE layer. Measured with
 // bench_cpu panel_i8/ against rows/ (7168 -> 2048, one Zen 4 thread, GMAC/s), where a product

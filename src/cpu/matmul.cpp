@@ -73,7 +73,7 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
     if (n_tok <= 0 || n_out <= 0) return;
     check_rows(w_type, row_bytes, n_in);
     if (gemm_applies(w_type, n_in, n_tok)) {
-        if (i8_gemm_supports(w_type) && n_in % 256 == 0)
+        if (i8_gemm_takes(w_type, n_in))
             return gemm_i8(pool, w_type, w, row_bytes, n_in, n_out, x, n_tok, y, scratch.gemm);
         return gemm(pool, w_type, w, row_bytes, n_in, n_out, x, n_tok, y, scratch.gemm);
     }

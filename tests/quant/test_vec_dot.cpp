@@ -144,22 +144,39 @@ TEST_P(VecDot, SimdMatchesScalar) { expect_simd_matches_scalar(GetParam(), false
 // Every activation at +-127: a kernel whose 16-bit pair sums could saturate fails here.
 TEST_P(VecDot, SimdMatchesScalarAtFullScaleActivations) { expect_simd_matches_scalar(GetParam(), true); }
 
+// The SIMD instruction sets this CPU runs.
+std::vector<Isa> simd_isas_here() {
+    std::vector<Isa> isas;
+    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni})
+        if (static_cast<int>(isa) <= static_cast<int>(detect_isa())) isas.push_back(isa);
+    return isas;
+}
+
+// `count` activation rows of n values for the several-rows kernels, each its own poisoned
+// buffer (seeds seed, seed + 1, ...; row j at full scale where j % full_every == full_at), and
+// their pointers.
+struct ActRows {
+    std::vector<Case> cases;
+    std::vector<const void*> ptrs;
+    ActRows(GgmlType type, int64_t n, int count, uint64_t seed, int full_every, int full_at) {
+        for (int j = 0; j < count; ++j) cases.push_back(make_case(type, n, seed + static_cast<uint64_t>(j), j % full_every == full_at));
+        for (const Case& c : cases) ptrs.push_back(c.xq.data());
+    }
+};
+
 // The several-rows kernels: out[j] bit-identical to the one-row kernel of the same ISA for
 // every count of activation rows (the full chunks and every remainder), each activation row
 // its own poisoned buffer, some at full scale.
 TEST_P(VecDot, RowsKernelMatchesOneRowBitForBit) {
     const GgmlType type = GetParam();
-    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
-        if (static_cast<int>(isa) > static_cast<int>(detect_isa())) continue;
+    for (Isa isa : simd_isas_here()) {
         const VecDotRowsFn rows = vec_dot_rows_fn(type, isa);
         if (!rows) continue;
         for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}, int64_t{300}}) {  // 300: float weights' tail
             if (n % ggml_traits(type).block_size) continue;
             const Case w = make_case(type, n, 21);
-            std::vector<Case> acts;
-            std::vector<const void*> ptrs;
-            for (int j = 0; j < 19; ++j) acts.push_back(make_case(type, n, 100 + j, j % 5 == 3));
-            for (const Case& c : acts) ptrs.push_back(c.xq.data());
+            const ActRows act_rows(type, n, 19, 100, 5, 3);
+            const std::vector<const void*>& ptrs = act_rows.ptrs;
             for (int n_act = 1; n_act <= 19; ++n_act) {
                 std::vector<float> got(static_cast<size_t>(n_act) + 1, -7.0f);
                 rows(w.wq.data(), ptrs.data(), n_act, n, got.data());
@@ -180,16 +197,13 @@ TEST_P(VecDot, RowsKernelMatchesOneRowBitForBit) {
 // and without a tail of weights past a multiple of 32.
 TEST_P(VecDot, TwoRowsKernelMatchesOneRowBitForBit) {
     const GgmlType type = GetParam();
-    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
-        if (static_cast<int>(isa) > static_cast<int>(detect_isa())) continue;
+    for (Isa isa : simd_isas_here()) {
         const VecDot2RowsFn two = vec_dot_2rows_fn(type, isa);
         if (!two) continue;
         for (int64_t n : {int64_t{7168}, int64_t{300}, int64_t{20}}) {
             const Case w0 = make_case(type, n, 31), w1 = make_case(type, n, 32);
-            std::vector<Case> acts;
-            std::vector<const void*> ptrs;
-            for (int j = 0; j < 11; ++j) acts.push_back(make_case(type, n, 200 + j, j % 4 == 1));
-            for (const Case& c : acts) ptrs.push_back(c.xq.data());
+            const ActRows act_rows(type, n, 11, 200, 4, 1);
+            const std::vector<const void*>& ptrs = act_rows.ptrs;
             for (int n_act = 1; n_act <= 11; ++n_act) {
                 std::vector<float> got0(static_cast<size_t>(n_act) + 1, -7.0f), got1(got0);
                 two(w0.wq.data(), w1.wq.data(), ptrs.data(), n_act, n, got0.data(), got1.data());
