@@ -173,15 +173,17 @@ struct BenchLayer {
 
 std::unique_ptr<BenchLayer> g_layer;
 
-BenchLayer& layer_of(GgmlType type) {
-    if (g_layer && g_layer->type == type) return *g_layer;
+// The layer of `type`'s experts, at least 2.5 GiB of them (16 to 256 experts), or exactly
+// n_expert where that is given.
+BenchLayer& layer_of(GgmlType type, int64_t n_expert = 0) {
+    if (g_layer && g_layer->type == type && (n_expert == 0 || g_layer->n_expert == n_expert)) return *g_layer;
     g_layer.reset();
     auto L = std::make_unique<BenchLayer>();
     L->type = type;
     const uint64_t up_rb = quant_row_bytes(type, kEmbd), down_rb = quant_row_bytes(type, kFf);
     L->w = {type, type, type, nullptr, nullptr, nullptr, up_rb, up_rb, down_rb, kEmbd, kFf, 0};
     const uint64_t mat = up_rb * kFf;  // == down_rb * kEmbd for these shapes
-    L->n_expert = std::clamp<int64_t>(static_cast<int64_t>((kLayerMinBytes + 3 * mat - 1) / (3 * mat)), 16, 256);
+    L->n_expert = n_expert > 0 ? n_expert : std::clamp<int64_t>(static_cast<int64_t>((kLayerMinBytes + 3 * mat - 1) / (3 * mat)), 16, 256);
     L->w.n_expert = L->n_expert;
     const uint64_t n_bytes = mat * static_cast<uint64_t>(L->n_expert);
     L->gate.reset(new uint8_t[n_bytes]);
@@ -314,6 +316,35 @@ void bm_moe(benchmark::State& state, GgmlType type, int batch) {
     report(state, bytes, pool);
     report_block_cycles(state, bytes, quant_row_bytes(type, 256), pool);
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * batch, benchmark::Counter::kIsRate);
+}
+
+// The MoE step of a prefill: n_tok tokens, each with 8 distinct experts of R1's 256 drawn at
+// random (a fixed draw), so an expert gets n_tok x 8 / 256 tokens on average, unevenly, as
+// routing does. MAC/s counts the products' multiply-adds (3 x 7168 x 2048 per token and slot).
+void bm_moe_prefill(benchmark::State& state, GgmlType type, int n_tok) {
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    constexpr int64_t kExperts = 256;
+    BenchLayer& L = layer_of(type, kExperts);
+    const std::vector<float> x = activations(n_tok * kEmbd);
+    std::vector<float> out(static_cast<size_t>(n_tok * kEmbd));
+    std::vector<int32_t> ids(static_cast<size_t>(n_tok * kTopK));
+    const std::vector<float> wts(ids.size(), 1.0f / kTopK);
+    std::mt19937_64 rng(11);
+    std::vector<int32_t> all(kExperts);
+    std::iota(all.begin(), all.end(), 0);
+    for (int t = 0; t < n_tok; ++t) {
+        std::shuffle(all.begin(), all.end(), rng);
+        std::copy_n(all.begin(), kTopK, ids.begin() + t * kTopK);
+    }
+    MoeScratch scratch;
+    for (auto _ : state) {
+        moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), kTopK, out.data(), scratch);
+        benchmark::DoNotOptimize(out.data());
+    }
+    const double macs = static_cast<double>(state.iterations()) * n_tok * kTopK * 3.0 * kEmbd * kFf;
+    state.counters["MAC/s"] = benchmark::Counter(macs, benchmark::Counter::kIsRate);
+    state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * n_tok, benchmark::Counter::kIsRate);
+    state.counters["threads"] = pool.n_threads();
 }
 
 // ---- the dot kernel alone, L2-resident ----
@@ -652,6 +683,9 @@ void register_all() {
             if (batch == 1) b->Arg(1);
             b->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
         }
+        if (type == GgmlType::IQ1_S_U2 || type == GgmlType::IQ2_XXS || type == GgmlType::Q2_K)
+            benchmark::RegisterBenchmark(("moe_prefill/" + t + "/tok512").c_str(), bm_moe_prefill, type, 512)
+                ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
         for (int n_tok : {16, 32, 64, 256})
             benchmark::RegisterBenchmark(("panel/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok, false)
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);

@@ -280,16 +280,19 @@ std::vector<float> moe_poisoned(ThreadPool& pool, const Layer& L, const std::vec
 }
 
 void check_moe(ThreadPool& pool, Layer& L, int64_t n_tok, int k, const std::vector<int32_t>& ids,
-               const std::vector<float>& wts, bool compare_ref, double tiled_tol = 0.05) {
+               const std::vector<float>& wts, bool compare_ref, double tiled_tol = 0.15) {
     const int64_t n_embd = L.w.n_embd;
     const std::vector<float> x = random_floats(n_tok * n_embd, 5, 1.0f);
     MoeScratch scratch;
     const std::vector<float> out = moe_poisoned(pool, L, x, n_tok, ids, wts, k, scratch);
     if (compare_ref) expect_close(out.data(), ref_moe(L, x, n_tok, ids, wts, k), "moe_forward");
     // Token by token: the same bits, unless some expert of the batch took the tile path
-    // (gemm_min_tokens(type) or more tokens), whose bf16 rounding differs from the 8-bit blocks of
-    // the per-token path by well under 1% of the output's RMS (tiled_tol: 5% of it at any
-    // element; the int8 products, which differ only in float summation order, pass tighter).
+    // (gemm_min_tokens(type) or more tokens). Its bf16 rounding and the per-token path's 8-bit
+    // blocks each err against exact arithmetic (expect_close allows either 3% of the RMS, 15% at
+    // an element), so there token and batch may differ by tiled_tol / 5 of the output's RMS
+    // over a token and tiled_tol at any element (bf16: 3% and 15%; measured up to 2.0% and 9.6%
+    // with TANDEM_ISA=avx2 on Zen 4's bf16 unit). The int8 products differ from the per-token
+    // path only in float summation order and pass a tighter tiled_tol.
     const bool tiled = !scratch.tiled_gate_up.empty() || !scratch.tiled_down.empty();
     double rms = 0;
     for (float v : out) rms += static_cast<double>(v) * v;
@@ -298,10 +301,18 @@ void check_moe(ThreadPool& pool, Layer& L, int64_t n_tok, int k, const std::vect
         poison(scratch);
         std::vector<float> out1(static_cast<size_t>(n_embd), kNaN);
         moe_forward(pool, L.w, x.data() + t * n_embd, 1, ids.data() + t * k, wts.data() + t * k, k, out1.data(), scratch);
-        for (int64_t i = 0; i < n_embd; ++i) {
-            if (tiled) ASSERT_NEAR(out1[i], out[t * n_embd + i], tiled_tol * rms) << "token " << t << " elem " << i;
-            else ASSERT_EQ(out1[i], out[t * n_embd + i]) << "token " << t << " elem " << i;
+        if (!tiled) {
+            for (int64_t i = 0; i < n_embd; ++i) ASSERT_EQ(out1[i], out[t * n_embd + i]) << "token " << t << " elem " << i;
+            continue;
         }
+        double sq = 0, worst = 0;
+        for (int64_t i = 0; i < n_embd; ++i) {
+            const double d = std::abs(static_cast<double>(out1[i]) - out[t * n_embd + i]);
+            sq += d * d;
+            worst = std::max(worst, d);
+        }
+        EXPECT_LT(std::sqrt(sq / static_cast<double>(n_embd)), tiled_tol / 5 * rms) << "token " << t;
+        EXPECT_LT(worst, tiled_tol * rms) << "token " << t;
     }
 }
 
@@ -332,7 +343,7 @@ TEST(Moe, R1LayerIq1sU2BatchMatchesSingleTokens) {
     std::vector<float> wts;
     Layer L(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, 7168, 2048, 256);
     route(L, 20, 8, {2, 7, 31, 64, 100, 101, 180, 222, 250, 255}, 4, ids, wts);
-    check_moe(pool, L, 20, 8, ids, wts, false, i8_gemm_supports(GgmlType::IQ1_S_U2) ? 0.01 : 0.05);  // float64 below
+    check_moe(pool, L, 20, 8, ids, wts, false, i8_gemm_supports(GgmlType::IQ1_S_U2) ? 0.01 : 0.15);  // float64 below
     Layer M(GgmlType::IQ1_S_U2, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, 7168, 2048, 256);
     route(M, 2, 8, {1, 5, 9, 33, 90, 91, 150, 151, 152, 199, 230, 255}, 5, ids, wts);
     check_moe(pool, M, 2, 8, ids, wts, true);
