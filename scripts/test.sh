@@ -43,6 +43,15 @@ TANDEM_GEMM=int8 ./build/tests/test_model --gtest_brief=1
 TANDEM_ISA=avx2 TANDEM_GEMM=int8 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*'
 TANDEM_ISA=avx2 TANDEM_GEMM=int8 ./build/tests/test_model --gtest_brief=1
 
+step "the tile unit's products emulated (TANDEM_GEMM=amx-emulated: the AMX paths' logic, on CPUs without AMX)"
+if grep -qw avx512_bf16 /proc/cpuinfo && grep -qw avx512_vnni /proc/cpuinfo; then
+  TANDEM_GEMM=amx-emulated ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*:Mla*'
+  TANDEM_GEMM=amx-emulated ./build/tests/test_model --gtest_brief=1
+  TANDEM_GEMM=amx-emulated python3 -m pytest -q tests/python/test_reference_logits.py
+else
+  echo "skipped: the emulation needs AVX512-BF16 and VNNI, which this CPU lacks"
+fi
+
 step "forward-pass tests on the per-token path only (TANDEM_GEMM=off: batches bit-equal to single tokens)"
 TANDEM_GEMM=off ./build/tests/test_model --gtest_brief=1 2>&1 | tee build/test_model_noamx.log
 noamx_passed=$(grep -Eo '\[  PASSED  \] [0-9]+' build/test_model_noamx.log | grep -Eo '[0-9]+$' || echo 0)

@@ -12,6 +12,7 @@
 #include "cpu/bf16_block.h"
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
+#include "cpu/tiles.h"
 #include "quant/quant.h"
 
 // Layouts (all bf16, uint16 elements; width_pad = width rounded up to 32, rank_pad = rank
@@ -40,8 +41,6 @@ constexpr int64_t kStep = 32;      // positions per tile product step (16 value 
 
 constexpr int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-__attribute__((target("amx-tile"))) void tiles_release() { _tile_release(); }
-
 // S[rows, 32 n_steps] = Q K^T for n_steps steps of 32 positions.
 //   q: [32, width_pad] bf16 (only the first 16 rows unless kTwo), k: the packed K of the
 //   block's first position, s: [32, kMlaCtxBlock] f32.
@@ -58,30 +57,30 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_scores(const uint16_t* q,
     for (int64_t js = 0; js < n_steps; ++js) {
         const uint16_t* k0 = k + 2 * js * group;
         const uint16_t* k1 = k0 + group;
-        _tile_zero(0);
-        _tile_zero(1);
+        tile::zero<0>();
+        tile::zero<1>();
         if constexpr (kTwo) {
-            _tile_zero(2);
-            _tile_zero(3);
+            tile::zero<2>();
+            tile::zero<3>();
         }
         for (int64_t kk = 0; kk < width_pad; kk += 32) {
-            _tile_loadd(4, q + kk, q_stride);
-            _tile_loadd(6, k0 + kk * 16, 64);
-            _tile_loadd(7, k1 + kk * 16, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
+            tile::load<4>(q + kk, q_stride);
+            tile::load<6>(k0 + kk * 16, 64);
+            tile::load<7>(k1 + kk * 16, 64);
+            tile::dpbf16ps<0, 4, 6>();
+            tile::dpbf16ps<1, 4, 7>();
             if constexpr (kTwo) {
-                _tile_loadd(5, q_hi + kk, q_stride);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                tile::load<5>(q_hi + kk, q_stride);
+                tile::dpbf16ps<2, 5, 6>();
+                tile::dpbf16ps<3, 5, 7>();
             }
         }
         float* sj = s + js * kStep;
-        _tile_stored(0, sj, s_stride);
-        _tile_stored(1, sj + kHalf, s_stride);
+        tile::store<0>(sj, s_stride);
+        tile::store<1>(sj + kHalf, s_stride);
         if constexpr (kTwo) {
-            _tile_stored(2, sj + kHalf * kMlaCtxBlock, s_stride);
-            _tile_stored(3, sj + kHalf * kMlaCtxBlock + kHalf, s_stride);
+            tile::store<2>(sj + kHalf * kMlaCtxBlock, s_stride);
+            tile::store<3>(sj + kHalf * kMlaCtxBlock + kHalf, s_stride);
         }
     }
 }
@@ -101,31 +100,31 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p,
     for (int64_t c = 0; c < rank_pad; c += 32) {
         float* oc = o + c;
         float* oc_hi = oc + kHalf * rank_pad;
-        _tile_zero(0);
-        _tile_zero(1);
+        tile::zero<0>();
+        tile::zero<1>();
         if constexpr (kTwo) {
-            _tile_zero(2);
-            _tile_zero(3);
+            tile::zero<2>();
+            tile::zero<3>();
         }
         const uint16_t* v0 = v + (c / kHalf) * n_pairs * 32;
         const uint16_t* v1 = v0 + n_pairs * 32;
         for (int64_t ks = 0; ks < n_steps; ++ks) {
-            _tile_loadd(4, p + ks * kStep, p_stride);
-            _tile_loadd(6, v0 + ks * 512, 64);  // 16 pairs of 16 columns x 2 = 512 uint16 per step
-            _tile_loadd(7, v1 + ks * 512, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
+            tile::load<4>(p + ks * kStep, p_stride);
+            tile::load<6>(v0 + ks * 512, 64);  // 16 pairs of 16 columns x 2 = 512 uint16 per step
+            tile::load<7>(v1 + ks * 512, 64);
+            tile::dpbf16ps<0, 4, 6>();
+            tile::dpbf16ps<1, 4, 7>();
             if constexpr (kTwo) {
-                _tile_loadd(5, p_hi + ks * kStep, p_stride);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                tile::load<5>(p_hi + ks * kStep, p_stride);
+                tile::dpbf16ps<2, 5, 6>();
+                tile::dpbf16ps<3, 5, 7>();
             }
         }
-        _tile_stored(0, oc, o_stride);
-        _tile_stored(1, oc + kHalf, o_stride);
+        tile::store<0>(oc, o_stride);
+        tile::store<1>(oc + kHalf, o_stride);
         if constexpr (kTwo) {
-            _tile_stored(2, oc_hi, o_stride);
-            _tile_stored(3, oc_hi + kHalf, o_stride);
+            tile::store<2>(oc_hi, o_stride);
+            tile::store<3>(oc_hi + kHalf, o_stride);
         }
     }
 }
@@ -512,7 +511,7 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
                 }
                 write_item(prm, it, order, st, rank_pad);
             }
-            if (configured) tiles_release();
+            if (configured) tile::release();
         });
         return;
     }
@@ -545,7 +544,7 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
                     attend(i, b, th, partial_at(wave + (i * wave_blocks + b - b0) * part_n, rank_pad), configured);
                 }
             }
-            if (configured) tiles_release();
+            if (configured) tile::release();
         });
         const bool last = b0 + nb >= max_blocks;
         pool.parallel_for(n_items, [&](int64_t i0, int64_t i1, int) {

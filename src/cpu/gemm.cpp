@@ -14,6 +14,7 @@
 #include "cpu/bf16_block.h"
 #include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
+#include "cpu/tiles.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
 
@@ -60,18 +61,27 @@ UnitSupport detect_units() {
 struct UnitChoice {
     GemmUnit unit = GemmUnit::none;
     bool int8 = true;
+    bool amx_int8 = false;  // the tile unit multiplies bytes too (AMX-INT8)
 };
 
 UnitChoice pick_units() {
     const UnitSupport u = detect_units();
     UnitChoice c;
     c.unit = u.amx ? GemmUnit::amx : u.avx512 ? GemmUnit::avx512 : GemmUnit::none;
+    c.amx_int8 = u.amx_int8;
     if (std::getenv("TANDEM_AMX")) fail("TANDEM_AMX is no longer read: TANDEM_GEMM=off turns the bf16 products off");
     const char* env = std::getenv("TANDEM_GEMM");
     const std::string_view cap = env ? env : "";
-    if (!cap.empty() && cap != "off" && cap != "avx512" && cap != "int8")
-        fail("TANDEM_GEMM={}: expected off (per-token products only), avx512 (no tile unit) or int8 (no bf16 unit: "
-             "the int8 products alone)", cap);
+    if (!cap.empty() && cap != "off" && cap != "avx512" && cap != "int8" && cap != "amx-emulated")
+        fail("TANDEM_GEMM={}: expected off (per-token products only), avx512 (no tile unit), int8 (no bf16 unit: "
+             "the int8 products alone) or amx-emulated (the tile unit's products in C++, for tests)", cap);
+    if (cap == "amx-emulated") {
+        // The vector code around the tile operations is the tile unit's: AVX-512 with BF16 and VNNI.
+        if (!u.avx512) fail("TANDEM_GEMM=amx-emulated needs AVX-512 with BF16 and VNNI, which this CPU lacks");
+        c.unit = GemmUnit::amx;
+        c.amx_int8 = true;
+        tile::g_emulated = !u.amx;
+    }
     if (cap == "off" || cap == "int8") c.unit = GemmUnit::none;
     if (cap == "avx512" && c.unit == GemmUnit::amx) c.unit = GemmUnit::avx512;
     c.int8 = cap != "off";
@@ -134,7 +144,7 @@ const char* matrix_units_name() {
 
 const char* gemm_unit_name(GemmUnit unit) {
     switch (unit) {
-        case GemmUnit::amx: return "AMX";
+        case GemmUnit::amx: return tile::g_emulated ? "AMX (emulated)" : "AMX";
         case GemmUnit::avx512: return "AVX512-BF16";
         case GemmUnit::none: break;
     }
@@ -143,12 +153,11 @@ const char* gemm_unit_name(GemmUnit unit) {
 
 bool amx_available() { return gemm_unit() == GemmUnit::amx; }
 
-bool amx_int8_available() {
-    static const bool int8 = detect_units().amx_int8;
-    return amx_available() && int8;
-}
+bool amx_int8_available() { return amx_available() && units().amx_int8; }
 
-__attribute__((target("amx-tile"))) void amx_configure_tiles() { _tile_loadconfig(&kTileConfig); }
+__attribute__((target("amx-tile"))) void amx_configure_tiles() {
+    if (!tile::g_emulated) _tile_loadconfig(&kTileConfig);
+}
 
 bool gemm_supports(GgmlType type, int64_t n_in) {
     // F32 and F16 weights keep their precision (bf16 would drop 16 and 3 mantissa bits):
@@ -230,49 +239,48 @@ __attribute__((target("amx-tile,amx-bf16"))) void chunk_steps(const uint16_t* ch
     const uint16_t* chunk_hi = chunk + 16 * width;
     if (two) {
         for (int64_t k = k_begin; k < k_end; k += 32) {
-            _tile_loadd(4, chunk + k, a_stride);
-            _tile_loadd(5, chunk_hi + k, a_stride);
-            _tile_loadd(6, b0 + k * 16, 64);  // value pairs k/2 .. k/2 + 15: 16 tokens x 2 bf16 each
-            _tile_loadd(7, b1 + k * 16, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 5, 6);
-            _tile_dpbf16ps(2, 4, 7);
-            _tile_dpbf16ps(3, 5, 7);
+            tile::load<4>(chunk + k, a_stride);
+            tile::load<5>(chunk_hi + k, a_stride);
+            tile::load<6>(b0 + k * 16, 64);  // value pairs k/2 .. k/2 + 15: 16 tokens x 2 bf16 each
+            tile::load<7>(b1 + k * 16, 64);
+            tile::dpbf16ps<0, 4, 6>();
+            tile::dpbf16ps<1, 5, 6>();
+            tile::dpbf16ps<2, 4, 7>();
+            tile::dpbf16ps<3, 5, 7>();
         }
     } else {
         for (int64_t k = k_begin; k < k_end; k += 32) {
-            _tile_loadd(4, chunk + k, a_stride);
-            _tile_loadd(5, chunk_hi + k, a_stride);
-            _tile_loadd(6, b0 + k * 16, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 5, 6);
+            tile::load<4>(chunk + k, a_stride);
+            tile::load<5>(chunk_hi + k, a_stride);
+            tile::load<6>(b0 + k * 16, 64);
+            tile::dpbf16ps<0, 4, 6>();
+            tile::dpbf16ps<1, 5, 6>();
         }
     }
 }
 
 __attribute__((target("amx-tile"))) void tiles_zero() {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    tile::zero<0>();
+    tile::zero<1>();
+    tile::zero<2>();
+    tile::zero<3>();
 }
 __attribute__((target("amx-tile"))) void tiles_load(const float* c, bool two) {  // c: [2 groups][2 halves][256]
-    _tile_loadd(0, c, 64);
-    _tile_loadd(1, c + 256, 64);
+    tile::load<0>(c, 64);
+    tile::load<1>(c + 256, 64);
     if (two) {
-        _tile_loadd(2, c + 512, 64);
-        _tile_loadd(3, c + 768, 64);
+        tile::load<2>(c + 512, 64);
+        tile::load<3>(c + 768, 64);
     }
 }
 __attribute__((target("amx-tile"))) void tiles_store(float* c, bool two) {
-    _tile_stored(0, c, 64);
-    _tile_stored(1, c + 256, 64);
+    tile::store<0>(c, 64);
+    tile::store<1>(c + 256, 64);
     if (two) {
-        _tile_stored(2, c + 512, 64);
-        _tile_stored(3, c + 768, 64);
+        tile::store<2>(c + 512, 64);
+        tile::store<3>(c + 768, 64);
     }
 }
-__attribute__((target("amx-tile"))) void tiles_release() { _tile_release(); }
 
 // The vector units' products of one unit: c (the C tiles of token groups g and, if kGroups is
 // 2, g + 1: [2][32 rows][16 tokens] f32, as the tile path stores them) += the chunk (32 rows x
@@ -359,7 +367,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
             }
         }
         if (resident) tiles_store(acc, true);
-        tiles_release();
+        tile::release();
     } else {
         TANDEM_CHECK(gemm_unit() == GemmUnit::avx512);
         std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);

@@ -43,10 +43,12 @@ inline void prefetch_bytes(const uint8_t* p, uint64_t n) {
 //           formats that have one (i8_unit below).
 // TANDEM_GEMM=off, avx512 or int8 in the environment caps the choice (A/B runs, and the
 // exactness tests that need the per-token path; off also drops the int8 products, int8 keeps
-// only them); any other value is an error.
+// only them); TANDEM_GEMM=amx-emulated picks the tile unit with its operations run in C++
+// (cpu/tiles.h: tests of the tile paths on CPUs without one; needs AVX512-BF16 and VNNI);
+// any other value is an error.
 enum class GemmUnit { none, avx512, amx };
 GemmUnit gemm_unit();
-const char* gemm_unit_name(GemmUnit unit);  // "AMX", "AVX512-BF16", "none"
+const char* gemm_unit_name(GemmUnit unit);  // "AMX" (or "AMX (emulated)"), "AVX512-BF16", "none"
 
 // Which unit runs the int8 products (cpu/gemm_i8.h), from the same choice:
 //   amx:    the tile unit with AMX-INT8 (IQ1_S_U2 only; the other formats take bf16 there);

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "cpu/matmul.h"
+#include "cpu/tiles.h"
 #include "quant/blocks.h"
 #include "quant/grids.h"
 #include "quant/quant.h"
@@ -526,32 +527,31 @@ void group_product_avx2_of(const I8Format& f, const I8Block* rec, int64_t rows_p
 // four K steps of 64, stored to c ([4][16 rows][16 tokens] int32).
 #define TANDEM_AMX_I8_TARGET __attribute__((target("amx-tile,amx-int8")))
 TANDEM_AMX_I8_TARGET void tile_block(const I8Block* rec, const uint8_t* b0, const uint8_t* b1, bool two, int32_t* c) {
-    _tile_zero(0);
-    _tile_zero(1);
+    tile::zero<0>();
+    tile::zero<1>();
     if (two) {
-        _tile_zero(2);
-        _tile_zero(3);
+        tile::zero<2>();
+        tile::zero<3>();
     }
     for (int k = 0; k < 4; ++k) {
-        _tile_loadd(4, rec[0].w + 64 * k, sizeof(I8Block));
-        _tile_loadd(5, rec[16].w + 64 * k, sizeof(I8Block));
-        _tile_loadd(6, b0 + 1024 * k, 64);
-        _tile_dpbusd(0, 4, 6);
-        _tile_dpbusd(1, 5, 6);
+        tile::load<4>(rec[0].w + 64 * k, sizeof(I8Block));
+        tile::load<5>(rec[16].w + 64 * k, sizeof(I8Block));
+        tile::load<6>(b0 + 1024 * k, 64);
+        tile::dpbusd<0, 4, 6>();
+        tile::dpbusd<1, 5, 6>();
         if (two) {
-            _tile_loadd(7, b1 + 1024 * k, 64);
-            _tile_dpbusd(2, 4, 7);
-            _tile_dpbusd(3, 5, 7);
+            tile::load<7>(b1 + 1024 * k, 64);
+            tile::dpbusd<2, 4, 7>();
+            tile::dpbusd<3, 5, 7>();
         }
     }
-    _tile_stored(0, c, 64);
-    _tile_stored(1, c + 256, 64);
+    tile::store<0>(c, 64);
+    tile::store<1>(c + 256, 64);
     if (two) {
-        _tile_stored(2, c + 512, 64);
-        _tile_stored(3, c + 768, 64);
+        tile::store<2>(c + 512, 64);
+        tile::store<3>(c + 768, 64);
     }
 }
-TANDEM_AMX_I8_TARGET void tile_release() { _tile_release(); }
 
 // facc (16 floats per row at facc + r * 16) += the 32 rows' integers c (16 rows x 16 tokens
 // per tile, rows 16-31 at c + 256) plus the offset terms against the group's sums, scaled:
@@ -745,7 +745,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
                 block_product_of<8, 1, true>(kind, recs + r0, a, facc + g * 512 + r0 * 8);
         }
     }
-    if (amx) tile_release();
+    if (amx) tile::release();
     for (int64_t t = 0; t < n_tok; ++t) {
         // 16 floats per row in a 16-token group, 8 in the half group
         const int64_t g = t / kTokenGroup, stride = half && g == n_full ? 8 : 16;

@@ -92,7 +92,19 @@ def test_bench_names_the_unit_of_batched_products(tandem, vocab_model, monkeypat
     monkeypatch.setenv("TANDEM_GEMM", "amx")
     proc = tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--no-bandwidth", check=False)
     assert proc.returncode != 0
-    assert "TANDEM_GEMM=amx: expected off (per-token products only), avx512 (no tile unit) or int8" in proc.stderr, proc.stderr
+    assert ("TANDEM_GEMM=amx: expected off (per-token products only), avx512 (no tile unit), int8 (no bf16 unit: the "
+            "int8 products alone) or amx-emulated") in proc.stderr, proc.stderr
+
+
+def test_bench_says_when_the_tile_unit_is_emulated(tandem, vocab_model, monkeypatch):
+    # TANDEM_GEMM=amx-emulated runs the tile unit's products in C++ (cpu/tiles.h) where the CPU
+    # has AVX-512 BF16 and VNNI; elsewhere it is an error that says so.
+    monkeypatch.setenv("TANDEM_GEMM", "amx-emulated")
+    proc = tandem("bench", "-m", vocab_model, "-p", "8", "-n", "1", "-r", "1", "-t", "2", "--no-bandwidth", check=False)
+    if proc.returncode != 0:
+        assert "TANDEM_GEMM=amx-emulated needs AVX-512 with BF16 and VNNI, which this CPU lacks" in proc.stderr, proc.stderr
+        return
+    assert "cpu       2 threads, batched products on AMX (emulated)" in proc.stdout, proc.stdout
 
 
 def test_bench_text_reports_bandwidth(tandem, vocab_model):
