@@ -43,7 +43,7 @@ enum class Scales { per256, per32, per32_folded, per16, per16_mins };
 //   per256 (IQ1_S_U2, IQ1_S):   d a (sum_e w_e q_e + sum_g c_g qsum32_g);
 //   per32 (Q4_K):               d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
 //   per32_folded (IQ2_XXS):     d a (sum_g s_g (sum_{e in g} w_e q_e) + sum_g c_g qsum32_g);
-//   per16 (Q6_K, Q3_K):         d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j);
+//   per16 (Q6_K, Q3_K, IQ1_M_U2): d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j);
 //   per16_mins (Q2_K):          d a sum_j s_j (sum_{e in j} w_e q_e) - dmin a sum_j c16_j qsum16_j.
 struct I8Block {
     uint8_t w[256];
@@ -73,6 +73,7 @@ constexpr I8Format kI8Formats[] = {
     {GgmlType::Q6_K, Scales::per16, 2, 7, 4},             // w <= 63
     {GgmlType::Q2_K, Scales::per16_mins, 4, 6, 5},        // w <= 3
     {GgmlType::Q3_K, Scales::per16, 4, 7, 3},             // w <= 7 (AVX-512 threshold: 6 would just pass)
+    {GgmlType::IQ1_M_U2, Scales::per16, 4, 3, 3},         // w <= 18 (no rows kernel: per-token dots)
 };
 
 const I8Format* i8_format(GgmlType type) {
@@ -258,6 +259,20 @@ TANDEM_I8_UNPACK void unpack_q6k(const quant::BlockQ6K& b, I8Block& out) {
     out.d = quant::fp16_to_f32(b.d);
 }
 
+// IQ1_M_U2 (quant/blocks.h): x * 8 / d = (2 sc + 1) (8 (u - 1) +- 1) = s_j (w - 9) with w = 8 u
+// + 1 +- 1 in [0, 18] per weight and s_j = 2 sc_j + 1 per 16: per16 with c16_j = -9 s_j, the
+// integers of the per-token kernel (quant/simd_kernels.h grid_block), block factor d / 8.
+TANDEM_I8_UNPACK void unpack_iq1mu2(const quant::BlockIq1MU2& b, I8Block& out) {
+    const __m256i s16 = quant::iq1m_scales16(b.scales);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s + 8), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_mullo_epi16(s16, _mm256_set1_epi16(-9)));
+    for (int c = 0; c < 4; ++c)
+        for (int h = 0; h < 2; ++h)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * c + 32 * h), quant::iq1mu2_chunk(b, c, h));
+    out.d = quant::fp16_to_f32(quant::iq1m_scale_bits(b)) * 0.125f;
+}
+
 // The 256-blocks at `blocks` of n_rows rows (row_bytes apart) unpacked into recs[0 .. n_rows),
 // IQ1_S and IQ1_S_U2 in the AVX2 products' form where u2_as_u. With prefetch_next, each row's next block
 // a step ahead: 32 rows read a block at a time, each row_bytes apart, are more streams than the
@@ -275,6 +290,7 @@ TANDEM_I8_UNPACK void unpack_rows(GgmlType type, const uint8_t* blocks, uint64_t
         else if (type == GgmlType::Q2_K) unpack_q2k(*reinterpret_cast<const quant::BlockQ2K*>(b), recs[r]);
         else if (type == GgmlType::Q3_K) unpack_q3k(*reinterpret_cast<const quant::BlockQ3K*>(b), recs[r]);
         else if (type == GgmlType::IQ1_S) unpack_iq1s(*reinterpret_cast<const quant::BlockIq1S*>(b), recs[r], u2_as_u);
+        else if (type == GgmlType::IQ1_M_U2) unpack_iq1mu2(*reinterpret_cast<const quant::BlockIq1MU2*>(b), recs[r]);
         else if (type != GgmlType::IQ1_S_U2) fail("int8 products: no unpacking for {}", ggml_type_name(type));
         else if (u2_as_u) unpack_iq1su2_u(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);

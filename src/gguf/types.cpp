@@ -31,6 +31,7 @@ constexpr std::array kTypes = {
 // In-memory layouts (quant/repack.h): known by ggml_traits, never read from or written to a file.
 constexpr std::array kInternalTypes = {
     GgmlTypeTraits{T::IQ1_S_U2, "IQ1_S_U2", 256, 70, true},
+    GgmlTypeTraits{T::IQ1_M_U2, "IQ1_M_U2", 256, 76, true},
 };
 
 }  // namespace

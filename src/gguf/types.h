@@ -47,6 +47,7 @@ enum class GgmlType : uint32_t {
     // tandem's own in-memory layouts, never read from or written to a file (ids far above
     // ggml's): see quant/repack.h.
     IQ1_S_U2 = 0x10000,
+    IQ1_M_U2 = 0x10001,
 };
 
 struct GgmlTypeTraits {

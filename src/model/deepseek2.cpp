@@ -332,7 +332,7 @@ public:
     }
 
     // Rewrites the routed experts whose format has a faster in-memory layout (IQ1_S ->
-    // IQ1_S_U2, quant/repack.h) into memory of this process: as asked, or on auto when the
+    // IQ1_S_U2, IQ1_M -> IQ1_M_U2, quant/repack.h) into memory of this process: as asked, or on auto when the
     // copies (a per-process copy, unlike the file's shared page cache) and the rest of the
     // model take at most 80% of the memory available to it. The file's pages of the rewritten
     // tensors are released.

@@ -93,8 +93,8 @@ public:
 // hand (DeepSeek2::use_decompressed).
 enum class MlaForm { kAuto, kAbsorbed, kDecompressed };
 
-// Whether routed experts whose format has a faster in-memory layout (IQ1_S -> IQ1_S_U2,
-// quant/repack.h: the same weights, 1.4x the bytes, about half the kernel's instructions) are
+// Whether routed experts whose format has a faster in-memory layout (IQ1_S -> IQ1_S_U2, IQ1_M ->
+// IQ1_M_U2, quant/repack.h: the same weights, 1.4x the bytes, no grid gathers) are
 // rewritten at load: always, never, or when the model still fits in memory afterwards.
 enum class Repack { kAuto, kOn, kOff };
 

@@ -255,6 +255,18 @@ struct BlockIq1M {
 };
 static_assert(sizeof(BlockIq1M) == 56);
 
+// IQ1_M with every grid value written out (tandem's in-memory layout IQ1_M_U2, quant/repack.h),
+// as IQ1_S_U2 is for IQ1_S: the same weights, x = d * (2 * sc + 1) * (u - 1 + delta), with
+// u = grid value + 1 in {0, 1, 2} of weight e = 64 c + j in bits 2c..2c+1 of qs[j], the delta
+// sign of the 8 weights 8k .. 8k + 7 in bit k % 8 of delta[k / 8] (set: delta = -1/8), and
+// scales (the 3-bit scales per 16 weights and the f16 d) as IQ1_M has them.
+struct BlockIq1MU2 {
+    uint8_t scales[8];
+    uint8_t delta[4];
+    uint8_t qs[64];
+};
+static_assert(sizeof(BlockIq1MU2) == 76);
+
 // 8 sub-blocks of 32: x = d * (sc - 32) * kIq4nlValues[q]; sc 6-bit = low nibble of
 // scales_l[ib/2] (nibble ib%2) | bits 2ib..2ib+1 of scales_h << 4. qs[16*ib + j] holds
 // element 32*ib + j (low) and 32*ib + 16 + j (high).
@@ -301,6 +313,11 @@ inline float e8m0_to_f32_half(uint8_t e) {
 inline uint32_t load_u32(const uint8_t* p) {
     uint32_t v;
     std::memcpy(&v, p, 4);
+    return v;
+}
+inline uint64_t load_u64(const uint8_t* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
     return v;
 }
 

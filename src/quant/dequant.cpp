@@ -286,6 +286,16 @@ void dequant_block(const BlockIq1M& b, float* y) {
     }
 }
 
+void dequant_block(const BlockIq1MU2& b, float* y) {
+    // The same float operations as BlockIq1M's, so the values are identical.
+    const float d = fp16_to_f32(iq1m_scale_bits(b));
+    for (int e = 0; e < 256; ++e) {
+        const float dl = d * static_cast<float>(2 * iq1m_sub_scale(b, e / 16) + 1);
+        const float delta = iq1mu2_minus(b, e) ? -kIq1Delta : kIq1Delta;
+        y[e] = dl * (static_cast<float>(iq1mu2_u(b, e) - 1) + delta);
+    }
+}
+
 void dequant_block(const BlockIq4Xs& b, float* y) {
     const float d = fp16_to_f32(b.d);
     for (int ib = 0; ib < 8; ++ib) {
@@ -348,6 +358,7 @@ DequantFn dequant_fn(GgmlType type) {
         case T::IQ1_S: return dequant_blocks<BlockIq1S, kQK>;
         case T::IQ1_S_U2: return dequant_blocks<BlockIq1SU2, kQK>;
         case T::IQ1_M: return dequant_blocks<BlockIq1M, kQK>;
+        case T::IQ1_M_U2: return dequant_blocks<BlockIq1MU2, kQK>;
         case T::IQ4_XS: return dequant_blocks<BlockIq4Xs, kQK>;
         default: return nullptr;
     }

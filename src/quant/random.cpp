@@ -173,11 +173,14 @@ void fill_random(GgmlType type, std::span<uint8_t> out, uint64_t seed, float sca
         case T::IQ1_S: return fill_blocks<BlockIq1S>(out, rng, scale);
         case T::IQ1_M: return fill_blocks<BlockIq1M>(out, rng, scale);
         case T::IQ4_XS: return fill_blocks<BlockIq4Xs>(out, rng, scale);
-        case T::IQ1_S_U2: {  // random IQ1_S blocks, repacked
+        case T::IQ1_S_U2:  // random blocks of the file's format, repacked
+        case T::IQ1_M_U2: {
+            const bool s = t.type == T::IQ1_S_U2;
             const int64_t n_blocks = static_cast<int64_t>(out.size() / t.type_size);
-            std::vector<uint8_t> src(static_cast<size_t>(n_blocks) * sizeof(BlockIq1S));
-            fill_blocks<BlockIq1S>(src, rng, scale);
-            return repack_blocks(T::IQ1_S, src.data(), out.data(), n_blocks);
+            std::vector<uint8_t> src(static_cast<size_t>(n_blocks) * (s ? sizeof(BlockIq1S) : sizeof(BlockIq1M)));
+            if (s) fill_blocks<BlockIq1S>(src, rng, scale);
+            else fill_blocks<BlockIq1M>(src, rng, scale);
+            return repack_blocks(s ? T::IQ1_S : T::IQ1_M, src.data(), out.data(), n_blocks);
         }
         default: fail("fill_random: no random blocks for type {}", t.name);
     }

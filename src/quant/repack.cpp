@@ -30,23 +30,45 @@ BlockIq1SU2 repack(const BlockIq1S& b) {
     return r;
 }
 
+BlockIq1MU2 repack(const BlockIq1M& b) {
+    BlockIq1MU2 r{};
+    std::memcpy(r.scales, b.scales, sizeof r.scales);
+    // Entry k (weights 8k .. 8k + 7) is chunk c = k / 8 of qs bytes 8 (k % 8) .. +7: word k % 8
+    // of qs ORed with the entry's u bytes shifted by 2c; its delta sign is bit k % 8 of delta[c].
+    uint64_t words[8] = {};
+    for (int k = 0; k < 32; ++k) {
+        const int nibble = (b.qh[k / 2] >> (4 * (k % 2))) & 0x0F;
+        words[k % 8] |= kIq1sGridU[b.qs[k] | ((nibble & 7) << 8)] << (2 * (k / 8));
+        if (nibble & 8) r.delta[k / 8] = static_cast<uint8_t>(r.delta[k / 8] | (1 << (k % 8)));
+    }
+    std::memcpy(r.qs, words, sizeof words);
+    return r;
+}
+
+template <typename From>
+void repack_all(const void* src, void* dst, int64_t n_blocks) {
+    const auto* in = static_cast<const uint8_t*>(src);
+    auto* out = static_cast<uint8_t*>(dst);
+    for (int64_t i = 0; i < n_blocks; ++i) {
+        From b;
+        std::memcpy(&b, in + i * sizeof(From), sizeof b);
+        const auto r = repack(b);
+        std::memcpy(out + i * sizeof r, &r, sizeof r);
+    }
+}
+
 }  // namespace
 
 std::optional<GgmlType> repacked_type(GgmlType type) {
     if (type == GgmlType::IQ1_S) return GgmlType::IQ1_S_U2;
+    if (type == GgmlType::IQ1_M) return GgmlType::IQ1_M_U2;
     return std::nullopt;
 }
 
 void repack_blocks(GgmlType from, const void* src, void* dst, int64_t n_blocks) {
-    if (from != GgmlType::IQ1_S) fail("repack: no repacked layout for type {}", ggml_type_name(from));
-    const auto* in = static_cast<const uint8_t*>(src);
-    auto* out = static_cast<uint8_t*>(dst);
-    for (int64_t i = 0; i < n_blocks; ++i) {
-        BlockIq1S b;
-        std::memcpy(&b, in + i * sizeof(BlockIq1S), sizeof b);
-        const BlockIq1SU2 r = repack(b);
-        std::memcpy(out + i * sizeof(BlockIq1SU2), &r, sizeof r);
-    }
+    if (from == GgmlType::IQ1_S) return repack_all<BlockIq1S>(src, dst, n_blocks);
+    if (from == GgmlType::IQ1_M) return repack_all<BlockIq1M>(src, dst, n_blocks);
+    fail("repack: no repacked layout for type {}", ggml_type_name(from));
 }
 
 }  // namespace tandem::quant

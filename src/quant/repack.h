@@ -7,6 +7,9 @@
 // time fetching the entries (32 gathered loads per block, on the same two vector ports as the
 // arithmetic); IQ1_S_U2 stores the grid values themselves, 2 bits each. 40% more bytes for
 // the routed experts, about half the instructions per block (docs/performance.md).
+//
+// IQ1_M -> IQ1_M_U2 (BlockIq1MU2, 76 bytes per 256 weights against 56): the same for IQ1_M,
+// whose grid is IQ1_S's; the delta signs (one per 8 weights) become a bit mask.
 #pragma once
 
 #include <cstdint>

@@ -520,7 +520,13 @@ struct GridAcc {
             q = _mm256_sign_epi8(q, _mm256_or_si256(neg, _mm256_set1_epi8(1)));
         }
         __m256i scale;
-        if constexpr (kLayout == ScaleLayout::kPer16) scale = scale_pair(sc[2 * g], sc[2 * g + 1]);
+        if constexpr (kLayout == ScaleLayout::kPer16) {
+            // Words 0-7 scale 2g, 8-15 scale 2g + 1: dword g of `scales` everywhere, then its
+            // low word in the low lane and its high word in the high one (no general registers).
+            const __m256i both = _mm256_permutevar8x32_epi32(scales, _mm256_set1_epi32(g));
+            scale = _mm256_shuffle_epi8(both, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2,
+                                                               3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+        }
         else if constexpr (kLayout == ScaleLayout::kPer32) scale = _mm256_set1_epi16(sc[g]);
         else scale = _mm256_set1_epi16(sc[2 * g]);
         v = scaled_dot<I>(v, u, q, scale);
@@ -742,14 +748,9 @@ inline typename AccVec<I>::type grid_block(const BlockIq2Xxs& b, const BlockQ8K&
     }
 }
 
-template <Isa I>
-inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a) {
-    // As the scalar form: (d/8) * (2 sc + 1) * q with q = 8 g +- 1 (the delta sign changes
-    // every 8 weights). Here u = q + 9 = 8 (g + 1) + (1 +- 1) in [0, 18]; the +9 comes back
-    // through the group sums. Entry k's index is qs[k] | low 3 bits of nibble k of qh << 8,
-    // and the nibble's bit 3 is the delta sign; the 8 nibbles of entries 8j .. 8j+7 are the
-    // dword at qh + 4j.
-    __m256i scale16;
+// IQ1_M, IQ1_M_U2: [16] int16 2 sc + 1, one per 16 weights.
+template <Isa I, typename Block>
+inline __m256i iq1m_scale16(const Block& b) {
     if constexpr (I == Isa::Avx512Vnni) {
         // Sub-scale g: bits 3 (g % 4) .. of scales u16 g / 4.
         const __m256i rep = _mm256_permutexvar_epi16(
@@ -759,12 +760,20 @@ inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a
             _mm256_srlv_epi16(rep,
                               _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9)),
             _mm256_set1_epi16(7));
-        scale16 = _mm256_or_si256(_mm256_add_epi16(sc, sc), _mm256_set1_epi16(1));
+        return _mm256_or_si256(_mm256_add_epi16(sc, sc), _mm256_set1_epi16(1));
     } else {
-        alignas(32) int16_t sc[16];
-        for (int g = 0; g < 16; ++g) sc[g] = static_cast<int16_t>(2 * iq1m_sub_scale(b, g) + 1);
-        scale16 = load32(sc);
+        return iq1m_scales16(b.scales);
     }
+}
+
+template <Isa I>
+inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a) {
+    // As the scalar form: (d/8) * (2 sc + 1) * q with q = 8 g +- 1 (the delta sign changes
+    // every 8 weights). Here u = q + 9 = 8 (g + 1) + (1 +- 1) in [0, 18]; the +9 comes back
+    // through the group sums. Entry k's index is qs[k] | low 3 bits of nibble k of qh << 8,
+    // and the nibble's bit 3 is the delta sign; the 8 nibbles of entries 8j .. 8j+7 are the
+    // dword at qh + 4j.
+    const __m256i scale16 = iq1m_scale16<I>(b);
     const __m256i off16 = _mm256_mullo_epi16(scale16, _mm256_set1_epi16(-9));
     GridAcc<I, ScaleLayout::kPer16> acc(scale16);
     const __m256i twos = _mm256_set1_epi8(2);  // 1 + delta for delta = +1
@@ -797,6 +806,34 @@ inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a
                 acc.template step32<false>(_mm256_add_epi8(g8, _mm256_and_si256(plus, twos)), a.qs, 2 * j + h);
             }
         }
+    }
+    return acc.v;
+}
+
+// IQ1_M_U2 (IQ1_M with its grid values written out, quant/repack.h): IQ1_M's integers above,
+// u + 9 = 8 (g + 1) + (1 +- 1) per weight, with g + 1 two bits at a fixed place (a shift and a
+// mask per 64 weights instead of a gather) and the delta signs a bit mask per 8 weights.
+template <Isa I>
+inline typename AccVec<I>::type grid_block(const BlockIq1MU2& b, const BlockQ8K& a) {
+    const __m256i scale16 = iq1m_scale16<I>(b);
+    const __m256i off16 = _mm256_mullo_epi16(scale16, _mm256_set1_epi16(-9));
+    GridAcc<I, ScaleLayout::kPer16> acc(scale16);
+    if constexpr (I == Isa::Avx512Vnni) {
+        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
+        const __m512i x = _mm512_loadu_si512(b.qs);
+        for (int c = 0; c < 4; ++c) {
+            // As iq1mu2_chunk (simd_scales.h) for 64 weights: 8 (g + 1) by a shift and a mask,
+            // + 2 on the 8-byte lanes (entries) whose delta is +1/8 (no byte carries: <= 18).
+            const __m512i s = c == 0 ? _mm512_slli_epi16(x, 3) : c == 1 ? _mm512_slli_epi16(x, 1)
+                            : c == 2 ? _mm512_srli_epi16(x, 1) : _mm512_srli_epi16(x, 3);
+            const __m512i u8 = _mm512_and_si512(s, _mm512_set1_epi8(0x18));
+            const auto plus = static_cast<__mmask8>(~b.delta[c]);
+            acc.template step64<false>(_mm512_mask_add_epi64(u8, plus, u8, _mm512_set1_epi8(2)), a.qs, c);
+        }
+    } else {
+        acc.v = _mm256_madd_epi16(load32(a.bsums), off16);
+        for (int c = 0; c < 4; ++c)
+            for (int h = 0; h < 2; ++h) acc.template step32<false>(iq1mu2_chunk(b, c, h), a.qs, 2 * c + h);
     }
     return acc.v;
 }
@@ -885,6 +922,7 @@ inline uint16_t grid_d(const Block& b) {
     return b.d;
 }
 inline uint16_t grid_d(const BlockIq1M& b) { return iq1m_scale_bits(b); }
+inline uint16_t grid_d(const BlockIq1MU2& b) { return iq1m_scale_bits(b); }
 
 // The float factors ad * d * unit of up to kChunk consecutive blocks, into f[]: the f16
 // scales and activation scales are copied with scalar loads/stores (ports a vector kernel
@@ -1403,6 +1441,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ1_S: return dot_grid_row<I, BlockIq1S>;
         case T::IQ1_S_U2: return dot_grid_row<I, BlockIq1SU2>;
         case T::IQ1_M: return dot_grid_row<I, BlockIq1M>;
+        case T::IQ1_M_U2: return dot_grid_row<I, BlockIq1MU2>;
         case T::IQ2_XS: return dot_grid_row<I, BlockIq2Xs>;
         case T::IQ2_S: return dot_grid_row<I, BlockIq2S>;
         case T::IQ3_S: return dot_grid_row<I, BlockIq3S>;

@@ -1,6 +1,6 @@
 // Vector unpacking of block scales and values shared by the per-ISA kernels (simd_kernels.h,
-// dequant_bf16.cpp) and the int8 products (cpu/gemm_i8.cpp): Q2_K's, Q3_K's, Q4_K/Q5_K's and
-// IQ1_S_U2's. AVX2 intrinsics only, and internal linkage (anonymous namespace): every
+// dequant_bf16.cpp) and the int8 products (cpu/gemm_i8.cpp): Q2_K's, Q3_K's, Q4_K/Q5_K's,
+// IQ1_S_U2's and IQ1_M(_U2)'s. AVX2 intrinsics only, and internal linkage (anonymous namespace): every
 // translation unit, whatever its target, compiles its own copy, so the linker can never hand a
 // CPU a copy built for a wider instruction set.
 //
@@ -67,6 +67,31 @@ inline void iq1su2_scales(const BlockIq1SU2& b, __m128i& scale8, __m128i& off) {
     const auto table = [](const std::array<int8_t, 16>& t) { return _mm_load_si128(reinterpret_cast<const __m128i*>(t.data())); };
     scale8 = _mm_cvtepu8_epi16(_mm_shuffle_epi8(table(kIq1su2Scale8Bytes), nib));
     off = _mm_sub_epi16(_mm_cvtepi8_epi16(_mm_shuffle_epi8(table(kIq1su2SignedSBytes), nib)), scale8);
+}
+
+// IQ1_M, IQ1_M_U2 (`scales` as both have it): [16] int16 2 sc + 1, one per 16 weights. uint16
+// g / 4 goes to words g, and its field g % 4 (bits 3 (g % 4) ..) to bits 9..11 by a multiply
+// (AVX2 has no per-word shift).
+inline __m256i iq1m_scales16(const uint8_t* scales) {
+    const __m256i rep = _mm256_shuffle_epi8(
+        _mm256_set1_epi64x(static_cast<int64_t>(load_u64(scales))),
+        _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
+    const __m256i at9 = _mm256_mullo_epi16(rep, _mm256_setr_epi16(512, 64, 8, 1, 512, 64, 8, 1, 512, 64, 8, 1, 512, 64, 8, 1));
+    const __m256i sc = _mm256_and_si256(_mm256_srli_epi16(at9, 9), _mm256_set1_epi16(7));
+    return _mm256_or_si256(_mm256_add_epi16(sc, sc), _mm256_set1_epi16(1));
+}
+
+// IQ1_M_U2: weights 64c + 32h .. + 31 as bytes 8 (g + 1) + (1 +- 1) in [0, 18] (the per-token
+// kernels' and the int8 products' u): g + 1 is bits 2c, 2c + 1 of qs[32h ..], moved to bits 3, 4
+// by a 16-bit shift whose spill from the neighbouring byte the mask drops; + 2 on the 8-byte
+// entries 8c + 4h .. + 3 whose delta is +1/8 (delta bits 4h .. 4h + 3 of delta[c] clear).
+inline __m256i iq1mu2_chunk(const BlockIq1MU2& b, int c, int h) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
+    const __m256i s = c == 0 ? _mm256_slli_epi16(x, 3) : c == 1 ? _mm256_slli_epi16(x, 1)
+                    : c == 2 ? _mm256_srli_epi16(x, 1) : _mm256_srli_epi16(x, 3);
+    const __m256i bits = _mm256_set1_epi64x(b.delta[c] >> (4 * h));
+    const __m256i plus = _mm256_cmpeq_epi64(_mm256_and_si256(bits, _mm256_setr_epi64x(1, 2, 4, 8)), _mm256_setzero_si256());
+    return _mm256_add_epi8(_mm256_and_si256(s, _mm256_set1_epi8(0x18)), _mm256_and_si256(plus, _mm256_set1_epi8(2)));
 }
 
 // Q3_K's 16 signed 6-bit scales as [16] int16 (see BlockQ3K): low nibbles from scales[0..7]

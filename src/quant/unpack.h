@@ -40,17 +40,24 @@ inline int tq1_trit(const BlockTq1_0& b, int e) {
     return (static_cast<uint16_t>(v) * 3) >> 8;
 }
 
-// IQ1_M: the four uint16 of `scales`, little-endian.
-inline uint16_t iq1m_scales_u16(const BlockIq1M& b, int k) {
+// IQ1_M and IQ1_M_U2 (which share the field): the four uint16 of `scales`, little-endian.
+template <typename Block>
+inline uint16_t iq1m_scales_u16(const Block& b, int k) {
     return static_cast<uint16_t>(b.scales[2 * k] | (b.scales[2 * k + 1] << 8));
 }
-// IQ1_M: the f16 super-scale bits, nibble k from the top of uint16 k.
-inline uint16_t iq1m_scale_bits(const BlockIq1M& b) {
+// IQ1_M, IQ1_M_U2: the f16 super-scale bits, nibble k from the top of uint16 k.
+template <typename Block>
+inline uint16_t iq1m_scale_bits(const Block& b) {
     return static_cast<uint16_t>((iq1m_scales_u16(b, 0) >> 12) | ((iq1m_scales_u16(b, 1) >> 8) & 0x00F0) |
                                  ((iq1m_scales_u16(b, 2) >> 4) & 0x0F00) | (iq1m_scales_u16(b, 3) & 0xF000));
 }
-// IQ1_M: the 3-bit scale of the 16 elements s (of 16).
-inline int iq1m_sub_scale(const BlockIq1M& b, int s) { return (iq1m_scales_u16(b, s / 4) >> (3 * (s % 4))) & 7; }
+// IQ1_M, IQ1_M_U2: the 3-bit scale of the 16 elements s (of 16).
+template <typename Block>
+inline int iq1m_sub_scale(const Block& b, int s) { return (iq1m_scales_u16(b, s / 4) >> (3 * (s % 4))) & 7; }
+// IQ1_M_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256), and whether the delta of its 8
+// weights is -1/8.
+inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
+inline bool iq1mu2_minus(const BlockIq1MU2& b, int e) { return (b.delta[e / 64] >> ((e / 8) % 8)) & 1; }
 
 // IQ1_S_U2: the nibble of group g (of 8): bits 0..2 the scale, bit 3 the delta sign.
 inline int iq1su2_nibble(const BlockIq1SU2& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }

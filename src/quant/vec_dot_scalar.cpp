@@ -327,6 +327,17 @@ void to_int(const BlockIq1M& b, IntBlock& ib) {
     }
 }
 
+void to_int(const BlockIq1MU2& b, IntBlock& ib) {
+    // As BlockIq1M: q = 8 (u - 1) +- 1.
+    ib.da = fp16_to_f32(iq1m_scale_bits(b)) * 0.125f;
+    ib.db = 0.0f;
+    for (int g = 0; g < 16; ++g) {
+        ib.sc[g] = 2 * iq1m_sub_scale(b, g) + 1;
+        ib.ca[g] = ib.cb[g] = 0;
+    }
+    for (int e = 0; e < 256; ++e) ib.q[e] = 8 * (iq1mu2_u(b, e) - 1) + (iq1mu2_minus(b, e) ? -1 : 1);
+}
+
 void to_int(const BlockIq4Xs& b, IntBlock& ib) {
     ib.da = fp16_to_f32(b.d);
     ib.db = 0.0f;
@@ -432,6 +443,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::IQ1_S: return dot_k<BlockIq1S>;
         case T::IQ1_S_U2: return dot_k<BlockIq1SU2>;
         case T::IQ1_M: return dot_k<BlockIq1M>;
+        case T::IQ1_M_U2: return dot_k<BlockIq1MU2>;
         case T::IQ4_XS: return dot_k<BlockIq4Xs>;
         default: return nullptr;
     }

@@ -375,12 +375,15 @@ TEST(MlaForms, DecompressedEqualsAbsorbed) {
 // max |logit|, as the MLA forms above). A third load in
 // the file's layout after the repack released the file's pages reads them again from the file:
 // the first run's logits exactly.
-TEST(Repack, SameLogitsAsTheFileLayout) {
+// Both repacked formats: IQ1_S (ud-iq1_s) and IQ1_M (ud-iq1_m) experts.
+class RepackTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RepackTest, SameLogitsAsTheFileLayout) {
     cpu::ThreadPool pool(2);
     SynthOptions o;
     o.preset = "tiny";
-    o.recipe = "ud-iq1_s";
-    const fs::path path = temp_path("repack");
+    o.recipe = GetParam();
+    const fs::path path = temp_path(std::string("repack_") + GetParam());
     synth_writer(o).write(path.string());
     const gguf::File file = gguf::File::open(path.string());
     fs::remove(path);
@@ -404,6 +407,9 @@ TEST(Repack, SameLogitsAsTheFileLayout) {
     EXPECT_EQ(logits[2], logits[0]);
     EXPECT_GT(bytes[1], bytes[0]);  // the repacked experts are larger
 }
+
+INSTANTIATE_TEST_SUITE_P(Recipes, RepackTest, ::testing::Values("ud-iq1_s", "ud-iq1_m"),
+                         [](const auto& p) { return std::string(p.param) == "ud-iq1_s" ? "ud_iq1_s" : "ud_iq1_m"; });
 
 TEST_P(ForwardTest, BadBatchesAreRejected) {
     Model& m = model_for(GetParam());

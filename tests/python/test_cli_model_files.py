@@ -8,7 +8,7 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-RECIPES = ["f32", "f16", "q8_0", "q4_k_m", "ud-q2_k_xl", "ud-iq1_s"]
+RECIPES = ["f32", "f16", "q8_0", "q4_k_m", "ud-q2_k_xl", "ud-iq1_s", "ud-iq1_m"]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,9 @@ def test_recipe_types(tiny_models):
     assert types["blk.1.attn_norm.weight"] == "F32"
     q2 = {n: t.tensor_type.name for n, t in reader_tensors(tiny_models["ud-q2_k_xl"]).items()}
     assert q2["blk.1.ffn_gate_exps.weight"] == "Q2_K" and q2["blk.1.ffn_down_exps.weight"] == "Q3_K"
+    m = {n: t.tensor_type.name for n, t in reader_tensors(tiny_models["ud-iq1_m"]).items()}
+    assert m["blk.1.ffn_gate_exps.weight"] == "IQ1_M" and m["blk.2.ffn_up_exps.weight"] == "IQ1_M"
+    assert m["blk.1.ffn_down_exps.weight"] == "IQ2_XXS" and m["blk.2.ffn_down_exps.weight"] == "IQ2_XXS"
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

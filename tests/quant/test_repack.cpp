@@ -52,6 +52,9 @@ struct Covering {
 
 TEST(Repack, Iq1sToU2HasTheType) {
     EXPECT_EQ(repacked_type(GgmlType::IQ1_S), GgmlType::IQ1_S_U2);
+    EXPECT_EQ(repacked_type(GgmlType::IQ1_M), GgmlType::IQ1_M_U2);
+    EXPECT_EQ(ggml_traits(GgmlType::IQ1_M_U2).type_size, sizeof(BlockIq1MU2));
+    EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ1_M_U2)).has_value());
     EXPECT_FALSE(repacked_type(GgmlType::Q4_K).has_value());
     EXPECT_EQ(ggml_traits(GgmlType::IQ1_S_U2).type_size, sizeof(BlockIq1SU2));
     // An in-memory layout is never accepted as a file's tensor type.
@@ -94,6 +97,80 @@ TEST(Repack, Iq1sU2Bf16EqualsIq1s) {
     dequantize_row_bf16(GgmlType::IQ1_S, blocks.data(), want.data(), n);
     dequantize_row_bf16(GgmlType::IQ1_S_U2, u2.data(), got.data(), n);
     EXPECT_TRUE(has_fast_bf16_dequant(GgmlType::IQ1_S_U2));
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
+}
+
+// IQ1_M blocks that together use every grid index (shuffled), every scale, both delta signs in
+// varied patterns, and the f16 d spread over the scales' top nibbles.
+std::vector<BlockIq1M> iq1m_blocks_covering_the_grid() {
+    std::vector<int> order(2048);
+    for (int i = 0; i < 2048; ++i) order[static_cast<size_t>(i)] = i;
+    std::shuffle(order.begin(), order.end(), std::mt19937(6));
+    std::mt19937 rng(7);
+    std::vector<BlockIq1M> blocks;
+    for (int k0 = 0; k0 < 2048; k0 += 32) {
+        BlockIq1M b{};
+        const uint16_t d = static_cast<uint16_t>(0x2E66 + k0 / 32);  // f16 near 0.1
+        for (int q = 0; q < 4; ++q) {
+            uint16_t u = static_cast<uint16_t>(((d >> (4 * q)) & 0xF) << 12);
+            for (int i = 0; i < 4; ++i) u = static_cast<uint16_t>(u | (((4 * q + i + k0 / 32) % 8) << (3 * i)));
+            b.scales[2 * q] = static_cast<uint8_t>(u & 0xFF);
+            b.scales[2 * q + 1] = static_cast<uint8_t>(u >> 8);
+        }
+        for (int k = 0; k < 32; ++k) {
+            const int idx = order[static_cast<size_t>(k0 + k)];
+            b.qs[k] = static_cast<uint8_t>(idx & 0xFF);
+            const int nibble = (idx >> 8) | (rng() % 2 ? 8 : 0);
+            b.qh[k / 2] = static_cast<uint8_t>(b.qh[k / 2] | (nibble << (4 * (k % 2))));
+        }
+        blocks.push_back(b);
+    }
+    return blocks;
+}
+
+struct CoveringM {
+    std::vector<BlockIq1M> blocks = iq1m_blocks_covering_the_grid();
+    std::vector<BlockIq1MU2> u2 = std::vector<BlockIq1MU2>(blocks.size());
+    int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    CoveringM() { repack_blocks(GgmlType::IQ1_M, blocks.data(), u2.data(), static_cast<int64_t>(blocks.size())); }
+};
+
+TEST(Repack, Iq1mU2DequantizesIdenticallyForEveryGridEntry) {
+    const CoveringM c;
+    const auto& [blocks, u2, n] = c;
+    std::vector<float> want(n), got(n);
+    dequantize_row(GgmlType::IQ1_M, blocks.data(), want.data(), n);
+    dequantize_row(GgmlType::IQ1_M_U2, u2.data(), got.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(std::memcmp(&want[i], &got[i], 4), 0) << "weight " << i << ": " << want[i] << " vs " << got[i];
+}
+
+// As for IQ1_S_U2: the scalar references agree exactly; every SIMD kernel of the repacked layout
+// (each ISA this CPU has) agrees with them up to float summation order.
+TEST(Repack, Iq1mU2DotEqualsIq1m) {
+    const CoveringM c;
+    const auto& [blocks, u2, n] = c;
+    std::vector<float> x(n);
+    std::mt19937 rng(10);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& v : x) v = normal(rng);
+    std::vector<BlockQ8K> a(blocks.size());
+    quantize_row(GgmlType::Q8_K, x.data(), a.data(), n);
+    const float ref = vec_dot_fn(GgmlType::IQ1_M, Isa::Scalar)(blocks.data(), a.data(), n);
+    EXPECT_EQ(vec_dot_fn(GgmlType::IQ1_M_U2, Isa::Scalar)(u2.data(), a.data(), n), ref);
+    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
+        if (isa == Isa::Avx512Vnni && active_isa() != Isa::Avx512Vnni) continue;
+        const float simd = vec_dot_fn(GgmlType::IQ1_M_U2, isa)(u2.data(), a.data(), n);
+        EXPECT_NEAR(simd, ref, 1e-5 * std::abs(ref) + 1e-4) << isa_name(isa);
+    }
+}
+
+TEST(Repack, Iq1mU2Bf16EqualsIq1m) {
+    if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+    const CoveringM c;
+    const auto& [blocks, u2, n] = c;
+    std::vector<uint16_t> want(n), got(n);
+    dequantize_row_bf16(GgmlType::IQ1_M, blocks.data(), want.data(), n);
+    dequantize_row_bf16(GgmlType::IQ1_M_U2, u2.data(), got.data(), n);
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
 
