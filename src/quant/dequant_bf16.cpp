@@ -277,6 +277,20 @@ void block_bf16(const BlockIq1SU2& b, uint16_t* y) {
     for (int j = 0; j < 4; ++j) iq1_lookup64(y, _mm512_and_si512(_mm512_srli_epi16(x, 2 * j), _mm512_set1_epi8(3)), j, lut);
 }
 
+// IQ1_M_U2: x = (d/8) (2 sc + 1) (w - 9) per 16 weights, w = 8 (g + 1) + 1 +- 1 (iq1mu2_chunk).
+// a = (d/8) (2 sc + 1) has at most 15 significant bits, so a * w and b = -9 a are exact and their
+// sum needs at most 20: one rounding, to IQ1_M's float d (2 sc + 1) (g + delta), then its bf16.
+void block_bf16(const BlockIq1MU2& b, uint16_t* y) {
+    const float d8 = fp16_to_f32(iq1m_scale_bits(b)) * 0.125f;
+    for (int c = 0; c < 4; ++c)
+        for (int h = 0; h < 2; ++h) {
+            const int g = 4 * c + 2 * h;  // the two 16-weight groups of weights 64c + 32h ..
+            const float a0 = d8 * static_cast<float>(2 * iq1m_sub_scale(b, g) + 1);
+            const float a1 = d8 * static_cast<float>(2 * iq1m_sub_scale(b, g + 1) + 1);
+            emit32<false>(y + 64 * c + 32 * h, iq1mu2_chunk(b, c, h), a0, -9.0f * a0, a1, -9.0f * a1);
+        }
+}
+
 void row_f32(const float* x, uint16_t* y, int64_t n) {
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) store_bf16(y + i, _mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16));
@@ -325,6 +339,7 @@ RowFn fast_row(GgmlType type) {
         case T::IQ3_XXS: return blocks_bf16<BlockIq3Xxs, kQK>;
         case T::IQ1_S: return blocks_bf16<BlockIq1S, kQK>;
         case T::IQ1_S_U2: return blocks_bf16<BlockIq1SU2, kQK>;
+        case T::IQ1_M_U2: return blocks_bf16<BlockIq1MU2, kQK>;
         default: return nullptr;
     }
 }

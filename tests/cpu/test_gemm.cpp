@@ -58,7 +58,7 @@ TEST(DequantBf16, EveryFormatWithinOneUlpOfTheReference) {
          {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
           GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
           GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS,
-          GgmlType::IQ3_S, GgmlType::IQ4_NL, GgmlType::IQ4_XS}) {
+          GgmlType::IQ3_S, GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::IQ1_S_U2, GgmlType::IQ1_M_U2}) {
         SCOPED_TRACE(ggml_type_name(type));
         const std::vector<uint8_t> w = random_matrix(type, n, 1, 3);
         std::vector<float> ref(static_cast<size_t>(n));

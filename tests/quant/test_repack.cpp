@@ -171,6 +171,7 @@ TEST(Repack, Iq1mU2Bf16EqualsIq1m) {
     std::vector<uint16_t> want(n), got(n);
     dequantize_row_bf16(GgmlType::IQ1_M, blocks.data(), want.data(), n);
     dequantize_row_bf16(GgmlType::IQ1_M_U2, u2.data(), got.data(), n);
+    EXPECT_TRUE(has_fast_bf16_dequant(GgmlType::IQ1_M_U2));
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
 
