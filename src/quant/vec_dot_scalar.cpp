@@ -311,14 +311,20 @@ void to_int(const BlockIq1SU2& b, IntBlock& ib) {
     }
 }
 
-void to_int(const BlockIq1M& b, IntBlock& ib) {
-    // The delta sign changes every 8 values, finer than a group: fold it into q = 8 g +- 1.
+// IQ1_M and IQ1_M_U2: the factor d / 8 and the scales 2 sc + 1 per 16, no offsets (the delta
+// sign changes every 8 values, finer than a group: it is folded into q = 8 g +- 1).
+template <typename Block>
+void iq1m_int_scales(const Block& b, IntBlock& ib) {
     ib.da = fp16_to_f32(iq1m_scale_bits(b)) * 0.125f;
     ib.db = 0.0f;
     for (int g = 0; g < 16; ++g) {
         ib.sc[g] = 2 * iq1m_sub_scale(b, g) + 1;
         ib.ca[g] = ib.cb[g] = 0;
     }
+}
+
+void to_int(const BlockIq1M& b, IntBlock& ib) {
+    iq1m_int_scales(b, ib);
     for (int k = 0; k < 32; ++k) {
         const int nib = (b.qh[k / 2] >> (4 * (k % 2))) & 0x0F;
         const int delta = (nib & 0x08) ? -1 : 1;
@@ -328,13 +334,7 @@ void to_int(const BlockIq1M& b, IntBlock& ib) {
 }
 
 void to_int(const BlockIq1MU2& b, IntBlock& ib) {
-    // As BlockIq1M: q = 8 (u - 1) +- 1.
-    ib.da = fp16_to_f32(iq1m_scale_bits(b)) * 0.125f;
-    ib.db = 0.0f;
-    for (int g = 0; g < 16; ++g) {
-        ib.sc[g] = 2 * iq1m_sub_scale(b, g) + 1;
-        ib.ca[g] = ib.cb[g] = 0;
-    }
+    iq1m_int_scales(b, ib);  // q = 8 (u - 1) +- 1, as BlockIq1M's
     for (int e = 0; e < 256; ++e) ib.q[e] = 8 * (iq1mu2_u(b, e) - 1) + (iq1mu2_minus(b, e) ? -1 : 1);
 }
 
