@@ -328,33 +328,44 @@ public:
         scratch_.resize(static_cast<size_t>(pool.n_threads()));
         for (auto& sc : scratch_) sc.f32_activations = opt.f32_activations;
         bytes_per_token_ = summarize(file).active_bytes_per_token;
-        repack_experts(file, opt.repack);
+        repack_experts(file, opt.repack, opt.memory_bytes ? opt.memory_bytes : memory_available());
     }
 
     // Rewrites the routed experts whose format has a faster in-memory layout (IQ1_S ->
-    // IQ1_S_U2, IQ1_M -> IQ1_M_U2, quant/repack.h) into memory of this process: as asked, or on auto when the
-    // copies (a per-process copy, unlike the file's shared page cache) and the rest of the
-    // model take at most 80% of the memory available to it. The file's pages of the rewritten
-    // tensors are released.
-    void repack_experts(const gguf::File& file, Repack mode) {
-        std::vector<ExpertMat*> todo;
-        uint64_t from = 0, to = 0;
+    // IQ1_S_U2, IQ1_M -> IQ1_M_U2, quant/repack.h) into memory of this process: all as asked, or
+    // on auto as many expert tensors, in layer order, as keep the copies (a per-process copy,
+    // unlike the file's shared page cache) and the rest of the model within 80% of `memory`
+    // (each tensor repacked speeds up its share of a token's expert reads, so a machine short of
+    // room for all of them still gains in proportion). The file's pages of the rewritten tensors
+    // are released.
+    void repack_experts(const gguf::File& file, Repack mode, uint64_t memory) {
+        std::vector<ExpertMat*> candidates;
+        uint64_t all_from = 0, all_to = 0;
         for (Layer& l : layers_)
             for (ExpertMat* m : {&l.gate_exps, &l.up_exps, &l.down_exps})
                 if (const auto layout = m->data ? quant::repacked_type(m->type) : std::nullopt) {
-                    todo.push_back(m);
-                    from += m->bytes();
-                    to += m->bytes_as(*layout);
+                    candidates.push_back(m);
+                    all_from += m->bytes();
+                    all_to += m->bytes_as(*layout);
                 }
-        if (todo.empty() || mode == Repack::kOff) return;
-        const uint64_t resident = file.total_file_bytes() - from + to, budget = memory_available();
-        const std::string name(ggml_type_name(todo.front()->type));
-        if (mode == Repack::kAuto && resident > budget / 5 * 4) {
-            fmt::print(stderr, "note: {} experts kept as in the file: repacked for speed they would take {} more memory, {} "
-                               "for the model against {} available (--repack on to force)\n",
-                       name, format_bytes(to - from), format_bytes(resident), format_bytes(budget));
-            return;
+        if (candidates.empty() || mode == Repack::kOff) return;
+        std::vector<ExpertMat*> todo;
+        uint64_t from = 0, to = 0, resident = file.total_file_bytes();
+        for (ExpertMat* m : candidates) {
+            const uint64_t m_from = m->bytes(), m_to = m->bytes_as(*quant::repacked_type(m->type));
+            if (mode == Repack::kAuto && resident - m_from + m_to > memory / 5 * 4) break;
+            todo.push_back(m);
+            from += m_from;
+            to += m_to;
+            resident = resident - m_from + m_to;
         }
+        const std::string name(ggml_type_name(candidates.front()->type));
+        if (todo.size() < candidates.size())
+            fmt::print(stderr, "note: {} of {} {} expert tensors repacked for speed: all would take {} more memory, {} for "
+                               "the model against {} available (--repack on to force)\n",
+                       todo.size(), candidates.size(), name, format_bytes(all_to - all_from),
+                       format_bytes(file.total_file_bytes() - all_from + all_to), format_bytes(memory));
+        if (todo.empty()) return;
         Progress bar(fmt::format("repacking {} experts", name), from);
         uint64_t done = 0;
         for (ExpertMat* m : todo) {

@@ -95,13 +95,15 @@ enum class MlaForm { kAuto, kAbsorbed, kDecompressed };
 
 // Whether routed experts whose format has a faster in-memory layout (IQ1_S -> IQ1_S_U2, IQ1_M ->
 // IQ1_M_U2, quant/repack.h: the same weights, 1.4x the bytes, no grid gathers) are
-// rewritten at load: always, never, or when the model still fits in memory afterwards.
+// rewritten at load: always, never, or as many of them as leave the model within 80% of the
+// available memory (all, some layers' or none).
 enum class Repack { kAuto, kOn, kOff };
 
 struct LoadOptions {
     bool f32_activations = false;  // see QuantScratch in model/ops.h
     MlaForm mla = MlaForm::kAuto;
     Repack repack = Repack::kAuto;
+    uint64_t memory_bytes = 0;  // the memory Repack::kAuto plans with; 0: what the system has available
 };
 
 // Loads the model in `file` (held open by the caller for the model's lifetime), choosing the

@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "model/synth.h"
 #include "quant/quant.h"
+#include "quant/repack.h"
 
 namespace fs = std::filesystem;
 using namespace tandem;
@@ -406,6 +407,45 @@ TEST_P(RepackTest, SameLogitsAsTheFileLayout) {
     EXPECT_EQ(prefill[2], prefill[0]);
     EXPECT_EQ(logits[2], logits[0]);
     EXPECT_GT(bytes[1], bytes[0]);  // the repacked experts are larger
+}
+
+// On auto, a memory budget with room for some of the repacked experts but not all (the test sets
+// LoadOptions::memory_bytes; the loader plans with 80% of it) repacks as many expert tensors as
+// fit: the decode reads more bytes than the file layout's and fewer than all repacked, and the
+// logits match the file layout's as in SameLogitsAsTheFileLayout.
+TEST_P(RepackTest, AutoRepacksWhatFitsTheMemory) {
+    cpu::ThreadPool pool(2);
+    SynthOptions o;
+    o.preset = "tiny";
+    o.recipe = GetParam();
+    const fs::path path = temp_path(std::string("repack_fit_") + GetParam());
+    synth_writer(o).write(path.string());
+    const gguf::File file = gguf::File::open(path.string());
+    fs::remove(path);
+    uint64_t growth = 0;  // all repacked experts against the file's
+    for (const gguf::TensorInfo& t : file.tensors())
+        if (const auto to = quant::repacked_type(t.type); to && t.name.find("_exps") != std::string::npos)
+            growth += t.n_bytes / ggml_traits(t.type).type_size * (ggml_traits(*to).type_size - ggml_traits(t.type).type_size);
+    ASSERT_GT(growth, 0u);
+    std::vector<uint64_t> bytes;
+    std::vector<std::vector<float>> logits;
+    const uint64_t half = (file.total_file_bytes() + growth / 2) / 4 * 5;  // 80% of it: the file and half the growth
+    for (const auto& [mode, memory] : {std::pair{Repack::kOff, uint64_t{0}}, std::pair{Repack::kAuto, half},
+                                       std::pair{Repack::kOn, uint64_t{0}}, std::pair{Repack::kAuto, uint64_t{1}}}) {
+        LoadOptions lo;
+        lo.repack = mode;
+        lo.memory_bytes = memory;
+        const auto m = load_model(file, pool, lo);
+        bytes.push_back(m->bytes_per_token());
+        const int64_t V = m->n_vocab();
+        const auto a = some_tokens(21, 10, static_cast<int32_t>(V)), b = some_tokens(13, 12, static_cast<int32_t>(V));
+        logits.push_back(two_sequences_in_chunks(*m, a, b, {{0, 1}, {1, 2}, {2, 3}, {3, 4}}));
+    }
+    EXPECT_GT(bytes[1], bytes[0]);  // some repacked
+    EXPECT_LT(bytes[1], bytes[2]);  // not all
+    EXPECT_EQ(bytes[3], bytes[0]);  // no room: none
+    EXPECT_LT(rel_diff(logits[1].data(), logits[0].data(), logits[0].size()), 1e-4);
+    EXPECT_EQ(logits[3], logits[0]);
 }
 
 INSTANTIATE_TEST_SUITE_P(Recipes, RepackTest, ::testing::Values("ud-iq1_s", "ud-iq1_m"),
