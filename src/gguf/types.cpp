@@ -32,6 +32,7 @@ constexpr std::array kTypes = {
 constexpr std::array kInternalTypes = {
     GgmlTypeTraits{T::IQ1_S_U2, "IQ1_S_U2", 256, 70, true},
     GgmlTypeTraits{T::IQ1_M_U2, "IQ1_M_U2", 256, 76, true},
+    GgmlTypeTraits{T::IQ2_XXS_U3, "IQ2_XXS_U3", 256, 102, true},
 };
 
 }  // namespace

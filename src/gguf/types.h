@@ -48,6 +48,7 @@ enum class GgmlType : uint32_t {
     // ggml's): see quant/repack.h.
     IQ1_S_U2 = 0x10000,
     IQ1_M_U2 = 0x10001,
+    IQ2_XXS_U3 = 0x10002,
 };
 
 struct GgmlTypeTraits {

@@ -359,7 +359,11 @@ public:
             to += m_to;
             resident = resident - m_from + m_to;
         }
-        const std::string name(ggml_type_name(candidates.front()->type));
+        std::string name;  // the formats, as "IQ1_S" or "IQ1_M, IQ2_XXS"
+        for (const ExpertMat* m : candidates) {
+            const std::string t(ggml_type_name(m->type));
+            if (name.find(t) == std::string::npos) name += (name.empty() ? "" : ", ") + t;
+        }
         if (todo.size() < candidates.size())
             fmt::print(stderr, "note: {} of {} {} expert tensors repacked for speed: all would take {} more memory, {} for "
                                "the model against {} available (--repack on to force)\n",

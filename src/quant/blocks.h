@@ -182,6 +182,20 @@ struct BlockIq2Xxs {
 };
 static_assert(sizeof(BlockIq2Xxs) == 66);
 
+// IQ2_XXS with every grid value and sign written out (tandem's in-memory layout IQ2_XXS_U3,
+// quant/repack.h): the same weights, x = d * (0.5 + ls) * 0.25 * m * sign with the magnitude m
+// in {8, 25, 43} (every value of kIq2xxsGrid) as a code 0, 1, 2 of weight e = 64 c + j in bits
+// 2c..2c+1 of qs[j], its sign in bit e % 8 of signs[e / 8] (set: negative), and the scale ls of
+// group g (32 weights) in nibble g of sc (low nibble first). 3 bits per weight instead of 2.06,
+// and no table lookups.
+struct BlockIq2XxsU3 {
+    uint16_t d;
+    uint8_t sc[4];
+    uint8_t signs[32];
+    uint8_t qs[64];
+};
+static_assert(sizeof(BlockIq2XxsU3) == 102);
+
 // 32 entries of 9-bit kIq2xsGrid index | 7-bit sign index << 9; 4-bit scale per 16
 // elements (scales byte i: low nibble entries 4i..4i+1, high nibble 4i+2..4i+3).
 struct BlockIq2Xs {

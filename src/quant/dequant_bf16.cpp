@@ -214,6 +214,14 @@ void block_bf16(const BlockIq2Xxs& b, uint16_t* y) {
     }
 }
 
+void block_bf16(const BlockIq2XxsU3& b, uint16_t* y) {
+    const float d = fp16_to_f32(b.d);
+    for (int g = 0; g < 8; ++g) {
+        const float db = d * (0.5f + static_cast<float>(iq2xxsu3_ls(b, g))) * 0.25f;  // as BlockIq2Xxs's
+        emit32<true>(y + 32 * g, iq2xxsu3_values(b, g), db, 0.0f, db, 0.0f);
+    }
+}
+
 void block_bf16(const BlockIq3Xxs& b, uint16_t* y) {
     const float d = fp16_to_f32(b.d);
     for (int i = 0; i < 8; ++i) {
@@ -340,6 +348,7 @@ RowFn fast_row(GgmlType type) {
         case T::IQ1_S: return blocks_bf16<BlockIq1S, kQK>;
         case T::IQ1_S_U2: return blocks_bf16<BlockIq1SU2, kQK>;
         case T::IQ1_M_U2: return blocks_bf16<BlockIq1MU2, kQK>;
+        case T::IQ2_XXS_U3: return blocks_bf16<BlockIq2XxsU3, kQK>;
         default: return nullptr;
     }
 }

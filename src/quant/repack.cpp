@@ -1,5 +1,6 @@
 #include "quant/repack.h"
 
+#include <array>
 #include <bit>
 #include <cstring>
 
@@ -58,6 +59,47 @@ BlockIq1MU2 repack(const BlockIq1M& b) {
     return r;
 }
 
+// The code of each byte of kIq2xxsGrid's entries: 8, 25, 43 -> 0, 1, 2 (the grid has no other
+// value: checked at compile time below).
+constexpr int iq2xxs_code(uint8_t v) { return v == 8 ? 0 : v == 25 ? 1 : v == 43 ? 2 : -1; }
+constexpr bool iq2xxs_grid_has_three_values() {
+    for (uint64_t entry : kIq2xxsGrid)
+        for (int j = 0; j < 8; ++j)
+            if (iq2xxs_code(static_cast<uint8_t>(entry >> (8 * j))) < 0) return false;
+    return true;
+}
+static_assert(iq2xxs_grid_has_three_values());
+
+// kIq2xxsGrid's entries as codes: byte j of entry i is the code of byte j of kIq2xxsGrid[i].
+constexpr std::array<uint64_t, 256> make_iq2xxs_codes() {
+    std::array<uint64_t, 256> t{};
+    for (size_t i = 0; i < t.size(); ++i)
+        for (int j = 0; j < 8; ++j)
+            t[i] |= static_cast<uint64_t>(iq2xxs_code(static_cast<uint8_t>(kIq2xxsGrid[i] >> (8 * j)))) << (8 * j);
+    return t;
+}
+constexpr std::array<uint64_t, 256> kIq2xxsCodes = make_iq2xxs_codes();
+
+BlockIq2XxsU3 repack(const BlockIq2Xxs& b) {
+    BlockIq2XxsU3 r{};
+    r.d = b.d;
+    const auto* qs = reinterpret_cast<const uint8_t*>(b.qs);
+    // Entry k = 4g + l (weights 8k .. 8k + 7; group g, its entry l) is chunk c = k / 8 of qs bytes
+    // 8 (k % 8) .. +7: word k % 8 of qs ORed with the entry's codes shifted by 2c, as for IQ1_M.
+    uint64_t words[8] = {};
+    for (int g = 0; g < 8; ++g) {
+        const uint32_t aux0 = load_u32(qs + 8 * g), aux1 = load_u32(qs + 8 * g + 4);
+        r.sc[g / 2] = static_cast<uint8_t>(r.sc[g / 2] | ((aux1 >> 28) << (4 * (g % 2))));
+        for (int l = 0; l < 4; ++l) {
+            const int k = 4 * g + l;
+            words[k % 8] |= kIq2xxsCodes[(aux0 >> (8 * l)) & 0xFF] << (2 * (k / 8));
+            r.signs[k] = kKsigns[(aux1 >> (7 * l)) & 0x7F];
+        }
+    }
+    std::memcpy(r.qs, words, sizeof words);
+    return r;
+}
+
 template <typename From>
 void repack_all(const void* src, void* dst, int64_t n_blocks) {
     const auto* in = static_cast<const uint8_t*>(src);
@@ -75,12 +117,14 @@ void repack_all(const void* src, void* dst, int64_t n_blocks) {
 std::optional<GgmlType> repacked_type(GgmlType type) {
     if (type == GgmlType::IQ1_S) return GgmlType::IQ1_S_U2;
     if (type == GgmlType::IQ1_M) return GgmlType::IQ1_M_U2;
+    if (type == GgmlType::IQ2_XXS) return GgmlType::IQ2_XXS_U3;
     return std::nullopt;
 }
 
 void repack_blocks(GgmlType from, const void* src, void* dst, int64_t n_blocks) {
     if (from == GgmlType::IQ1_S) return repack_all<BlockIq1S>(src, dst, n_blocks);
     if (from == GgmlType::IQ1_M) return repack_all<BlockIq1M>(src, dst, n_blocks);
+    if (from == GgmlType::IQ2_XXS) return repack_all<BlockIq2Xxs>(src, dst, n_blocks);
     fail("repack: no repacked layout for type {}", ggml_type_name(from));
 }
 

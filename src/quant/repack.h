@@ -10,6 +10,11 @@
 //
 // IQ1_M -> IQ1_M_U2 (BlockIq1MU2, 76 bytes per 256 weights against 56): the same for IQ1_M,
 // whose grid is IQ1_S's; the delta signs (one per 8 weights) become a bit mask.
+//
+// IQ2_XXS -> IQ2_XXS_U3 (BlockIq2XxsU3, 102 bytes per 256 weights against 66): IQ2_XXS's 8-bit
+// grid indices (one per 8 weights, into 256 entries of the values 8, 25, 43) and 7-bit sign
+// indices become a 2-bit magnitude code and a sign bit per weight: the grid gathers go, for
+// 1.55x the bytes.
 #pragma once
 
 #include <cstdint>

@@ -766,6 +766,26 @@ inline __m256i iq1m_scale16(const Block& b) {
     }
 }
 
+// IQ2_XXS_U3 (IQ2_XXS with its grid values and signs written out, quant/repack.h): IQ2_XXS's
+// integers above, the magnitudes from 2-bit codes by a VPSHUFB and the sign bits read as they
+// are, instead of gathered grid entries and sign-index lookups.
+template <Isa I>
+inline typename AccVec<I>::type grid_block(const BlockIq2XxsU3& b, const BlockQ8K& a) {
+    GridAcc<I, ScaleLayout::kPer32Dword> acc(iq2xxsu3_scales(b));
+    acc.set_signs(load32(b.signs));
+    if constexpr (I == Isa::Avx512Vnni) {
+        const __m512i x = _mm512_loadu_si512(b.qs);
+        const __m512i lut = _mm512_broadcast_i32x4(_mm_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+        for (int c = 0; c < 4; ++c)
+            acc.template step64<true>(
+                _mm512_shuffle_epi8(lut, _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3))), a.qs, c);
+    } else {
+        for (int c = 0; c < 4; ++c)
+            for (int h = 0; h < 2; ++h) acc.template step32<true>(iq2xxsu3_magnitudes(b, c, h), a.qs, 2 * c + h);
+    }
+    return acc.v;
+}
+
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a) {
     // As the scalar form: (d/8) * (2 sc + 1) * q with q = 8 g +- 1 (the delta sign changes
@@ -1442,6 +1462,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ1_S_U2: return dot_grid_row<I, BlockIq1SU2>;
         case T::IQ1_M: return dot_grid_row<I, BlockIq1M>;
         case T::IQ1_M_U2: return dot_grid_row<I, BlockIq1MU2>;
+        case T::IQ2_XXS_U3: return dot_grid_row<I, BlockIq2XxsU3>;
         case T::IQ2_XS: return dot_grid_row<I, BlockIq2Xs>;
         case T::IQ2_S: return dot_grid_row<I, BlockIq2S>;
         case T::IQ3_S: return dot_grid_row<I, BlockIq3S>;

@@ -36,11 +36,39 @@ inline __m128i k4_scales_mins(const uint8_t* scales) {
 }
 
 
-// IQ1_S_U2: the 8 group nibbles of sc as bytes 0..7 (low nibble of sc[0] first). Vector ops,
-// not pdep: pdep is microcoded on Zen 1/2 (the AVX2 machines this also runs on).
-inline __m128i iq1su2_nibbles(const BlockIq1SU2& b) {
-    const __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(b.sc)));
+// The 8 nibbles of the 4 bytes at p as bytes 0..7 (low nibble of p[0] first): IQ1_S_U2's and
+// IQ2_XXS_U3's group nibbles. Vector ops, not pdep: pdep is microcoded on Zen 1/2 (the AVX2
+// machines this also runs on).
+inline __m128i nibbles8(const uint8_t* p) {
+    const __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(p)));
     return _mm_and_si128(_mm_unpacklo_epi8(v, _mm_srli_epi16(v, 4)), _mm_set1_epi8(0x0F));
+}
+inline __m128i iq1su2_nibbles(const BlockIq1SU2& b) { return nibbles8(b.sc); }
+
+// IQ2_XXS_U3: [8] int32 2 ls + 1, one per 32 weights.
+inline __m256i iq2xxsu3_scales(const BlockIq2XxsU3& b) {
+    return _mm256_or_si256(_mm256_slli_epi32(_mm256_cvtepu8_epi32(nibbles8(b.sc)), 1), _mm256_set1_epi32(1));
+}
+
+// IQ2_XXS_U3: the magnitudes (8, 25, 43) of weights 64c + 32h .. + 31 (group 2c + h): codes
+// bits 2c, 2c + 1 of qs[32h ..], mapped by a VPSHUFB.
+inline __m256i iq2xxsu3_magnitudes(const BlockIq2XxsU3& b, int c, int h) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
+    const __m256i code = _mm256_and_si256(c ? _mm256_srli_epi16(x, 2 * c) : x, _mm256_set1_epi8(3));
+    return _mm256_shuffle_epi8(_mm256_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 25, 43, 0, 0, 0, 0, 0, 0, 0,
+                                                0, 0, 0, 0, 0, 0),
+                               code);
+}
+
+// IQ2_XXS_U3: the signed values of group g (weights 32g .. 32g + 31): the magnitudes negated
+// where their bit of signs[4g .. 4g + 3] is set.
+inline __m256i iq2xxsu3_values(const BlockIq2XxsU3& b, int g) {
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(static_cast<int>(load_u32(b.signs + 4 * g))),
+        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+    const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_sign_epi8(iq2xxsu3_magnitudes(b, g / 2, g % 2), _mm256_or_si256(neg, _mm256_set1_epi8(1)));
 }
 
 // IQ1_S_U2's group scale of a group nibble n: s = 2 (n & 7) + 1, with w = 8 s u per weight (u

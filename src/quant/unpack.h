@@ -54,6 +54,13 @@ inline uint16_t iq1m_scale_bits(const Block& b) {
 // IQ1_M, IQ1_M_U2: the 3-bit scale of the 16 elements s (of 16).
 template <typename Block>
 inline int iq1m_sub_scale(const Block& b, int s) { return (iq1m_scales_u16(b, s / 4) >> (3 * (s % 4))) & 7; }
+// IQ2_XXS_U3: the magnitude code (0, 1, 2 for 8, 25, 43) and the sign bit of weight e (of 256),
+// and the scale ls of group g (of 8).
+inline int iq2xxsu3_code(const BlockIq2XxsU3& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
+inline bool iq2xxsu3_minus(const BlockIq2XxsU3& b, int e) { return (b.signs[e / 8] >> (e % 8)) & 1; }
+inline int iq2xxsu3_ls(const BlockIq2XxsU3& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
+inline constexpr int kIq2xxsMagnitudes[3] = {8, 25, 43};
+
 // IQ1_M_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256), and whether the delta of its 8
 // weights is -1/8.
 inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }

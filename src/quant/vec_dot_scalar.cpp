@@ -223,6 +223,17 @@ void to_int(const BlockIq2Xxs& b, IntBlock& ib) {
     }
 }
 
+void to_int(const BlockIq2XxsU3& b, IntBlock& ib) {
+    // As BlockIq2Xxs: (d / 8) * (2 ls + 1) * signed magnitude.
+    ib.da = fp16_to_f32(b.d) * 0.125f;
+    ib.db = 0.0f;
+    for (int g = 0; g < 16; ++g) {
+        ib.sc[g] = 2 * iq2xxsu3_ls(b, g / 2) + 1;
+        ib.ca[g] = ib.cb[g] = 0;
+    }
+    for (int e = 0; e < 256; ++e) ib.q[e] = (iq2xxsu3_minus(b, e) ? -1 : 1) * kIq2xxsMagnitudes[iq2xxsu3_code(b, e)];
+}
+
 void iq2_scales(const uint8_t* scales, IntBlock& ib) {
     for (int g = 0; g < 16; ++g) {
         ib.sc[g] = 2 * ((scales[g / 2] >> (4 * (g % 2))) & 0x0F) + 1;
@@ -444,6 +455,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::IQ1_S_U2: return dot_k<BlockIq1SU2>;
         case T::IQ1_M: return dot_k<BlockIq1M>;
         case T::IQ1_M_U2: return dot_k<BlockIq1MU2>;
+        case T::IQ2_XXS_U3: return dot_k<BlockIq2XxsU3>;
         case T::IQ4_XS: return dot_k<BlockIq4Xs>;
         default: return nullptr;
     }

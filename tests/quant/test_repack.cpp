@@ -55,6 +55,9 @@ TEST(Repack, Iq1sToU2HasTheType) {
     EXPECT_EQ(repacked_type(GgmlType::IQ1_M), GgmlType::IQ1_M_U2);
     EXPECT_EQ(ggml_traits(GgmlType::IQ1_M_U2).type_size, sizeof(BlockIq1MU2));
     EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ1_M_U2)).has_value());
+    EXPECT_EQ(repacked_type(GgmlType::IQ2_XXS), GgmlType::IQ2_XXS_U3);
+    EXPECT_EQ(ggml_traits(GgmlType::IQ2_XXS_U3).type_size, sizeof(BlockIq2XxsU3));
+    EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ2_XXS_U3)).has_value());
     EXPECT_FALSE(repacked_type(GgmlType::Q4_K).has_value());
     EXPECT_EQ(ggml_traits(GgmlType::IQ1_S_U2).type_size, sizeof(BlockIq1SU2));
     // An in-memory layout is never accepted as a file's tensor type.
@@ -172,6 +175,85 @@ TEST(Repack, Iq1mU2Bf16EqualsIq1m) {
     dequantize_row_bf16(GgmlType::IQ1_M, blocks.data(), want.data(), n);
     dequantize_row_bf16(GgmlType::IQ1_M_U2, u2.data(), got.data(), n);
     EXPECT_TRUE(has_fast_bf16_dequant(GgmlType::IQ1_M_U2));
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
+}
+
+// IQ2_XXS blocks that together use every grid index and every sign index (each many times, in
+// shuffled orders) and every scale.
+std::vector<BlockIq2Xxs> iq2xxs_blocks_covering_the_grid() {
+    std::mt19937 rng(8);
+    std::vector<BlockIq2Xxs> blocks;
+    for (int k0 = 0; k0 < 1024; k0 += 32) {  // 32 entries per block: every grid index 4 times
+        BlockIq2Xxs b{};
+        b.d = static_cast<uint16_t>(0x2E66 + k0 / 32);
+        auto* qs = reinterpret_cast<uint8_t*>(b.qs);
+        for (int g = 0; g < 8; ++g) {
+            uint32_t aux0 = 0, aux1 = static_cast<uint32_t>((g + k0 / 32) % 16) << 28;
+            for (int l = 0; l < 4; ++l) {
+                aux0 |= static_cast<uint32_t>((k0 + 4 * g + l) * 37 % 256) << (8 * l);
+                aux1 |= static_cast<uint32_t>(rng() % 128) << (7 * l);
+            }
+            std::memcpy(qs + 8 * g, &aux0, 4);
+            std::memcpy(qs + 8 * g + 4, &aux1, 4);
+        }
+        blocks.push_back(b);
+    }
+    // Every sign index in one more block set: index i at entry i % 32 of block i / 32.
+    for (int k0 = 0; k0 < 128; k0 += 32) {
+        BlockIq2Xxs b = blocks[static_cast<size_t>(k0 / 32)];
+        auto* qs = reinterpret_cast<uint8_t*>(b.qs);
+        for (int g = 0; g < 8; ++g) {
+            uint32_t aux1 = load_u32(qs + 8 * g + 4) & 0xF0000000u;
+            for (int l = 0; l < 4; ++l) aux1 |= static_cast<uint32_t>(k0 + 4 * g + l) << (7 * l);
+            std::memcpy(qs + 8 * g + 4, &aux1, 4);
+        }
+        blocks.push_back(b);
+    }
+    return blocks;
+}
+
+struct CoveringXxs {
+    std::vector<BlockIq2Xxs> blocks = iq2xxs_blocks_covering_the_grid();
+    std::vector<BlockIq2XxsU3> u3 = std::vector<BlockIq2XxsU3>(blocks.size());
+    int64_t n = static_cast<int64_t>(blocks.size()) * 256;
+    CoveringXxs() { repack_blocks(GgmlType::IQ2_XXS, blocks.data(), u3.data(), static_cast<int64_t>(blocks.size())); }
+};
+
+TEST(Repack, Iq2xxsU3DequantizesIdenticallyForEveryGridAndSignEntry) {
+    const CoveringXxs c;
+    const auto& [blocks, u3, n] = c;
+    std::vector<float> want(n), got(n);
+    dequantize_row(GgmlType::IQ2_XXS, blocks.data(), want.data(), n);
+    dequantize_row(GgmlType::IQ2_XXS_U3, u3.data(), got.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(std::memcmp(&want[i], &got[i], 4), 0) << "weight " << i << ": " << want[i] << " vs " << got[i];
+}
+
+TEST(Repack, Iq2xxsU3DotEqualsIq2xxs) {
+    const CoveringXxs c;
+    const auto& [blocks, u3, n] = c;
+    std::vector<float> x(n);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& v : x) v = normal(rng);
+    std::vector<BlockQ8K> a(blocks.size());
+    quantize_row(GgmlType::Q8_K, x.data(), a.data(), n);
+    const float ref = vec_dot_fn(GgmlType::IQ2_XXS, Isa::Scalar)(blocks.data(), a.data(), n);
+    EXPECT_EQ(vec_dot_fn(GgmlType::IQ2_XXS_U3, Isa::Scalar)(u3.data(), a.data(), n), ref);
+    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
+        if (isa == Isa::Avx512Vnni && active_isa() != Isa::Avx512Vnni) continue;
+        const float simd = vec_dot_fn(GgmlType::IQ2_XXS_U3, isa)(u3.data(), a.data(), n);
+        EXPECT_NEAR(simd, ref, 1e-5 * std::abs(ref) + 1e-4) << isa_name(isa);
+    }
+}
+
+TEST(Repack, Iq2xxsU3Bf16EqualsIq2xxs) {
+    if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+    const CoveringXxs c;
+    const auto& [blocks, u3, n] = c;
+    std::vector<uint16_t> want(n), got(n);
+    dequantize_row_bf16(GgmlType::IQ2_XXS, blocks.data(), want.data(), n);
+    dequantize_row_bf16(GgmlType::IQ2_XXS_U3, u3.data(), got.data(), n);
+    EXPECT_TRUE(has_fast_bf16_dequant(GgmlType::IQ2_XXS_U3));
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
 
