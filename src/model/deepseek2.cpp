@@ -332,7 +332,7 @@ public:
     }
 
     // Rewrites the routed experts whose format has a faster in-memory layout (IQ1_S ->
-    // IQ1_S_U2, IQ1_M -> IQ1_M_U2, quant/repack.h) into memory of this process: all as asked, or
+    // IQ1_S_U2, IQ1_M -> IQ1_M_U2, IQ2_XXS -> IQ2_XXS_U3, quant/repack.h) into memory of this process: all as asked, or
     // on auto as many expert tensors, in layer order, as keep the copies (a per-process copy,
     // unlike the file's shared page cache) and the rest of the model within 80% of `memory`
     // (each tensor repacked speeds up its share of a token's expert reads, so a machine short of
