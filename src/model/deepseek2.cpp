@@ -332,12 +332,12 @@ public:
     }
 
     // Rewrites the routed experts whose format has a faster in-memory layout (IQ1_S ->
-    // IQ1_S_U2, IQ1_M -> IQ1_M_U2, IQ2_XXS -> IQ2_XXS_U3, quant/repack.h) into memory of this process: all as asked, or
-    // on auto as many expert tensors, in layer order, as keep the copies (a per-process copy,
-    // unlike the file's shared page cache) and the rest of the model within 80% of `memory`
-    // (each tensor repacked speeds up its share of a token's expert reads, so a machine short of
-    // room for all of them still gains in proportion). The file's pages of the rewritten tensors
-    // are released.
+    // IQ1_S_U2, IQ1_M -> IQ1_M_U2, IQ2_XXS -> IQ2_XXS_U3, quant/repack.h) into memory of this
+    // process: all as asked, or on auto as many expert tensors, in layer order, as keep the copies
+    // (a per-process copy, unlike the file's shared page cache) and the rest of the model within
+    // 80% of `memory` (each tensor repacked speeds up its share of a token's expert reads, so a
+    // machine short of room for all of them still gains in proportion). The file's pages of the
+    // rewritten tensors are released.
     void repack_experts(const gguf::File& file, Repack mode, uint64_t memory) {
         std::vector<ExpertMat*> candidates;
         uint64_t all_from = 0, all_to = 0;
