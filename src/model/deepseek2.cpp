@@ -333,11 +333,11 @@ public:
 
     // Rewrites the routed experts whose format has a faster in-memory layout (IQ1_S ->
     // IQ1_S_U2, IQ1_M -> IQ1_M_U2, IQ2_XXS -> IQ2_XXS_U3, quant/repack.h) into memory of this
-    // process: all as asked, or on auto as many expert tensors, in layer order, as keep the copies
-    // (a per-process copy, unlike the file's shared page cache) and the rest of the model within
-    // 80% of `memory` (each tensor repacked speeds up its share of a token's expert reads, so a
-    // machine short of room for all of them still gains in proportion). The file's pages of the
-    // rewritten tensors are released.
+    // process: all as asked, or on auto as many expert tensors (by format, then layer) as keep
+    // the copies (a per-process copy, unlike the file's shared page cache) and the rest of the
+    // model within 80% of `memory` (each tensor repacked speeds up its share of a token's expert
+    // reads, so a machine short of room for all of them still gains in proportion). The file's
+    // pages of the rewritten tensors are released.
     void repack_experts(const gguf::File& file, Repack mode, uint64_t memory) {
         std::vector<ExpertMat*> candidates;
         uint64_t all_from = 0, all_to = 0;
@@ -349,11 +349,18 @@ public:
                     all_to += m->bytes_as(*layout);
                 }
         if (candidates.empty() || mode == Repack::kOff) return;
+        // Where memory runs short, the formats that gain the most time per added byte go first:
+        // per weight, one Zen 4 thread's dot kernel saves 0.048 ns for IQ1_S (14.5 -> 46.6 G
+        // weights/s, +0.078 bytes), 0.039 ns for IQ1_M (14.7 -> 34.1, +0.078), 0.042 ns for
+        // IQ2_XXS (13.7 -> 32.7, +0.14): 0.61, 0.50 and 0.30 ns per added byte. Then layer order.
+        const auto rank = [](GgmlType t) { return t == GgmlType::IQ1_S ? 0 : t == GgmlType::IQ1_M ? 1 : 2; };
+        std::stable_sort(candidates.begin(), candidates.end(),
+                         [&](const ExpertMat* a, const ExpertMat* b) { return rank(a->type) < rank(b->type); });
         std::vector<ExpertMat*> todo;
         uint64_t from = 0, to = 0, resident = file.total_file_bytes();
         for (ExpertMat* m : candidates) {
             const uint64_t m_from = m->bytes(), m_to = m->bytes_as(*quant::repacked_type(m->type));
-            if (mode == Repack::kAuto && resident - m_from + m_to > memory / 5 * 4) break;
+            if (mode == Repack::kAuto && resident - m_from + m_to > memory / 5 * 4) continue;  // a smaller one may fit
             todo.push_back(m);
             from += m_from;
             to += m_to;

@@ -448,6 +448,37 @@ TEST_P(RepackTest, AutoRepacksWhatFitsTheMemory) {
     EXPECT_EQ(logits[3], logits[0]);
 }
 
+// Short of room for every repacked expert, auto takes the formats that gain the most per added
+// byte first (IQ1_S, IQ1_M, then IQ2_XXS; model/deepseek2.cpp): on ud-iq1_m with room for exactly
+// the IQ1_M tensors' growth, the decode reads grow by exactly theirs (in layer order the first
+// layer's IQ2_XXS down would have taken part of the room).
+TEST(Repack, AutoTakesIq1mBeforeIq2xxs) {
+    cpu::ThreadPool pool(2);
+    SynthOptions o;
+    o.preset = "tiny";
+    o.recipe = "ud-iq1_m";
+    const fs::path path = temp_path("repack_order");
+    synth_writer(o).write(path.string());
+    const gguf::File file = gguf::File::open(path.string());
+    fs::remove(path);
+    uint64_t iq1m_growth = 0, iq2xxs_growth = 0;
+    for (const gguf::TensorInfo& t : file.tensors()) {
+        if (t.name.find("_exps") == std::string::npos || !quant::repacked_type(t.type)) continue;
+        const uint64_t growth = t.n_bytes / ggml_traits(t.type).type_size *
+                                (ggml_traits(*quant::repacked_type(t.type)).type_size - ggml_traits(t.type).type_size);
+        (t.type == GgmlType::IQ1_M ? iq1m_growth : iq2xxs_growth) += growth;
+    }
+    ASSERT_GT(iq1m_growth, 0u);
+    ASSERT_GT(iq2xxs_growth, 0u);
+    const uint64_t n_expert = file.metadata().get_u32("deepseek2.expert_count");
+    const uint64_t n_used = file.metadata().get_u32("deepseek2.expert_used_count");
+    LoadOptions off, fit;
+    off.repack = Repack::kOff;
+    fit.memory_bytes = (file.total_file_bytes() + iq1m_growth + 3) / 4 * 5;  // 80% of it: the file and the IQ1_M growth
+    const uint64_t base = load_model(file, pool, off)->bytes_per_token();
+    EXPECT_EQ(load_model(file, pool, fit)->bytes_per_token(), base + iq1m_growth / n_expert * n_used);
+}
+
 INSTANTIATE_TEST_SUITE_P(Recipes, RepackTest, ::testing::Values("ud-iq1_s", "ud-iq1_m"),
                          [](const auto& p) { return std::string(p.param) == "ud-iq1_s" ? "ud_iq1_s" : "ud_iq1_m"; });
 
