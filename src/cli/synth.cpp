@@ -47,7 +47,7 @@ Verb add_synth(CLI::App& app) {
     cmd->add_option("-o,--output", *out, "Output .gguf path (with --split N: the prefix of the shards)")->required();
     cmd->add_option("--preset", opt->preset, "Shapes: r1 (DeepSeek-R1/V3), v2-lite, tiny")
         ->check(CLI::IsMember(model::synth_preset_names()))->capture_default_str();
-    cmd->add_option("--recipe", opt->recipe, "Tensor types: ud-iq1_s, ud-iq1_m, ud-q2_k_xl, q4_k_m, q8_0, f16, f32")
+    cmd->add_option("--recipe", opt->recipe, "Tensor types: ud-iq1_s, ud-iq1_m, ud-iq2_xxs, ud-q2_k_xl, q4_k_m, q8_0, f16, f32")
         ->check(CLI::IsMember(model::synth_recipe_names()))->capture_default_str();
     cmd->add_option("--layers", opt->n_layer, "Number of layers (default: the preset's)");
     cmd->add_option("--dense", opt->n_layer_dense, "Leading dense layers (default: the preset's)");

@@ -57,7 +57,9 @@ SynthShape synth_preset(const std::string& preset) {
 }
 
 std::vector<std::string> synth_preset_names() { return {"r1", "v2-lite", "tiny"}; }
-std::vector<std::string> synth_recipe_names() { return {"ud-iq1_s", "ud-iq1_m", "ud-q2_k_xl", "q4_k_m", "q8_0", "f16", "f32"}; }
+std::vector<std::string> synth_recipe_names() {
+    return {"ud-iq1_s", "ud-iq1_m", "ud-iq2_xxs", "ud-q2_k_xl", "q4_k_m", "q8_0", "f16", "f32"};
+}
 
 namespace {
 
@@ -89,9 +91,14 @@ GgmlType recipe_type(const std::string& recipe, const std::string& name, int64_t
         return T::IQ1_S;
     }
     if (recipe == "ud-iq1_m") return down ? T::IQ2_XXS : T::IQ1_M;  // gate/up at 1.75 bits, down at 2.06
+    if (recipe == "ud-iq2_xxs") {
+        // 2.06 bits; the down projections of the first MoE layers at 2.6 (Q2_K).
+        if (down && moe_idx < std::max<int64_t>(1, (shape.n_layer - shape.n_layer_dense) / 8)) return T::Q2_K;
+        return T::IQ2_XXS;
+    }
     if (recipe == "ud-q2_k_xl") return down ? T::Q3_K : T::Q2_K;
     if (recipe == "q4_k_m") return down ? T::Q6_K : T::Q4_K;
-    fail("unknown recipe '{}' (expected one of: ud-iq1_s, ud-iq1_m, ud-q2_k_xl, q4_k_m, q8_0, f16, f32)", recipe);
+    fail("unknown recipe '{}' (expected one of: ud-iq1_s, ud-iq1_m, ud-iq2_xxs, ud-q2_k_xl, q4_k_m, q8_0, f16, f32)", recipe);
 }
 
 // 64-bit FNV-1a, to give each tensor its own random stream.

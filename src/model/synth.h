@@ -52,7 +52,7 @@ std::vector<std::string> synth_recipe_names();
 
 struct SynthOptions {
     std::string preset = "tiny";
-    std::string recipe = "f32";   // ud-iq1_s, ud-iq1_m, ud-q2_k_xl, q4_k_m, q8_0, f16, f32
+    std::string recipe = "f32";   // ud-iq1_s, ud-iq1_m, ud-iq2_xxs, ud-q2_k_xl, q4_k_m, q8_0, f16, f32
     int64_t n_layer = -1;         // override; -1 keeps the preset's
     int64_t n_layer_dense = -1;
     int64_t n_expert = -1;

@@ -8,7 +8,7 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-RECIPES = ["f32", "f16", "q8_0", "q4_k_m", "ud-q2_k_xl", "ud-iq1_s", "ud-iq1_m"]
+RECIPES = ["f32", "f16", "q8_0", "q4_k_m", "ud-q2_k_xl", "ud-iq1_s", "ud-iq1_m", "ud-iq2_xxs"]
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,9 @@ def test_recipe_types(tiny_models):
     m = {n: t.tensor_type.name for n, t in reader_tensors(tiny_models["ud-iq1_m"]).items()}
     assert m["blk.1.ffn_gate_exps.weight"] == "IQ1_M" and m["blk.2.ffn_up_exps.weight"] == "IQ1_M"
     assert m["blk.1.ffn_down_exps.weight"] == "IQ2_XXS" and m["blk.2.ffn_down_exps.weight"] == "IQ2_XXS"
+    x = {n: t.tensor_type.name for n, t in reader_tensors(tiny_models["ud-iq2_xxs"]).items()}
+    assert x["blk.1.ffn_gate_exps.weight"] == "IQ2_XXS" and x["blk.2.ffn_up_exps.weight"] == "IQ2_XXS"
+    assert x["blk.1.ffn_down_exps.weight"] == "Q2_K" and x["blk.2.ffn_down_exps.weight"] == "IQ2_XXS"
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
