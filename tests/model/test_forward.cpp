@@ -376,18 +376,25 @@ TEST(MlaForms, DecompressedEqualsAbsorbed) {
 // max |logit|, as the MLA forms above). A third load in
 // the file's layout after the repack released the file's pages reads them again from the file:
 // the first run's logits exactly.
-// Both repacked formats: IQ1_S (ud-iq1_s) and IQ1_M (ud-iq1_m) experts.
+// The repacked formats: IQ1_S (ud-iq1_s) and IQ1_M (ud-iq1_m) experts, IQ2_XXS down projections
+// in both.
 class RepackTest : public ::testing::TestWithParam<const char*> {};
+
+// A tiny synthetic model of `recipe`, opened (the memory map keeps it after the file is removed).
+gguf::File tiny_model(const std::string& recipe, const std::string& name) {
+    SynthOptions o;
+    o.preset = "tiny";
+    o.recipe = recipe;
+    const fs::path path = temp_path(name + "_" + recipe);
+    synth_writer(o).write(path.string());
+    gguf::File file = gguf::File::open(path.string());
+    fs::remove(path);
+    return file;
+}
 
 TEST_P(RepackTest, SameLogitsAsTheFileLayout) {
     cpu::ThreadPool pool(2);
-    SynthOptions o;
-    o.preset = "tiny";
-    o.recipe = GetParam();
-    const fs::path path = temp_path(std::string("repack_") + GetParam());
-    synth_writer(o).write(path.string());
-    const gguf::File file = gguf::File::open(path.string());
-    fs::remove(path);
+    const gguf::File file = tiny_model(GetParam(), "repack");
     std::vector<std::vector<float>> logits, prefill;
     std::vector<uint64_t> bytes;
     for (const Repack mode : {Repack::kOff, Repack::kOn, Repack::kOff}) {
@@ -415,13 +422,7 @@ TEST_P(RepackTest, SameLogitsAsTheFileLayout) {
 // logits match the file layout's as in SameLogitsAsTheFileLayout.
 TEST_P(RepackTest, AutoRepacksWhatFitsTheMemory) {
     cpu::ThreadPool pool(2);
-    SynthOptions o;
-    o.preset = "tiny";
-    o.recipe = GetParam();
-    const fs::path path = temp_path(std::string("repack_fit_") + GetParam());
-    synth_writer(o).write(path.string());
-    const gguf::File file = gguf::File::open(path.string());
-    fs::remove(path);
+    const gguf::File file = tiny_model(GetParam(), "repack_fit");
     uint64_t growth = 0;  // all repacked experts against the file's
     for (const gguf::TensorInfo& t : file.tensors())
         if (const auto to = quant::repacked_type(t.type); to && t.name.find("_exps") != std::string::npos)
@@ -454,13 +455,7 @@ TEST_P(RepackTest, AutoRepacksWhatFitsTheMemory) {
 // layer's IQ2_XXS down would have taken part of the room).
 TEST(Repack, AutoTakesIq1mBeforeIq2xxs) {
     cpu::ThreadPool pool(2);
-    SynthOptions o;
-    o.preset = "tiny";
-    o.recipe = "ud-iq1_m";
-    const fs::path path = temp_path("repack_order");
-    synth_writer(o).write(path.string());
-    const gguf::File file = gguf::File::open(path.string());
-    fs::remove(path);
+    const gguf::File file = tiny_model("ud-iq1_m", "repack_order");
     uint64_t iq1m_growth = 0, iq2xxs_growth = 0;
     for (const gguf::TensorInfo& t : file.tensors()) {
         if (t.name.find("_exps") == std::string::npos || !quant::repacked_type(t.type)) continue;

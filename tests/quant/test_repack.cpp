@@ -42,15 +42,7 @@ std::vector<BlockIq1S> iq1s_blocks_covering_the_grid() {
     return blocks;
 }
 
-// Those blocks, repacked, and their weight count.
-struct Covering {
-    std::vector<BlockIq1S> blocks = iq1s_blocks_covering_the_grid();
-    std::vector<BlockIq1SU2> u2 = std::vector<BlockIq1SU2>(blocks.size());
-    int64_t n = static_cast<int64_t>(blocks.size()) * 256;
-    Covering() { repack_blocks(GgmlType::IQ1_S, blocks.data(), u2.data(), static_cast<int64_t>(blocks.size())); }
-};
-
-TEST(Repack, Iq1sToU2HasTheType) {
+TEST(Repack, EachFormatHasItsLayout) {
     EXPECT_EQ(repacked_type(GgmlType::IQ1_S), GgmlType::IQ1_S_U2);
     EXPECT_EQ(repacked_type(GgmlType::IQ1_M), GgmlType::IQ1_M_U2);
     EXPECT_EQ(ggml_traits(GgmlType::IQ1_M_U2).type_size, sizeof(BlockIq1MU2));
@@ -64,43 +56,6 @@ TEST(Repack, Iq1sToU2HasTheType) {
     EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ1_S_U2)).has_value());
     std::vector<uint8_t> src(84), dst(84);
     EXPECT_THROW(repack_blocks(GgmlType::Q2_K, src.data(), dst.data(), 1), Error);
-}
-
-TEST(Repack, Iq1sU2DequantizesIdenticallyForEveryGridEntry) {
-    const Covering c;
-    const auto& [blocks, u2, n] = c;
-    std::vector<float> want(n), got(n);
-    dequantize_row(GgmlType::IQ1_S, blocks.data(), want.data(), n);
-    dequantize_row(GgmlType::IQ1_S_U2, u2.data(), got.data(), n);
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(std::memcmp(&want[i], &got[i], 4), 0) << "weight " << i << ": " << want[i] << " vs " << got[i];
-}
-
-// The dot kernels of both layouts compute the same integers, so their scalar references agree
-// exactly, and every SIMD kernel of the repacked layout agrees with them up to float summation order.
-TEST(Repack, Iq1sU2DotEqualsIq1s) {
-    const Covering c;
-    const auto& [blocks, u2, n] = c;
-    std::vector<float> x(n);
-    std::mt19937 rng(9);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    for (float& v : x) v = normal(rng);
-    std::vector<BlockQ8K> a(blocks.size());
-    quantize_row(GgmlType::Q8_K, x.data(), a.data(), n);
-    const float ref = vec_dot_fn(GgmlType::IQ1_S, Isa::Scalar)(blocks.data(), a.data(), n);
-    EXPECT_EQ(vec_dot_fn(GgmlType::IQ1_S_U2, Isa::Scalar)(u2.data(), a.data(), n), ref);
-    const float simd = vec_dot_fn(GgmlType::IQ1_S_U2)(u2.data(), a.data(), n);
-    EXPECT_NEAR(simd, ref, 1e-5 * std::abs(ref) + 1e-4) << isa_name(active_isa());
-}
-
-TEST(Repack, Iq1sU2Bf16EqualsIq1s) {
-    if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
-    const Covering c;
-    const auto& [blocks, u2, n] = c;
-    std::vector<uint16_t> want(n), got(n);
-    dequantize_row_bf16(GgmlType::IQ1_S, blocks.data(), want.data(), n);
-    dequantize_row_bf16(GgmlType::IQ1_S_U2, u2.data(), got.data(), n);
-    EXPECT_TRUE(has_fast_bf16_dequant(GgmlType::IQ1_S_U2));
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
 
 // IQ1_M blocks that together use every grid index (shuffled), every scale, both delta signs in
@@ -129,53 +84,6 @@ std::vector<BlockIq1M> iq1m_blocks_covering_the_grid() {
         blocks.push_back(b);
     }
     return blocks;
-}
-
-struct CoveringM {
-    std::vector<BlockIq1M> blocks = iq1m_blocks_covering_the_grid();
-    std::vector<BlockIq1MU2> u2 = std::vector<BlockIq1MU2>(blocks.size());
-    int64_t n = static_cast<int64_t>(blocks.size()) * 256;
-    CoveringM() { repack_blocks(GgmlType::IQ1_M, blocks.data(), u2.data(), static_cast<int64_t>(blocks.size())); }
-};
-
-TEST(Repack, Iq1mU2DequantizesIdenticallyForEveryGridEntry) {
-    const CoveringM c;
-    const auto& [blocks, u2, n] = c;
-    std::vector<float> want(n), got(n);
-    dequantize_row(GgmlType::IQ1_M, blocks.data(), want.data(), n);
-    dequantize_row(GgmlType::IQ1_M_U2, u2.data(), got.data(), n);
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(std::memcmp(&want[i], &got[i], 4), 0) << "weight " << i << ": " << want[i] << " vs " << got[i];
-}
-
-// As for IQ1_S_U2: the scalar references agree exactly; every SIMD kernel of the repacked layout
-// (each ISA this CPU has) agrees with them up to float summation order.
-TEST(Repack, Iq1mU2DotEqualsIq1m) {
-    const CoveringM c;
-    const auto& [blocks, u2, n] = c;
-    std::vector<float> x(n);
-    std::mt19937 rng(10);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    for (float& v : x) v = normal(rng);
-    std::vector<BlockQ8K> a(blocks.size());
-    quantize_row(GgmlType::Q8_K, x.data(), a.data(), n);
-    const float ref = vec_dot_fn(GgmlType::IQ1_M, Isa::Scalar)(blocks.data(), a.data(), n);
-    EXPECT_EQ(vec_dot_fn(GgmlType::IQ1_M_U2, Isa::Scalar)(u2.data(), a.data(), n), ref);
-    for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
-        if (isa == Isa::Avx512Vnni && active_isa() != Isa::Avx512Vnni) continue;
-        const float simd = vec_dot_fn(GgmlType::IQ1_M_U2, isa)(u2.data(), a.data(), n);
-        EXPECT_NEAR(simd, ref, 1e-5 * std::abs(ref) + 1e-4) << isa_name(isa);
-    }
-}
-
-TEST(Repack, Iq1mU2Bf16EqualsIq1m) {
-    if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
-    const CoveringM c;
-    const auto& [blocks, u2, n] = c;
-    std::vector<uint16_t> want(n), got(n);
-    dequantize_row_bf16(GgmlType::IQ1_M, blocks.data(), want.data(), n);
-    dequantize_row_bf16(GgmlType::IQ1_M_U2, u2.data(), got.data(), n);
-    EXPECT_TRUE(has_fast_bf16_dequant(GgmlType::IQ1_M_U2));
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
 
 // IQ2_XXS blocks that together use every grid index and every sign index (each many times, in
@@ -212,50 +120,75 @@ std::vector<BlockIq2Xxs> iq2xxs_blocks_covering_the_grid() {
     return blocks;
 }
 
-struct CoveringXxs {
-    std::vector<BlockIq2Xxs> blocks = iq2xxs_blocks_covering_the_grid();
-    std::vector<BlockIq2XxsU3> u3 = std::vector<BlockIq2XxsU3>(blocks.size());
-    int64_t n = static_cast<int64_t>(blocks.size()) * 256;
-    CoveringXxs() { repack_blocks(GgmlType::IQ2_XXS, blocks.data(), u3.data(), static_cast<int64_t>(blocks.size())); }
+// A file format's covering blocks (above) and their repacked layout, as bytes.
+struct Covering {
+    GgmlType from, to;
+    std::vector<uint8_t> blocks, repacked;
+    int64_t n_blocks, n;
 };
 
-TEST(Repack, Iq2xxsU3DequantizesIdenticallyForEveryGridAndSignEntry) {
-    const CoveringXxs c;
-    const auto& [blocks, u3, n] = c;
-    std::vector<float> want(n), got(n);
-    dequantize_row(GgmlType::IQ2_XXS, blocks.data(), want.data(), n);
-    dequantize_row(GgmlType::IQ2_XXS_U3, u3.data(), got.data(), n);
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(std::memcmp(&want[i], &got[i], 4), 0) << "weight " << i << ": " << want[i] << " vs " << got[i];
+template <typename Block>
+Covering covering(GgmlType from, const std::vector<Block>& blocks) {
+    Covering c{from, *repacked_type(from), {}, {}, static_cast<int64_t>(blocks.size()), static_cast<int64_t>(blocks.size()) * 256};
+    c.blocks.resize(blocks.size() * sizeof(Block));
+    std::memcpy(c.blocks.data(), blocks.data(), c.blocks.size());
+    c.repacked.resize(blocks.size() * ggml_traits(c.to).type_size);
+    repack_blocks(from, c.blocks.data(), c.repacked.data(), c.n_blocks);
+    return c;
 }
 
-TEST(Repack, Iq2xxsU3DotEqualsIq2xxs) {
-    const CoveringXxs c;
-    const auto& [blocks, u3, n] = c;
-    std::vector<float> x(n);
-    std::mt19937 rng(11);
+Covering covering_of(GgmlType from) {
+    if (from == GgmlType::IQ1_S) return covering(from, iq1s_blocks_covering_the_grid());
+    if (from == GgmlType::IQ1_M) return covering(from, iq1m_blocks_covering_the_grid());
+    return covering(from, iq2xxs_blocks_covering_the_grid());
+}
+
+class RepackedFormat : public ::testing::TestWithParam<GgmlType> {};
+
+// Every weight of the covering blocks dequantizes to the same float32 bits in both layouts.
+TEST_P(RepackedFormat, DequantizesIdentically) {
+    const Covering c = covering_of(GetParam());
+    std::vector<float> want(c.n), got(c.n);
+    dequantize_row(c.from, c.blocks.data(), want.data(), c.n);
+    dequantize_row(c.to, c.repacked.data(), got.data(), c.n);
+    for (int64_t i = 0; i < c.n; ++i)
+        ASSERT_EQ(std::memcmp(&want[i], &got[i], 4), 0) << "weight " << i << ": " << want[i] << " vs " << got[i];
+}
+
+// The dot kernels of both layouts compute the same integers, so their scalar references agree
+// exactly, and every SIMD kernel of the repacked layout this CPU has agrees with them up to
+// float summation order.
+TEST_P(RepackedFormat, DotEqualsTheFileFormats) {
+    const Covering c = covering_of(GetParam());
+    std::vector<float> x(c.n);
+    std::mt19937 rng(9);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (float& v : x) v = normal(rng);
-    std::vector<BlockQ8K> a(blocks.size());
-    quantize_row(GgmlType::Q8_K, x.data(), a.data(), n);
-    const float ref = vec_dot_fn(GgmlType::IQ2_XXS, Isa::Scalar)(blocks.data(), a.data(), n);
-    EXPECT_EQ(vec_dot_fn(GgmlType::IQ2_XXS_U3, Isa::Scalar)(u3.data(), a.data(), n), ref);
+    std::vector<BlockQ8K> a(static_cast<size_t>(c.n_blocks));
+    quantize_row(GgmlType::Q8_K, x.data(), a.data(), c.n);
+    const float ref = vec_dot_fn(c.from, Isa::Scalar)(c.blocks.data(), a.data(), c.n);
+    EXPECT_EQ(vec_dot_fn(c.to, Isa::Scalar)(c.repacked.data(), a.data(), c.n), ref);
     for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
         if (isa == Isa::Avx512Vnni && active_isa() != Isa::Avx512Vnni) continue;
-        const float simd = vec_dot_fn(GgmlType::IQ2_XXS_U3, isa)(u3.data(), a.data(), n);
+        const float simd = vec_dot_fn(c.to, isa)(c.repacked.data(), a.data(), c.n);
         EXPECT_NEAR(simd, ref, 1e-5 * std::abs(ref) + 1e-4) << isa_name(isa);
     }
 }
 
-TEST(Repack, Iq2xxsU3Bf16EqualsIq2xxs) {
+// The bf16 unpacking (the tile products') of the repacked layout: its own fast path, the same
+// bits as the file format's.
+TEST_P(RepackedFormat, Bf16EqualsTheFileFormats) {
     if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
-    const CoveringXxs c;
-    const auto& [blocks, u3, n] = c;
-    std::vector<uint16_t> want(n), got(n);
-    dequantize_row_bf16(GgmlType::IQ2_XXS, blocks.data(), want.data(), n);
-    dequantize_row_bf16(GgmlType::IQ2_XXS_U3, u3.data(), got.data(), n);
-    EXPECT_TRUE(has_fast_bf16_dequant(GgmlType::IQ2_XXS_U3));
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
+    const Covering c = covering_of(GetParam());
+    std::vector<uint16_t> want(c.n), got(c.n);
+    dequantize_row_bf16(c.from, c.blocks.data(), want.data(), c.n);
+    dequantize_row_bf16(c.to, c.repacked.data(), got.data(), c.n);
+    EXPECT_TRUE(has_fast_bf16_dequant(c.to));
+    for (int64_t i = 0; i < c.n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
+
+INSTANTIATE_TEST_SUITE_P(Formats, RepackedFormat, ::testing::Values(GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS),
+                         [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
 }  // namespace
 }  // namespace tandem::quant
