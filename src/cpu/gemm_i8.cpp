@@ -280,9 +280,11 @@ TANDEM_I8_UNPACK void unpack_iq1mu2(const quant::BlockIq1MU2& b, I8Block& out) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16)));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s + 8), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1)));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_mullo_epi16(s16, _mm256_set1_epi16(-9)));
+    const __m256i delta = quant::iq1mu2_delta_bits(b);
+#pragma GCC unroll 4  // constant c, h: iq1mu2_chunk's shifts and entry masks are immediates
     for (int c = 0; c < 4; ++c)
         for (int h = 0; h < 2; ++h)
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * c + 32 * h), quant::iq1mu2_chunk(b, c, h));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * c + 32 * h), quant::iq1mu2_chunk(b, delta, c, h));
     out.d = quant::fp16_to_f32(quant::iq1m_scale_bits(b)) * 0.125f;
 }
 

@@ -290,12 +290,14 @@ void block_bf16(const BlockIq1SU2& b, uint16_t* y) {
 // sum needs at most 20: one rounding, to IQ1_M's float d (2 sc + 1) (g + delta), then its bf16.
 void block_bf16(const BlockIq1MU2& b, uint16_t* y) {
     const float d8 = fp16_to_f32(iq1m_scale_bits(b)) * 0.125f;
+    const __m256i delta = iq1mu2_delta_bits(b);
+#pragma GCC unroll 4  // constant c, h: iq1mu2_chunk's shifts and entry masks are immediates
     for (int c = 0; c < 4; ++c)
         for (int h = 0; h < 2; ++h) {
             const int g = 4 * c + 2 * h;  // the two 16-weight groups of weights 64c + 32h ..
             const float a0 = d8 * static_cast<float>(2 * iq1m_sub_scale(b, g) + 1);
             const float a1 = d8 * static_cast<float>(2 * iq1m_sub_scale(b, g + 1) + 1);
-            emit32<false>(y + 64 * c + 32 * h, iq1mu2_chunk(b, c, h), a0, -9.0f * a0, a1, -9.0f * a1);
+            emit32<false>(y + 64 * c + 32 * h, iq1mu2_chunk(b, delta, c, h), a0, -9.0f * a0, a1, -9.0f * a1);
         }
 }
 

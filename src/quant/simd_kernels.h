@@ -852,8 +852,9 @@ inline typename AccVec<I>::type grid_block(const BlockIq1MU2& b, const BlockQ8K&
         }
     } else {
         acc.v = _mm256_madd_epi16(load32(a.bsums), off16);
+        const __m256i delta = iq1mu2_delta_bits(b);
         for (int c = 0; c < 4; ++c)
-            for (int h = 0; h < 2; ++h) acc.template step32<false>(iq1mu2_chunk(b, c, h), a.qs, 2 * c + h);
+            for (int h = 0; h < 2; ++h) acc.template step32<false>(iq1mu2_chunk(b, delta, c, h), a.qs, 2 * c + h);
     }
     return acc.v;
 }
