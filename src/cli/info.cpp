@@ -41,6 +41,8 @@ int run_info(const InfoArgs& args) {
         j["n_expert_used"] = s.n_expert_used;
         j["active_bytes_per_token"] = s.active_bytes_per_token;
         j["active_expert_bytes_per_token"] = s.active_expert_bytes_per_token;
+        j["repacked_formats"] = s.repacked_formats;
+        j["repack_growth_bytes"] = s.repack_growth;
         std::printf("%s\n", j.dump(2).c_str());
         return 0;
     }
@@ -69,6 +71,12 @@ int run_info(const InfoArgs& args) {
                     static_cast<long long>(s.n_expert), format_bytes(s.active_expert_bytes_per_token).c_str());
     else
         std::printf("decode reads     %s per token\n", format_bytes(s.active_bytes_per_token).c_str());
+    if (s.repack_growth > 0 && s.n_expert > 0)
+        std::printf("repacked         %s experts take %s more in memory, repacked as loaded as far as 80%% of the "
+                    "memory allows (--repack); all repacked, decode reads %s per token\n",
+                    s.repacked_formats.c_str(), format_bytes(s.repack_growth).c_str(),
+                    format_bytes(s.active_bytes_per_token + s.repack_growth / static_cast<uint64_t>(s.n_expert) *
+                                                                static_cast<uint64_t>(s.n_expert_used)).c_str());
     return 0;
 }
 

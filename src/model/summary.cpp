@@ -2,6 +2,7 @@
 
 #include "core/check.h"
 #include "core/units.h"
+#include "quant/repack.h"
 
 namespace tandem::model {
 
@@ -85,6 +86,12 @@ Summary summarize(const gguf::File& file) {
         const Component c = classify_tensor(t.name);
         s.bytes_per_component[c] += t.n_bytes;
         if (c == Component::Embedding) embd_row_bytes = t.row_bytes();
+        if (const auto to = quant::repacked_type(t.type); to && c == Component::RoutedExperts) {
+            const uint64_t from_size = ggml_traits(t.type).type_size;
+            s.repack_growth += t.n_bytes / from_size * (ggml_traits(*to).type_size - from_size);
+            if (s.repacked_formats.find(type) == std::string::npos)
+                s.repacked_formats += (s.repacked_formats.empty() ? "" : ", ") + type;
+        }
     }
     s.n_tensors = file.tensors().size();
 

@@ -37,6 +37,10 @@ struct Summary {
     // embedding table, one embedding row, and n_expert_used / n_expert of the routed experts.
     uint64_t active_bytes_per_token = 0;
     uint64_t active_expert_bytes_per_token = 0;
+    // The routed experts in formats with a faster in-memory layout (quant/repack.h; --repack):
+    // those formats ("IQ1_S, IQ2_XXS") and the bytes the layouts add.
+    std::string repacked_formats;
+    uint64_t repack_growth = 0;
 };
 
 Summary summarize(const gguf::File& file);
