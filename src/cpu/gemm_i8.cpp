@@ -42,7 +42,7 @@ enum class Scales { per256, per32, per32_folded, per16, per16_mins };
 // sums of q per group of 32 or 16, the activation scale a) is
 //   per256 (IQ1_S_U2, IQ1_S):   d a (sum_e w_e q_e + sum_g c_g qsum32_g);
 //   per32 (Q4_K):               d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
-//   per32_folded (IQ2_XXS(_U3)): d a (sum_g s_g (sum_{e in g} w_e q_e) + sum_g c_g qsum32_g);
+//   per32_folded (IQ2_XXS(_U3), IQ3_XXS_U4): d a (sum_g s_g (sum_{e in g} w_e q_e) + sum_g c_g qsum32_g);
 //   per16 (Q6_K, Q3_K, IQ1_M_U2): d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j);
 //   per16_mins (Q2_K):          d a sum_j s_j (sum_{e in j} w_e q_e) - dmin a sum_j c16_j qsum16_j.
 struct I8Block {
@@ -75,6 +75,7 @@ constexpr I8Format kI8Formats[] = {
     {GgmlType::Q3_K, Scales::per16, 4, 7, 3},             // w <= 7 (AVX-512 threshold: 6 would just pass)
     {GgmlType::IQ1_M_U2, Scales::per16, 4, 3, 3},         // w <= 18 (no rows kernel: per-token dots)
     {GgmlType::IQ2_XXS_U3, Scales::per32_folded, 1, 3, 3},  // as IQ2_XXS
+    {GgmlType::IQ3_XXS_U4, Scales::per32_folded, 1, 3, 3},  // w <= 124
 };
 
 const I8Format* i8_format(GgmlType type) {
@@ -219,6 +220,18 @@ TANDEM_I8_UNPACK void unpack_iq2xxsu3(const quant::BlockIq2XxsU3& b, I8Block& ou
     out.d = quant::fp16_to_f32(b.d) * 0.125f;
 }
 
+// IQ3_XXS_U4 (quant/blocks.h): x * 4 / d = (2 ls + 1) v per group of 32 with v = u - 62: w = u in
+// [0, 124] and c_g = -62 s_g, the per-token kernel's integers (grid_block), block factor d / 4.
+TANDEM_I8_UNPACK void unpack_iq3xxsu4(const quant::BlockIq3XxsU4& b, I8Block& out) {
+    for (int g = 0; g < 8; ++g) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * g), quant::iq3xxsu4_u(b, g));
+        const int scale = 2 * quant::iq3xxsu4_ls(b, g) + 1;
+        out.s[g] = scale;
+        out.c[g] = static_cast<int16_t>(-62 * scale);
+    }
+    out.d = quant::fp16_to_f32(b.d) * 0.25f;
+}
+
 // Q2_K (quant/blocks.h): x = d sc_j q - dmin m_j per 16 weights j, q in [0, 3]: w = q, s_j =
 // sc_j and c16_j = m_j (the mins, against the 16-value sums): the per-token kernel's integers
 // (simd_kernels.h block_dot).
@@ -307,6 +320,7 @@ TANDEM_I8_UNPACK void unpack_rows(GgmlType type, const uint8_t* blocks, uint64_t
         else if (type == GgmlType::IQ1_S) unpack_iq1s(*reinterpret_cast<const quant::BlockIq1S*>(b), recs[r], u2_as_u);
         else if (type == GgmlType::IQ1_M_U2) unpack_iq1mu2(*reinterpret_cast<const quant::BlockIq1MU2*>(b), recs[r]);
         else if (type == GgmlType::IQ2_XXS_U3) unpack_iq2xxsu3(*reinterpret_cast<const quant::BlockIq2XxsU3*>(b), recs[r]);
+        else if (type == GgmlType::IQ3_XXS_U4) unpack_iq3xxsu4(*reinterpret_cast<const quant::BlockIq3XxsU4*>(b), recs[r]);
         else if (type != GgmlType::IQ1_S_U2) fail("int8 products: no unpacking for {}", ggml_type_name(type));
         else if (u2_as_u) unpack_iq1su2_u(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);
         else unpack_iq1su2(*reinterpret_cast<const quant::BlockIq1SU2*>(b), recs[r]);

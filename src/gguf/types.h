@@ -49,6 +49,7 @@ enum class GgmlType : uint32_t {
     IQ1_S_U2 = 0x10000,
     IQ1_M_U2 = 0x10001,
     IQ2_XXS_U3 = 0x10002,
+    IQ3_XXS_U4 = 0x10003,
 };
 
 struct GgmlTypeTraits {

@@ -224,6 +224,19 @@ struct BlockIq3Xxs {
 };
 static_assert(sizeof(BlockIq3Xxs) == 98);
 
+// IQ3_XXS with every grid value and sign written out (tandem's in-memory layout IQ3_XXS_U4,
+// quant/repack.h): the same weights, x = d * (0.5 + ls) * 0.5 * m * sign with the magnitude m in
+// {4, 12, 20, 28, 36, 44, 52, 62} (every value of kIq3xxsGrid) as a code 0..7 and the sign as bit
+// 3 (set: negative) of one nibble per weight: weight e = 128 h + j in nibble h of q[j] (low
+// first); the scale ls of group g (32 weights) in nibble g of sc. 4.2 bits per weight against
+// 3.06, and no table lookups.
+struct BlockIq3XxsU4 {
+    uint16_t d;
+    uint8_t sc[4];
+    uint8_t q[128];
+};
+static_assert(sizeof(BlockIq3XxsU4) == 134);
+
 // 64 9-bit kIq3sGrid indices (low 8 in qs[g], bit 8 = bit g%8 of qh[g/8]), explicit signs
 // (bit e%8 of signs[e/8]), 4-bit scale per 32: x = d * (1 + 2 * sc) * grid * sign.
 struct BlockIq3S {

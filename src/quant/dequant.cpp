@@ -201,6 +201,16 @@ void dequant_block(const BlockIq2XxsU3& b, float* y) {
     }
 }
 
+void dequant_block(const BlockIq3XxsU4& b, float* y) {
+    // The same float operations as BlockIq3Xxs's, so the values are identical.
+    const float d = fp16_to_f32(b.d);
+    for (int e = 0; e < 256; ++e) {
+        const float db = d * (0.5f + static_cast<float>(iq3xxsu4_ls(b, e / 32))) * 0.5f;
+        const int nibble = iq3xxsu4_nibble(b, e);
+        y[e] = db * static_cast<float>(kIq3xxsMagnitudes[nibble & 7]) * (nibble & 8 ? -1.0f : 1.0f);
+    }
+}
+
 void dequant_block(const BlockIq2Xs& b, float* y) {
     const float d = fp16_to_f32(b.d);
     for (int g = 0; g < 32; ++g) {
@@ -369,6 +379,7 @@ DequantFn dequant_fn(GgmlType type) {
         case T::IQ1_M: return dequant_blocks<BlockIq1M, kQK>;
         case T::IQ1_M_U2: return dequant_blocks<BlockIq1MU2, kQK>;
         case T::IQ2_XXS_U3: return dequant_blocks<BlockIq2XxsU3, kQK>;
+        case T::IQ3_XXS_U4: return dequant_blocks<BlockIq3XxsU4, kQK>;
         case T::IQ4_XS: return dequant_blocks<BlockIq4Xs, kQK>;
         default: return nullptr;
     }

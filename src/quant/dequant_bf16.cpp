@@ -222,6 +222,16 @@ void block_bf16(const BlockIq2XxsU3& b, uint16_t* y) {
     }
 }
 
+// IQ3_XXS_U4: db * u - 62 db = db * v exactly (db has at most 16 significant bits, u at most 7),
+// so one rounding to IQ3_XXS's float db * m * sign, then its bf16.
+void block_bf16(const BlockIq3XxsU4& b, uint16_t* y) {
+    const float d = fp16_to_f32(b.d);
+    for (int g = 0; g < 8; ++g) {
+        const float db = d * (0.5f + static_cast<float>(iq3xxsu4_ls(b, g))) * 0.5f;  // as BlockIq3Xxs's
+        emit32<false>(y + 32 * g, iq3xxsu4_u(b, g), db, -62.0f * db, db, -62.0f * db);
+    }
+}
+
 void block_bf16(const BlockIq3Xxs& b, uint16_t* y) {
     const float d = fp16_to_f32(b.d);
     for (int i = 0; i < 8; ++i) {
@@ -351,6 +361,7 @@ RowFn fast_row(GgmlType type) {
         case T::IQ1_S_U2: return blocks_bf16<BlockIq1SU2, kQK>;
         case T::IQ1_M_U2: return blocks_bf16<BlockIq1MU2, kQK>;
         case T::IQ2_XXS_U3: return blocks_bf16<BlockIq2XxsU3, kQK>;
+        case T::IQ3_XXS_U4: return blocks_bf16<BlockIq3XxsU4, kQK>;
         default: return nullptr;
     }
 }

@@ -7,6 +7,7 @@
 #include "core/check.h"
 #include "quant/blocks.h"
 #include "quant/grids.h"
+#include "quant/unpack.h"
 
 namespace tandem::quant {
 namespace {
@@ -100,6 +101,42 @@ BlockIq2XxsU3 repack(const BlockIq2Xxs& b) {
     return r;
 }
 
+// The code of each byte of kIq3xxsGrid's entries: 4, 12, .., 52 -> 0 .. 6, 62 -> 7 (the grid
+// has no other value: checked at compile time below).
+constexpr int iq3xxs_code(uint8_t v) {
+    for (int c = 0; c < 8; ++c)
+        if (v == kIq3xxsMagnitudes[c]) return c;
+    return -1;
+}
+constexpr bool iq3xxs_grid_has_eight_values() {
+    for (uint32_t entry : kIq3xxsGrid)
+        for (int j = 0; j < 4; ++j)
+            if (iq3xxs_code(static_cast<uint8_t>(entry >> (8 * j))) < 0) return false;
+    return true;
+}
+static_assert(iq3xxs_grid_has_eight_values());
+
+BlockIq3XxsU4 repack(const BlockIq3Xxs& b) {
+    BlockIq3XxsU4 r{};
+    r.d = b.d;
+    // Group g (weights 32g ..): its uint32 after the 64 grid indices holds the scale and four
+    // 7-bit sign indices (entry l: weights 32g + 8l .. + 7), each entry two grid indices of 4.
+    for (int g = 0; g < 8; ++g) {
+        const uint32_t aux = load_u32(b.qs + 64 + 4 * g);
+        r.sc[g / 2] = static_cast<uint8_t>(r.sc[g / 2] | ((aux >> 28) << (4 * (g % 2))));
+        for (int l = 0; l < 4; ++l) {
+            const uint8_t signs = kKsigns[(aux >> (7 * l)) & 0x7F];
+            const uint64_t entry = kIq3xxsGrid[b.qs[8 * g + 2 * l]] | (uint64_t{kIq3xxsGrid[b.qs[8 * g + 2 * l + 1]]} << 32);
+            for (int j = 0; j < 8; ++j) {
+                const int e = 32 * g + 8 * l + j;
+                const int nibble = iq3xxs_code(static_cast<uint8_t>(entry >> (8 * j))) | (((signs >> j) & 1) << 3);
+                r.q[e % 128] = static_cast<uint8_t>(r.q[e % 128] | (nibble << (4 * (e / 128))));
+            }
+        }
+    }
+    return r;
+}
+
 template <typename From>
 void repack_all(const void* src, void* dst, int64_t n_blocks) {
     const auto* in = static_cast<const uint8_t*>(src);
@@ -118,6 +155,7 @@ std::optional<GgmlType> repacked_type(GgmlType type) {
     if (type == GgmlType::IQ1_S) return GgmlType::IQ1_S_U2;
     if (type == GgmlType::IQ1_M) return GgmlType::IQ1_M_U2;
     if (type == GgmlType::IQ2_XXS) return GgmlType::IQ2_XXS_U3;
+    if (type == GgmlType::IQ3_XXS) return GgmlType::IQ3_XXS_U4;
     return std::nullopt;
 }
 
@@ -125,6 +163,7 @@ void repack_blocks(GgmlType from, const void* src, void* dst, int64_t n_blocks) 
     if (from == GgmlType::IQ1_S) return repack_all<BlockIq1S>(src, dst, n_blocks);
     if (from == GgmlType::IQ1_M) return repack_all<BlockIq1M>(src, dst, n_blocks);
     if (from == GgmlType::IQ2_XXS) return repack_all<BlockIq2Xxs>(src, dst, n_blocks);
+    if (from == GgmlType::IQ3_XXS) return repack_all<BlockIq3Xxs>(src, dst, n_blocks);
     fail("repack: no repacked layout for type {}", ggml_type_name(from));
 }
 

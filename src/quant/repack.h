@@ -15,6 +15,10 @@
 // grid indices (one per 8 weights, into 256 entries of the values 8, 25, 43) and 7-bit sign
 // indices become a 2-bit magnitude code and a sign bit per weight: the grid gathers go, for
 // 1.55x the bytes.
+//
+// IQ3_XXS -> IQ3_XXS_U4 (BlockIq3XxsU4, 134 bytes per 256 weights against 98): the same for
+// IQ3_XXS (256 grid entries of 4 values from 8 magnitudes, a 7-bit sign index per 8 weights):
+// a nibble per weight, its magnitude code and sign.
 #pragma once
 
 #include <cstdint>

@@ -578,6 +578,8 @@ constexpr float kGridUnit = 0.125f;  // IQ1_S, IQ2_XXS, IQ2_XS, IQ2_S: d/8 * (2 
 template <>
 constexpr float kGridUnit<BlockIq3Xxs> = 0.25f;
 template <>
+constexpr float kGridUnit<BlockIq3XxsU4> = 0.25f;
+template <>
 constexpr float kGridUnit<BlockIq3S> = 1.0f;
 
 // IQ1_S's qh[i] (scale, delta sign and high index bits of group i) in int16 lanes 2i and
@@ -771,7 +773,7 @@ inline __m256i iq1m_scale16(const Block& b) {
 // are, instead of gathered grid entries and sign-index lookups.
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq2XxsU3& b, const BlockQ8K& a) {
-    GridAcc<I, ScaleLayout::kPer32Dword> acc(iq2xxsu3_scales(b));
+    GridAcc<I, ScaleLayout::kPer32Dword> acc(nibble_scales32(b.sc));
     acc.set_signs(load32(b.signs));
     if constexpr (I == Isa::Avx512Vnni) {
         const __m512i x = _mm512_loadu_si512(b.qs);
@@ -782,6 +784,31 @@ inline typename AccVec<I>::type grid_block(const BlockIq2XxsU3& b, const BlockQ8
     } else {
         for (int c = 0; c < 4; ++c)
             for (int h = 0; h < 2; ++h) acc.template step32<true>(iq2xxsu3_magnitudes(b, c, h), a.qs, 2 * c + h);
+    }
+    return acc.v;
+}
+
+// IQ3_XXS_U4 (IQ3_XXS with its grid values and signs written out, quant/repack.h): IQ3_XXS's
+// integer sum_g s_g sum v q, as sum_g s_g sum u q - 62 sum_g s_g (sum of q over g) with u = v +
+// 62 unsigned (VPMADDUBSW's operand; a pair's sum <= 2 * 124 * 128 does not saturate) mapped
+// from the weight's nibble by a VPSHUFB, the second term through the Q8_K sums.
+template <Isa I>
+inline typename AccVec<I>::type grid_block(const BlockIq3XxsU4& b, const BlockQ8K& a) {
+    const __m256i s32 = nibble_scales32(b.sc);
+    // -62 s_g in int16 words 2g, 2g + 1 (the two 16-value sums of group g).
+    const __m256i off16 = _mm256_mullo_epi16(_mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)), _mm256_set1_epi16(-62));
+    GridAcc<I, ScaleLayout::kPer32Dword> acc(s32);
+    if constexpr (I == Isa::Avx512Vnni) {
+        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
+        const __m512i lut = _mm512_broadcast_i32x4(iq3xxsu4_u_table());
+        const __m512i x[2] = {_mm512_loadu_si512(b.q), _mm512_loadu_si512(b.q + 64)};
+        for (int c = 0; c < 4; ++c) {  // weights 64c ..: nibble c / 2 of q[64 (c % 2) ..]
+            const __m512i nib = _mm512_and_si512(c >= 2 ? _mm512_srli_epi16(x[c % 2], 4) : x[c % 2], _mm512_set1_epi8(0x0F));
+            acc.template step64<false>(_mm512_shuffle_epi8(lut, nib), a.qs, c);
+        }
+    } else {
+        acc.v = _mm256_madd_epi16(load32(a.bsums), off16);
+        for (int g = 0; g < 8; ++g) acc.template step32<false>(iq3xxsu4_u(b, g), a.qs, g);
     }
     return acc.v;
 }
@@ -1464,6 +1491,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ1_M: return dot_grid_row<I, BlockIq1M>;
         case T::IQ1_M_U2: return dot_grid_row<I, BlockIq1MU2>;
         case T::IQ2_XXS_U3: return dot_grid_row<I, BlockIq2XxsU3>;
+        case T::IQ3_XXS_U4: return dot_grid_row<I, BlockIq3XxsU4>;
         case T::IQ2_XS: return dot_grid_row<I, BlockIq2Xs>;
         case T::IQ2_S: return dot_grid_row<I, BlockIq2S>;
         case T::IQ3_S: return dot_grid_row<I, BlockIq3S>;

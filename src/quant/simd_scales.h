@@ -45,9 +45,20 @@ inline __m128i nibbles8(const uint8_t* p) {
 }
 inline __m128i iq1su2_nibbles(const BlockIq1SU2& b) { return nibbles8(b.sc); }
 
-// IQ2_XXS_U3: [8] int32 2 ls + 1, one per 32 weights.
-inline __m256i iq2xxsu3_scales(const BlockIq2XxsU3& b) {
-    return _mm256_or_si256(_mm256_slli_epi32(_mm256_cvtepu8_epi32(nibbles8(b.sc)), 1), _mm256_set1_epi32(1));
+// IQ2_XXS_U3, IQ3_XXS_U4: [8] int32 2 ls + 1, one per 32 weights, from the 8 nibbles at sc.
+inline __m256i nibble_scales32(const uint8_t* sc) {
+    return _mm256_or_si256(_mm256_slli_epi32(_mm256_cvtepu8_epi32(nibbles8(sc)), 1), _mm256_set1_epi32(1));
+}
+
+// IQ3_XXS_U4: u = value + 62 in [0, 124] (unsigned, for VPMADDUBSW and the int8 products) of each
+// nibble (bit 3 the sign, bits 0..2 the magnitude code of 4, 12, .., 52, 62), for VPSHUFB.
+inline __m128i iq3xxsu4_u_table() { return _mm_setr_epi8(66, 74, 82, 90, 98, 106, 114, 124, 58, 50, 42, 34, 26, 18, 10, 0); }
+
+// IQ3_XXS_U4: u of group g (weights 32g .. 32g + 31): nibble g / 4 of q[32 (g % 4) ..].
+inline __m256i iq3xxsu4_u(const BlockIq3XxsU4& b, int g) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.q + 32 * (g % 4)));
+    const __m256i nib = _mm256_and_si256(g >= 4 ? _mm256_srli_epi16(x, 4) : x, _mm256_set1_epi8(0x0F));
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(iq3xxsu4_u_table()), nib);
 }
 
 // IQ2_XXS_U3: the magnitudes (8, 25, 43) of weights 64c + 32h .. + 31 (group 2c + h): codes

@@ -61,6 +61,12 @@ inline bool iq2xxsu3_minus(const BlockIq2XxsU3& b, int e) { return (b.signs[e / 
 inline int iq2xxsu3_ls(const BlockIq2XxsU3& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
 inline constexpr int kIq2xxsMagnitudes[3] = {8, 25, 43};
 
+// IQ3_XXS_U4: the nibble (bit 3 the sign, bits 0..2 the magnitude code) of weight e (of 256),
+// and the scale ls of group g (of 8).
+inline int iq3xxsu4_nibble(const BlockIq3XxsU4& b, int e) { return (b.q[e % 128] >> (4 * (e / 128))) & 0x0F; }
+inline int iq3xxsu4_ls(const BlockIq3XxsU4& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
+inline constexpr int kIq3xxsMagnitudes[8] = {4, 12, 20, 28, 36, 44, 52, 62};
+
 // IQ1_M_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256), and whether the delta of its 8
 // weights is -1/8.
 inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }

@@ -234,6 +234,20 @@ void to_int(const BlockIq2XxsU3& b, IntBlock& ib) {
     for (int e = 0; e < 256; ++e) ib.q[e] = (iq2xxsu3_minus(b, e) ? -1 : 1) * kIq2xxsMagnitudes[iq2xxsu3_code(b, e)];
 }
 
+void to_int(const BlockIq3XxsU4& b, IntBlock& ib) {
+    // As BlockIq3Xxs: (d / 4) * (2 ls + 1) * signed magnitude.
+    ib.da = fp16_to_f32(b.d) * 0.25f;
+    ib.db = 0.0f;
+    for (int g = 0; g < 16; ++g) {
+        ib.sc[g] = 2 * iq3xxsu4_ls(b, g / 2) + 1;
+        ib.ca[g] = ib.cb[g] = 0;
+    }
+    for (int e = 0; e < 256; ++e) {
+        const int nibble = iq3xxsu4_nibble(b, e);
+        ib.q[e] = (nibble & 8 ? -1 : 1) * kIq3xxsMagnitudes[nibble & 7];
+    }
+}
+
 void iq2_scales(const uint8_t* scales, IntBlock& ib) {
     for (int g = 0; g < 16; ++g) {
         ib.sc[g] = 2 * ((scales[g / 2] >> (4 * (g % 2))) & 0x0F) + 1;
@@ -456,6 +470,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::IQ1_M: return dot_k<BlockIq1M>;
         case T::IQ1_M_U2: return dot_k<BlockIq1MU2>;
         case T::IQ2_XXS_U3: return dot_k<BlockIq2XxsU3>;
+        case T::IQ3_XXS_U4: return dot_k<BlockIq3XxsU4>;
         case T::IQ4_XS: return dot_k<BlockIq4Xs>;
         default: return nullptr;
     }

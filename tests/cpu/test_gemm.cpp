@@ -58,7 +58,8 @@ TEST(DequantBf16, EveryFormatWithinOneUlpOfTheReference) {
          {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
           GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
           GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS,
-          GgmlType::IQ3_S, GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::IQ1_S_U2, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3}) {
+          GgmlType::IQ3_S, GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::IQ1_S_U2, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
+                                GgmlType::IQ3_XXS_U4}) {
         SCOPED_TRACE(ggml_type_name(type));
         const std::vector<uint8_t> w = random_matrix(type, n, 1, 3);
         std::vector<float> ref(static_cast<size_t>(n));
@@ -243,7 +244,8 @@ void expect_i8_matches_per_token(GgmlType type) {
 TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
     int tested = 0;
     for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
-                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3}) {
+                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
+                                GgmlType::IQ3_XXS_U4}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type)) {
             std::printf("    %s: no int8 product on this CPU's unit, not tested here\n", std::string(ggml_type_name(type)).c_str());
@@ -307,7 +309,8 @@ TEST(GemmI8, HalfGroupGivesTheSameBitsAsAFullGroup) {
     const int64_t n_in = 2048;
     int tested = 0;
     for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
-                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3}) {
+                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
+                                GgmlType::IQ3_XXS_U4}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type)) continue;
         ++tested;
@@ -339,7 +342,8 @@ TEST(GemmI8, Avx2AndAvx512GiveTheSameBits) {
     std::vector<float> x = random_floats(n_tok * n_in, 53, 1.0f);
     for (size_t i = 0; i < x.size(); i += 613) x[i] *= 25.0f;
     for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
-                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3}) {
+                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
+                                GgmlType::IQ3_XXS_U4}) {
         SCOPED_TRACE(ggml_type_name(type));
         const std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 51);
         const uint64_t rb = quant_row_bytes(type, n_in);
@@ -454,7 +458,8 @@ TEST(GemmI8, FullScaleWeightsAndActivations) {
     if (i8_unit() != I8Unit::none && i8_unit() != I8Unit::avx2) units.push_back(i8_unit());
     for (const I8Unit unit : units)
         for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
-                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3}) {
+                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
+                                GgmlType::IQ3_XXS_U4}) {
             SCOPED_TRACE(::testing::Message() << ggml_type_name(type) << ", unit " << static_cast<int>(unit));
             if (!i8_gemm_supports(type, unit)) continue;
             std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 61);
@@ -490,7 +495,8 @@ TEST(GemmI8, MatmulTakesItForFormatsThatHaveOne) {
     const int64_t n_in = 2048, n_out = 71, n_tok = 50;
     int tested = 0;
     for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::IQ1_S_U2, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
-                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3}) {
+                                GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
+                                GgmlType::IQ3_XXS_U4}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type) || !gemm_applies(type, n_in, n_tok)) continue;
         ++tested;

@@ -90,8 +90,8 @@ def test_info_json_matches_the_file(tiny_models, tandem, recipe):
     other = sum(int(t.n_bytes) for n, t in tensors.items() if "_exps" not in n and n != "token_embd.weight")
     assert info["active_bytes_per_token"] == other + int(embd.n_bytes) // 512 + routed * 2 // 8
     # The repacked layouts' sizes per 256-weight block (quant/blocks.h): IQ1_S 50 -> 70 bytes,
-    # IQ1_M 56 -> 76, IQ2_XXS 66 -> 102; other formats stay.
-    grows = {"IQ1_S": (50, 70), "IQ1_M": (56, 76), "IQ2_XXS": (66, 102)}
+    # IQ1_M 56 -> 76, IQ2_XXS 66 -> 102, IQ3_XXS 98 -> 134; other formats stay.
+    grows = {"IQ1_S": (50, 70), "IQ1_M": (56, 76), "IQ2_XXS": (66, 102), "IQ3_XXS": (98, 134)}
     growth = sum(int(t.n_bytes) // grows[t.tensor_type.name][0] * (grows[t.tensor_type.name][1] - grows[t.tensor_type.name][0])
                  for n, t in tensors.items() if "_exps" in n and t.tensor_type.name in grows)
     assert info["repack_growth_bytes"] == growth

@@ -50,6 +50,9 @@ TEST(Repack, EachFormatHasItsLayout) {
     EXPECT_EQ(repacked_type(GgmlType::IQ2_XXS), GgmlType::IQ2_XXS_U3);
     EXPECT_EQ(ggml_traits(GgmlType::IQ2_XXS_U3).type_size, sizeof(BlockIq2XxsU3));
     EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ2_XXS_U3)).has_value());
+    EXPECT_EQ(repacked_type(GgmlType::IQ3_XXS), GgmlType::IQ3_XXS_U4);
+    EXPECT_EQ(ggml_traits(GgmlType::IQ3_XXS_U4).type_size, sizeof(BlockIq3XxsU4));
+    EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ3_XXS_U4)).has_value());
     EXPECT_FALSE(repacked_type(GgmlType::Q4_K).has_value());
     EXPECT_EQ(ggml_traits(GgmlType::IQ1_S_U2).type_size, sizeof(BlockIq1SU2));
     // An in-memory layout is never accepted as a file's tensor type.
@@ -120,6 +123,34 @@ std::vector<BlockIq2Xxs> iq2xxs_blocks_covering_the_grid() {
     return blocks;
 }
 
+// IQ3_XXS blocks that together use every grid index (64 per block: each 4 times over 16 blocks),
+// every sign index (random, then each one in 4 more blocks) and every scale.
+std::vector<BlockIq3Xxs> iq3xxs_blocks_covering_the_grid() {
+    std::mt19937 rng(12);
+    std::vector<BlockIq3Xxs> blocks;
+    for (int k0 = 0; k0 < 1024; k0 += 64) {
+        BlockIq3Xxs b{};
+        b.d = static_cast<uint16_t>(0x2E66 + k0 / 64);
+        for (int i = 0; i < 64; ++i) b.qs[i] = static_cast<uint8_t>((k0 + i) * 37 % 256);
+        for (int g = 0; g < 8; ++g) {
+            uint32_t aux = static_cast<uint32_t>((g + k0 / 64) % 16) << 28;
+            for (int l = 0; l < 4; ++l) aux |= static_cast<uint32_t>(rng() % 128) << (7 * l);
+            std::memcpy(b.qs + 64 + 4 * g, &aux, 4);
+        }
+        blocks.push_back(b);
+    }
+    for (int k0 = 0; k0 < 128; k0 += 32) {  // sign index k0 + 4g + l at entry l of group g
+        BlockIq3Xxs b = blocks[static_cast<size_t>(k0 / 32)];
+        for (int g = 0; g < 8; ++g) {
+            uint32_t aux = load_u32(b.qs + 64 + 4 * g) & 0xF0000000u;
+            for (int l = 0; l < 4; ++l) aux |= static_cast<uint32_t>(k0 + 4 * g + l) << (7 * l);
+            std::memcpy(b.qs + 64 + 4 * g, &aux, 4);
+        }
+        blocks.push_back(b);
+    }
+    return blocks;
+}
+
 // A file format's covering blocks (above) and their repacked layout, as bytes.
 struct Covering {
     GgmlType from, to;
@@ -140,7 +171,8 @@ Covering covering(GgmlType from, const std::vector<Block>& blocks) {
 Covering covering_of(GgmlType from) {
     if (from == GgmlType::IQ1_S) return covering(from, iq1s_blocks_covering_the_grid());
     if (from == GgmlType::IQ1_M) return covering(from, iq1m_blocks_covering_the_grid());
-    return covering(from, iq2xxs_blocks_covering_the_grid());
+    if (from == GgmlType::IQ2_XXS) return covering(from, iq2xxs_blocks_covering_the_grid());
+    return covering(from, iq3xxs_blocks_covering_the_grid());
 }
 
 class RepackedFormat : public ::testing::TestWithParam<GgmlType> {};
@@ -187,7 +219,7 @@ TEST_P(RepackedFormat, Bf16EqualsTheFileFormats) {
     for (int64_t i = 0; i < c.n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, RepackedFormat, ::testing::Values(GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS),
+INSTANTIATE_TEST_SUITE_P(Formats, RepackedFormat, ::testing::Values(GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ3_XXS),
                          [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
 }  // namespace
