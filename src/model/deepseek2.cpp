@@ -369,18 +369,22 @@ public:
             to += m_to;
             resident = resident - m_from + m_to;
         }
-        std::string name;  // the formats, as "IQ1_S" or "IQ1_M, IQ2_XXS"
-        for (const ExpertMat* m : candidates) {
-            const std::string t(ggml_type_name(m->type));
-            if (name.find(t) == std::string::npos) name += (name.empty() ? "" : ", ") + t;
-        }
+        const auto formats = [](const std::vector<ExpertMat*>& ms) {  // as "IQ1_S" or "IQ1_M, IQ2_XXS"
+            std::string names;
+            for (const ExpertMat* m : ms) {
+                const std::string t(ggml_type_name(m->type));
+                if (names.find(t) == std::string::npos) names += (names.empty() ? "" : ", ") + t;
+            }
+            return names;
+        };
+        const std::string name = formats(candidates);
         if (todo.size() < candidates.size())
             fmt::print(stderr, "note: {} of {} {} expert tensors repacked for speed: all would take {} more memory, {} for "
                                "the model against {} available (--repack on to force)\n",
                        todo.size(), candidates.size(), name, format_bytes(all_to - all_from),
                        format_bytes(file.total_file_bytes() - all_from + all_to), format_bytes(memory));
         if (todo.empty()) return;
-        Progress bar(fmt::format("repacking {} experts", name), from);
+        Progress bar(fmt::format("repacking {} experts", formats(todo)), from);
         uint64_t done = 0;
         for (ExpertMat* m : todo) {
             const GgmlType type = *quant::repacked_type(m->type);

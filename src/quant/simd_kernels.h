@@ -625,7 +625,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
     const __m256i off16 = _mm256_sub_epi16(_mm256_sign_epi16(s, _mm256_or_si256(qhd, _mm256_set1_epi16(1))), scale16);
     GridAcc<I, ScaleLayout::kPer16> acc(scale16);
     if constexpr (I == Isa::Avx512Vnni) {
-        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
+        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_zextsi256_si512(load32(a.bsums)), _mm512_zextsi256_si512(off16));
         for (int h = 0; h < 2; ++h) {
             const __m512i idx = iq1s_indices16<I>(b, qhd, h);
             grid8_steps<I, false>(acc, kIq1sGridU.data(), _mm512_castsi512_si256(idx), a.qs, 2 * h);
@@ -799,7 +799,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq3XxsU4& b, const BlockQ8
     const __m256i off16 = _mm256_mullo_epi16(_mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)), _mm256_set1_epi16(-62));
     GridAcc<I, ScaleLayout::kPer32Dword> acc(s32);
     if constexpr (I == Isa::Avx512Vnni) {
-        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
+        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_zextsi256_si512(load32(a.bsums)), _mm512_zextsi256_si512(off16));
         const __m512i lut = _mm512_broadcast_i32x4(iq3xxsu4_u_table());
         const __m512i x[2] = {_mm512_loadu_si512(b.q), _mm512_loadu_si512(b.q + 64)};
         for (int c = 0; c < 4; ++c) {  // weights 64c ..: nibble c / 2 of q[64 (c % 2) ..]
@@ -825,7 +825,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a
     GridAcc<I, ScaleLayout::kPer16> acc(scale16);
     const __m256i twos = _mm256_set1_epi8(2);  // 1 + delta for delta = +1
     if constexpr (I == Isa::Avx512Vnni) {
-        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
+        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_zextsi256_si512(load32(a.bsums)), _mm512_zextsi256_si512(off16));
         for (int j = 0; j < 4; ++j) {
             const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * j)));
             // Nibble m rotated to bits 8..11: index bits 8..10, delta sign bit 11.
@@ -866,7 +866,7 @@ inline typename AccVec<I>::type grid_block(const BlockIq1MU2& b, const BlockQ8K&
     const __m256i off16 = _mm256_mullo_epi16(scale16, _mm256_set1_epi16(-9));
     GridAcc<I, ScaleLayout::kPer16> acc(scale16);
     if constexpr (I == Isa::Avx512Vnni) {
-        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_castsi256_si512(load32(a.bsums)), _mm512_castsi256_si512(off16));
+        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_zextsi256_si512(load32(a.bsums)), _mm512_zextsi256_si512(off16));
         const __m512i x = _mm512_loadu_si512(b.qs);
         for (int c = 0; c < 4; ++c) {
             // As iq1mu2_chunk (simd_scales.h) for 64 weights: 8 (g + 1) by a shift and a mask,
