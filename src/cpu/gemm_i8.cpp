@@ -213,7 +213,7 @@ TANDEM_I8_UNPACK void unpack_iq2xxsu3(const quant::BlockIq2XxsU3& b, I8Block& ou
     for (int g = 0; g < 8; ++g) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * g),
                             _mm256_add_epi8(quant::iq2xxsu3_values(b, g), _mm256_set1_epi8(43)));
-        const int scale = 2 * quant::iq2xxsu3_ls(b, g) + 1;
+        const int scale = 2 * quant::group_nibble(b, g) + 1;
         out.s[g] = scale;
         out.c[g] = static_cast<int16_t>(-43 * scale);
     }
@@ -225,7 +225,7 @@ TANDEM_I8_UNPACK void unpack_iq2xxsu3(const quant::BlockIq2XxsU3& b, I8Block& ou
 TANDEM_I8_UNPACK void unpack_iq3xxsu4(const quant::BlockIq3XxsU4& b, I8Block& out) {
     for (int g = 0; g < 8; ++g) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * g), quant::iq3xxsu4_u(b, g));
-        const int scale = 2 * quant::iq3xxsu4_ls(b, g) + 1;
+        const int scale = 2 * quant::group_nibble(b, g) + 1;
         out.s[g] = scale;
         out.c[g] = static_cast<int16_t>(-62 * scale);
     }

@@ -195,19 +195,24 @@ void dequant_block(const BlockIq2Xxs& b, float* y) {
 void dequant_block(const BlockIq2XxsU3& b, float* y) {
     // The same float operations as BlockIq2Xxs's, so the values are identical.
     const float d = fp16_to_f32(b.d);
-    for (int e = 0; e < 256; ++e) {
-        const float db = d * (0.5f + static_cast<float>(iq2xxsu3_ls(b, e / 32))) * 0.25f;
-        y[e] = db * static_cast<float>(kIq2xxsMagnitudes[iq2xxsu3_code(b, e)]) * (iq2xxsu3_minus(b, e) ? -1.0f : 1.0f);
+    for (int g = 0; g < 8; ++g) {
+        const float db = d * (0.5f + static_cast<float>(group_nibble(b, g))) * 0.25f;
+        for (int e = 32 * g; e < 32 * g + 32; ++e) {
+            const float m = static_cast<float>(kIq2xxsMagnitudes[iq2xxsu3_code(b, e)]);
+            y[e] = db * m * (iq2xxsu3_minus(b, e) ? -1.0f : 1.0f);
+        }
     }
 }
 
 void dequant_block(const BlockIq3XxsU4& b, float* y) {
     // The same float operations as BlockIq3Xxs's, so the values are identical.
     const float d = fp16_to_f32(b.d);
-    for (int e = 0; e < 256; ++e) {
-        const float db = d * (0.5f + static_cast<float>(iq3xxsu4_ls(b, e / 32))) * 0.5f;
-        const int nibble = iq3xxsu4_nibble(b, e);
-        y[e] = db * static_cast<float>(kIq3xxsMagnitudes[nibble & 7]) * (nibble & 8 ? -1.0f : 1.0f);
+    for (int g = 0; g < 8; ++g) {
+        const float db = d * (0.5f + static_cast<float>(group_nibble(b, g))) * 0.5f;
+        for (int e = 32 * g; e < 32 * g + 32; ++e) {
+            const int nibble = iq3xxsu4_nibble(b, e);
+            y[e] = db * static_cast<float>(kIq3xxsMagnitudes[nibble & 7]) * (nibble & 8 ? -1.0f : 1.0f);
+        }
     }
 }
 
@@ -286,7 +291,7 @@ void dequant_block(const BlockIq1SU2& b, float* y) {
     // The same float operations as BlockIq1S's, so the values are identical.
     const float d = fp16_to_f32(b.d);
     for (int g = 0; g < 8; ++g) {
-        const int nibble = iq1su2_nibble(b, g);
+        const int nibble = group_nibble(b, g);
         const float dl = d * static_cast<float>(2 * (nibble & 7) + 1);
         const float delta = (nibble & 8) ? -kIq1Delta : kIq1Delta;
         for (int k = 0; k < 32; ++k) y[32 * g + k] = dl * (static_cast<float>(iq1su2_u(b, 32 * g + k) - 1) + delta);
@@ -308,10 +313,12 @@ void dequant_block(const BlockIq1M& b, float* y) {
 void dequant_block(const BlockIq1MU2& b, float* y) {
     // The same float operations as BlockIq1M's, so the values are identical.
     const float d = fp16_to_f32(iq1m_scale_bits(b));
-    for (int e = 0; e < 256; ++e) {
-        const float dl = d * static_cast<float>(2 * iq1m_sub_scale(b, e / 16) + 1);
-        const float delta = iq1mu2_minus(b, e) ? -kIq1Delta : kIq1Delta;
-        y[e] = dl * (static_cast<float>(iq1mu2_u(b, e) - 1) + delta);
+    for (int s = 0; s < 16; ++s) {
+        const float dl = d * static_cast<float>(2 * iq1m_sub_scale(b, s) + 1);
+        for (int e = 16 * s; e < 16 * s + 16; ++e) {
+            const float delta = iq1mu2_minus(b, e) ? -kIq1Delta : kIq1Delta;
+            y[e] = dl * (static_cast<float>(iq1mu2_u(b, e) - 1) + delta);
+        }
     }
 }
 

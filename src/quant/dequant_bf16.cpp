@@ -217,7 +217,7 @@ void block_bf16(const BlockIq2Xxs& b, uint16_t* y) {
 void block_bf16(const BlockIq2XxsU3& b, uint16_t* y) {
     const float d = fp16_to_f32(b.d);
     for (int g = 0; g < 8; ++g) {
-        const float db = d * (0.5f + static_cast<float>(iq2xxsu3_ls(b, g))) * 0.25f;  // as BlockIq2Xxs's
+        const float db = d * (0.5f + static_cast<float>(group_nibble(b, g))) * 0.25f;  // as BlockIq2Xxs's
         emit32<true>(y + 32 * g, iq2xxsu3_values(b, g), db, 0.0f, db, 0.0f);
     }
 }
@@ -227,7 +227,7 @@ void block_bf16(const BlockIq2XxsU3& b, uint16_t* y) {
 void block_bf16(const BlockIq3XxsU4& b, uint16_t* y) {
     const float d = fp16_to_f32(b.d);
     for (int g = 0; g < 8; ++g) {
-        const float db = d * (0.5f + static_cast<float>(iq3xxsu4_ls(b, g))) * 0.5f;  // as BlockIq3Xxs's
+        const float db = d * (0.5f + static_cast<float>(group_nibble(b, g))) * 0.5f;  // as BlockIq3Xxs's
         emit32<false>(y + 32 * g, iq3xxsu4_u(b, g), db, -62.0f * db, db, -62.0f * db);
     }
 }

@@ -60,23 +60,34 @@ BlockIq1MU2 repack(const BlockIq1M& b) {
     return r;
 }
 
-// The code of each byte of kIq2xxsGrid's entries: 8, 25, 43 -> 0, 1, 2 (the grid has no other
-// value: checked at compile time below).
-constexpr int iq2xxs_code(uint8_t v) { return v == 8 ? 0 : v == 25 ? 1 : v == 43 ? 2 : -1; }
-constexpr bool iq2xxs_grid_has_three_values() {
-    for (uint64_t entry : kIq2xxsGrid)
-        for (int j = 0; j < 8; ++j)
-            if (iq2xxs_code(static_cast<uint8_t>(entry >> (8 * j))) < 0) return false;
+// The code of a grid value: its index in the format's magnitudes (kIq2xxsMagnitudes: 8, 25, 43;
+// kIq3xxsMagnitudes: 4, 12, .., 52, 62), -1 for any other value.
+template <size_t N>
+constexpr int magnitude_code(uint8_t v, const int (&magnitudes)[N]) {
+    for (size_t c = 0; c < N; ++c)
+        if (v == magnitudes[c]) return static_cast<int>(c);
+    return -1;
+}
+// Whether every byte of every entry of `grid` is one of `magnitudes` (checked at compile time
+// for the grids the repacks write as codes).
+template <typename Entry, size_t M, size_t N>
+constexpr bool grid_has_only(const Entry (&grid)[M], const int (&magnitudes)[N]) {
+    for (Entry entry : grid)
+        for (size_t j = 0; j < sizeof(Entry); ++j)
+            if (magnitude_code(static_cast<uint8_t>(entry >> (8 * j)), magnitudes) < 0) return false;
     return true;
 }
-static_assert(iq2xxs_grid_has_three_values());
+static_assert(grid_has_only(kIq2xxsGrid, kIq2xxsMagnitudes));
+static_assert(grid_has_only(kIq3xxsGrid, kIq3xxsMagnitudes));
 
 // kIq2xxsGrid's entries as codes: byte j of entry i is the code of byte j of kIq2xxsGrid[i].
 constexpr std::array<uint64_t, 256> make_iq2xxs_codes() {
     std::array<uint64_t, 256> t{};
     for (size_t i = 0; i < t.size(); ++i)
-        for (int j = 0; j < 8; ++j)
-            t[i] |= static_cast<uint64_t>(iq2xxs_code(static_cast<uint8_t>(kIq2xxsGrid[i] >> (8 * j)))) << (8 * j);
+        for (int j = 0; j < 8; ++j) {
+            const int code = magnitude_code(static_cast<uint8_t>(kIq2xxsGrid[i] >> (8 * j)), kIq2xxsMagnitudes);
+            t[i] |= static_cast<uint64_t>(code) << (8 * j);
+        }
     return t;
 }
 constexpr std::array<uint64_t, 256> kIq2xxsCodes = make_iq2xxs_codes();
@@ -101,21 +112,6 @@ BlockIq2XxsU3 repack(const BlockIq2Xxs& b) {
     return r;
 }
 
-// The code of each byte of kIq3xxsGrid's entries: 4, 12, .., 52 -> 0 .. 6, 62 -> 7 (the grid
-// has no other value: checked at compile time below).
-constexpr int iq3xxs_code(uint8_t v) {
-    for (int c = 0; c < 8; ++c)
-        if (v == kIq3xxsMagnitudes[c]) return c;
-    return -1;
-}
-constexpr bool iq3xxs_grid_has_eight_values() {
-    for (uint32_t entry : kIq3xxsGrid)
-        for (int j = 0; j < 4; ++j)
-            if (iq3xxs_code(static_cast<uint8_t>(entry >> (8 * j))) < 0) return false;
-    return true;
-}
-static_assert(iq3xxs_grid_has_eight_values());
-
 BlockIq3XxsU4 repack(const BlockIq3Xxs& b) {
     BlockIq3XxsU4 r{};
     r.d = b.d;
@@ -126,10 +122,12 @@ BlockIq3XxsU4 repack(const BlockIq3Xxs& b) {
         r.sc[g / 2] = static_cast<uint8_t>(r.sc[g / 2] | ((aux >> 28) << (4 * (g % 2))));
         for (int l = 0; l < 4; ++l) {
             const uint8_t signs = kKsigns[(aux >> (7 * l)) & 0x7F];
-            const uint64_t entry = kIq3xxsGrid[b.qs[8 * g + 2 * l]] | (uint64_t{kIq3xxsGrid[b.qs[8 * g + 2 * l + 1]]} << 32);
+            const uint64_t entry =
+                kIq3xxsGrid[b.qs[8 * g + 2 * l]] | (uint64_t{kIq3xxsGrid[b.qs[8 * g + 2 * l + 1]]} << 32);
             for (int j = 0; j < 8; ++j) {
                 const int e = 32 * g + 8 * l + j;
-                const int nibble = iq3xxs_code(static_cast<uint8_t>(entry >> (8 * j))) | (((signs >> j) & 1) << 3);
+                const int code = magnitude_code(static_cast<uint8_t>(entry >> (8 * j)), kIq3xxsMagnitudes);
+                const int nibble = code | (((signs >> j) & 1) << 3);
                 r.q[e % 128] = static_cast<uint8_t>(r.q[e % 128] | (nibble << (4 * (e / 128))));
             }
         }

@@ -54,17 +54,13 @@ inline uint16_t iq1m_scale_bits(const Block& b) {
 // IQ1_M, IQ1_M_U2: the 3-bit scale of the 16 elements s (of 16).
 template <typename Block>
 inline int iq1m_sub_scale(const Block& b, int s) { return (iq1m_scales_u16(b, s / 4) >> (3 * (s % 4))) & 7; }
-// IQ2_XXS_U3: the magnitude code (0, 1, 2 for 8, 25, 43) and the sign bit of weight e (of 256),
-// and the scale ls of group g (of 8).
+// IQ2_XXS_U3: the magnitude code (0, 1, 2 for 8, 25, 43) and the sign bit of weight e (of 256).
 inline int iq2xxsu3_code(const BlockIq2XxsU3& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
 inline bool iq2xxsu3_minus(const BlockIq2XxsU3& b, int e) { return (b.signs[e / 8] >> (e % 8)) & 1; }
-inline int iq2xxsu3_ls(const BlockIq2XxsU3& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
 inline constexpr int kIq2xxsMagnitudes[3] = {8, 25, 43};
 
-// IQ3_XXS_U4: the nibble (bit 3 the sign, bits 0..2 the magnitude code) of weight e (of 256),
-// and the scale ls of group g (of 8).
+// IQ3_XXS_U4: the nibble (bit 3 the sign, bits 0..2 the magnitude code) of weight e (of 256).
 inline int iq3xxsu4_nibble(const BlockIq3XxsU4& b, int e) { return (b.q[e % 128] >> (4 * (e / 128))) & 0x0F; }
-inline int iq3xxsu4_ls(const BlockIq3XxsU4& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
 inline constexpr int kIq3xxsMagnitudes[8] = {4, 12, 20, 28, 36, 44, 52, 62};
 
 // IQ1_M_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256), and whether the delta of its 8
@@ -72,8 +68,10 @@ inline constexpr int kIq3xxsMagnitudes[8] = {4, 12, 20, 28, 36, 44, 52, 62};
 inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
 inline bool iq1mu2_minus(const BlockIq1MU2& b, int e) { return (b.delta[e / 64] >> ((e / 8) % 8)) & 1; }
 
-// IQ1_S_U2: the nibble of group g (of 8): bits 0..2 the scale, bit 3 the delta sign.
-inline int iq1su2_nibble(const BlockIq1SU2& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
+// The repacked layouts' nibble of group g (of 8, 32 weights each) in sc, low nibble first:
+// IQ1_S_U2's scale (bits 0..2) and delta sign (bit 3), IQ2_XXS_U3's and IQ3_XXS_U4's scale ls.
+template <typename Block>
+inline int group_nibble(const Block& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
 // IQ1_S_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256).
 inline int iq1su2_u(const BlockIq1SU2& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
 

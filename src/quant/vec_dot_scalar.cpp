@@ -223,25 +223,25 @@ void to_int(const BlockIq2Xxs& b, IntBlock& ib) {
     }
 }
 
-void to_int(const BlockIq2XxsU3& b, IntBlock& ib) {
-    // As BlockIq2Xxs: (d / 8) * (2 ls + 1) * signed magnitude.
-    ib.da = fp16_to_f32(b.d) * 0.125f;
+// IQ2_XXS_U3 and IQ3_XXS_U4: the factor d * unit and the scales 2 ls + 1 (per 32 weights, so
+// both 16-weight halves alike), no offsets.
+template <typename Block>
+void nibble_int_scales(const Block& b, float unit, IntBlock& ib) {
+    ib.da = fp16_to_f32(b.d) * unit;
     ib.db = 0.0f;
     for (int g = 0; g < 16; ++g) {
-        ib.sc[g] = 2 * iq2xxsu3_ls(b, g / 2) + 1;
+        ib.sc[g] = 2 * group_nibble(b, g / 2) + 1;
         ib.ca[g] = ib.cb[g] = 0;
     }
+}
+
+void to_int(const BlockIq2XxsU3& b, IntBlock& ib) {
+    nibble_int_scales(b, 0.125f, ib);  // as BlockIq2Xxs: (d / 8) * (2 ls + 1) * signed magnitude
     for (int e = 0; e < 256; ++e) ib.q[e] = (iq2xxsu3_minus(b, e) ? -1 : 1) * kIq2xxsMagnitudes[iq2xxsu3_code(b, e)];
 }
 
 void to_int(const BlockIq3XxsU4& b, IntBlock& ib) {
-    // As BlockIq3Xxs: (d / 4) * (2 ls + 1) * signed magnitude.
-    ib.da = fp16_to_f32(b.d) * 0.25f;
-    ib.db = 0.0f;
-    for (int g = 0; g < 16; ++g) {
-        ib.sc[g] = 2 * iq3xxsu4_ls(b, g / 2) + 1;
-        ib.ca[g] = ib.cb[g] = 0;
-    }
+    nibble_int_scales(b, 0.25f, ib);  // as BlockIq3Xxs: (d / 4) * (2 ls + 1) * signed magnitude
     for (int e = 0; e < 256; ++e) {
         const int nibble = iq3xxsu4_nibble(b, e);
         ib.q[e] = (nibble & 8 ? -1 : 1) * kIq3xxsMagnitudes[nibble & 7];
@@ -327,7 +327,7 @@ void to_int(const BlockIq1SU2& b, IntBlock& ib) {
     ib.da = fp16_to_f32(b.d) * 0.125f;
     ib.db = 0.0f;
     for (int g = 0; g < 8; ++g) {
-        const int nibble = iq1su2_nibble(b, g);
+        const int nibble = group_nibble(b, g);
         const int32_t s = 2 * (nibble & 7) + 1;
         ib.sc[2 * g] = ib.sc[2 * g + 1] = 8 * s;
         ib.ca[2 * g] = ib.ca[2 * g + 1] = (nibble & 8) ? -s : s;
