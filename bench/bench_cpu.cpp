@@ -583,20 +583,20 @@ void bm_pool(benchmark::State& state) {
 // (activations packed, work items of up to four panels over the pool); TANDEM_GEMM=off
 // measures the per-token path instead. F32 weights take the per-token path's blocked loop.
 // Reports multiply-adds per second.
-void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok, int64_t max_chunk) {
+void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_tok, int64_t max_chunk, int64_t n_in) {
     ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
-    const uint64_t rb = quant_row_bytes(type, kEmbd);
+    const uint64_t rb = quant_row_bytes(type, n_in);
     std::vector<uint8_t> w(rb * static_cast<uint64_t>(n_out));
     tandem::quant::fill_random(type, w, 5, 0.05f);
-    const std::vector<float> x = activations(n_tok * kEmbd);
+    const std::vector<float> x = activations(n_tok * n_in);
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));
     MatmulScratch scratch;
     scratch.gemm.max_chunk = max_chunk;
     for (auto _ : state) {
-        matmul(pool, type, w.data(), rb, kEmbd, n_out, x.data(), n_tok, y.data(), scratch);
+        matmul(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), scratch);
         benchmark::DoNotOptimize(y.data());
     }
-    const double macs = static_cast<double>(state.iterations()) * static_cast<double>(n_out * kEmbd * n_tok);
+    const double macs = static_cast<double>(state.iterations()) * static_cast<double>(n_out * n_in * n_tok);
     state.counters["MAC/s"] = benchmark::Counter(macs, benchmark::Counter::kIsRate);
 }
 
@@ -724,12 +724,18 @@ void register_all() {
         for (int64_t n_out : {int64_t{2048}, int64_t{18432}})
             for (int64_t n_tok : {int64_t{2}, int64_t{4}, int64_t{8}, int64_t{16}, int64_t{64}, int64_t{512}}) {
                 const std::string name = "gemm/" + std::string(tandem::ggml_type_name(type)) + "/" + std::to_string(n_out) + "x7168/tok" + std::to_string(n_tok);
-                benchmark::RegisterBenchmark(name.c_str(), bm_gemm, type, n_out, n_tok, kChunk)
+                benchmark::RegisterBenchmark(name.c_str(), bm_gemm, type, n_out, n_tok, kChunk, kEmbd)
                     ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
             }
+    // The dense layers' down projection (18432 to 7168, Q6_K in the UD quants), against the
+    // gate/up shape above.
+    for (GgmlType type : {GgmlType::Q6_K, GgmlType::Q4_K})
+        benchmark::RegisterBenchmark(("gemm/" + std::string(tandem::ggml_type_name(type)) + "/7168x18432/tok512").c_str(), bm_gemm,
+                                     type, 7168, 512, kChunk, 18432)
+            ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
     // R1's router: F32 weights, 256 experts (the per-token path's blocked loop, rows kernel).
     for (int64_t n_tok : {int64_t{64}, int64_t{512}})
-        benchmark::RegisterBenchmark(("gemm/F32/256x7168/tok" + std::to_string(n_tok)).c_str(), bm_gemm, GgmlType::F32, 256, n_tok, kChunk)
+        benchmark::RegisterBenchmark(("gemm/F32/256x7168/tok" + std::to_string(n_tok)).c_str(), bm_gemm, GgmlType::F32, 256, n_tok, kChunk, kEmbd)
             ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
     // The bf16 panels' chunk width (cpu/gemm.h kChunk): a 32-row chunk of 512 values is 32 KiB
     // of bf16, two of them (the tile unit's double buffer) more than a 48 KiB L1, and more so
@@ -737,7 +743,7 @@ void register_all() {
     for (int64_t n_tok : {int64_t{64}, int64_t{512}})
         for (int64_t width : {int64_t{128}, int64_t{256}, int64_t{512}})
             benchmark::RegisterBenchmark(("chunk/Q5_K/18432x7168/tok" + std::to_string(n_tok) + "/w" + std::to_string(width)).c_str(),
-                                         bm_gemm, GgmlType::Q5_K, 18432, n_tok, width)
+                                         bm_gemm, GgmlType::Q5_K, 18432, n_tok, width, kEmbd)
                 ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
     benchmark::RegisterBenchmark("tile_load", bm_tile_load)->Arg(0)->Arg(16)->ArgName("offset")->MinTime(0.3);
     for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})

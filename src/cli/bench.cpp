@@ -78,7 +78,10 @@ int run_bench(const BenchArgs& a) {
             tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) - logits.begin());
         }
         const double tg_s = std::chrono::duration<double>(clock::now() - t1).count();
-        if (rep < 0) continue;
+        if (rep < 0) {
+            model->reset_profile();
+            continue;
+        }
         if (a.n_prompt > 0) pp_tps.push_back(a.n_prompt / pp_s);
         if (a.n_gen > 0) tg_tps.push_back(a.n_gen / tg_s);
         if (!a.json)

@@ -234,6 +234,10 @@ struct StepProfile {
         bytes[kind][step] += static_cast<double>(weight_bytes);
         t0 = now;
     }
+    void reset() {
+        std::fill_n(&seconds[0][0], 2 * kSteps, 0.0);
+        std::fill_n(&bytes[0][0], 2 * kSteps, 0.0);
+    }
     void start(int64_t n_tok) {
         kind = n_tok > 1 ? 1 : 0;
         if (on) t0 = Clock::now();
@@ -962,6 +966,10 @@ private:
         }
     }
 
+public:
+    void reset_profile() override { prof_.reset(); }
+
+private:
     cpu::ThreadPool& pool_;
     Config c_;
     bool f32_activations_;

@@ -85,6 +85,9 @@ public:
     // Bytes of weights a batch-of-one decode step reads (for GB/s figures).
     virtual uint64_t bytes_per_token() const = 0;
     virtual std::string describe() const = 0;
+    // Forgets the time profile so far (TANDEM_PROFILE; `tandem bench` calls it after its
+    // warm-up pass, whose page faults and first-touch buffers are no step's own cost).
+    virtual void reset_profile() {}
 };
 
 // Which form of multi-head latent attention a deepseek2 model runs (model/deepseek2.cpp):
