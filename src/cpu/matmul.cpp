@@ -82,11 +82,27 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
         return dot_rows_per_token(pool, {&out, 1}, n_in, x, n_tok, scratch);
     }
     const GgmlType act_type = quant::vec_dot_type(w_type);
-    const quant::DotRows dot(w_type);
-    const quant::VecDot2RowsFn dot2 = quant::vec_dot_2rows_fn(w_type);  // float weights: rows in pairs
     const uint64_t xq_row = quant_row_bytes(act_type, n_in);
     const uint8_t* xq = quantize_acts(pool, act_type, x, n_in, n_tok, xq_row, scratch);
     const auto* wb = static_cast<const uint8_t*>(w);
+    if (const quant::VecDotBlockFn block = quant::vec_dot_block_fn(w_type)) {
+        // Float weights: items of 16 rows and 16 tokens, each a block product (both taken a
+        // slice at a time, in L1).
+        constexpr int64_t kRows = quant::kVecDotBlockRows, kActs = quant::kVecDotBlockActs;
+        const int64_t n_tb = (n_tok + kActs - 1) / kActs, n_rb = (n_out + kRows - 1) / kRows;
+        pool.parallel_for(n_tb * n_rb, [&](int64_t i0, int64_t i1, int) {
+            for (int64_t i = i0; i < i1; ++i) {
+                const int64_t t0 = (i % n_tb) * kActs, o0 = (i / n_tb) * kRows;
+                const void* acts[kActs];
+                const int n_act = static_cast<int>(std::min(kActs, n_tok - t0));
+                for (int j = 0; j < n_act; ++j) acts[j] = xq + (t0 + j) * xq_row;
+                block(wb + static_cast<uint64_t>(o0) * row_bytes, row_bytes, static_cast<int>(std::min(kRows, n_out - o0)), acts,
+                      n_act, n_in, y + t0 * n_out + o0, n_out);
+            }
+        });
+        return;
+    }
+    const quant::DotRows dot(w_type);
     // Many tokens: items of (kTokBlock tokens, rows worth kRowBlockBytes), so that both the
     // tokens' activations and the rows stay in L2 while every pair of them is dotted. Split by
     // rows alone, each thread would stream every token's activations from L3 once per row (a
@@ -99,16 +115,12 @@ void matmul(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes
             const int64_t t0 = (i % n_tb) * kTokBlock, t1 = std::min(n_tok, t0 + kTokBlock);
             const int64_t o0 = (i / n_tb) * row_block, o1 = std::min(n_out, o0 + row_block);
             const void* acts[kTokBlock];
-            float vals[2][kTokBlock];
+            float vals[kTokBlock];
             const int n_act = static_cast<int>(t1 - t0);
             for (int64_t t = t0; t < t1; ++t) acts[t - t0] = xq + t * xq_row;
-            for (int64_t o = o0; o < o1;) {
-                const uint8_t* row = wb + static_cast<uint64_t>(o) * row_bytes;
-                const int rows = dot2 && o + 1 < o1 ? 2 : 1;
-                if (rows == 2) dot2(row, row + row_bytes, acts, n_act, n_in, vals[0], vals[1]);
-                else dot(row, acts, n_act, n_in, vals[0]);
-                for (int r = 0; r < rows; ++r, ++o)
-                    for (int64_t t = t0; t < t1; ++t) y[t * n_out + o] = vals[r][t - t0];
+            for (int64_t o = o0; o < o1; ++o) {
+                dot(wb + static_cast<uint64_t>(o) * row_bytes, acts, n_act, n_in, vals);
+                for (int64_t t = t0; t < t1; ++t) y[t * n_out + o] = vals[t - t0];
             }
         }
     });

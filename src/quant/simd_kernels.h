@@ -1370,17 +1370,14 @@ inline float float_row_sum(__m512 acc01, __m512 acc23, const void* w, const floa
     return sum;
 }
 
-// kR weight rows (1 or 2) against T activation rows: the 32 weights of a step are loaded once
-// for the T rows, and the T activation pieces once for the kR weight rows.
+// kR weight rows (1 or 2) against T activation rows, the steps of 32 weights from i0 to i1 added
+// to acc: the 32 weights of a step are loaded once for the T rows, and the T activation pieces
+// once for the kR weight rows.
 template <FloatWeights kW, int kR, int T>
-void dot_float_rows_chunk(const void* const* w, const float* const* a, int64_t n, float* const* out) {
+inline void float_steps(const void* const* w, const float* const* a, int64_t i0, int64_t i1, __m512 (&acc)[kR][T][2]) {
     static_assert(kW != FloatWeights::kBf16);  // BF16: no rows kernel (its products take the bf16 path where there is one)
     constexpr int64_t kElem = kW == FloatWeights::kF32 ? 4 : 2;
-    __m512 acc[kR][T][2];
-    for (int r = 0; r < kR; ++r)
-        for (int t = 0; t < T; ++t) acc[r][t][0] = acc[r][t][1] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
+    for (int64_t i = i0; i < i1; i += 32) {
         __m512 wv[kR][2];
         for (int r = 0; r < kR; ++r) {
             _mm_prefetch(static_cast<const char*>(w[r]) + i * kElem + kPrefetchBytes, _MM_HINT_T0);
@@ -1395,36 +1392,90 @@ void dot_float_rows_chunk(const void* const* w, const float* const* a, int64_t n
             }
         }
     }
-    for (int r = 0; r < kR; ++r)
-        for (int t = 0; t < T; ++t) out[r][t] = float_row_sum<kW>(acc[r][t][0], acc[r][t][1], w[r], a[t], i, n);
+}
+
+// One weight row against T activation rows, whole.
+template <FloatWeights kW, int T>
+void dot_float_rows_chunk(const void* w, const float* const* a, int64_t n, float* out) {
+    __m512 acc[1][T][2];
+    for (int t = 0; t < T; ++t) acc[0][t][0] = acc[0][t][1] = _mm512_setzero_ps();
+    const void* w1[1] = {w};
+    float_steps<kW, 1, T>(w1, a, 0, n / 32 * 32, acc);
+    for (int t = 0; t < T; ++t) out[t] = float_row_sum<kW>(acc[0][t][0], acc[0][t][1], w, a[t], n / 32 * 32, n);
 }
 
 template <Isa I, FloatWeights kW>
 void dot_float_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     const auto* const* x = reinterpret_cast<const float* const*>(a);
-    for_row_chunks(n_act, [&](auto t, int j) {
-        float* o[1] = {out + j};
-        dot_float_rows_chunk<kW, 1, decltype(t)::value>(&w, x + j, n, o);
-    });
+    for_row_chunks(n_act, [&](auto t, int j) { dot_float_rows_chunk<kW, decltype(t)::value>(w, x + j, n, out + j); });
 }
 
-// Two weight rows (VecDot2RowsFn): activation rows 4 at a time (2 x 4 x 2 accumulators).
-template <Isa I, FloatWeights kW>
-void dot_float_2rows(const void* w0, const void* w1, const void* const* a, int n_act, int64_t n, float* out0, float* out1) {
-    const auto* const* x = reinterpret_cast<const float* const*>(a);
-    const void* w[2] = {w0, w1};
-    int j = 0;
-    for (; j + 4 <= n_act; j += 4) {
-        float* o[2] = {out0 + j, out1 + j};
-        dot_float_rows_chunk<kW, 2, 4>(w, x + j, n, o);
-    }
-    float* o[2] = {out0 + j, out1 + j};
-    switch (n_act - j) {
-        case 1: dot_float_rows_chunk<kW, 2, 1>(w, x + j, n, o); break;
-        case 2: dot_float_rows_chunk<kW, 2, 2>(w, x + j, n, o); break;
-        case 3: dot_float_rows_chunk<kW, 2, 3>(w, x + j, n, o); break;
+// A block of weight rows against a block of activation rows (VecDotBlockFn), a slice of
+// kFloatSlice weights at a time: a slice of the 16 rows and of the 16 activations (16 KiB each
+// as f32) stays in L1 while every pair of them is stepped, where a whole row (28 KiB at R1's
+// width) would stream four activations from L2 for every two weight rows. Each pair's two
+// accumulators wait in `state` between slices; their steps and final sum are dot_float_row's.
+constexpr int64_t kFloatSlice = 256;
+
+template <FloatWeights kW, int kR, int T>
+void float_slice(const void* const* w, const float* const* a, int64_t i0, int64_t i1, float* state, int r0, int t0) {
+    __m512 acc[kR][T][2];
+    const auto at = [&](int r, int t) { return state + ((r0 + r) * kVecDotBlockActs + t0 + t) * 32; };
+    for (int r = 0; r < kR; ++r)
+        for (int t = 0; t < T; ++t) acc[r][t][0] = _mm512_load_ps(at(r, t)), acc[r][t][1] = _mm512_load_ps(at(r, t) + 16);
+    float_steps<kW, kR, T>(w, a, i0, i1, acc);
+    for (int r = 0; r < kR; ++r)
+        for (int t = 0; t < T; ++t) _mm512_store_ps(at(r, t), acc[r][t][0]), _mm512_store_ps(at(r, t) + 16, acc[r][t][1]);
+}
+
+template <FloatWeights kW, int kR>
+void float_slice_tokens(const void* const* w, const float* const* a, int n_act, int64_t i0, int64_t i1, float* state, int r0) {
+    int t = 0;
+    for (; t + 4 <= n_act; t += 4) float_slice<kW, kR, 4>(w, a + t, i0, i1, state, r0, t);
+    switch (n_act - t) {
+        case 1: float_slice<kW, kR, 1>(w, a + t, i0, i1, state, r0, t); break;
+        case 2: float_slice<kW, kR, 2>(w, a + t, i0, i1, state, r0, t); break;
+        case 3: float_slice<kW, kR, 3>(w, a + t, i0, i1, state, r0, t); break;
         default: break;
     }
+}
+
+template <Isa I, FloatWeights kW>
+void dot_float_block(const void* w, uint64_t row_bytes, int n_rows, const void* const* a, int n_act, int64_t n, float* y,
+                     int64_t ldy) {
+    const auto* const* x = reinterpret_cast<const float* const*>(a);
+    const auto row = [&](int r) { return static_cast<const uint8_t*>(w) + static_cast<uint64_t>(r) * row_bytes; };
+    alignas(64) float state[kVecDotBlockRows * kVecDotBlockActs * 32];
+    std::fill_n(state, kVecDotBlockRows * kVecDotBlockActs * 32, 0.0f);
+    // NOTES: the slice's activations are copied side by side: rows of 7168 floats are 7 x 4 KiB
+    // apart, so their slices fall in the same L1 sets, 16 of them for 8 or 12 ways.
+    alignas(64) float xs[kVecDotBlockActs][kFloatSlice];
+    const float* xp[kVecDotBlockActs];
+    for (int t = 0; t < n_act; ++t) xp[t] = xs[t];
+    const int64_t n32 = n / 32 * 32;
+    for (int64_t i0 = 0; i0 < n32; i0 += kFloatSlice) {
+        const int64_t len = std::min(n32 - i0, kFloatSlice);
+        for (int t = 0; t < n_act; ++t)
+            for (int64_t i = 0; i < len; i += 16) {
+                _mm_prefetch(reinterpret_cast<const char*>(x[t] + i0 + kFloatSlice + i), _MM_HINT_T0);
+                _mm512_store_ps(xs[t] + i, _mm512_loadu_ps(x[t] + i0 + i));
+            }
+        const auto slice = [&](int r) { return row(r) + i0 * (kW == FloatWeights::kF32 ? 4 : 2); };
+        int r = 0;
+        for (; r + 2 <= n_rows; r += 2) {
+            const void* wr[2] = {slice(r), slice(r + 1)};
+            float_slice_tokens<kW, 2>(wr, xp, n_act, 0, len, state, r);
+        }
+        if (r < n_rows) {
+            const void* wr[1] = {slice(r)};
+            float_slice_tokens<kW, 1>(wr, xp, n_act, 0, len, state, r);
+        }
+    }
+    for (int r = 0; r < n_rows; ++r)
+        for (int t = 0; t < n_act; ++t) {
+            const float* st = state + (r * kVecDotBlockActs + t) * 32;
+            y[t * ldy + r] = float_row_sum<kW>(_mm512_load_ps(st), _mm512_load_ps(st + 16), row(r), x[t], n32, n);
+        }
 }
 
 template <Isa I, typename Block>
@@ -1458,12 +1509,12 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
     return nullptr;
 }
 
-// The two-weight-rows kernels (VecDot2RowsFn); nullptr where a type has none on this ISA.
+// The block kernels (VecDotBlockFn); nullptr where a type has none on this ISA.
 template <Isa I>
-VecDot2RowsFn simd_2rows_kernel(GgmlType type) {
+VecDotBlockFn simd_block_kernel(GgmlType type) {
     if constexpr (I == Isa::Avx512Vnni) {
-        if (type == GgmlType::F32) return dot_float_2rows<I, FloatWeights::kF32>;
-        if (type == GgmlType::F16) return dot_float_2rows<I, FloatWeights::kF16>;
+        if (type == GgmlType::F32) return dot_float_block<I, FloatWeights::kF32>;
+        if (type == GgmlType::F16) return dot_float_block<I, FloatWeights::kF16>;
     }
     return nullptr;
 }

@@ -93,12 +93,12 @@ VecDotRowsFn vec_dot_rows_fn(GgmlType type, Isa isa) {
 
 VecDotRowsFn vec_dot_rows_fn(GgmlType type) { return vec_dot_rows_fn(type, active_isa()); }
 
-VecDot2RowsFn vec_dot_2rows_fn(GgmlType type, Isa isa) {
+VecDotBlockFn vec_dot_block_fn(GgmlType type, Isa isa) {
     if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
         fail("vec_dot: this CPU cannot run {} kernels", isa_name(isa));
-    return isa == Isa::Avx512Vnni ? avx512vnni_2rows_kernel(type) : nullptr;
+    return isa == Isa::Avx512Vnni ? avx512vnni_block_kernel(type) : nullptr;
 }
 
-VecDot2RowsFn vec_dot_2rows_fn(GgmlType type) { return vec_dot_2rows_fn(type, active_isa()); }
+VecDotBlockFn vec_dot_block_fn(GgmlType type) { return vec_dot_block_fn(type, active_isa()); }
 
 }  // namespace tandem::quant

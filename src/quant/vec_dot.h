@@ -52,13 +52,15 @@ using VecDotRowsFn = void (*)(const void* w, const void* const* a, int n_act, in
 VecDotRowsFn vec_dot_rows_fn(GgmlType type, Isa isa);
 VecDotRowsFn vec_dot_rows_fn(GgmlType type);  // on active_isa()
 
-// Two weight rows against several activation rows: out0[j] = dot(w0, a[j], n), out1[j] =
-// dot(w1, a[j], n), bit for bit, each activation row read once for both (float weights: there
-// a step's cost is its loads). nullptr where a type has none.
-using VecDot2RowsFn = void (*)(const void* w0, const void* w1, const void* const* a, int n_act, int64_t n, float* out0,
-                               float* out1);
-VecDot2RowsFn vec_dot_2rows_fn(GgmlType type, Isa isa);
-VecDot2RowsFn vec_dot_2rows_fn(GgmlType type);  // on active_isa()
+// A block of weight rows (row r at w + r * row_bytes, n_rows <= kVecDotBlockRows) against a block
+// of activation rows (n_act <= kVecDotBlockActs): y[t * ldy + r] = dot(row r, a[t], n), bit for
+// bit, with rows and activations taken a slice of n at a time so that both stay in L1 (float
+// weights, whose rows are 4 bytes a value: the router of a prompt). nullptr where a type has none.
+inline constexpr int kVecDotBlockRows = 16, kVecDotBlockActs = 16;
+using VecDotBlockFn = void (*)(const void* w, uint64_t row_bytes, int n_rows, const void* const* a, int n_act, int64_t n,
+                               float* y, int64_t ldy);
+VecDotBlockFn vec_dot_block_fn(GgmlType type, Isa isa);
+VecDotBlockFn vec_dot_block_fn(GgmlType type);  // on active_isa()
 
 // A type's dot products, one row or several: the rows kernel where there is one.
 struct DotRows {

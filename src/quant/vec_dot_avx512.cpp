@@ -28,7 +28,7 @@ namespace tandem::quant {
 namespace {
 VecDotFn avx512_table(GgmlType type) { return simd_kernel<Isa::Avx512Vnni>(type); }
 VecDotRowsFn avx512_rows_table(GgmlType type) { return simd_rows_kernel<Isa::Avx512Vnni>(type); }
-VecDot2RowsFn avx512_2rows_table(GgmlType type) { return simd_2rows_kernel<Isa::Avx512Vnni>(type); }
+VecDotBlockFn avx512_block_table(GgmlType type) { return simd_block_kernel<Isa::Avx512Vnni>(type); }
 }  // namespace
 }  // namespace tandem::quant
 #pragma GCC diagnostic pop
@@ -38,6 +38,6 @@ namespace tandem::quant {
 
 VecDotFn avx512vnni_kernel(GgmlType type) { return avx512_table(type); }
 VecDotRowsFn avx512vnni_rows_kernel(GgmlType type) { return avx512_rows_table(type); }
-VecDot2RowsFn avx512vnni_2rows_kernel(GgmlType type) { return avx512_2rows_table(type); }
+VecDotBlockFn avx512vnni_block_kernel(GgmlType type) { return avx512_block_table(type); }
 
 }  // namespace tandem::quant

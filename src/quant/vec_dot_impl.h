@@ -10,6 +10,6 @@ VecDotFn scalar_kernel(GgmlType type);       // vec_dot_scalar.cpp: every format
 VecDotFn avx2_kernel(GgmlType type);         // vec_dot_avx2.cpp
 VecDotFn avx512vnni_kernel(GgmlType type);   // vec_dot_avx512.cpp
 VecDotRowsFn avx512vnni_rows_kernel(GgmlType type);
-VecDot2RowsFn avx512vnni_2rows_kernel(GgmlType type);
+VecDotBlockFn avx512vnni_block_kernel(GgmlType type);
 
 }  // namespace tandem::quant

@@ -192,31 +192,39 @@ TEST_P(VecDot, RowsKernelMatchesOneRowBitForBit) {
     }
 }
 
-// The two-weight-rows kernels (float weights) give each pair exactly what the one-row kernel
-// gives each row: every activation count from 1 to 11 (chunks of 4 and each remainder), with
-// and without a tail of weights past a multiple of 32.
-TEST_P(VecDot, TwoRowsKernelMatchesOneRowBitForBit) {
+// The block kernels (float weights) give each (row, activation) pair exactly what the one-row
+// kernel gives: row counts even and odd up to the block's 16, activation counts in chunks of 4
+// and each remainder, widths of several slices, of one, and with a tail past a multiple of 32;
+// nothing is written outside the block's rows and columns of y.
+TEST_P(VecDot, BlockKernelMatchesOneRowBitForBit) {
     const GgmlType type = GetParam();
     for (Isa isa : simd_isas_here()) {
-        const VecDot2RowsFn two = vec_dot_2rows_fn(type, isa);
-        if (!two) continue;
+        const VecDotBlockFn block = vec_dot_block_fn(type, isa);
+        if (!block) continue;
         for (int64_t n : {int64_t{7168}, int64_t{300}, int64_t{20}}) {
-            const Case w0 = make_case(type, n, 31), w1 = make_case(type, n, 32);
-            const ActRows act_rows(type, n, 11, 200, 4, 1);
+            std::vector<Case> rows;
+            for (int r = 0; r < kVecDotBlockRows; ++r) rows.push_back(make_case(type, n, 31 + static_cast<uint64_t>(r)));
+            const uint64_t rb = row_bytes(type, n);
+            std::vector<uint8_t> w;
+            for (const Case& c : rows) w.insert(w.end(), c.wq.bytes.begin(), c.wq.bytes.begin() + static_cast<int64_t>(rb));
+            const ActRows act_rows(type, n, kVecDotBlockActs, 200, 4, 1);
             const std::vector<const void*>& ptrs = act_rows.ptrs;
-            for (int n_act = 1; n_act <= 11; ++n_act) {
-                std::vector<float> got0(static_cast<size_t>(n_act) + 1, -7.0f), got1(got0);
-                two(w0.wq.data(), w1.wq.data(), ptrs.data(), n_act, n, got0.data(), got1.data());
-                EXPECT_EQ(got0[static_cast<size_t>(n_act)], -7.0f) << "wrote past out0[n_act - 1]";
-                EXPECT_EQ(got1[static_cast<size_t>(n_act)], -7.0f) << "wrote past out1[n_act - 1]";
-                for (int j = 0; j < n_act; ++j) {
-                    const void* aj = ptrs[static_cast<size_t>(j)];
-                    EXPECT_EQ(got0[static_cast<size_t>(j)], vec_dot_fn(type, isa)(w0.wq.data(), aj, n))
-                        << "n=" << n << " n_act=" << n_act << " row " << j;
-                    EXPECT_EQ(got1[static_cast<size_t>(j)], vec_dot_fn(type, isa)(w1.wq.data(), aj, n))
-                        << "n=" << n << " n_act=" << n_act << " row " << j;
+            for (int n_rows : {1, 2, 5, 16})
+                for (int n_act : {1, 2, 3, 4, 7, 16}) {
+                    constexpr int64_t ldy = kVecDotBlockRows + 1;
+                    std::vector<float> y(static_cast<size_t>(kVecDotBlockActs * ldy), -7.0f);
+                    block(w.data(), rb, n_rows, ptrs.data(), n_act, n, y.data(), ldy);
+                    for (int t = 0; t < kVecDotBlockActs; ++t)
+                        for (int r = 0; r < ldy; ++r) {
+                            const float got = y[static_cast<size_t>(t * ldy + r)];
+                            if (t >= n_act || r >= n_rows) {
+                                EXPECT_EQ(got, -7.0f) << "wrote outside the block: row " << r << " activation " << t;
+                                continue;
+                            }
+                            EXPECT_EQ(got, vec_dot_fn(type, isa)(rows[static_cast<size_t>(r)].wq.data(), ptrs[static_cast<size_t>(t)], n))
+                                << "n=" << n << " rows=" << n_rows << " acts=" << n_act << " row " << r << " activation " << t;
+                        }
                 }
-            }
         }
     }
 }
