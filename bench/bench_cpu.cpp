@@ -232,12 +232,36 @@ __attribute__((target("avx512f"))) double add_chain_seconds(int64_t n) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The mean clock (Hz) of the pool's threads while all of them run the chain; 0 without AVX-512.
-double clock_hz(ThreadPool& pool) {
-    if (!__builtin_cpu_supports("avx512f")) return 0.0;
+// Seconds for n * 8 dependent scalar adds (one cycle each) with four 512-bit VPDPBUSD beside
+// every eight, in independent chains: the clock while the vector units do the kernels' heaviest
+// work (where a CPU lowers its clock for 512-bit multiplies, the light chain above misses it).
+// The VPDPBUSDs take ports 0 and 5 half the time with two threads on a core; the scalar chain
+// has its own ALUs.
+__attribute__((target("avx512f,avx512vnni"))) double vnni_chain_seconds(int64_t n) {
+    const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
+    __m512i c[4] = {_mm512_set1_epi32(1), _mm512_set1_epi32(2), _mm512_set1_epi32(3), _mm512_set1_epi32(4)};
+    int64_t x = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < n; ++i) {
+        asm volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+                     : "+r"(x));
+        for (__m512i& v : c) v = _mm512_dpbusd_epi32(v, a, b);
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (__m512i& v : c) benchmark::DoNotOptimize(v);
+    benchmark::DoNotOptimize(x);
+    return s;
+}
+
+// The mean clock (Hz) of the pool's threads while all of them run the chain (vnni: the scalar
+// chain beside VPDPBUSDs); 0 without AVX-512 (VNNI).
+double clock_hz(ThreadPool& pool, bool vnni = false) {
+    if (!__builtin_cpu_supports("avx512f") || (vnni && !__builtin_cpu_supports("avx512vnni"))) return 0.0;
     constexpr int64_t kReps = 50'000'000;  // 400 M cycles, ~0.15 s
     std::vector<double> hz(static_cast<size_t>(pool.n_threads()));
-    pool.run_on_all([&](int idx) { hz[static_cast<size_t>(idx)] = 8.0 * kReps / add_chain_seconds(kReps); });
+    pool.run_on_all([&](int idx) {
+        hz[static_cast<size_t>(idx)] = 8.0 * kReps / (vnni ? vnni_chain_seconds(kReps) : add_chain_seconds(kReps));
+    });
     return std::accumulate(hz.begin(), hz.end(), 0.0) / static_cast<double>(hz.size());
 }
 // clock_hz of pool_of(n_threads), measured once per size.
@@ -248,10 +272,10 @@ double clock_of(int n_threads) {
     return it->second;
 }
 
-void bm_clock(benchmark::State& state) {
+void bm_clock(benchmark::State& state, bool vnni) {
     ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
     double hz = 0;
-    for (auto _ : state) hz = clock_hz(pool);
+    for (auto _ : state) hz = clock_hz(pool, vnni);
     state.counters["GHz"] = hz / 1e9;
     state.counters["threads"] = pool.n_threads();
 }
@@ -669,7 +693,8 @@ void bm_tile_load(benchmark::State& state) {
 
 void register_all() {
     const int all = pool_all().n_threads();
-    benchmark::RegisterBenchmark("clock", bm_clock)->Arg(1)->Arg(all)->ArgName("threads")->Iterations(3)->UseRealTime();
+    for (bool vnni : {false, true})
+        benchmark::RegisterBenchmark(vnni ? "clock_vnni" : "clock", bm_clock, vnni)->Arg(1)->Arg(all)->ArgName("threads")->Iterations(3)->UseRealTime();
     benchmark::RegisterBenchmark("read_bw", bm_read_bw)->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.5)->UseRealTime();
     const GgmlType types[] = {GgmlType::IQ1_S, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K,
                               GgmlType::Q3_K,  GgmlType::Q6_K,     GgmlType::Q8_0,    GgmlType::IQ1_M, GgmlType::IQ1_M_U2,
