@@ -123,9 +123,10 @@ TEST(Matmul, TinyAndOddThreadCounts) {
 
 TEST(Matmul, ManyTokensInBlocksOfTokensAndRows) {
     // Float weights never take the tile path: more than 16 tokens go through (token block,
-    // row block) work items, and each token must still equal itself alone bit for bit.
+    // row block) work items (16 x 16 blocks under AVX-512, quant::VecDotBlockFn), and each token
+    // must still equal itself alone bit for bit.
     ThreadPool pool(3);
-    check_matmul(pool, GgmlType::F32, 7168, 256, 37);  // R1's router: row blocks of 18 rows, tails
+    check_matmul(pool, GgmlType::F32, 7168, 256, 37);  // R1's router: 2 token blocks and a tail of 5
     check_matmul(pool, GgmlType::F16, 512, 300, 20);
 }
 
