@@ -237,8 +237,16 @@ __attribute__((target("amx-tile,amx-bf16"))) void chunk_steps(const uint16_t* ch
                                                                 bool two) {
     const int64_t a_stride = width * 2;  // bytes between chunk rows
     const uint16_t* chunk_hi = chunk + 16 * width;
+    // NOTES: the B tiles (a group's 1 KiB of value pairs per K step) come from L2, and a tile
+    // load waits for the products still reading its tile register: the next step's B tiles are
+    // prefetched into L1 while this step multiplies.
+    const auto prefetch_b = [](const uint16_t* b, int64_t k) {  // past the last step: an address, never read
+        prefetch_bytes(reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(b) + static_cast<uintptr_t>(k * 32)), 1024);
+    };
     if (two) {
         for (int64_t k = k_begin; k < k_end; k += 32) {
+            prefetch_b(b0, k + 32);
+            prefetch_b(b1, k + 32);
             tile::load<4>(chunk + k, a_stride);
             tile::load<5>(chunk_hi + k, a_stride);
             tile::load<6>(b0 + k * 16, 64);  // value pairs k/2 .. k/2 + 15: 16 tokens x 2 bf16 each
@@ -250,6 +258,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void chunk_steps(const uint16_t* ch
         }
     } else {
         for (int64_t k = k_begin; k < k_end; k += 32) {
+            prefetch_b(b0, k + 32);
             tile::load<4>(chunk + k, a_stride);
             tile::load<5>(chunk_hi + k, a_stride);
             tile::load<6>(b0 + k * 16, 64);
