@@ -51,7 +51,7 @@ GemmUnit gemm_unit();
 const char* gemm_unit_name(GemmUnit unit);  // "AMX" (or "AMX (emulated)"), "AVX512-BF16", "none"
 
 // Which unit runs the int8 products (cpu/gemm_i8.h), from the same choice:
-//   amx:    the tile unit with AMX-INT8 (IQ1_S_U2 and IQ1_S; the other formats take bf16 there);
+//   amx:    the tile unit with AMX-INT8 (IQ1_S_U2 only; the other formats take bf16 there);
 //   avx512: the AVX-512 VNNI vector units (the dot kernels' ISA, quant::active_isa()), with or
 //           without a bf16 unit (Zen 4 and 5; Cascade Lake and Ice Lake have none);
 //   avx2:   VPMADDUBSW on AVX2 (active_isa() avx2 and no bf16 unit: AMD Zen 2/3, Intel client

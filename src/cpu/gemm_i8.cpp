@@ -635,10 +635,9 @@ bool i8_gemm_supports(GgmlType type, I8Unit unit) {
     if (!i8_format(type)) return false;
     switch (unit) {
         // Scales per 32 or 16 weights would need a tile product per group: the tile unit keeps
-        // bf16 for those formats. IQ1_S unpacks to IQ1_S_U2's form (one scale per block): its
-        // grid gathers cost the same for either product, and the int8 one then moves half the
-        // bytes through the tiles at twice the tile unit's bf16 rate.
-        case I8Unit::amx: return type == GgmlType::IQ1_S_U2 || type == GgmlType::IQ1_S;
+        // bf16 for those formats. IQ1_S unpacks to IQ1_S_U2's form (one scale per block) and
+        // could take it; not measured there yet, so it keeps bf16 there too.
+        case I8Unit::amx: return type == GgmlType::IQ1_S_U2;
         case I8Unit::avx512:
         case I8Unit::avx2: return true;
         case I8Unit::none: break;
@@ -651,8 +650,7 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in) { return n_in > 0 && n_in % kQK 
 int64_t i8_min_tokens(GgmlType type) {
     const I8Format* f = i8_format(type);
     switch (f ? i8_unit() : I8Unit::none) {
-        // IQ1_S: as on the vector units (its per-token path is one gathering dot per token).
-        case I8Unit::amx: return type == GgmlType::IQ1_S ? f->min_avx512 : 6;
+        case I8Unit::amx: return 6;
         case I8Unit::avx512: return f->min_avx512;
         case I8Unit::avx2: return f->min_avx2;
         case I8Unit::none: break;

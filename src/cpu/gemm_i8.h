@@ -12,14 +12,13 @@
 // for Q4_K the scaled sum and the mins apart as it keeps them, so a result differs from the
 // per-token path's only in float rounding (a block's integer past 2^24 rounds when converted).
 //
-// On the tile unit (AMX-INT8) the 256-block products of IQ1_S_U2 and IQ1_S are TDPBUSD, four per pair
+// On the tile unit (AMX-INT8) the 256-block products of IQ1_S_U2 are TDPBUSD, four per pair
 // of C tiles (32 weight rows x 16 tokens each), and the vector units add the offset terms and
 // apply the scales to the stored C tiles: the same integers and float steps as on the vector
 // units, so both give the same bits.
 //
 // Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on every unit; IQ1_S
-// itself (not repacked: machines short of memory; unpacked by gathers into IQ1_S_U2's integers,
-// so on the tile unit too), Q4_K,
+// itself (not repacked: machines short of memory; not yet on the tile unit), Q4_K,
 // Q6_K (attention, dense and shared-expert matrices of the usual quants), IQ2_XXS (UD-IQ1_S's
 // first down projections), Q2_K and Q3_K (the experts of UD-Q2_K_XL) on the vector units only:
 // a scale per 32 or 16 weights would need a tile product per group.
@@ -38,7 +37,7 @@
 namespace tandem::cpu {
 
 // Whether panel_gemm_i8 takes weights of `type` on `unit` (this CPU's, cpu::i8_unit()): a format
-// it unpacks, on a unit that runs it (the tile unit: IQ1_S_U2 and IQ1_S only).
+// it unpacks, on a unit that runs it (the tile unit: IQ1_S_U2 only).
 bool i8_gemm_supports(GgmlType type, I8Unit unit = i8_unit());
 // i8_gemm_supports(type) for rows of n_in values that are whole 256-blocks (the packing's unit):
 // where cpu::matmul takes gemm_i8.
@@ -52,7 +51,7 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // (int8 39, 79; rows 60, 67), IQ2_XXS 3 (int8 31 at 4; per-token 13.5), Q2_K 6 (int8 49, 100;
 // rows 67, 71), Q3_K 7 (int8 45, 93; rows 61, 73), IQ1_S 3 (int8 25, 56; one gathering dot per
 // token 14); on the tile unit 6 (the Xeon, IQ1_S_U2: int8
-// 32 at 4, 65 at 8; rows 55 and 45), IQ1_S 3 as on the vector units (not measured there). On AVX2 (one Zen 4 thread with TANDEM_ISA=avx2
+// 32 at 4, 65 at 8; rows 55 and 45). On AVX2 (one Zen 4 thread with TANDEM_ISA=avx2
 // TANDEM_GEMM=int8; a product of up to 8 tokens costs one of 8; no rows kernel there, so the
 // per-token path's rate is one dot per token): IQ1_S_U2 4 (int8 73-79 at 8 tokens; per-token
 // 31), Q4_K 5 (73; 38), Q6_K 4 (66; 26), IQ2_XXS 3 (47-48; 14.5), Q2_K 5 (69-71; 34; 4 would just
