@@ -240,9 +240,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void chunk_steps(const uint16_t* ch
     // NOTES: the B tiles (a group's 1 KiB of value pairs per K step) come from L2, and a tile
     // load waits for the products still reading its tile register: the next step's B tiles are
     // prefetched into L1 while this step multiplies.
-    const auto prefetch_b = [](const uint16_t* b, int64_t k) {  // past the last step: an address, never read
-        prefetch_bytes(reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(b) + static_cast<uintptr_t>(k * 32)), 1024);
-    };
+    const auto prefetch_b = [](const uint16_t* b, int64_t k) { prefetch_bytes(b, static_cast<uint64_t>(k * 32), 1024); };
     if (two) {
         for (int64_t k = k_begin; k < k_end; k += 32) {
             prefetch_b(b0, k + 32);

@@ -33,6 +33,11 @@ inline void prefetch_bytes(const uint8_t* p, uint64_t n) {
     for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + n; a += 64)
         _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
+// The same for [base + offset, + n), which may lie past base's buffer (a step ahead of the
+// last): the address is computed as an integer and never read.
+inline void prefetch_bytes(const void* base, uint64_t offset, uint64_t n) {
+    prefetch_bytes(reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(base) + offset), n);
+}
 
 // Which unit runs the bf16 products of this file, chosen once from CPUID:
 //   amx:    the tile unit (TDPBF16PS: 16x32 by 32x16 in 16 cycles), on CPUs with AMX-TILE,

@@ -575,12 +575,9 @@ void group_product_avx2_of(const I8Format& f, const I8Block* rec, int64_t rows_p
 TANDEM_AMX_I8_TARGET void tile_block(const I8Block* rec, const uint8_t* b0, const uint8_t* b1, bool two, int32_t* c) {
     // The groups' next blocks (their B tiles: 4 KiB of quads each, from L2) into L1 while these
     // products run (cpu/gemm.cpp chunk_steps: a tile load waits for the products reading its
-    // register). Past the last block: an address, never read.
-    const auto next = [](const uint8_t* b) {
-        return reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(b) + static_cast<uintptr_t>(kI8BlockBytes));
-    };
-    prefetch_bytes(next(b0), kQuadBytes);
-    if (two) prefetch_bytes(next(b1), kQuadBytes);
+    // register).
+    prefetch_bytes(b0, kI8BlockBytes, kQuadBytes);
+    if (two) prefetch_bytes(b1, kI8BlockBytes, kQuadBytes);
     tile::zero<0>();
     tile::zero<1>();
     if (two) {

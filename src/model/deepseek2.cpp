@@ -418,6 +418,7 @@ public:
     int64_t n_vocab() const override { return c_.n_vocab; }
     int64_t n_ctx_train() const override { return c_.n_ctx_train; }
     uint64_t bytes_per_token() const override { return bytes_per_token_; }
+    void reset_profile() override { prof_.reset(); }
     std::unique_ptr<KvCache> make_cache(int64_t max_ctx) const override {
         return std::make_unique<KvCache>(c_.n_layer, c_.cache_width(), max_ctx);
     }
@@ -966,10 +967,6 @@ private:
         }
     }
 
-public:
-    void reset_profile() override { prof_.reset(); }
-
-private:
     cpu::ThreadPool& pool_;
     Config c_;
     bool f32_activations_;
