@@ -44,7 +44,14 @@
 // tile_load/offset:N (where the CPU has AMX): one thread loading 1 KiB tiles (16 rows of 64
 // bytes) from an L1-resident buffer that starts N bytes past a cache line; 0 is how tandem's
 // buffers are aligned (core/aligned.h), 16 is what std::vector storage gives. Reports ns per
-// tile (s_per_tile, printed with an SI prefix: 4.1n = 4.1 ns). Run:
+// tile (s_per_tile, printed with an SI prefix: 4.1n = 4.1 ns).
+//
+// tile_rate/PATTERN/threads:N (AMX): the tile unit's products and loads in the products'
+// patterns (bm_tile_rate).
+//
+// With TANDEM_PHASES set, panel/, panel_i8/, gemm/ and moe_prefill/ also report each phase's
+// share of the products' time (cpu/phases.h) as ph_pack, ph_unpack, ph_tiles, ph_epi, ph_vec
+// and ph_out. Run:
 //   build/bin/bench_cpu --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
@@ -69,6 +76,7 @@
 #include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
 #include "cpu/moe.h"
+#include "cpu/phases.h"
 #include "cpu/bandwidth.h"
 #include "cpu/thread_pool.h"
 #include "quant/quant.h"
@@ -345,6 +353,20 @@ void bm_moe(benchmark::State& state, GgmlType type, int batch) {
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * batch, benchmark::Counter::kIsRate);
 }
 
+// With TANDEM_PHASES set: each phase's share of the products' marked time (cpu/phases.h), as
+// counters ph_<phase>, over this benchmark's run (call phases::reset() before its loop).
+void report_phases(benchmark::State& state) {
+    if (!tandem::cpu::phases::g_on) return;
+    namespace ph = tandem::cpu::phases;
+    const auto t = ph::totals();
+    double sum = 0;
+    for (uint64_t v : t) sum += static_cast<double>(v);
+    if (sum <= 0) return;
+    const char* keys[] = {"ph_pack", "ph_unpack", "ph_tiles", "ph_epi", "ph_vec", "ph_out"};
+    static_assert(std::size(keys) == ph::kCount);
+    for (int i = 0; i < ph::kCount; ++i) state.counters[keys[i]] = static_cast<double>(t[static_cast<size_t>(i)]) / sum;
+}
+
 // The MoE step of a prefill: n_tok tokens, each with 8 distinct experts of R1's 256 drawn at
 // random (a fixed draw), so an expert gets n_tok x 8 / 256 tokens on average, unevenly, as
 // routing does. MAC/s counts the products' multiply-adds (3 x 7168 x 2048 per token and slot).
@@ -364,10 +386,12 @@ void bm_moe_prefill(benchmark::State& state, GgmlType type, int n_tok) {
         std::copy_n(all.begin(), kTopK, ids.begin() + t * kTopK);
     }
     MoeScratch scratch;
+    tandem::cpu::phases::reset();
     for (auto _ : state) {
         moe_forward(pool, L.w, x.data(), n_tok, ids.data(), wts.data(), kTopK, out.data(), scratch);
         benchmark::DoNotOptimize(out.data());
     }
+    report_phases(state);
     const double macs = static_cast<double>(state.iterations()) * n_tok * kTopK * 3.0 * kEmbd * kFf;
     state.counters["MAC/s"] = benchmark::Counter(macs, benchmark::Counter::kIsRate);
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * n_tok, benchmark::Counter::kIsRate);
@@ -542,6 +566,7 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok, bool i8) {
     else pack_acts(x.data(), kEmbd, nullptr, n_tok, kEmbd, packed.data());
     PanelScratch ps;
     float* out = ps.out_for(n_tok);
+    tandem::cpu::phases::reset();
     for (auto _ : state) {
         for (int64_t r0 = 0; r0 < kFf; r0 += kPanelRows) {
             const uint8_t* wr = w.data() + static_cast<uint64_t>(r0) * rb;
@@ -550,6 +575,7 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok, bool i8) {
         }
         benchmark::DoNotOptimize(out);
     }
+    report_phases(state);
     const double weights = static_cast<double>(state.iterations()) * kFf * kEmbd;
     state.counters["MAC/s"] = benchmark::Counter(weights * n_tok, benchmark::Counter::kIsRate);
     state.counters["weights/s"] = benchmark::Counter(weights, benchmark::Counter::kIsRate);
@@ -619,10 +645,12 @@ void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_to
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));
     MatmulScratch scratch;
     scratch.gemm.max_chunk = max_chunk;
+    tandem::cpu::phases::reset();
     for (auto _ : state) {
         matmul(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), scratch);
         benchmark::DoNotOptimize(y.data());
     }
+    report_phases(state);
     const double macs = static_cast<double>(state.iterations()) * static_cast<double>(n_out * n_in * n_tok);
     state.counters["MAC/s"] = benchmark::Counter(macs, benchmark::Counter::kIsRate);
 }
@@ -692,6 +720,148 @@ void bm_tile_load(benchmark::State& state) {
     for (auto _ : state) load_tiles(a, kPasses);
     const double tiles = static_cast<double>(state.iterations()) * kPasses * 8;
     state.counters["s_per_tile"] = benchmark::Counter(tiles, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+// The tile unit's own rates, each of N threads (pinned) on its own buffers, in the patterns the
+// products use (cpu/gemm.cpp chunk_steps, cpu/gemm_i8.cpp tile_block). Modes:
+//   0 dp:      TDPBF16PS into 4 C tiles from A and B tiles already loaded (the products alone);
+//   1 dp_i8:   the same with TDPBUSD;
+//   2 step_l1: chunk_steps' 2x2 step, 4 tile loads (A and B from a 4 KiB L1-resident buffer) and
+//              4 TDPBF16PS;
+//   3 step_l2: the same with the B tiles streamed from a 256 KiB buffer (L2-resident), as the
+//              packed activations of a 7168-wide row are, and A from a 32 KiB chunk;
+//   4 c_trip:  step_l1 with the C tiles stored and loaded back every 8 steps (a chunk of 256
+//              values between units);
+//   5 c_epi:   dp_i8 in tile_block's shape (zero C, 4 steps of 2x2 TDPBUSD with loads from L1,
+//              store C) and then the C tiles read back by the vector units (a 1 KiB sum per
+//              tile, standing in for tile_epilogue).
+// ns_per_dp: ns per product per thread; mac_per_cycle: multiply-adds per core cycle per thread
+// at the clock of clock/threads:N (peak: 512 bf16 or 1024 int8 per core).
+__attribute__((target("amx-tile,amx-bf16,amx-int8,avx512f"))) int64_t tile_pattern(int mode, const uint8_t* a, const uint8_t* b,
+                                                                                      uint64_t b_bytes, float* c, int64_t passes) {
+    int64_t n_dp = 0;
+    _tile_loadd(4, a, 64);
+    _tile_loadd(5, a + 1024, 64);
+    _tile_loadd(6, a + 2048, 64);
+    _tile_loadd(7, a + 3072, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    uint64_t bo = 0;
+    __m512 sink = _mm512_setzero_ps();
+    for (int64_t i = 0; i < passes; ++i) {
+        switch (mode) {
+            case 0:
+            case 1:
+                for (int s = 0; s < 8; ++s) {
+                    if (mode == 0) {
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_dpbf16ps(1, 5, 6);
+                        _tile_dpbf16ps(2, 4, 7);
+                        _tile_dpbf16ps(3, 5, 7);
+                    } else {
+                        _tile_dpbusd(0, 4, 6);
+                        _tile_dpbusd(1, 5, 6);
+                        _tile_dpbusd(2, 4, 7);
+                        _tile_dpbusd(3, 5, 7);
+                    }
+                }
+                n_dp += 32;
+                break;
+            case 2:
+            case 3:
+            case 4:
+                if (mode == 4) {
+                    _tile_loadd(0, c, 64);
+                    _tile_loadd(1, c + 256, 64);
+                    _tile_loadd(2, c + 512, 64);
+                    _tile_loadd(3, c + 768, 64);
+                }
+                for (int s = 0; s < 8; ++s) {
+                    const uint8_t* a_s = mode == 3 ? a + (s % 16) * 64 : a;
+                    _tile_loadd(4, a_s, mode == 3 ? 1024 : 64);
+                    _tile_loadd(5, a_s + (mode == 3 ? 16384 : 1024), mode == 3 ? 1024 : 64);
+                    const uint8_t* b_s = mode == 3 ? b + bo : a + 2048;
+                    _tile_loadd(6, b_s, 64);
+                    _tile_loadd(7, b_s + (mode == 3 ? b_bytes / 2 : 1024), 64);
+                    if (mode == 3) bo = (bo + 1024) % (b_bytes / 2);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 5, 6);
+                    _tile_dpbf16ps(2, 4, 7);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+                if (mode == 4) {
+                    _tile_stored(0, c, 64);
+                    _tile_stored(1, c + 256, 64);
+                    _tile_stored(2, c + 512, 64);
+                    _tile_stored(3, c + 768, 64);
+                }
+                n_dp += 32;
+                break;
+            case 5:
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int k = 0; k < 4; ++k) {
+                    _tile_loadd(4, a + 64 * k, 256);
+                    _tile_loadd(5, a + 4096 + 64 * k, 256);
+                    _tile_loadd(6, b + 1024 * k, 64);
+                    _tile_dpbusd(0, 4, 6);
+                    _tile_dpbusd(1, 5, 6);
+                    _tile_loadd(7, b + 4096 + 1024 * k, 64);
+                    _tile_dpbusd(2, 4, 7);
+                    _tile_dpbusd(3, 5, 7);
+                }
+                _tile_stored(0, c, 64);
+                _tile_stored(1, c + 256, 64);
+                _tile_stored(2, c + 512, 64);
+                _tile_stored(3, c + 768, 64);
+                for (int r = 0; r < 64; ++r) sink = _mm512_add_ps(sink, _mm512_load_ps(c + 16 * r));
+                n_dp += 16;
+                break;
+        }
+    }
+    _tile_stored(0, c, 64);
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sink);
+    for (float v : lanes) c[0] += v;
+    return n_dp;
+}
+
+void bm_tile_rate(benchmark::State& state, int mode) {
+    if (!amx_int8_available()) {
+        state.SkipWithError("no AMX-INT8");
+        return;
+    }
+    ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
+    constexpr uint64_t kB = 256 << 10;
+    struct Bufs {
+        tandem::aligned_vector<uint8_t> a, b;
+        tandem::aligned_vector<float> c;
+    };
+    std::vector<Bufs> bufs(static_cast<size_t>(pool.n_threads()));
+    pool.run_on_all([&](int idx) {
+        Bufs& m = bufs[static_cast<size_t>(idx)];
+        m.a.assign(32768 + 1024, 0x01);  // small values: bf16 0x0101 and int8 1 stay finite
+        m.b.assign(kB, 0x01);
+        m.c.assign(1024, 0.0f);
+        amx_configure_tiles();
+    });
+    constexpr int64_t kPasses = 4096;
+    std::atomic<int64_t> n_dp{0};
+    for (auto _ : state)
+        pool.run_on_all([&](int idx) {
+            Bufs& m = bufs[static_cast<size_t>(idx)];
+            n_dp += tile_pattern(mode, m.a.data(), m.b.data(), kB, m.c.data(), kPasses);
+        });
+    const double per_thread = static_cast<double>(n_dp.load()) / pool.n_threads();
+    state.counters["ns_per_dp"] = benchmark::Counter(per_thread * 1e9, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    const double hz = clock_of(pool.n_threads());
+    const double macs = mode == 1 || mode == 5 ? 16384 : 8192;
+    if (hz > 0) state.counters["mac_per_cycle"] = benchmark::Counter(per_thread * macs / hz, benchmark::Counter::kIsRate);
+    state.counters["threads"] = pool.n_threads();
 }
 
 void register_all() {
@@ -773,6 +943,12 @@ void register_all() {
             benchmark::RegisterBenchmark(("chunk/Q5_K/18432x7168/tok" + std::to_string(n_tok) + "/w" + std::to_string(width)).c_str(),
                                          bm_gemm, GgmlType::Q5_K, 18432, n_tok, width, kEmbd)
                 ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
+    {
+        const char* names[] = {"dp", "dp_i8", "step_l1", "step_l2", "c_trip", "c_epi"};
+        for (int mode = 0; mode < 6; ++mode)
+            benchmark::RegisterBenchmark((std::string("tile_rate/") + names[mode]).c_str(), bm_tile_rate, mode)
+                ->Arg(1)->Arg(all)->ArgName("threads")->MinTime(0.3)->UseRealTime();
+    }
     benchmark::RegisterBenchmark("tile_load", bm_tile_load)->Arg(0)->Arg(16)->ArgName("offset")->MinTime(0.3);
     for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})
         benchmark::RegisterBenchmark(("mla/tokens" + std::to_string(n_tok) + "/ctx" + std::to_string(n_ctx)).c_str(), bm_mla,

@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
+
+#include <fmt/format.h>
 
 #include "cli/common.h"
 #include "cli/verbs.h"
@@ -14,6 +17,7 @@
 #include "core/units.h"
 #include "cpu/bandwidth.h"
 #include "cpu/gemm.h"
+#include "cpu/phases.h"
 #include "cpu/thread_pool.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
@@ -80,6 +84,7 @@ int run_bench(const BenchArgs& a) {
         const double tg_s = std::chrono::duration<double>(clock::now() - t1).count();
         if (rep < 0) {
             model->reset_profile();
+            cpu::phases::reset();
             continue;
         }
         if (a.n_prompt > 0) pp_tps.push_back(a.n_prompt / pp_s);
@@ -87,6 +92,17 @@ int run_bench(const BenchArgs& a) {
         if (!a.json)
             std::fprintf(stderr, "bench: rep %d: prefill %.1f tok/s, decode %.2f tok/s\n", rep + 1,
                          a.n_prompt ? a.n_prompt / pp_s : 0.0, a.n_gen ? a.n_gen / tg_s : 0.0);
+    }
+    if (cpu::phases::g_on) {
+        // The tile-path products' time by phase (TANDEM_PHASES, cpu/phases.h), timed reps only.
+        const auto ticks = cpu::phases::totals();
+        double sum = 0;
+        for (uint64_t v : ticks) sum += static_cast<double>(v);
+        std::string line;
+        for (int i = 0; i < cpu::phases::kCount && sum > 0; ++i)
+            line += fmt::format("{}{} {:.1f}%", i ? ", " : "", cpu::phases::name(static_cast<cpu::phases::Id>(i)),
+                                100.0 * static_cast<double>(ticks[static_cast<size_t>(i)]) / sum);
+        std::fprintf(stderr, "phases   %s\n", sum > 0 ? line.c_str() : "(no tile-path products ran)");
     }
     const double bw = a.measure_bw ? cpu::measure_read_bandwidth(pool) : 0.0;
 

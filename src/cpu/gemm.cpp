@@ -14,6 +14,7 @@
 #include "cpu/bf16_block.h"
 #include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
+#include "cpu/phases.h"
 #include "cpu/tiles.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -349,6 +350,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     const int64_t group_elems = n_in * kTokenGroup;  // uint16 per packed group
     // [panels][pairs][2 groups][2 halves][256]: C tiles between units.
     float* acc = grow(ps.acc, static_cast<uint64_t>(n_panels * n_pairs * 1024));
+    phases::start();
     if (gemm_unit() == GemmUnit::amx) {
         // With one panel and one or two token groups the C tiles stay in the tile unit for the
         // whole row; otherwise each (panel, group pair)'s C tiles are saved to `acc` between units.
@@ -357,6 +359,9 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
         amx_configure_tiles();
         if (resident) tiles_zero();
         unpack_rows(0, 0, kPanelRows);
+        // Marked per unit and group pair, not per K step (a mark costs about half a step's
+        // issue): the first pair's time includes the next unit's unpacking, interleaved.
+        phases::mark(phases::kUnpack);
         for (int64_t u = 0; u < n_units; ++u) {
             const uint16_t* chunk = chunks + (u % 2) * chunk_elems;
             const int64_t k0 = (u / n_panels) * width;
@@ -371,6 +376,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
                         unpack_rows(u + 1, s * rows_per_step, std::min(kPanelRows, (s + 1) * rows_per_step));
                 }
                 if (!resident) tiles_store(acc_p + g * 512, two);
+                phases::mark(phases::kTiles);
             }
         }
         if (resident) tiles_store(acc, true);
@@ -380,6 +386,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
         std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);
         for (int64_t u = 0; u < n_units; ++u) {
             unpack_rows(u, 0, kPanelRows);
+            phases::mark(phases::kUnpack);
             const uint16_t* chunk = chunks + (u % 2) * chunk_elems;
             const int64_t k0 = (u / n_panels) * width;
             float* acc_p = acc + (u % n_panels) * n_pairs * 1024;
@@ -388,6 +395,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
                 if (g + 1 < n_groups) vector_steps<8, 2>(chunk, width, b0, b0 + group_elems, acc_p + g * 512);
                 else vector_steps<16, 1>(chunk, width, b0, nullptr, acc_p + g * 512);
             }
+            phases::mark(phases::kVector);
         }
     }
     // C tile [16 rows][16 tokens] of panel p, group g, half h -> out[t, 32 p + 16 h + m].
@@ -402,6 +410,7 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
                 o[16 + m] = c[256 + m * 16];
             }
         }
+    phases::mark(phases::kOutput);
 }
 
 void gemm(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "cpu/matmul.h"
+#include "cpu/phases.h"
 #include "cpu/tiles.h"
 #include "quant/blocks.h"
 #include "quant/grids.h"
@@ -757,17 +758,20 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
     }
     const Scales kind = format.kind;
     const uint64_t block_bytes = ggml_traits(type).type_size;
+    phases::start();
     const int64_t group_bytes = nb * kI8BlockBytes;  // group g's block k at packed + g * group_bytes + k * kI8BlockBytes
     for (int64_t k = 0; k < nb; ++k) {
         const uint8_t* blocks = w + static_cast<uint64_t>(k) * block_bytes;
         if (avx2) unpack_rows_avx2(type, blocks, row_bytes, n_rows, k + 1 < nb, recs);
         else unpack_rows_avx512(type, blocks, row_bytes, n_rows, k + 1 < nb, recs);
+        phases::mark(phases::kUnpack);
         const uint8_t* block0 = packed + k * kI8BlockBytes;
         if (avx2) {
             // Each 16-token group in two halves of 8; a second half past the last token is all
             // padding and skipped.
             for (int64_t g = 0; g < n_groups; ++g)
                 group_product_avx2_of(format, recs, rows_pad, block0 + g * group_bytes, g * kTokenGroup + 8 < n_tok, facc + g * 512);
+            phases::mark(phases::kVector);
             continue;
         }
         if (amx) {
@@ -776,8 +780,10 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
                 const bool two = g + 1 < n_groups;
                 const uint8_t* a0 = block0 + g * group_bytes;
                 tile_block(recs, a0, two ? a0 + group_bytes : nullptr, two, tiles);
+                phases::mark(phases::kTiles);
                 tile_epilogue(tiles, recs, a0, facc + g * 512);
                 if (two) tile_epilogue(tiles + 512, recs, a0 + group_bytes, facc + (g + 1) * 512);
+                phases::mark(phases::kEpilogue);
             }
             continue;
         }
@@ -795,6 +801,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
             for (int64_t r0 = 0; r0 < rows_pad; r0 += 8)
                 block_product_of<8, 1, true>(kind, recs + r0, a, facc + g * 512 + r0 * 8);
         }
+        phases::mark(phases::kVector);
     }
     if (amx) tile::release();
     for (int64_t t = 0; t < n_tok; ++t) {
@@ -803,6 +810,7 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         const float* f = facc + g * 512 + t % kTokenGroup;
         for (int64_t r = 0; r < n_rows; ++r) out[t * kPanelRows + r] = f[r * stride];
     }
+    phases::mark(phases::kOutput);
 }
 
 void gemm_i8(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_bytes, int64_t n_in, int64_t n_out,

@@ -7,6 +7,7 @@
 #include "core/check.h"
 #include "cpu/gemm_i8.h"
 #include "cpu/matmul.h"
+#include "cpu/phases.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
 
@@ -46,6 +47,7 @@ void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vect
     }
     uint16_t* dst = grow(packed, at.back());
     pool.parallel_for(static_cast<int64_t>(tiled.size()), [&](int64_t j0, int64_t j1, int) {
+        phases::start();
         for (int64_t j = j0; j < j1; ++j) {
             const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(tiled[static_cast<size_t>(j)])];
             uint16_t* p = dst + at[static_cast<size_t>(j)];
@@ -53,6 +55,7 @@ void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vect
             else if (in.i8) pack_acts_i8(in.a, n_in, in.rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
             else pack_acts(in.a, n_in, in.rows + g.first, g.count, n_in, p);
         }
+        phases::mark(phases::kPackActs);
     });
     if (scratch.threads.size() < static_cast<size_t>(pool.n_threads())) scratch.threads.resize(static_cast<size_t>(pool.n_threads()));
     const int64_t k_panels = (n_out + kPanelRows - 1) / kPanelRows;
@@ -92,6 +95,7 @@ void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, boo
             float* hp = h + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_ff + r0;
             for (int64_t r = 0; r < n_rows; ++r) hp[r] = silu(gv[i * kPanelRows + r]) * uv[i * kPanelRows + r];
         }
+        phases::mark(phases::kOutput);
     });
 }
 
@@ -110,6 +114,7 @@ void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, bool i
             float* op = o + int64_t{scratch.pair_order[static_cast<size_t>(g.first + i)]} * n_embd + r0;
             std::copy(dv + i * kPanelRows, dv + i * kPanelRows + n_rows, op);
         }
+        phases::mark(phases::kOutput);
     });
 }
 
@@ -235,11 +240,13 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     float* sh_o = sh_fused ? grow(scratch.sh_o, n_tok_u * static_cast<uint64_t>(n_embd)) : nullptr;  // [n_tok, n_embd]
 
     pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+        phases::start();
         for (int64_t t = t0; t < t1; ++t) {
             quant::quantize_row(gate_act, x + t * n_embd, xq_gate + t * xg_row, n_embd);
             if (!shared_x) quant::quantize_row(up_act, x + t * n_embd, xq_up + t * xu_row, n_embd);
             if (sh_own_x) quant::quantize_row(sh_act, x + t * n_embd, sh_x + t * sx_row, n_embd);
         }
+        phases::mark(phases::kPackActs);
     });
 
     // Each pair's activation rows, in pair order (the dot kernels take a list of rows), and the
