@@ -657,8 +657,9 @@ void bm_gemm(benchmark::State& state, GgmlType type, int64_t n_out, int64_t n_to
 
 // MLA attention of n_tok tokens of one sequence, the last n_tok of n_ctx positions (a prefill
 // when n_tok == n_ctx), at R1 shapes (576-value cache rows, 512 values, 128 heads). Counts the
-// multiply-adds of the two products over each row's causal positions.
-void bm_mla(benchmark::State& state, int64_t n_tok, int64_t n_ctx) {
+// multiply-adds of the two products over each row's causal positions. With blocks, the cache
+// comes already packed (as tandem's cache keeps it), else as f32 rows each call packs.
+void bm_mla(benchmark::State& state, int64_t n_tok, int64_t n_ctx, bool blocks) {
     ThreadPool& pool = pool_of(static_cast<int>(state.range(0)));
     if (!mla_attention_available()) {
         state.SkipWithError("no AMX on this CPU");
@@ -674,7 +675,14 @@ void bm_mla(benchmark::State& state, int64_t n_tok, int64_t n_ctx) {
             row_n_ctx.push_back(static_cast<int32_t>(n_ctx - n_tok + t + 1));
             flop += 2.0 * static_cast<double>(row_n_ctx.back()) * (kWidth + kRank);
         }
-    const MlaSeq seq{cache.data(), n_ctx};
+    tandem::aligned_vector<uint16_t> packed;
+    if (blocks) {
+        const int64_t be = tandem::cpu::mla_block_elems(kWidth, kRank);
+        packed.resize(static_cast<size_t>((n_ctx + kMlaBlock - 1) / kMlaBlock * be));
+        for (int64_t j = 0; j < n_ctx; ++j)
+            tandem::cpu::mla_pack_position(cache.data() + j * kWidth, j % kMlaBlock, kWidth, kRank, packed.data() + j / kMlaBlock * be);
+    }
+    const MlaSeq seq = blocks ? MlaSeq{.blocks = packed.data(), .n_ctx = n_ctx} : MlaSeq{.rows = cache.data(), .n_ctx = n_ctx};
     MlaParams p;
     p.width = kWidth;
     p.rank = kRank;
@@ -950,10 +958,11 @@ void register_all() {
                 ->Arg(1)->Arg(all)->ArgName("threads")->MinTime(0.3)->UseRealTime();
     }
     benchmark::RegisterBenchmark("tile_load", bm_tile_load)->Arg(0)->Arg(16)->ArgName("offset")->MinTime(0.3);
-    for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})
-        benchmark::RegisterBenchmark(("mla/tokens" + std::to_string(n_tok) + "/ctx" + std::to_string(n_ctx)).c_str(), bm_mla,
-                                     n_tok, n_ctx)
-            ->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
+    for (bool blocks : {false, true})
+        for (const auto& [n_tok, n_ctx] : {std::pair<int64_t, int64_t>{512, 512}, {1, 512}, {1, 4096}, {1, 16384}})
+            benchmark::RegisterBenchmark(("mla/tokens" + std::to_string(n_tok) + "/ctx" + std::to_string(n_ctx) + (blocks ? "/blocks" : "/rows")).c_str(),
+                                         bm_mla, n_tok, n_ctx, blocks)
+                ->Arg(all)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
 }
 
 }  // namespace

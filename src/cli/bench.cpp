@@ -60,6 +60,8 @@ int run_bench(const BenchArgs& a) {
     std::vector<float> logits(static_cast<size_t>(std::max(a.n_batch, 1)) * static_cast<size_t>(V));
 
     std::vector<double> pp_tps, tg_tps;
+    uint64_t cache_bytes = 0;
+    bool cache_blocks = false;
     using clock = std::chrono::steady_clock;
     // One untimed warm-up repetition pages the weights in and sizes every buffer.
     for (int rep = -1; rep < a.reps; ++rep) {
@@ -82,6 +84,8 @@ int run_bench(const BenchArgs& a) {
             tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) - logits.begin());
         }
         const double tg_s = std::chrono::duration<double>(clock::now() - t1).count();
+        cache_bytes = cache->bytes();
+        cache_blocks = cache->mla_blocks();
         if (rep < 0) {
             model->reset_profile();
             cpu::phases::reset();
@@ -133,6 +137,7 @@ int run_bench(const BenchArgs& a) {
         j["decode_bytes_per_s"] = dec_bw;
         j["read_bandwidth_bytes_per_s"] = bw;
         j["decode_bandwidth_fraction"] = bw > 0 ? dec_bw / bw : 0.0;
+        j["kv_cache_bytes"] = cache_bytes;
         std::printf("%s\n", j.dump(2).c_str());
         return 0;
     }
@@ -149,6 +154,8 @@ int run_bench(const BenchArgs& a) {
     std::printf("memory    decode reads %s per token: %s/s", format_bytes(bpt).c_str(),
                 format_bytes(static_cast<uint64_t>(dec_bw)).c_str());
     if (bw > 0) std::printf(" = %.0f%% of the measured %s/s read bandwidth", 100.0 * dec_bw / bw, format_bytes(static_cast<uint64_t>(bw)).c_str());
+    std::printf("\n          KV cache %s for %lld positions (%s)", format_bytes(cache_bytes).c_str(),
+                static_cast<long long>(n_ctx), cache_blocks ? "bf16, in the attention's blocks" : "f32 rows");
     std::printf("\nsummary   pp %.1f tok/s | tg %.2f tok/s | %d threads | peak RSS %s\n", pp, tg, pool.n_threads(),
                 format_bytes(peak_rss).c_str());
     return 0;

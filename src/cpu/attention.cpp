@@ -13,23 +13,28 @@
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/tiles.h"
+#include "quant/blocks.h"
 #include "quant/quant.h"
 
 // Layouts (all bf16, uint16 elements; width_pad = width rounded up to 32, rank_pad = rank
-// rounded up to 32, n_ctx_pad = the sequence's n_ctx rounded up to 32, n_pairs = n_ctx_pad / 2):
-//   K of a sequence, the B operand of S = Q K^T: [n_ctx_pad / 16 groups][width_pad / 2][16][2],
-//     i.e. row r of group g holds values 2r, 2r + 1 of positions 16g .. 16g + 15 (64 bytes;
+// rounded up to 32). A sequence's cache is a run of blocks of kMlaBlock = 32 positions (one
+// tile product step), each mla_block_elems = 32 (width_pad + rank_pad) values: K then V.
+//   K of a block, the B operand of S = Q K^T: [2 groups][width_pad / 2][16][2], i.e. row r of
+//     group g holds values 2r, 2r + 1 of the block's positions 16g .. 16g + 15 (64 bytes;
 //     cpu/gemm.h's pack_acts with positions for tokens). The 32 values from k of group g are
 //     one tile at K + g * width_pad * 16 + k * 16, rows 64 bytes apart.
-//   V of a sequence, the B operand of O = P V: [rank_pad / 16 column groups][n_pairs][16][2],
-//     i.e. row j of column group c holds columns 16c .. 16c + 15 of positions 2j and 2j + 1
-//     (value pairs along the context). The 32 positions from pair j of column group c are one
-//     tile of 1 KiB at V + (c * n_pairs + j) * 32.
+//   V of a block, the B operand of O = P V: [rank_pad / 16 column groups][16 pairs][16][2],
+//     i.e. row j of column group c holds columns 16c .. 16c + 15 of the block's positions 2j
+//     and 2j + 1 (value pairs along the context). The block's 32 positions of column group c
+//     are one tile of 1 KiB at V + c * 512.
+//   Blocks, not one K and one V per sequence, so that a cache can keep its positions in this
+//   layout as they come (model::KvCache) and a decode step packs nothing.
 //   Q of a work item (A operand of S): [32 rows, width_pad] row-major; P (A operand of O):
 //     [32 rows, kMlaCtxBlock] row-major; S and the output accumulator O: float32, row-major
 //     [32, kMlaCtxBlock] and [32, rank_pad].
 // Padding is zero everywhere: K and Q columns past width, V columns past rank, positions past
-// n_ctx. P is zero past each row's causal limit, so zero V rows add exactly nothing.
+// n_ctx (a cache's blocks may hold stale rows there instead, finite: the softmax masks their
+// scores and P is zero past each row's causal limit, so they add exactly nothing).
 
 namespace tandem::cpu {
 
@@ -40,22 +45,23 @@ constexpr int64_t kItemRows = 32;  // query rows per work item (two halves)
 constexpr int64_t kStep = 32;      // positions per tile product step (16 value pairs)
 
 constexpr int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+static_assert(kStep == kMlaBlock);
 
-// S[rows, 32 n_steps] = Q K^T for n_steps steps of 32 positions.
-//   q: [32, width_pad] bf16 (only the first 16 rows unless kTwo), k: the packed K of the
-//   block's first position, s: [32, kMlaCtxBlock] f32.
+// S[rows, 32 n_steps] = Q K^T for n_steps steps of 32 positions (one cache block each).
+//   q: [32, width_pad] bf16 (only the first 16 rows unless kTwo), k: the K of the first step's
+//   block (the next at k + block_elems), s: [32, kMlaCtxBlock] f32.
 // NOTES: tiles 0-3 are C (row half 0/1 x position group 0/1 of the step), 4-5 the two row
 // halves of Q's 32-value step, 6-7 K's two position groups: 4 loads for 4 products, and each
 // K tile, the operand that comes from L2, feeds two products.
 template <bool kTwo>
 __attribute__((target("amx-tile,amx-bf16"))) void tile_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k,
-                                                                int64_t n_steps, float* s) {
+                                                                int64_t block_elems, int64_t n_steps, float* s) {
     const int64_t q_stride = width_pad * 2;                // bytes between Q rows
     const int64_t s_stride = kMlaCtxBlock * 4;             // bytes between S rows
     const int64_t group = width_pad * kHalf;               // uint16 per packed group of 16 positions
     const uint16_t* q_hi = q + kHalf * width_pad;
     for (int64_t js = 0; js < n_steps; ++js) {
-        const uint16_t* k0 = k + 2 * js * group;
+        const uint16_t* k0 = k + js * block_elems;
         const uint16_t* k1 = k0 + group;
         tile::zero<0>();
         tile::zero<1>();
@@ -86,13 +92,13 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_scores(const uint16_t* q,
 }
 
 // O[rows, rank_pad] = P[rows, 32 n_steps] V[32 n_steps, rank_pad] (overwritten).
-//   p: [32, kMlaCtxBlock] bf16, v: the packed V at the block's first pair (column group c at
-//   v + c * n_pairs * 32), o: [32, rank_pad] f32.
+//   p: [32, kMlaCtxBlock] bf16, v: the V of the first step's block (column group c at v + c *
+//   512, the next block's at v + block_elems), o: [32, rank_pad] f32.
 // NOTES: tiles 0-3 are C (row half x two column groups of 16), zeroed once per 32 columns and
 // kept for the block's n_steps steps; 4-5 P's row halves, 6-7 V's two column groups. P (16
 // KiB) stays in L1 while all column groups pass over it.
 template <bool kTwo>
-__attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs,
+__attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p, const uint16_t* v, int64_t block_elems,
                                                                 int64_t n_steps, int64_t rank_pad, float* o) {
     const int64_t p_stride = kMlaCtxBlock * 2;  // bytes between P rows
     const int64_t o_stride = rank_pad * 4;      // bytes between O rows
@@ -106,12 +112,12 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p,
             tile::zero<2>();
             tile::zero<3>();
         }
-        const uint16_t* v0 = v + (c / kHalf) * n_pairs * 32;
-        const uint16_t* v1 = v0 + n_pairs * 32;
+        const uint16_t* v0 = v + (c / kHalf) * 512;  // 16 pairs of 16 columns x 2 per block
+        const uint16_t* v1 = v0 + 512;
         for (int64_t ks = 0; ks < n_steps; ++ks) {
             tile::load<4>(p + ks * kStep, p_stride);
-            tile::load<6>(v0 + ks * 512, 64);  // 16 pairs of 16 columns x 2 = 512 uint16 per step
-            tile::load<7>(v1 + ks * 512, 64);
+            tile::load<6>(v0 + ks * block_elems, 64);
+            tile::load<7>(v1 + ks * block_elems, 64);
             tile::dpbf16ps<0, 4, 6>();
             tile::dpbf16ps<1, 4, 7>();
             if constexpr (kTwo) {
@@ -134,10 +140,11 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_values(const uint16_t* p,
 
 // As tile_scores for n_rows (16 or 32) rows: S[rows, 32 n_steps] = Q K^T, each step's two
 // position groups of 16 as the two column groups.
-void vector_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k, int64_t n_steps, int64_t n_rows, float* s) {
+void vector_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k, int64_t block_elems, int64_t n_steps,
+                   int64_t n_rows, float* s) {
     const int64_t group = width_pad * kHalf;  // uint16 per packed group of 16 positions
     for (int64_t js = 0; js < n_steps; ++js) {
-        const uint16_t* b[2] = {k + 2 * js * group, k + (2 * js + 1) * group};
+        const uint16_t* b[2] = {k + js * block_elems, k + js * block_elems + group};
         for (int64_t r0 = 0; r0 < n_rows; r0 += 8)
             bf16_rows_by_pairs<8, 2>(q + r0 * width_pad, width_pad, b, width_pad / 2,
                                      s + r0 * kMlaCtxBlock + js * kStep, kMlaCtxBlock, kHalf, false);
@@ -145,14 +152,14 @@ void vector_scores(const uint16_t* q, int64_t width_pad, const uint16_t* k, int6
 }
 
 // As tile_values for n_rows (16 or 32) rows: O[rows, rank_pad] = P[rows, 32 n_steps] V, 32
-// value columns (two column groups) at a time.
-void vector_values(const uint16_t* p, const uint16_t* v, int64_t n_pairs, int64_t n_steps, int64_t rank_pad,
+// value columns (two column groups) at a time, each step's 16 value pairs from its block.
+void vector_values(const uint16_t* p, const uint16_t* v, int64_t block_elems, int64_t n_steps, int64_t rank_pad,
                    int64_t n_rows, float* o) {
     for (int64_t c = 0; c < rank_pad; c += 32) {
-        const uint16_t* b[2] = {v + (c / kHalf) * n_pairs * 32, v + (c / kHalf + 1) * n_pairs * 32};
+        const uint16_t* b[2] = {v + (c / kHalf) * 512, v + (c / kHalf + 1) * 512};
         for (int64_t r0 = 0; r0 < n_rows; r0 += 8)
             bf16_rows_by_pairs<8, 2>(p + r0 * kMlaCtxBlock, kMlaCtxBlock, b, n_steps * kHalf, o + r0 * rank_pad + c,
-                                     rank_pad, kHalf, false);
+                                     rank_pad, kHalf, false, kHalf, block_elems);
     }
 }
 
@@ -253,14 +260,14 @@ TANDEM_AVX512 inline void transpose16(__m512i* z) {
     }
 }
 
-// Packs positions 32b .. 32b + 31 of one sequence (n_valid of them cached, the rest zero) into
-// its K and V layouts (see the top of this file), 16 positions x 32 values at a time: each
-// row's 32 values become 16 bf16 pairs (one zmm), V interleaves the rows of positions 2j and
-// 2j + 1 column by column, K is the 16 x 16 transpose of the pairs.
-//   rows: [n_valid, width] f32 cache rows of those positions, k: the sequence's packed K, v:
-//   its packed V.
+// Packs the 32 positions of one block (n_valid of them cached, the rest zero) into its K and V
+// layouts (see the top of this file), 16 positions x 32 values at a time: each row's 32 values
+// become 16 bf16 pairs (one zmm), V interleaves the rows of positions 2j and 2j + 1 column by
+// column, K is the 16 x 16 transpose of the pairs.
+//   rows: [n_valid, width] f32 cache rows of those positions, block: mla_block_elems values.
 TANDEM_AVX512 void pack_block(const float* rows, int64_t n_valid, int64_t width, int64_t rank, int64_t width_pad,
-                              int64_t n_pairs, int64_t b, uint16_t* k, uint16_t* v) {
+                              uint16_t* block) {
+    uint16_t* v = block + kStep * width_pad;
     __m512i idx_lo, idx_hi;  // words (a_i, b_i) for columns i = 0 .. 15, and 16 .. 31
     {
         alignas(64) uint16_t lo[32], hi[32];
@@ -273,9 +280,8 @@ TANDEM_AVX512 void pack_block(const float* rows, int64_t n_valid, int64_t width,
     }
     __m512i z[16];
     for (int64_t g = 0; g < 2; ++g) {
-        const int64_t t0 = b * kStep + g * kHalf;  // first position of the group
         const int64_t n_rows = std::clamp(n_valid - g * kHalf, int64_t{0}, kHalf);
-        uint16_t* kg = k + t0 * width_pad;        // group t0 / 16, [width_pad / 2][16][2]
+        uint16_t* kg = block + g * kHalf * width_pad;  // group g, [width_pad / 2][16][2]
         for (int64_t kk = 0; kk < width_pad; kk += 32) {
             const __mmask16 in_lo = lanes_below(width, kk), in_hi = lanes_below(width, kk + 16);
             for (int64_t t = 0; t < kHalf; ++t) {
@@ -290,8 +296,8 @@ TANDEM_AVX512 void pack_block(const float* rows, int64_t n_valid, int64_t width,
             if (kk < rank) {
                 // Column groups kk / 16 and kk / 16 + 1 (both exist: rank_pad is a multiple of 32).
                 const __mmask16 v_lo = lanes_below(rank, kk), v_hi = lanes_below(rank, kk + 16);
-                uint16_t* v0 = v + ((kk / kHalf) * n_pairs + t0 / 2) * 32;
-                uint16_t* v1 = v0 + n_pairs * 32;
+                uint16_t* v0 = v + (kk / kHalf) * 512 + g * (kHalf / 2) * 32;  // pairs 8g .. of column group kk / 16
+                uint16_t* v1 = v0 + 512;
                 for (int64_t j = 0; j < kHalf / 2; ++j) {
                     const __m512i a = z[2 * j], c = z[2 * j + 1];
                     const __m512i col_lo = _mm512_permutex2var_epi16(a, idx_lo, c);
@@ -303,6 +309,24 @@ TANDEM_AVX512 void pack_block(const float* rows, int64_t n_valid, int64_t width,
             transpose16(z);
             for (int64_t r = 0; r < kHalf; ++r) _mm512_storeu_si512(kg + (kk / 2 + r) * 32, z[r]);
         }
+    }
+}
+
+// Position i (0 .. 31) of a block from its f32 row, rounded as pack_block rounds (both
+// VCVTNE2PS2BF16), zero past width and rank: K's pair r at K + (i / 16) * 16 * width_pad + 32 r +
+// 2 (i % 16), V's column c at V + (c / 16) * 512 + 32 (i / 2) + 2 (c % 16) + i % 2.
+TANDEM_AVX512 void pack_position(const float* row, int64_t i, int64_t width, int64_t rank, int64_t width_pad,
+                                 uint16_t* block) {
+    uint16_t* k = block + (i / kHalf) * kHalf * width_pad + 2 * (i % kHalf);
+    uint16_t* v = block + kStep * width_pad + (i / 2) * 32 + i % 2;
+    alignas(64) uint16_t bf[32];
+    for (int64_t kk = 0; kk < width_pad; kk += 32) {
+        const __m512 lo = _mm512_maskz_loadu_ps(lanes_below(width, kk), row + kk);
+        const __m512 hi = _mm512_maskz_loadu_ps(lanes_below(width, kk + 16), row + kk + 16);
+        _mm512_store_si512(bf, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+        for (int64_t m = 0; m < 16; ++m) std::memcpy(k + (kk / 2 + m) * 32, bf + 2 * m, 4);
+        if (kk < round_up(rank, 32))
+            for (int64_t m = 0; m < 32; ++m) v[((kk + m) / kHalf) * 512 + 2 * ((kk + m) % kHalf)] = kk + m < rank ? bf[m] : 0;
     }
 }
 
@@ -326,7 +350,7 @@ TANDEM_AVX512 void scale_add(float* y, float a, const float* x, float b, int64_t
 #pragma GCC diagnostic pop
 
 struct Shape {
-    int64_t width_pad, rank_pad;
+    int64_t width_pad, rank_pad, block_elems;
 };
 
 using Partial = MlaScratch::Partial;
@@ -340,8 +364,7 @@ Partial partial_at(float* at, int64_t rank_pad) {
 // Block `blk` (positions [256 blk, 256 blk + 256)) of item `it`, from a fresh softmax state,
 // into out. The item's rows are packed to bf16 into th.q once per item (th.q_item).
 void attend_block(const MlaParams& prm, const Shape& sh, int64_t item, const MlaScratch::Item& it, const int32_t* order,
-                  const uint16_t* k, const uint16_t* v, int64_t n_pairs, int64_t blk, MlaScratch::Thread& th,
-                  const Partial& out) {
+                  const uint16_t* blocks, int64_t blk, MlaScratch::Thread& th, const Partial& out) {
     const bool two = it.n_rows > kHalf, amx = amx_available();
     const int64_t n_rows = two ? kItemRows : kHalf;  // rows computed, padding included
     const int64_t width_pad = sh.width_pad, rank_pad = sh.rank_pad;
@@ -366,15 +389,16 @@ void attend_block(const MlaParams& prm, const Shape& sh, int64_t item, const Mla
         const int64_t limit = r < it.n_rows ? prm.row_n_ctx[order[it.first + r]] : 0;
         valid[r] = std::clamp(limit - c0, int64_t{0}, cw);
     }
-    const uint16_t* kc = k + (c0 / kHalf) * width_pad * kHalf;
-    if (!amx) vector_scores(q, width_pad, kc, cw / kStep, n_rows, s);
-    else if (two) tile_scores<true>(q, width_pad, kc, cw / kStep, s);
-    else tile_scores<false>(q, width_pad, kc, cw / kStep, s);
+    const int64_t be = sh.block_elems;
+    const uint16_t* kc = blocks + (c0 / kStep) * be;  // the K of the first step's block
+    if (!amx) vector_scores(q, width_pad, kc, be, cw / kStep, n_rows, s);
+    else if (two) tile_scores<true>(q, width_pad, kc, be, cw / kStep, s);
+    else tile_scores<false>(q, width_pad, kc, be, cw / kStep, s);
     softmax_block(s, n_rows, valid, cw, prm.scale, out.max, out.sum, p);
-    const uint16_t* vc = v + (c0 / 2) * 32;
-    if (!amx) vector_values(p, vc, n_pairs, cw / kStep, rank_pad, n_rows, out.o);
-    else if (two) tile_values<true>(p, vc, n_pairs, cw / kStep, rank_pad, out.o);
-    else tile_values<false>(p, vc, n_pairs, cw / kStep, rank_pad, out.o);
+    const uint16_t* vc = kc + kStep * width_pad;  // its V
+    if (!amx) vector_values(p, vc, be, cw / kStep, rank_pad, n_rows, out.o);
+    else if (two) tile_values<true>(p, vc, be, cw / kStep, rank_pad, out.o);
+    else tile_values<false>(p, vc, be, cw / kStep, rank_pad, out.o);
 }
 
 void reset_state(const Partial& st, int64_t rank_pad) {
@@ -410,22 +434,47 @@ void write_item(const MlaParams& prm, const MlaScratch::Item& it, const int32_t*
 
 bool mla_attention_available() { return gemm_unit() != GemmUnit::none; }
 
+int64_t mla_block_elems(int64_t width, int64_t rank) { return kStep * (round_up(width, 32) + round_up(rank, 32)); }
+
+void mla_pack_position(const float* row, int64_t i, int64_t width, int64_t rank, uint16_t* block) {
+    TANDEM_CHECK(mla_attention_available() && i >= 0 && i < kMlaBlock && rank > 0 && rank <= width);
+    pack_position(row, i, width, rank, round_up(width, 32), block);
+}
+
+void mla_unpack_position(const uint16_t* block, int64_t i, int64_t width, float* row) {
+    TANDEM_CHECK(i >= 0 && i < kMlaBlock && width > 0);
+    const uint16_t* k = block + (i / kHalf) * kHalf * round_up(width, 32) + 2 * (i % kHalf);
+    for (int64_t c = 0; c < width; ++c) row[c] = quant::bf16_to_f32(k[(c / 2) * 32 + c % 2]);
+}
+
+void mla_clear_positions(uint16_t* block, int64_t from, int64_t width, int64_t rank) {
+    TANDEM_CHECK(from >= 0 && from <= kMlaBlock && rank > 0 && rank <= width);
+    const int64_t width_pad = round_up(width, 32), rank_pad = round_up(rank, 32);
+    for (int64_t i = from; i < kMlaBlock; ++i) {
+        uint16_t* k = block + (i / kHalf) * kHalf * width_pad + 2 * (i % kHalf);
+        uint16_t* v = block + kStep * width_pad + (i / 2) * 32 + i % 2;
+        for (int64_t r = 0; r < width_pad / 2; ++r) k[r * 32] = k[r * 32 + 1] = 0;
+        for (int64_t c = 0; c < rank_pad; ++c) v[(c / kHalf) * 512 + 2 * (c % kHalf)] = 0;
+    }
+}
+
 void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
     TANDEM_CHECK(mla_attention_available());
     TANDEM_CHECK(prm.width > 0 && prm.rank > 0 && prm.rank <= prm.width, "width {} rank {}", prm.width, prm.rank);
-    const Shape sh{round_up(prm.width, 32), round_up(prm.rank, 32)};
+    const Shape sh{round_up(prm.width, 32), round_up(prm.rank, 32), mla_block_elems(prm.width, prm.rank)};
     const int64_t n_seqs = static_cast<int64_t>(prm.seqs.size());
 
-    // Where each sequence's packed K and V go, and its packing units of 32 positions.
+    // Where the blocks of each sequence given as rows go, and its packing units (blocks): none
+    // for a sequence given as blocks.
     sc.packed_at.assign(static_cast<size_t>(n_seqs + 1), 0);
     sc.block_at.assign(static_cast<size_t>(n_seqs + 1), 0);
     for (int64_t i = 0; i < n_seqs; ++i) {
         const MlaSeq& sq = prm.seqs[static_cast<size_t>(i)];
-        TANDEM_CHECK(sq.n_ctx >= 0 && (sq.rows || sq.n_ctx == 0), "sequence {}: n_ctx {}", i, sq.n_ctx);
-        const int64_t n_ctx_pad = round_up(sq.n_ctx, kStep);
-        sc.packed_at[static_cast<size_t>(i + 1)] = sc.packed_at[static_cast<size_t>(i)] +
-                                                   static_cast<uint64_t>(n_ctx_pad * (sh.width_pad + sh.rank_pad));
-        sc.block_at[static_cast<size_t>(i + 1)] = sc.block_at[static_cast<size_t>(i)] + n_ctx_pad / kStep;
+        TANDEM_CHECK(sq.n_ctx >= 0 && (sq.rows || sq.blocks || sq.n_ctx == 0) && !(sq.rows && sq.blocks),
+                     "sequence {}: n_ctx {}, rows and blocks both or neither", i, sq.n_ctx);
+        const int64_t n_blocks = sq.blocks ? 0 : round_up(sq.n_ctx, kStep) / kStep;
+        sc.packed_at[static_cast<size_t>(i + 1)] = sc.packed_at[static_cast<size_t>(i)] + static_cast<uint64_t>(n_blocks * sh.block_elems);
+        sc.block_at[static_cast<size_t>(i + 1)] = sc.block_at[static_cast<size_t>(i)] + n_blocks;
     }
     uint16_t* packed = grow(sc.packed, sc.packed_at.back());
 
@@ -467,18 +516,20 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
     if (sc.threads.size() < static_cast<size_t>(pool.n_threads()))
         sc.threads.resize(static_cast<size_t>(pool.n_threads()));
 
-    // Phase 1: every sequence's cache rows to bf16, packed as K and V, 32 positions per unit.
-    auto seq_n_pairs = [&](int64_t i) { return round_up(prm.seqs[static_cast<size_t>(i)].n_ctx, kStep) / 2; };
-    auto seq_k = [&](int64_t i) { return packed + sc.packed_at[static_cast<size_t>(i)]; };
-    auto seq_v = [&](int64_t i) { return seq_k(i) + seq_n_pairs(i) * 2 * sh.width_pad; };
+    // Phase 1: the cache rows of every sequence given as rows to bf16, packed into blocks of 32
+    // positions, one per unit.
+    auto seq_blocks = [&](int64_t i) -> const uint16_t* {
+        const MlaSeq& sq = prm.seqs[static_cast<size_t>(i)];
+        return sq.blocks ? sq.blocks : packed + sc.packed_at[static_cast<size_t>(i)];
+    };
     pool.parallel_for(sc.block_at.back(), [&](int64_t u0, int64_t u1, int) {
         for (int64_t u = u0; u < u1; ++u) {
             const int64_t i = std::upper_bound(sc.block_at.begin(), sc.block_at.end(), u) - sc.block_at.begin() - 1;
             const MlaSeq& sq = prm.seqs[static_cast<size_t>(i)];
             const int64_t b = u - sc.block_at[static_cast<size_t>(i)];
             const int64_t n_valid = std::min(kStep, sq.n_ctx - b * kStep);
-            pack_block(sq.rows + b * kStep * prm.width, n_valid, prm.width, prm.rank, sh.width_pad, seq_n_pairs(i), b,
-                       seq_k(i), seq_v(i));
+            pack_block(sq.rows + b * kStep * prm.width, n_valid, prm.width, prm.rank, sh.width_pad,
+                       packed + sc.packed_at[static_cast<size_t>(i)] + b * sh.block_elems);
         }
     });
 
@@ -491,7 +542,7 @@ void mla_attention(ThreadPool& pool, const MlaParams& prm, MlaScratch& sc) {
     auto attend = [&](int64_t item, int64_t blk, MlaScratch::Thread& th, const Partial& out, bool& configured) {
         if (!configured && amx_available()) amx_configure_tiles(), configured = true;
         const MlaScratch::Item& it = sc.items[static_cast<size_t>(item)];
-        attend_block(prm, sh, item, it, order, seq_k(it.seq), seq_v(it.seq), seq_n_pairs(it.seq), blk, th, out);
+        attend_block(prm, sh, item, it, order, seq_blocks(it.seq), blk, th, out);
     };
     for (MlaScratch::Thread& th : sc.threads) th.q_item = -1;
     if (n_items >= pool.n_threads() || max_blocks <= 1) {

@@ -8,13 +8,14 @@
 //   S[rows, n_ctx] = Q[rows, width] . K[n_ctx, width]^T   P = softmax(S) row-wise, causal
 //   O[rows, rank]  = P[rows, n_ctx] . V[n_ctx, rank]      V = K[:, :rank]
 // which the tile unit runs (TDPBF16PS, as cpu/gemm.h), or on CPUs without one the vector units
-// (VDPBF16PS, AVX512-BF16): the cache rows are rounded to bf16 and packed once per call, then
-// shared by every head and token of the sequence.
+// (VDPBF16PS, AVX512-BF16): the cache rows are rounded to bf16 and packed once per call (unless
+// the cache keeps them packed), then shared by every head and token of the sequence.
 //
-// Memory: the packed cache rows of every sequence of the call, 2 (width + rank) bytes per
-// position (2.2 KiB for R1, 35 MiB for a 16k context), plus ~300 KiB per thread whatever the
-// context (the softmax runs over blocks of kMlaCtxBlock positions), plus for a decode step of
-// few sequences up to MlaScratch::wave_bytes (64 MiB) of partial results of blocks.
+// Memory: the packed cache rows of every sequence of the call given as rows, 2 (width + rank)
+// bytes per position (2.2 KiB for R1, 35 MiB for a 16k context; none for one given as
+// blocks), plus ~300 KiB per thread whatever the context (the softmax runs over blocks of
+// kMlaCtxBlock positions), plus for a decode step of few sequences up to
+// MlaScratch::wave_bytes (64 MiB) of partial results of blocks.
 //
 // Numerics: Q, K, V and the softmax numerators P are rounded to bf16 (relative error <= 2^-9),
 // products are accumulated in float32, the softmax itself runs in float32 (its denominator
@@ -32,11 +33,29 @@
 
 namespace tandem::cpu {
 
-// The cache of one sequence as the attention reads it.
+// The cache of one sequence as the attention reads it: f32 rows, which each call rounds to
+// bf16 and packs into its own layout (blocks of kMlaBlock positions), or blocks in that layout
+// already (a cache that keeps them: model::KvCache, mla_pack_position), which it reads in place.
 struct MlaSeq {
-    const float* rows = nullptr;  // [n_ctx, width] f32 cache rows, row j for position j
-    int64_t n_ctx = 0;            // rows to read: the largest causal limit of the sequence's query rows
+    const float* rows = nullptr;       // [n_ctx, width] f32 cache rows, row j for position j; or
+    const uint16_t* blocks = nullptr;  // ceil(n_ctx / kMlaBlock) blocks, positions past n_ctx zero or finite
+    int64_t n_ctx = 0;                 // positions to read: the largest causal limit of the sequence's query rows
 };
+
+// The attention's layout of a sequence's cache (attention.cpp): blocks of 32 positions (a tile
+// product step), mla_block_elems(width, rank) bf16 values each, 64-byte multiples: 2.1 KiB per
+// position for R1 (576, 512) against 2.25 KiB as f32 rows.
+inline constexpr int64_t kMlaBlock = 32;
+int64_t mla_block_elems(int64_t width, int64_t rank);
+// Writes position i (0 .. 31) of a block from its f32 row of `width` values (the first `rank`
+// the values), rounded to bf16 exactly as a call rounds rows, so a sequence given as blocks
+// gets bit for bit the results of the same sequence given as rows. Requires
+// mla_attention_available() (AVX512-BF16).
+void mla_pack_position(const float* row, int64_t i, int64_t width, int64_t rank, uint16_t* block);
+// Position i of a block as floats (its bf16 values): [width].
+void mla_unpack_position(const uint16_t* block, int64_t i, int64_t width, float* row);
+// Zeroes positions [from, 32) of a block.
+void mla_clear_positions(uint16_t* block, int64_t from, int64_t width, int64_t rank);
 
 struct MlaParams {
     int64_t width = 0;        // values per query and cache row (kv_lora_rank + qk_rope_head_dim)

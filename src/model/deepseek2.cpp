@@ -419,8 +419,12 @@ public:
     int64_t n_ctx_train() const override { return c_.n_ctx_train; }
     uint64_t bytes_per_token() const override { return bytes_per_token_; }
     void reset_profile() override { prof_.reset(); }
+    // The cache keeps the attention's bf16 blocks where every layer's attention runs in bf16
+    // (then a decode step packs nothing, and the cache takes 2.1 KiB per position and layer
+    // instead of 2.25), else f32 rows.
     std::unique_ptr<KvCache> make_cache(int64_t max_ctx) const override {
-        return std::make_unique<KvCache>(c_.n_layer, c_.cache_width(), max_ctx);
+        const bool blocks = std::all_of(layers_.begin(), layers_.end(), [&](const Layer& l) { return bf16_attention(l); });
+        return std::make_unique<KvCache>(c_.n_layer, c_.cache_width(), max_ctx, blocks ? c_.kv_lora_rank : 0);
     }
     std::string describe() const override {
         return fmt::format("deepseek2: {} layers ({} dense), n_embd {}, {} heads, MLA rank {} (cache {} values/token/layer), "
@@ -554,19 +558,15 @@ private:
     void append_rows(const Layer& l, int64_t il, const Batch& batch, KvCache& cache) {
         const Config& c = c_;
         const int64_t rank = c.kv_lora_rank, width = c.cache_width(), n_tok = batch.size();
-        // Every row first (a sequence's rows may move while they grow), then their addresses,
-        // then the values, on all threads.
-        for (int64_t t = 0; t < n_tok; ++t) cache.append_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
-        cache_row_.resize(static_cast<size_t>(n_tok));
-        for (int64_t t = 0; t < n_tok; ++t)
-            cache_row_[static_cast<size_t>(t)] = cache.appended_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
+        // Room for every row first (a sequence's rows may move while they grow), then the rows,
+        // finished in place in kva_ and stored, on all threads.
+        for (int64_t t = 0; t < n_tok; ++t) cache.reserve_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
         pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
             for (int64_t t = t0; t < t1; ++t) {
-                float* row = cache_row_[static_cast<size_t>(t)];
-                const float* src = kva_.data() + t * width;
-                rms_norm(src, l.kv_a_norm.data(), row, rank, c.rms_eps);
-                std::copy(src + rank, src + width, row + rank);
+                float* row = kva_.data() + t * width;
+                rms_norm(row, l.kv_a_norm.data(), row, rank, c.rms_eps);
                 rope(row + rank, c.qk_rope_head_dim, batch.pos[static_cast<size_t>(t)], inv_freq_, false);
+                cache.write_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)], row);
             }
         });
         prof_.mark(StepProfile::kCacheRows);
@@ -602,8 +602,11 @@ private:
         const int64_t n_rows = n_tok * c.n_head;
         row_kv_.resize(static_cast<size_t>(n_rows));
         row_n_ctx_.resize(static_cast<size_t>(n_rows));
+        row_kv_blocks_ = cache.mla_blocks();
         for (int64_t t = 0; t < n_tok; ++t) {
-            std::fill_n(row_kv_.begin() + t * c.n_head, c.n_head, cache.rows(batch.seq[static_cast<size_t>(t)], il));
+            const int32_t seq = batch.seq[static_cast<size_t>(t)];
+            const void* kv = row_kv_blocks_ ? static_cast<const void*>(cache.blocks(seq, il)) : cache.rows(seq, il);
+            std::fill_n(row_kv_.begin() + t * c.n_head, c.n_head, kv);
             std::fill_n(row_n_ctx_.begin() + t * c.n_head, c.n_head, batch.pos[static_cast<size_t>(t)] + 1);
         }
         attend_rows(l, qcat_.data(), n_rows, width, rank, olat_.data());
@@ -640,15 +643,18 @@ private:
         // The batch's sequences (use_decompressed found them for this forward pass): positions
         // [0, n_ctx) of each, one after another from bs.at[s] in the rows below.
         const BatchSeqs& bs = batch_seqs_;
-        const auto n_seqs = static_cast<int64_t>(bs.ids.size());
         const int64_t total = bs.at.back();
+        // Every cached position's c_kv ([total, rank]) and k_pe ([total, rope_dim]).
         ckv_.resize(static_cast<size_t>(total * rank));
-        pos_row_.resize(static_cast<size_t>(total));
-        for (int64_t s = 0; s < n_seqs; ++s)
-            for (int64_t j = 0; j < bs.n_ctx[static_cast<size_t>(s)]; ++j)
-                pos_row_[static_cast<size_t>(bs.at[static_cast<size_t>(s)] + j)] = cache.rows(bs.ids[static_cast<size_t>(s)], il) + j * c.cache_width();
+        kpe_.resize(static_cast<size_t>(total * rope_dim));
         pool_.parallel_for(total, [&](int64_t j0, int64_t j1, int) {
-            for (int64_t j = j0; j < j1; ++j) std::copy_n(pos_row_[static_cast<size_t>(j)], rank, ckv_.data() + j * rank);
+            std::vector<float> row(static_cast<size_t>(c.cache_width()));
+            for (int64_t j = j0; j < j1; ++j) {
+                const auto s = static_cast<size_t>(std::upper_bound(bs.at.begin(), bs.at.end(), j) - bs.at.begin() - 1);
+                cache.read_row(bs.ids[s], il, j - bs.at[s], row.data());
+                std::copy_n(row.data(), rank, ckv_.data() + j * rank);
+                std::copy_n(row.data() + rank, rope_dim, kpe_.data() + j * rope_dim);
+            }
         });
         const int64_t hb = std::clamp<int64_t>((int64_t{64} << 20) / std::max<int64_t>(1, total * dw * 4), 1, c.n_head);
         for (int64_t h0 = 0; h0 < c.n_head; h0 += hb) {
@@ -659,7 +665,7 @@ private:
             dkv_.resize(static_cast<size_t>(nh * total * dw));
             pool_.parallel_for(total, [&](int64_t j0, int64_t j1, int) {
                 for (int64_t j = j0; j < j1; ++j) {
-                    const float* kpe = pos_row_[static_cast<size_t>(j)] + rank;
+                    const float* kpe = kpe_.data() + j * rope_dim;
                     for (int64_t hh = 0; hh < nh; ++hh) {
                         const float* src = dec_.data() + (j * nh + hh) * per_head;  // [k_nope | v]
                         float* dst = dkv_.data() + (hh * total + j) * dw;
@@ -673,6 +679,7 @@ private:
             // query rows (head hh, token t) at dq_ + (hh * n_tok + t) * dw
             dq_.resize(static_cast<size_t>(n_rows * dw));
             row_kv_.resize(static_cast<size_t>(n_rows));
+            row_kv_blocks_ = false;
             row_n_ctx_.resize(static_cast<size_t>(n_rows));
             pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
                 for (int64_t t = t0; t < t1; ++t) {
@@ -762,22 +769,25 @@ private:
     }
 
     // The attention core over query rows q ([n_rows, width]): row i attends to positions
-    // [0, row_n_ctx_[i]) of the rows at row_kv_[i] ([*, width], values their leading `rank`)
-    // and writes o ([n_rows, rank]). In bf16 where the layer allows (bf16_attention),
-    // else in float32.
+    // [0, row_n_ctx_[i]) of the rows at row_kv_[i] ([*, width] f32, values their leading
+    // `rank`; or, with row_kv_blocks_, a cache's blocks of them, cpu/attention.h) and writes o
+    // ([n_rows, rank]). In bf16 where the layer allows (bf16_attention), else in float32.
     void attend_rows(const Layer& l, const float* q, int64_t n_rows, int64_t width, int64_t rank, float* o) {
         if (bf16_attention(l)) {
             // Rows that share cache rows (and so a packing of them) form one MlaSeq.
             mla_seqs_.clear();
             mla_row_seq_.resize(static_cast<size_t>(n_rows));
             for (int64_t i = 0; i < n_rows; ++i) {
-                const float* kv = row_kv_[static_cast<size_t>(i)];
+                const void* kv = row_kv_[static_cast<size_t>(i)];
                 const int64_t n_ctx = row_n_ctx_[static_cast<size_t>(i)];
                 // Rows of one cache mostly come in runs: try the last one first.
-                auto found = !mla_seqs_.empty() && mla_seqs_.back().rows == kv
+                const auto same = [&](const cpu::MlaSeq& s) { return s.rows == kv || s.blocks == kv; };
+                auto found = !mla_seqs_.empty() && same(mla_seqs_.back())
                                  ? mla_seqs_.end() - 1
-                                 : std::find_if(mla_seqs_.begin(), mla_seqs_.end(), [&](const cpu::MlaSeq& s) { return s.rows == kv; });
-                if (found == mla_seqs_.end()) found = mla_seqs_.insert(mla_seqs_.end(), cpu::MlaSeq{kv, 0});
+                                 : std::find_if(mla_seqs_.begin(), mla_seqs_.end(), same);
+                if (found == mla_seqs_.end())
+                    found = mla_seqs_.insert(mla_seqs_.end(), row_kv_blocks_ ? cpu::MlaSeq{.blocks = static_cast<const uint16_t*>(kv)}
+                                                                           : cpu::MlaSeq{.rows = static_cast<const float*>(kv)});
                 found->n_ctx = std::max(found->n_ctx, n_ctx);
                 mla_row_seq_[static_cast<size_t>(i)] = static_cast<int32_t>(found - mla_seqs_.begin());
             }
@@ -799,6 +809,7 @@ private:
         // are scored together, so each cache row is read once per run and reused from L1 by
         // every row of the run whose limit covers it.
         constexpr int64_t kRowBlock = 8;
+        TANDEM_CHECK(!row_kv_blocks_);  // a cache keeps blocks only where every layer's attention is bf16
         runs_.clear();
         for (int64_t i = 0; i < n_rows;) {
             int64_t j = i + 1;
@@ -813,7 +824,7 @@ private:
                 const int64_t nh = i1 - i0;
                 const int32_t* lim = row_n_ctx_.data() + i0;
                 const int64_t n_max = *std::max_element(lim, lim + nh);
-                const float* kv = row_kv_[static_cast<size_t>(i0)];  // [n_max, width]
+                const auto* kv = static_cast<const float*>(row_kv_[static_cast<size_t>(i0)]);  // [n_max, width]
                 const float* qc = q + i0 * width;                      // [nh, width]
                 float* oc = o + i0 * rank;                             // [nh, rank]
                 p.resize(static_cast<size_t>(nh * n_max));
@@ -982,7 +993,8 @@ private:
     cpu::MoeScratch moe_scratch_;
     // attend_rows: each query row's cache rows and limit, the bf16 core's sequences (one per
     // distinct cache) and each row's index into them, the float core's runs of rows.
-    std::vector<const float*> row_kv_;
+    std::vector<const void*> row_kv_;  // f32 rows, or a cache's blocks where row_kv_blocks_
+    bool row_kv_blocks_ = false;
     std::vector<int32_t> row_n_ctx_;
     std::vector<cpu::MlaSeq> mla_seqs_;
     std::vector<int32_t> mla_row_seq_;
@@ -992,9 +1004,7 @@ private:
     // values, rows and queries of a head block, its output.
     BatchSeqs batch_seqs_;
     Batch out_batch_;                // forward's last layer: the tokens that want logits
-    std::vector<float*> cache_row_;  // append_rows: each token's cache row
-    std::vector<float> ckv_, dec_, dkv_, dq_, dout_;
-    std::vector<const float*> pos_row_;
+    std::vector<float> ckv_, kpe_, dec_, dkv_, dq_, dout_;  // attend_decompressed
     MlaForm mla_ = MlaForm::kAuto;
     bool decompressible_ = false;  // every layer has attn_kv_b (W_uk and W_uv as rows)
     bool decompress_ = false;      // the current batch runs the decompressed form

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/check.h"
+#include "cpu/attention.h"
 
 namespace tandem::model {
 
@@ -12,9 +13,10 @@ int64_t Batch::n_logits() const {
     return n;
 }
 
-KvCache::KvCache(int64_t n_layer, int64_t row_width, int64_t max_ctx)
-    : n_layer_(n_layer), row_width_(row_width), max_ctx_(max_ctx) {
-    TANDEM_CHECK(n_layer > 0 && row_width > 0 && max_ctx > 0);
+KvCache::KvCache(int64_t n_layer, int64_t row_width, int64_t max_ctx, int64_t mla_rank)
+    : n_layer_(n_layer), row_width_(row_width), max_ctx_(max_ctx), mla_rank_(mla_rank) {
+    TANDEM_CHECK(n_layer > 0 && row_width > 0 && max_ctx > 0 && mla_rank >= 0 && mla_rank <= row_width);
+    if (mla_rank_ > 0) block_elems_ = cpu::mla_block_elems(row_width_, mla_rank_);
 }
 
 int64_t KvCache::n_pos(int32_t seq) const {
@@ -24,36 +26,92 @@ int64_t KvCache::n_pos(int32_t seq) const {
 
 KvCache::Seq& KvCache::seq_for(int32_t seq) {
     Seq& s = seqs_[seq];
-    if (s.layers.empty()) s.layers.resize(static_cast<size_t>(n_layer_));
+    if (s.layers.empty() && s.blocks.empty()) {
+        if (mla_blocks()) s.blocks.resize(static_cast<size_t>(n_layer_));
+        else s.layers.resize(static_cast<size_t>(n_layer_));
+    }
     return s;
 }
 
-const float* KvCache::rows(int32_t seq, int64_t layer) const {
+const KvCache::Seq& KvCache::existing(int32_t seq) const {
     auto it = seqs_.find(seq);
     TANDEM_CHECK(it != seqs_.end(), "sequence {} has no cache", seq);
-    return it->second.layers[static_cast<size_t>(layer)].data();
+    return it->second;
+}
+
+const float* KvCache::rows(int32_t seq, int64_t layer) const {
+    TANDEM_CHECK(!mla_blocks());
+    return existing(seq).layers[static_cast<size_t>(layer)].data();
+}
+
+const uint16_t* KvCache::blocks(int32_t seq, int64_t layer) const {
+    TANDEM_CHECK(mla_blocks());
+    return existing(seq).blocks[static_cast<size_t>(layer)].data();
+}
+
+namespace {
+// Grows v to `need` elements (new ones zero), geometrically so that a long generation
+// reallocates O(log n) times, never past `cap_max`.
+template <typename V>
+void grow_to(V& v, size_t need, size_t cap_max) {
+    if (v.size() >= need) return;
+    v.reserve(std::min(std::max(need, v.size() * 2), cap_max));
+    v.resize(need);
+}
+}  // namespace
+
+void KvCache::reserve_row(int32_t seq, int64_t layer, int64_t pos) {
+    TANDEM_CHECK(pos >= 0 && pos < max_ctx_, "position {} beyond the cache's {} positions", pos, max_ctx_);
+    Seq& s = seq_for(seq);
+    if (mla_blocks()) {
+        const auto n_blocks = [](int64_t n) { return static_cast<size_t>((n + cpu::kMlaBlock - 1) / cpu::kMlaBlock); };
+        grow_to(s.blocks[static_cast<size_t>(layer)], n_blocks(pos + 1) * static_cast<size_t>(block_elems_),
+                n_blocks(max_ctx_) * static_cast<size_t>(block_elems_));
+    } else {
+        grow_to(s.layers[static_cast<size_t>(layer)], static_cast<size_t>((pos + 1) * row_width_),
+                static_cast<size_t>(max_ctx_ * row_width_));
+    }
 }
 
 float* KvCache::append_row(int32_t seq, int64_t layer, int64_t pos) {
-    TANDEM_CHECK(pos < max_ctx_, "position {} beyond the cache's {} positions", pos, max_ctx_);
-    auto& rows = seq_for(seq).layers[static_cast<size_t>(layer)];
-    const size_t need = static_cast<size_t>((pos + 1) * row_width_);
-    if (rows.size() < need) {
-        // Grow geometrically so a long generation reallocates O(log n) times.
-        size_t cap = std::max<size_t>(need, rows.size() * 2);
-        cap = std::min(cap, static_cast<size_t>(max_ctx_ * row_width_));
-        rows.reserve(cap);
-        rows.resize(need);
-    }
-    return rows.data() + pos * row_width_;
+    TANDEM_CHECK(!mla_blocks());
+    reserve_row(seq, layer, pos);
+    return seqs_[seq].layers[static_cast<size_t>(layer)].data() + pos * row_width_;
 }
 
-float* KvCache::appended_row(int32_t seq, int64_t layer, int64_t pos) {
+uint16_t* KvCache::block_of(int32_t seq, int64_t layer, int64_t pos) {
+    auto it = seqs_.find(seq);
+    TANDEM_CHECK(it != seqs_.end(), "sequence {} has no cache", seq);
+    auto& b = it->second.blocks[static_cast<size_t>(layer)];
+    const int64_t at = pos / cpu::kMlaBlock * block_elems_;
+    TANDEM_CHECK(pos >= 0 && at + block_elems_ <= static_cast<int64_t>(b.size()), "position {} of sequence {} was not reserved", pos, seq);
+    return b.data() + at;
+}
+
+void KvCache::write_row(int32_t seq, int64_t layer, int64_t pos, const float* row) {
+    if (mla_blocks()) {
+        cpu::mla_pack_position(row, pos % cpu::kMlaBlock, row_width_, mla_rank_, block_of(seq, layer, pos));
+        return;
+    }
     auto it = seqs_.find(seq);
     TANDEM_CHECK(it != seqs_.end(), "sequence {} has no cache", seq);
     auto& rows = it->second.layers[static_cast<size_t>(layer)];
-    TANDEM_CHECK(pos >= 0 && static_cast<size_t>((pos + 1) * row_width_) <= rows.size(), "position {} of sequence {} was not appended", pos, seq);
-    return rows.data() + pos * row_width_;
+    TANDEM_CHECK(pos >= 0 && static_cast<size_t>((pos + 1) * row_width_) <= rows.size(), "position {} of sequence {} was not reserved", pos, seq);
+    std::copy_n(row, row_width_, rows.data() + pos * row_width_);
+}
+
+void KvCache::read_row(int32_t seq, int64_t layer, int64_t pos, float* row) const {
+    const Seq& s = existing(seq);
+    if (mla_blocks()) {
+        const auto& b = s.blocks[static_cast<size_t>(layer)];
+        const int64_t at = pos / cpu::kMlaBlock * block_elems_;
+        TANDEM_CHECK(pos >= 0 && at + block_elems_ <= static_cast<int64_t>(b.size()), "position {} of sequence {} is not cached", pos, seq);
+        cpu::mla_unpack_position(b.data() + at, pos % cpu::kMlaBlock, row_width_, row);
+        return;
+    }
+    const auto& rows = s.layers[static_cast<size_t>(layer)];
+    TANDEM_CHECK(pos >= 0 && static_cast<size_t>((pos + 1) * row_width_) <= rows.size(), "position {} of sequence {} is not cached", pos, seq);
+    std::copy_n(rows.data() + pos * row_width_, row_width_, row);
 }
 
 void KvCache::commit(const Batch& batch) {
@@ -69,6 +127,14 @@ void KvCache::truncate(int32_t seq, int64_t n_pos) {
     Seq& s = it->second;
     s.n_pos = std::min(s.n_pos, n_pos);
     for (auto& l : s.layers) l.resize(std::min(l.size(), static_cast<size_t>(s.n_pos * row_width_)));
+    const int64_t n_blocks = (s.n_pos + cpu::kMlaBlock - 1) / cpu::kMlaBlock;
+    for (auto& b : s.blocks) {
+        b.resize(std::min(b.size(), static_cast<size_t>(n_blocks * block_elems_)));
+        // The dropped positions of a kept block are cleared: rows appended later start from a
+        // block as fresh as a new one.
+        if (s.n_pos % cpu::kMlaBlock && !b.empty())
+            cpu::mla_clear_positions(b.data() + (n_blocks - 1) * block_elems_, s.n_pos % cpu::kMlaBlock, row_width_, mla_rank_);
+    }
 }
 
 void KvCache::fork(int32_t from, int32_t to) {
@@ -79,8 +145,10 @@ void KvCache::fork(int32_t from, int32_t to) {
 
 uint64_t KvCache::bytes() const {
     uint64_t n = 0;
-    for (const auto& [id, s] : seqs_)
+    for (const auto& [id, s] : seqs_) {
         for (const auto& l : s.layers) n += l.capacity() * sizeof(float);
+        for (const auto& b : s.blocks) n += b.capacity() * sizeof(uint16_t);
+    }
     return n;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
 #include "cpu/thread_pool.h"
 #include "gguf/gguf.h"
 
@@ -35,22 +36,37 @@ struct Batch {
 // Per-layer cache rows of every sequence. Each architecture chooses the row: for MLA the 576
 // latent values (kv_lora_rank normalised c_kv, then qk_rope_head_dim roped k_pe); for
 // grouped-query attention K then V of every KV head.
+//
+// Rows are kept as f32, or, for an MLA cache made with mla_rank > 0, in the bf16 blocks the MLA
+// attention reads in place (cpu::mla_pack_position: 32 positions per block, 2.1 KiB per position
+// for R1 against 2.25 KiB of f32): a decode step then packs nothing, and the values are the
+// ones the attention would round the f32 rows to anyway. The model picks that where its
+// attention runs in bf16 (model/deepseek2.cpp).
 class KvCache {
 public:
-    KvCache(int64_t n_layer, int64_t row_width, int64_t max_ctx);
+    KvCache(int64_t n_layer, int64_t row_width, int64_t max_ctx, int64_t mla_rank = 0);
 
     int64_t row_width() const { return row_width_; }
     int64_t max_ctx() const { return max_ctx_; }
+    bool mla_blocks() const { return mla_rank_ > 0; }
     int64_t n_pos(int32_t seq) const;  // cached positions of a sequence (0 if unknown)
     bool has(int32_t seq) const { return seqs_.contains(seq); }
 
-    // Rows [0, n_pos) of one layer of a sequence: [n_pos, row_width].
+    // Rows [0, n_pos) of one layer of a sequence: [n_pos, row_width] (f32 caches).
     const float* rows(int32_t seq, int64_t layer) const;
-    // Appends the row for position `pos` (must equal n_pos before the step's first append).
+    // Their blocks: ceil(n_pos / 32) of cpu::mla_block_elems (MLA block caches).
+    const uint16_t* blocks(int32_t seq, int64_t layer) const;
+    // Makes room for position `pos` (which must equal n_pos before the step's first append):
+    // rows [0, pos] then exist, and may have moved.
+    void reserve_row(int32_t seq, int64_t layer, int64_t pos);
+    // reserve_row, then the f32 row to fill (f32 caches): it stays at this address until the
+    // next reserve of that sequence and layer.
     float* append_row(int32_t seq, int64_t layer, int64_t pos);
-    // The row of position `pos` that an append_row of this step created, to fill: it stays at
-    // this address until the next append_row of that sequence and layer (which may move them).
-    float* appended_row(int32_t seq, int64_t layer, int64_t pos);
+    // Stores a reserved position's row (row_width values), in either form. Threads may store
+    // distinct positions at once.
+    void write_row(int32_t seq, int64_t layer, int64_t pos, const float* row);
+    // A stored row as floats (an MLA block cache's are its bf16 values).
+    void read_row(int32_t seq, int64_t layer, int64_t pos, float* row) const;
     // Marks the positions a step appended as cached: each sequence of the batch now ends after
     // its last token in the batch.
     void commit(const Batch& batch);
@@ -63,11 +79,14 @@ public:
 private:
     struct Seq {
         int64_t n_pos = 0;
-        std::vector<std::vector<float>> layers;  // [n_layer][capacity * row_width]
+        std::vector<std::vector<float>> layers;         // f32: [n_layer][capacity * row_width]
+        std::vector<aligned_vector<uint16_t>> blocks;   // MLA blocks: [n_layer][capacity / 32 * block_elems_]
     };
     Seq& seq_for(int32_t seq);
+    const Seq& existing(int32_t seq) const;
+    uint16_t* block_of(int32_t seq, int64_t layer, int64_t pos);  // the block holding `pos`
 
-    int64_t n_layer_, row_width_, max_ctx_;
+    int64_t n_layer_, row_width_, max_ctx_, mla_rank_, block_elems_ = 0;
     std::map<int32_t, Seq> seqs_;
 };
 

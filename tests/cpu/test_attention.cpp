@@ -9,7 +9,8 @@
 // where work items span tokens of different causal limits), with contexts 1, 17, 300 and 700
 // (not multiples of 16; 300 and 700 take more than one softmax block), cache rows past each
 // sequence's context and outputs poisoned with NaN. Also: a row's result is bit-identical
-// when its token runs alone, on another number of threads (where its blocks run in parallel).
+// when its token runs alone, on another number of threads (where its blocks run in parallel),
+// and when its sequence comes as blocks of the attention's layout instead of rows.
 // Skipped on CPUs without AMX or AVX512-BF16; scripts/test.sh runs it again with
 // TANDEM_GEMM=avx512 (the vector units on AMX CPUs).
 #include <gtest/gtest.h>
@@ -57,7 +58,7 @@ Data make_data(const Case& c, uint64_t seed) {
         rows.resize(static_cast<size_t>((n + 3) * c.width), kNaN);  // read past n_ctx: NaN everywhere
         d.cache.push_back(std::move(rows));
     }
-    for (size_t i = 0; i < c.n_ctx.size(); ++i) d.seqs.push_back({d.cache[i].data(), c.n_ctx[i]});
+    for (size_t i = 0; i < c.n_ctx.size(); ++i) d.seqs.push_back({.rows = d.cache[i].data(), .n_ctx = c.n_ctx[i]});
     const int64_t n_rows = static_cast<int64_t>(c.tokens.size()) * c.n_head;
     d.q = random_floats(n_rows * c.width, seed + 100, 1.0f);
     for (const Token& t : c.tokens)
@@ -138,7 +139,7 @@ void check_each_token_alone(ThreadPool& pool, const Case& c, const Data& d, cons
         one.n_ctx = {c.tokens[t].limit};
         one.tokens = {{0, c.tokens[t].limit}};
         Data dd;
-        dd.seqs = {{d.cache[static_cast<size_t>(c.tokens[t].seq)].data(), c.tokens[t].limit}};
+        dd.seqs = {{.rows = d.cache[static_cast<size_t>(c.tokens[t].seq)].data(), .n_ctx = c.tokens[t].limit}};
         dd.q.assign(d.q.begin() + static_cast<ptrdiff_t>(t) * c.n_head * c.width,
                     d.q.begin() + static_cast<ptrdiff_t>(t + 1) * c.n_head * c.width);
         dd.row_seq.assign(static_cast<size_t>(c.n_head), 0);
@@ -147,6 +148,32 @@ void check_each_token_alone(ThreadPool& pool, const Case& c, const Data& d, cons
         for (size_t i = 0; i < o.size(); ++i)
             ASSERT_EQ(o[i], batch[t * static_cast<size_t>(c.n_head * c.rank) + i]) << "token " << t << " value " << i;
     }
+}
+
+// The same sequences given as blocks (as a cache keeps them, mla_pack_position) give bit for
+// bit the rows' results. The last block's positions past n_ctx hold stale rows (finite, as
+// a truncated cache's may) instead of zeros.
+void check_blocks(ThreadPool& pool, const Case& c, const Data& d, const std::vector<float>& from_rows) {
+    const int64_t be = mla_block_elems(c.width, c.rank);
+    std::vector<aligned_vector<uint16_t>> blocks;
+    Data db = d;
+    for (size_t i = 0; i < c.n_ctx.size(); ++i) {
+        const int64_t n = c.n_ctx[i], n_blocks = (n + kMlaBlock - 1) / kMlaBlock;
+        aligned_vector<uint16_t> b(static_cast<size_t>(n_blocks * be), 0);
+        const std::vector<float> stale = random_floats(c.width, 99 + i, 3.0f);
+        for (int64_t j = 0; j < n_blocks * kMlaBlock; ++j)
+            mla_pack_position(j < n ? d.cache[i].data() + j * c.width : stale.data(), j % kMlaBlock, c.width, c.rank,
+                              b.data() + (j / kMlaBlock) * be);
+        // Reading a position back gives its bf16 values.
+        std::vector<float> back(static_cast<size_t>(c.width));
+        mla_unpack_position(b.data() + ((n - 1) / kMlaBlock) * be, (n - 1) % kMlaBlock, c.width, back.data());
+        for (int64_t col = 0; col < c.width; ++col)
+            ASSERT_EQ(back[static_cast<size_t>(col)], round_bf16(d.cache[i][static_cast<size_t>((n - 1) * c.width + col)])) << col;
+        blocks.push_back(std::move(b));
+        db.seqs[i] = {.blocks = blocks.back().data(), .n_ctx = n};
+    }
+    MlaScratch scratch;
+    EXPECT_EQ(run(pool, c, db, scratch), from_rows);
 }
 
 void check_case(const Case& c) {
@@ -160,6 +187,7 @@ void check_case(const Case& c) {
     const std::vector<float> o = run(pool, c, d, scratch);
     check_against_reference(c, d, o);
     check_each_token_alone(other, c, d, o);
+    check_blocks(pool, c, d, o);
     // The scratch, grown by this call, serves a second call with the same result.
     EXPECT_EQ(run(pool, c, d, scratch), o);
 }

@@ -5,16 +5,19 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
 
 #include "core/check.h"
+#include "cpu/attention.h"
 #include "cpu/gemm.h"
 #include "gguf/gguf.h"
 #include "gguf/writer.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/repack.h"
 
@@ -314,6 +317,52 @@ TEST_P(ForwardTest, TruncatedPositionsTakeNewTokens) {
                                got.begin() + static_cast<ptrdiff_t>((r + 1) * static_cast<size_t>(V)),
                                want.begin() + static_cast<ptrdiff_t>(r * static_cast<size_t>(V))))
             << "position " << 40 + r;
+}
+
+// Where every layer's attention runs in bf16 (quantized deepseek2 files on a CPU with AMX or
+// AVX512-BF16) the cache keeps the attention's bf16 blocks, else f32 rows (f32 files, qwen2).
+TEST_P(ForwardTest, CacheKeepsBf16BlocksWhereAttentionIsBf16) {
+    Model& m = model_for(GetParam());
+    const bool bf16 = cpu::mla_attention_available() && (GetParam() == "q8_0" || GetParam() == "ud-iq1_s");
+    EXPECT_EQ(m.make_cache(8)->mla_blocks(), bf16);
+}
+
+// The block form of the cache on its own: rows stored and read back as their bf16 values,
+// across blocks; a truncation clears the cut positions of the kept block; a fork copies.
+TEST(KvCache, Bf16BlocksStoreReadTruncateFork) {
+    if (!cpu::mla_attention_available()) GTEST_SKIP() << "no AMX or AVX512-BF16 on this CPU";
+    constexpr int64_t kWidth = 72, kRank = 64, kPos = 40;
+    KvCache kv(2, kWidth, 100, kRank);
+    ASSERT_TRUE(kv.mla_blocks());
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+    std::vector<std::vector<float>> rows(kPos, std::vector<float>(kWidth));
+    Batch b;
+    for (int64_t p = 0; p < kPos; ++p) {
+        for (float& v : rows[static_cast<size_t>(p)]) v = dist(rng);
+        kv.reserve_row(0, 1, p);
+        kv.write_row(0, 1, p, rows[static_cast<size_t>(p)].data());
+        b.add(0, static_cast<int32_t>(p), 0, false);
+    }
+    kv.commit(b);
+    EXPECT_EQ(kv.n_pos(0), kPos);
+    std::vector<float> back(kWidth);
+    for (int64_t p : {int64_t{0}, int64_t{31}, int64_t{32}, kPos - 1}) {
+        kv.read_row(0, 1, p, back.data());
+        for (int64_t c = 0; c < kWidth; ++c)
+            ASSERT_EQ(back[static_cast<size_t>(c)], quant::bf16_to_f32(quant::f32_to_bf16(rows[static_cast<size_t>(p)][static_cast<size_t>(c)])))
+                << "position " << p << " value " << c;
+    }
+    kv.fork(0, 5);
+    kv.truncate(0, 34);
+    EXPECT_EQ(kv.n_pos(0), 34);
+    kv.read_row(0, 1, 35, back.data());  // cut, in the kept block: zero
+    EXPECT_TRUE(std::all_of(back.begin(), back.end(), [](float v) { return v == 0.0f; }));
+    kv.read_row(0, 1, 33, back.data());  // kept
+    EXPECT_EQ(back[0], quant::bf16_to_f32(quant::f32_to_bf16(rows[33][0])));
+    kv.read_row(5, 1, 35, back.data());  // the fork keeps its own copy
+    EXPECT_EQ(back[0], quant::bf16_to_f32(quant::f32_to_bf16(rows[35][0])));
+    EXPECT_THROW(kv.read_row(0, 1, 70, back.data()), std::exception);
 }
 
 // The logits of sequences a (id 0) and b (id 1, may be shorter) fed together, positions
