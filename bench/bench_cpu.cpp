@@ -939,6 +939,13 @@ void register_all() {
         benchmark::RegisterBenchmark(("gemm/" + std::string(tandem::ggml_type_name(type)) + "/7168x18432/tok512").c_str(), bm_gemm,
                                      type, 7168, 512, kChunk, 18432)
             ->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.3)->UseRealTime();
+    // MLA's per-head absorptions in a prefill (model/deepseek2.cpp, one head per thread): W_uk^T
+    // (bf16, [512, 128]) and W_uv (Q6_K in the UD quants, [128, 512]), 512 tokens: short rows,
+    // where the products' fixed costs per panel (C tiles, the output's transpose) count.
+    benchmark::RegisterBenchmark("gemm/BF16/512x128/tok512", bm_gemm, GgmlType::BF16, 512, 512, kChunk, 128)
+        ->Arg(1)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
+    benchmark::RegisterBenchmark("gemm/Q6_K/128x512/tok512", bm_gemm, GgmlType::Q6_K, 128, 512, kChunk, 512)
+        ->Arg(1)->ArgName("threads")->Unit(benchmark::kMicrosecond)->MinTime(0.3)->UseRealTime();
     // R1's router: F32 weights, 256 experts (the per-token path's blocked loop, rows kernel).
     for (int64_t n_tok : {int64_t{64}, int64_t{512}})
         benchmark::RegisterBenchmark(("gemm/F32/256x7168/tok" + std::to_string(n_tok)).c_str(), bm_gemm, GgmlType::F32, 256, n_tok, kChunk, kEmbd)

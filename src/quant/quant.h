@@ -28,6 +28,9 @@ bool has_fast_bf16_dequant(GgmlType type);
 bool can_quantize(GgmlType type);
 // Quantizes `n` floats (a multiple of the block size) into blocks of `type` at `dst`.
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
+// The scalar reference of quantize_row's Q8_K (activations), which runs vectorized unless
+// TANDEM_ISA=scalar; the two give the same bytes (tests/quant/test_blocks.cpp).
+void quantize_row_q8k_reference(const float* src, void* dst, int64_t n);
 
 // Fills `out` (a whole number of blocks) with random but valid blocks of `type`: every scale
 // field finite and positive-ish, dequantized values of magnitude about `scale`. Deterministic

@@ -4,6 +4,8 @@
 // offset formats) comes from its range, the sub-block scales are themselves quantized to the
 // format's 4/6/8 bits, and the elements are then rounded against the *quantized* scales so
 // that the rounding sees the values the dequantizer will use. No importance weighting.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/unpack.h"
+#include "quant/vec_dot.h"
 
 namespace tandem::quant {
 namespace {
@@ -53,19 +56,63 @@ void quant_block(const float* x, BlockQ4_0& b) {
     }
 }
 
-void quant_block(const float* x, BlockQ8K& b) {  // x: [256]
+// Q8_K, the activations of the K and IQ formats' dot products: q = round(x * 127 / amax),
+// amax the largest |x| of the block, then the 16-value sums. The reference; quant_block_q8k
+// below is the same arithmetic eight lanes at a time.
+void quant_block_ref(const float* x, BlockQ8K& b) {  // x: [256]
     float amax = 0.0f;
     for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
-    if (amax == 0.0f) {
+    // A block below ~4e-37 (127 / amax overflows) quantizes to zeros like an all-zero one.
+    const float id = 127.0f / amax;
+    if (amax == 0.0f || std::isinf(id)) {
         std::memset(&b, 0, sizeof(b));
         return;
     }
-    const float id = 127.0f / amax;
     for (int j = 0; j < kQK; ++j) b.qs[j] = static_cast<int8_t>(std::clamp(nearest_int(x[j] * id), -127, 127));
     for (int s = 0; s < 16; ++s) {
         int sum = 0;
         for (int j = 0; j < 16; ++j) sum += b.qs[16 * s + j];
         b.bsums[s] = static_cast<int16_t>(sum);
+    }
+    b.d = 1.0f / id;
+}
+
+// quant_block_ref on AVX2 (every CPU tandem runs on), bit for bit: the same float product per
+// value, rounded by VCVTPS2DQ in the default mode (nearest even, as lrintf), the maximum taken
+// so that a NaN is skipped as std::max skips it. NOTES: a prefill quantizes every token's row
+// for every int8 product (n_tok x n_in values), which the scalar loop's lrintf calls made a
+// large part of a product with few rows: 69% of `bench_cpu gemm/Q6_K/128x512/tok512` (MLA's
+// W_uv per head) on Zen 4.
+void quant_block_q8k(const float* x, BlockQ8K& b) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 vmax = _mm256_setzero_ps();
+    for (int j = 0; j < kQK; j += 8) vmax = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), vmax);
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vmax);
+    float amax = 0.0f;
+    for (float v : lanes) amax = std::max(amax, v);
+    const float id = 127.0f / amax;
+    if (amax == 0.0f || std::isinf(id)) {
+        std::memset(&b, 0, sizeof(b));
+        return;
+    }
+    const __m256 vid = _mm256_set1_ps(id);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes the packs' lane interleave
+    for (int j = 0; j < kQK; j += 32) {
+        __m256i i[4];
+        for (int k = 0; k < 4; ++k) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), vid));
+        const __m256i q = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.qs + j),
+                            _mm256_max_epi8(_mm256_permutevar8x32_epi32(q, order), _mm256_set1_epi8(-127)));
+    }
+    // Sums of 16: the bytes biased to unsigned (q + 128) summed by VPSADBW, less 16 x 128.
+    for (int s = 0; s < 16; s += 2) {
+        const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 16 * s)), _mm256_set1_epi8(-128));
+        const __m256i sad = _mm256_sad_epu8(u, _mm256_setzero_si256());  // qwords: bytes 0-7, 8-15, 16-23, 24-31
+        alignas(32) int64_t q8[4];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q8), sad);
+        b.bsums[s] = static_cast<int16_t>(q8[0] + q8[1] - 16 * 128);
+        b.bsums[s + 1] = static_cast<int16_t>(q8[2] + q8[3] - 16 * 128);
     }
     b.d = 1.0f / id;
 }
@@ -253,6 +300,14 @@ void quant_blocks(const float* src, void* dst, int64_t n) {
     auto* blocks = static_cast<Block*>(dst);
     for (int64_t i = 0; i < n / kBlockSize; ++i) quant_block(src + i * kBlockSize, blocks[i]);
 }
+void quant_q8k(const float* src, void* dst, int64_t n) {
+    auto* blocks = static_cast<BlockQ8K*>(dst);
+    for (int64_t i = 0; i < n / kQK; ++i) quant_block_q8k(src + i * kQK, blocks[i]);
+}
+void quant_q8k_ref(const float* src, void* dst, int64_t n) {
+    auto* blocks = static_cast<BlockQ8K*>(dst);
+    for (int64_t i = 0; i < n / kQK; ++i) quant_block_ref(src + i * kQK, blocks[i]);
+}
 
 void quant_f32(const float* src, void* dst, int64_t n) { std::memcpy(dst, src, n * sizeof(float)); }
 void quant_f16(const float* src, void* dst, int64_t n) {
@@ -274,7 +329,8 @@ QuantFn quant_fn(GgmlType type) {
         case T::BF16: return quant_bf16;
         case T::Q8_0: return quant_blocks<BlockQ8_0, kQ32>;
         case T::Q4_0: return quant_blocks<BlockQ4_0, kQ32>;
-        case T::Q8_K: return quant_blocks<BlockQ8K, kQK>;
+        // The scalar reference where the scalar kernels are asked for (TANDEM_ISA=scalar).
+        case T::Q8_K: return active_isa() == Isa::Scalar ? quant_q8k_ref : quant_q8k;
         case T::Q2_K: return quant_blocks<BlockQ2K, kQK>;
         case T::Q3_K: return quant_blocks<BlockQ3K, kQK>;
         case T::Q4_K: return quant_blocks<BlockQ4K, kQK>;
@@ -287,6 +343,11 @@ QuantFn quant_fn(GgmlType type) {
 }  // namespace
 
 bool can_quantize(GgmlType type) { return quant_fn(type) != nullptr; }
+
+void quantize_row_q8k_reference(const float* src, void* dst, int64_t n) {
+    if (n < 0 || n % kQK != 0) fail("quantize: {} values is not a whole number of Q8_K blocks of {}", n, kQK);
+    quant_q8k_ref(src, dst, n);
+}
 
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     const QuantFn fn = quant_fn(type);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -143,6 +144,39 @@ TEST(QuantRoundTrip, Q8_0WithinHalfStep) {
         const float d = fp16_to_f32(q[i / 32].d);
         // Half a step, plus the f16 rounding of d (relative 2^-11) times the largest |q| (127).
         EXPECT_LE(std::fabs(y[i] - x[i]), 0.5f * d + 127.0f * d * 0x1.0p-11f) << i;
+    }
+}
+
+// Q8_K (the activations of the K and IQ formats): quantize_row's vectorized quantizer writes
+// the scalar reference's bytes for finite inputs: values at several magnitudes (a block of
+// denormals among them), values exactly at half a step (ties to even), a block whose largest
+// magnitude is negative, an all-zero block, and blocks that are one constant. A block of
+// denormals quantizes to zeros (127 / amax overflows), as an all-zero one.
+TEST(Quant, Q8kVectorizedEqualsReference) {
+    constexpr int64_t kBlocks = 64, n = kBlocks * 256;
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> x(n);
+    for (int64_t b = 0; b < kBlocks; ++b) {
+        const float scale = std::ldexp(1.0f, static_cast<int>(b % 16) * 4 - 40);  // 2^-40 .. 2^20
+        for (int64_t i = 0; i < 256; ++i) x[static_cast<size_t>(b * 256 + i)] = normal(rng) * scale;
+    }
+    for (int64_t i = 0; i < 256; ++i) x[static_cast<size_t>(1 * 256 + i)] = std::ldexp(static_cast<float>(i % 7) - 3.0f, -140);  // denormals
+    for (int64_t i = 0; i < 256; ++i) x[static_cast<size_t>(2 * 256 + i)] = 0.0f;
+    for (int64_t i = 0; i < 256; ++i) x[static_cast<size_t>(3 * 256 + i)] = -1.5f;
+    x[4 * 256 + 17] = -1000.0f;  // largest magnitude negative
+    for (int64_t i = 0; i < 256; ++i) x[static_cast<size_t>(5 * 256 + i)] = (static_cast<float>(i) - 127.5f) / 127.0f;  // halves
+    std::vector<BlockQ8K> got(kBlocks), want(kBlocks);
+    quantize_row(GgmlType::Q8_K, x.data(), got.data(), n);
+    quantize_row_q8k_reference(x.data(), want.data(), n);
+    for (int i = 0; i < 256; ++i) EXPECT_EQ(got[1].qs[i], 0) << i;
+    EXPECT_EQ(got[1].d, 0.0f);
+    for (int64_t b = 0; b < kBlocks; ++b) {
+        const BlockQ8K& g = got[static_cast<size_t>(b)];
+        const BlockQ8K& w = want[static_cast<size_t>(b)];
+        ASSERT_EQ(std::memcmp(&g.d, &w.d, sizeof g.d), 0) << "block " << b;
+        for (int i = 0; i < 256; ++i) ASSERT_EQ(g.qs[i], w.qs[i]) << "block " << b << " value " << i;
+        for (int i = 0; i < 16; ++i) ASSERT_EQ(g.bsums[i], w.bsums[i]) << "block " << b << " sum " << i;
     }
 }
 
