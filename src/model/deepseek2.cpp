@@ -536,6 +536,9 @@ private:
             matmul(pool_, l.q_b, cq_.data(), n_tok, q_.data(), n_q, scratch_[0]);
         }
         prof_.mark(StepProfile::kAttnQ, l.q_a.bytes() + l.q_b.bytes() + l.q.bytes() + (append ? l.kv_a.bytes() : 0));
+        // The rope angles of the batch's positions, once per layer (each token rotates its
+        // cache row and every head's query with them).
+        rope_angles(batch.pos, inv_freq_, rope_cs_);
         if (append) append_rows(l, il, batch, cache);
         attn_.resize(static_cast<size_t>(n_tok * c.n_head * c.v_head_dim));
         if (decompress_) attend_decompressed(l, il, batch, cache);
@@ -550,6 +553,7 @@ private:
         kva_.resize(static_cast<size_t>(batch.size() * c_.cache_width()));
         matmul(pool_, l.kv_a, h_.data(), batch.size(), kva_.data(), c_.cache_width(), scratch_[0]);
         prof_.mark(StepProfile::kAttnQ, l.kv_a.bytes());
+        rope_angles(batch.pos, inv_freq_, rope_cs_);
         append_rows(l, il, batch, cache);
     }
 
@@ -565,7 +569,7 @@ private:
             for (int64_t t = t0; t < t1; ++t) {
                 float* row = kva_.data() + t * width;
                 rms_norm(row, l.kv_a_norm.data(), row, rank, c.rms_eps);
-                rope(row + rank, c.qk_rope_head_dim, batch.pos[static_cast<size_t>(t)], inv_freq_, false);
+                rope(row + rank, c.qk_rope_head_dim, rope_cs_.data() + t * c.qk_rope_head_dim, false);
                 cache.write_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)], row);
             }
         });
@@ -588,7 +592,7 @@ private:
                     std::copy(qh, qh + nope, qn.data() + t * nope);
                     float* qc = qcat_.data() + (t * c.n_head + hh) * width;
                     std::copy(qh + nope, qh + c.qk_head_dim(), qc + rank);
-                    rope(qc + rank, rope_dim, batch.pos[static_cast<size_t>(t)], inv_freq_, false);
+                    rope(qc + rank, rope_dim, rope_cs_.data() + t * rope_dim, false);
                 }
                 matmul_serial(l.k_b[static_cast<size_t>(hh)], qn.data(), n_tok, ql.data(), rank, scratch_[static_cast<size_t>(tid)]);
                 for (int64_t t = 0; t < n_tok; ++t)
@@ -691,7 +695,7 @@ private:
                         float* dst = dq_.data() + r * dw;
                         std::fill_n(dst, v, 0.0f);
                         std::copy_n(qh, nope + rope_dim, dst + v);
-                        rope(dst + v + nope, rope_dim, pos, inv_freq_, false);
+                        rope(dst + v + nope, rope_dim, rope_cs_.data() + t * rope_dim, false);
                         row_kv_[static_cast<size_t>(r)] = dkv_.data() + (hh * total + bs.at[static_cast<size_t>(s)]) * dw;
                         row_n_ctx_[static_cast<size_t>(r)] = pos + 1;
                     }
@@ -1005,6 +1009,7 @@ private:
     BatchSeqs batch_seqs_;
     Batch out_batch_;                // forward's last layer: the tokens that want logits
     std::vector<float> ckv_, kpe_, dec_, dkv_, dq_, dout_;  // attend_decompressed
+    std::vector<float> rope_cs_;  // attention: the batch's rope angles, [n_tok][rope_dim / 2][2]
     MlaForm mla_ = MlaForm::kAuto;
     bool decompressible_ = false;  // every layer has attn_kv_b (W_uk and W_uv as rows)
     bool decompress_ = false;      // the current batch runs the decompressed form

@@ -159,6 +159,9 @@ private:
         matmul(pool_, l.wq, h_.data(), n_tok, q_.data(), n_q, scratch_[0]);
         matmul(pool_, l.wk, h_.data(), n_tok, k_.data(), n_kv, scratch_[0]);
         matmul(pool_, l.wv, h_.data(), n_tok, v_.data(), n_kv, scratch_[0]);
+        // Each token's angles once for all its heads.
+        rope_angles(batch.pos, inv_freq_, rope_cs_);
+        const int64_t half = static_cast<int64_t>(inv_freq_.size());
         for (int64_t t = 0; t < n_tok; ++t) {
             float* q = q_.data() + t * n_q;
             float* k = k_.data() + t * n_kv;
@@ -167,8 +170,9 @@ private:
             if (!l.bk.empty()) for (int64_t i = 0; i < n_kv; ++i) k[i] += l.bk[static_cast<size_t>(i)];
             if (!l.bv.empty()) for (int64_t i = 0; i < n_kv; ++i) v[i] += l.bv[static_cast<size_t>(i)];
             const int32_t pos = batch.pos[static_cast<size_t>(t)];
-            for (int64_t hh = 0; hh < c.n_head; ++hh) rope(q + hh * hd, c.rope.dim, pos, inv_freq_, c.rope_neox);
-            for (int64_t hh = 0; hh < c.n_head_kv; ++hh) rope(k + hh * hd, c.rope.dim, pos, inv_freq_, c.rope_neox);
+            const float* cs = rope_cs_.data() + t * 2 * half;
+            for (int64_t hh = 0; hh < c.n_head; ++hh) rope(q + hh * hd, c.rope.dim, cs, c.rope_neox);
+            for (int64_t hh = 0; hh < c.n_head_kv; ++hh) rope(k + hh * hd, c.rope.dim, cs, c.rope_neox);
             float* row = cache.append_row(batch.seq[static_cast<size_t>(t)], il, pos);
             std::copy(k, k + n_kv, row);
             std::copy(v, v + n_kv, row + n_kv);
@@ -207,6 +211,7 @@ private:
     std::vector<float> inv_freq_;
     uint64_t bytes_per_token_ = 0;
     std::vector<float> x_, h_, y_, q_, k_, v_, attn_, g_, u_;
+    std::vector<float> rope_cs_;  // the batch's rope angles, [n_tok][rope dim / 2][2]
     std::vector<QuantScratch> scratch_;
 };
 

@@ -128,17 +128,45 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * weight[i];
 }
 
-void rope(float* x, int64_t dim, int32_t pos, std::span<const float> inv_freq, bool neox) {
+namespace {
+// The cosine and sine rope() rotates pair i by at position pos: of pos * inv_freq[i] in double.
+void angle(int32_t pos, float inv_freq, float* cs) {
+    const double theta = static_cast<double>(pos) * inv_freq;
+    cs[0] = static_cast<float>(std::cos(theta));
+    cs[1] = static_cast<float>(std::sin(theta));
+}
+}  // namespace
+
+void rope(float* x, int64_t dim, const float* cs, bool neox) {
     const int64_t half = dim / 2;
     for (int64_t i = 0; i < half; ++i) {
-        const double theta = static_cast<double>(pos) * inv_freq[static_cast<size_t>(i)];
-        const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
+        const float c = cs[2 * i], s = cs[2 * i + 1];
         float* a = neox ? x + i : x + 2 * i;
         float* b = neox ? x + i + half : x + 2 * i + 1;
         const float x0 = *a, x1 = *b;
         *a = x0 * c - x1 * s;
         *b = x0 * s + x1 * c;
     }
+}
+
+void rope(float* x, int64_t dim, int32_t pos, std::span<const float> inv_freq, bool neox) {
+    float cs[2];
+    const int64_t half = dim / 2;
+    for (int64_t i = 0; i < half; ++i) {
+        angle(pos, inv_freq[static_cast<size_t>(i)], cs);
+        float* a = neox ? x + i : x + 2 * i;
+        float* b = neox ? x + i + half : x + 2 * i + 1;
+        const float x0 = *a, x1 = *b;
+        *a = x0 * cs[0] - x1 * cs[1];
+        *b = x0 * cs[1] + x1 * cs[0];
+    }
+}
+
+void rope_angles(std::span<const int32_t> pos, std::span<const float> inv_freq, std::vector<float>& cs) {
+    const size_t half = inv_freq.size();
+    cs.resize(pos.size() * half * 2);
+    for (size_t t = 0; t < pos.size(); ++t)
+        for (size_t i = 0; i < half; ++i) angle(pos[t], inv_freq[i], cs.data() + (t * half + i) * 2);
 }
 
 std::vector<float> rope_inv_freq(const RopeParams& p) {

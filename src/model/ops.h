@@ -70,6 +70,13 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
 // adjacent pairs (x[2i], x[2i+1]) when !neox (llama.cpp's NORM mode, DeepSeek and permuted
 // Llama weights), halves (x[i], x[i + dim/2]) when neox (Qwen2). inv_freq has dim/2 entries.
 void rope(float* x, int64_t dim, int32_t pos, std::span<const float> inv_freq, bool neox);
+// The same with the angles' cosines and sines given: cs = [dim/2][2] (cos, sin) as
+// rope_angles computes them, bit for bit what rope() computes per call. For a batch whose
+// tokens rotate many heads each (an MLA layer: 128 query heads per token).
+void rope(float* x, int64_t dim, const float* cs, bool neox);
+// cs[t] for t < pos.size(): [pos.size()][inv_freq.size()][2], the cosine and sine of each
+// position's angle at each frequency.
+void rope_angles(std::span<const int32_t> pos, std::span<const float> inv_freq, std::vector<float>& cs);
 
 struct RopeParams {
     int64_t dim = 0;            // rotated dimensions per head
