@@ -1,5 +1,6 @@
 #include "core/units.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -45,6 +46,16 @@ std::string format_count(double n) {
     if (n >= 1e6) return fmt::format("{:.2f} M", n / 1e6);
     if (n >= 1e3) return fmt::format("{:.2f} K", n / 1e3);
     return fmt::format("{:.0f}", n);
+}
+
+void add_to_list(std::string& list, std::string_view item) {
+    for (size_t at = 0; at <= list.size();) {
+        const size_t end = std::min(list.find(", ", at), list.size());
+        if (std::string_view(list).substr(at, end - at) == item) return;
+        at = end + 2;
+    }
+    if (!list.empty()) list += ", ";
+    list += item;
 }
 
 }  // namespace tandem

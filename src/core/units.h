@@ -14,5 +14,8 @@ std::string format_bytes(uint64_t n);
 uint64_t parse_bytes(std::string_view text, std::string_view what);
 // 12345678 -> "12.35 M" style counts for parameters.
 std::string format_count(double n);
+// Appends `item` to a ", "-separated list unless it is already one of its items: the formats
+// named in messages ("IQ1_M, IQ2_XXS").
+void add_to_list(std::string& list, std::string_view item);
 
 }  // namespace tandem

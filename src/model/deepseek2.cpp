@@ -375,10 +375,7 @@ public:
         }
         const auto formats = [](const std::vector<ExpertMat*>& ms) {  // as "IQ1_S" or "IQ1_M, IQ2_XXS"
             std::string names;
-            for (const ExpertMat* m : ms) {
-                const std::string t(ggml_type_name(m->type));
-                if (names.find(t) == std::string::npos) names += (names.empty() ? "" : ", ") + t;
-            }
+            for (const ExpertMat* m : ms) add_to_list(names, ggml_type_name(m->type));
             return names;
         };
         const std::string name = formats(candidates);

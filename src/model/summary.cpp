@@ -89,8 +89,7 @@ Summary summarize(const gguf::File& file) {
         if (const auto to = quant::repacked_type(t.type); to && c == Component::RoutedExperts) {
             const uint64_t from_size = ggml_traits(t.type).type_size;
             s.repack_growth += t.n_bytes / from_size * (ggml_traits(*to).type_size - from_size);
-            if (s.repacked_formats.find(type) == std::string::npos)
-                s.repacked_formats += (s.repacked_formats.empty() ? "" : ", ") + type;
+            add_to_list(s.repacked_formats, type);
         }
     }
     s.n_tensors = file.tensors().size();

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/check.h"
+#include "core/units.h"
 #include "gguf/gguf.h"
 #include "gguf/writer.h"
 
@@ -96,6 +97,18 @@ std::string parse_error(const std::vector<uint8_t>& bytes) {
     } while (0)
 
 }  // namespace
+
+// The ", "-separated lists of format names in messages: whole items only, each once.
+TEST(Units, AddToListKeepsItemsUnique) {
+    std::string list;
+    tandem::add_to_list(list, "IQ2_XXS");
+    tandem::add_to_list(list, "IQ1_M");
+    tandem::add_to_list(list, "IQ2_XXS");
+    EXPECT_EQ(list, "IQ2_XXS, IQ1_M");
+    tandem::add_to_list(list, "IQ2_XS");  // a prefix of an item is an item of its own
+    tandem::add_to_list(list, "M");
+    EXPECT_EQ(list, "IQ2_XXS, IQ1_M, IQ2_XS, M");
+}
 
 TEST(GgufParse, ValidImageParses) {
     Shard s = parse(valid_image().b, "test.gguf");
