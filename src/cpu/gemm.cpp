@@ -355,7 +355,6 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
         // With one panel and one or two token groups the C tiles stay in the tile unit for the
         // whole row; otherwise each (panel, group pair)'s C tiles are saved to `acc` between units.
         const bool resident = n_panels == 1 && n_groups <= 2;
-        if (!resident) std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);
         amx_configure_tiles();
         if (resident) tiles_zero();
         unpack_rows(0, 0, kPanelRows);
@@ -368,7 +367,11 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
             float* acc_p = acc + (u % n_panels) * n_pairs * 1024;
             for (int64_t g = 0; g < n_groups; g += 2) {
                 const bool two = g + 1 < n_groups;
-                if (!resident) tiles_load(acc_p + g * 512, two);
+                // The first chunk of the row starts from zero tiles (no zeros to load).
+                if (!resident) {
+                    if (u < n_panels) tiles_zero();
+                    else tiles_load(acc_p + g * 512, two);
+                }
                 const uint16_t* b0 = packed + g * group_elems + k0 * 16;
                 for (int64_t s = 0; s < n_steps; ++s) {
                     chunk_steps(chunk, width, 32 * s, 32 * (s + 1), b0, b0 + group_elems, two);
