@@ -41,7 +41,8 @@ struct Batch {
 // attention reads in place (cpu::mla_pack_position: 32 positions per block, 2.1 KiB per position
 // for R1 against 2.25 KiB of f32): a decode step then packs nothing, and the values are the
 // ones the attention would round the f32 rows to anyway. The model picks that where its
-// attention runs in bf16 (model/deepseek2.cpp).
+// attention runs in bf16 (model/deepseek2.cpp); there the decompressed MLA form's kv_b product
+// reads the bf16 values as well (read_row), where it read the f32 rows before.
 class KvCache {
 public:
     KvCache(int64_t n_layer, int64_t row_width, int64_t max_ctx, int64_t mla_rank = 0);

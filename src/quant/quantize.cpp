@@ -68,7 +68,12 @@ void quant_block_ref(const float* x, BlockQ8K& b) {  // x: [256]
         std::memset(&b, 0, sizeof(b));
         return;
     }
-    for (int j = 0; j < kQK; ++j) b.qs[j] = static_cast<int8_t>(std::clamp(nearest_int(x[j] * id), -127, 127));
+    // A NaN (x NaN, or x infinite: then amax is, and id 0) takes -127, as VCVTPS2DQ's
+    // "integer indefinite" clamps in quant_block_q8k (lrintf's is 0 in the low 32 bits).
+    for (int j = 0; j < kQK; ++j) {
+        const float y = x[j] * id;
+        b.qs[j] = static_cast<int8_t>(std::isnan(y) ? -127 : std::clamp(nearest_int(y), -127, 127));
+    }
     for (int s = 0; s < 16; ++s) {
         int sum = 0;
         for (int j = 0; j < 16; ++j) sum += b.qs[16 * s + j];
@@ -79,7 +84,7 @@ void quant_block_ref(const float* x, BlockQ8K& b) {  // x: [256]
 
 // quant_block_ref on AVX2 (every CPU tandem runs on), bit for bit: the same float product per
 // value, rounded by VCVTPS2DQ in the default mode (nearest even, as lrintf), the maximum taken
-// so that a NaN is skipped as std::max skips it. NOTES: a prefill quantizes every token's row
+// so that a NaN is skipped as std::max skips it, a NaN product clamped to -127 as there. NOTES: a prefill quantizes every token's row
 // for every int8 product (n_tok x n_in values), which the scalar loop's lrintf calls made a
 // large part of a product with few rows: 69% of `bench_cpu gemm/Q6_K/128x512/tok512` (MLA's
 // W_uv per head) on Zen 4.

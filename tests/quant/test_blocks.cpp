@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -151,7 +152,8 @@ TEST(QuantRoundTrip, Q8_0WithinHalfStep) {
 // the scalar reference's bytes for finite inputs: values at several magnitudes (a block of
 // denormals among them), values exactly at half a step (ties to even), a block whose largest
 // magnitude is negative, an all-zero block, and blocks that are one constant. A block of
-// denormals quantizes to zeros (127 / amax overflows), as an all-zero one.
+// denormals quantizes to zeros (127 / amax overflows), as an all-zero one; blocks with a NaN or
+// an infinity give the same bytes as well.
 TEST(Quant, Q8kVectorizedEqualsReference) {
     constexpr int64_t kBlocks = 64, n = kBlocks * 256;
     std::mt19937 rng(11);
@@ -166,6 +168,8 @@ TEST(Quant, Q8kVectorizedEqualsReference) {
     for (int64_t i = 0; i < 256; ++i) x[static_cast<size_t>(3 * 256 + i)] = -1.5f;
     x[4 * 256 + 17] = -1000.0f;  // largest magnitude negative
     for (int64_t i = 0; i < 256; ++i) x[static_cast<size_t>(5 * 256 + i)] = (static_cast<float>(i) - 127.5f) / 127.0f;  // halves
+    x[6 * 256 + 3] = std::numeric_limits<float>::quiet_NaN();  // a broken activation: the same bytes too
+    x[7 * 256 + 9] = -std::numeric_limits<float>::infinity();
     std::vector<BlockQ8K> got(kBlocks), want(kBlocks);
     quantize_row(GgmlType::Q8_K, x.data(), got.data(), n);
     quantize_row_q8k_reference(x.data(), want.data(), n);
@@ -174,7 +178,7 @@ TEST(Quant, Q8kVectorizedEqualsReference) {
     for (int64_t b = 0; b < kBlocks; ++b) {
         const BlockQ8K& g = got[static_cast<size_t>(b)];
         const BlockQ8K& w = want[static_cast<size_t>(b)];
-        ASSERT_EQ(std::memcmp(&g.d, &w.d, sizeof g.d), 0) << "block " << b;
+        ASSERT_EQ(std::memcmp(&g.d, &w.d, sizeof g.d), 0) << "block " << b;  // bits: d is inf for block 7
         for (int i = 0; i < 256; ++i) ASSERT_EQ(g.qs[i], w.qs[i]) << "block " << b << " value " << i;
         for (int i = 0; i < 16; ++i) ASSERT_EQ(g.bsums[i], w.bsums[i]) << "block " << b << " sum " << i;
     }
