@@ -809,7 +809,7 @@ private:
         // of one token in the absorbed form, the tokens of one head in the decompressed one)
         // are scored together, so each cache row is read once per run and reused from L1 by
         // every row of the run whose limit covers it.
-        constexpr int64_t kRowBlock = 8;
+        constexpr int64_t kRowBlock = kAttnRows;
         TANDEM_CHECK(!row_kv_blocks_);  // a cache keeps blocks only where every layer's attention is bf16
         runs_.clear();
         for (int64_t i = 0; i < n_rows;) {
@@ -819,30 +819,11 @@ private:
             i = j;
         }
         pool_.parallel_for(static_cast<int64_t>(runs_.size()), [&](int64_t r0, int64_t r1, int) {
-            std::vector<float> p;  // [rows of the run][n_max]
+            std::vector<float> p;  // [rows of the run][its longest limit]
             for (int64_t r = r0; r < r1; ++r) {
                 const auto [i0, i1] = runs_[static_cast<size_t>(r)];
-                const int64_t nh = i1 - i0;
-                const int32_t* lim = row_n_ctx_.data() + i0;
-                const int64_t n_max = *std::max_element(lim, lim + nh);
-                const auto* kv = static_cast<const float*>(row_kv_[static_cast<size_t>(i0)]);  // [n_max, width]
-                const float* qc = q + i0 * width;                      // [nh, width]
-                float* oc = o + i0 * rank;                             // [nh, rank]
-                p.resize(static_cast<size_t>(nh * n_max));
-                for (int64_t j = 0; j < n_max; ++j)
-                    for (int64_t hh = 0; hh < nh; ++hh)
-                        if (j < lim[hh]) p[static_cast<size_t>(hh * n_max + j)] = dot(qc + hh * width, kv + j * width, width) * kq_scale_;
-                for (int64_t hh = 0; hh < nh; ++hh) softmax(p.data() + hh * n_max, lim[hh]);
-                std::fill(oc, oc + nh * rank, 0.0f);
-                for (int64_t j = 0; j < n_max; ++j) {
-                    const float* kr = kv + j * width;
-                    for (int64_t hh = 0; hh < nh; ++hh) {
-                        if (j >= lim[hh]) continue;
-                        const float pj = p[static_cast<size_t>(hh * n_max + j)];
-                        float* oh = oc + hh * rank;
-                        for (int64_t d = 0; d < rank; ++d) oh[d] += pj * kr[d];
-                    }
-                }
+                attend_float_run(q + i0 * width, i1 - i0, row_n_ctx_.data() + i0, static_cast<const float*>(row_kv_[static_cast<size_t>(i0)]),
+                                 width, rank, kq_scale_, p, o + i0 * rank);
             }
         });
     }

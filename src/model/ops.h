@@ -106,4 +106,18 @@ void output_logits(cpu::ThreadPool& pool, std::span<const uint8_t> want, const f
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
 
+// Float32 attention of up to kAttnRows query rows that read the same cache rows (a run: the
+// heads of one token, or one head's consecutive tokens), the core where attention is not bf16
+// (f32 models, CPUs without AVX512-BF16): row h attends to positions [0, lim[h]) of kv
+// ([*, width], the values its leading `rank`), o[h] = softmax(scale q_h . kv_j) . kv_j[:rank].
+// Four rows by two positions per step of the scores and all rows by one 8-value column of the
+// values per step of the sums, so each load feeds several multiply-adds (the AVX2 core was
+// bound by its loads: two per multiply-add, and a store per add into o). A row's arithmetic
+// does not depend on the run's other rows: each score is one 8-wide accumulator over the width
+// in order, each output one sum over the positions in order.
+//   q: [n_rows, width], lim: [n_rows], p: scratch, o: [n_rows, rank].
+inline constexpr int64_t kAttnRows = 8;
+void attend_float_run(const float* q, int64_t n_rows, const int32_t* lim, const float* kv, int64_t width, int64_t rank,
+                      float scale, std::vector<float>& p, float* o);
+
 }  // namespace tandem::model
