@@ -822,8 +822,9 @@ private:
             std::vector<float> p;  // [rows of the run][its longest limit]
             for (int64_t r = r0; r < r1; ++r) {
                 const auto [i0, i1] = runs_[static_cast<size_t>(r)];
-                attend_float_run(q + i0 * width, i1 - i0, row_n_ctx_.data() + i0, static_cast<const float*>(row_kv_[static_cast<size_t>(i0)]),
-                                 width, rank, kq_scale_, p, o + i0 * rank);
+                const auto* kv = static_cast<const float*>(row_kv_[static_cast<size_t>(i0)]);  // keys, the values leading
+                attend_float_run(q + i0 * width, i1 - i0, row_n_ctx_.data() + i0, kv, kv, width, width, rank, kq_scale_, p,
+                                 o + i0 * rank);
             }
         });
     }

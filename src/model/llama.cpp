@@ -180,23 +180,20 @@ private:
         attn_.resize(static_cast<size_t>(n_tok * n_q));
         const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
         const int64_t group = c.n_head / c.n_head_kv;
-        pool_.parallel_for(n_tok * c.n_head, [&](int64_t i0, int64_t i1, int) {
+        // Per token, each KV head's query heads as runs of up to kAttnRows rows that read the same
+        // keys and values (attend_float_run).
+        const int64_t runs_per_kv = (group + kAttnRows - 1) / kAttnRows;
+        pool_.parallel_for(n_tok * c.n_head_kv * runs_per_kv, [&](int64_t i0, int64_t i1, int) {
             std::vector<float> p;
+            int32_t lim[kAttnRows];
             for (int64_t i = i0; i < i1; ++i) {
-                const int64_t t = i / c.n_head, hh = i % c.n_head, kvh = hh / group;
-                const int64_t n_ctx = batch.pos[static_cast<size_t>(t)] + 1;
+                const int64_t t = i / (c.n_head_kv * runs_per_kv), kvh = i / runs_per_kv % c.n_head_kv;
+                const int64_t h0 = kvh * group + i % runs_per_kv * kAttnRows;
+                const int64_t nh = std::min(kAttnRows, (kvh + 1) * group - h0);
+                std::fill_n(lim, nh, batch.pos[static_cast<size_t>(t)] + 1);
                 const float* rows = cache.rows(batch.seq[static_cast<size_t>(t)], il);
-                const float* q = q_.data() + t * n_q + hh * hd;
-                p.resize(static_cast<size_t>(n_ctx));
-                for (int64_t j = 0; j < n_ctx; ++j) p[static_cast<size_t>(j)] = dot(q, rows + j * width + kvh * hd, hd) * scale;
-                softmax(p.data(), n_ctx);
-                float* o = attn_.data() + t * n_q + hh * hd;
-                std::fill(o, o + hd, 0.0f);
-                for (int64_t j = 0; j < n_ctx; ++j) {
-                    const float* vj = rows + j * width + n_kv + kvh * hd;
-                    const float pj = p[static_cast<size_t>(j)];
-                    for (int64_t d = 0; d < hd; ++d) o[d] += pj * vj[d];
-                }
+                attend_float_run(q_.data() + t * n_q + h0 * hd, nh, lim, rows + kvh * hd, rows + n_kv + kvh * hd, width, hd, hd,
+                                 scale, p, attn_.data() + t * n_q + h0 * hd);
             }
         });
         matmul(pool_, l.wo, attn_.data(), n_tok, y_.data(), c.n_embd, scratch_[0]);

@@ -233,17 +233,17 @@ float hsum8(__m256 v) {
     return _mm_cvtss_f32(s4);
 }
 
-// s[h][j - j0] = q_h . kv_j for rows [h0, h0 + kH) and positions j0, j0 + 1 (kJ of them): one
-// 8-wide accumulator per (row, position) over the width in order, then its lanes summed.
+// s[h][j] = q_h . k_j for kH rows and positions j0, j0 + 1 (kJ of them): one 8-wide
+// accumulator per (row, position) over the width in order, then its lanes summed.
 template <int kH, int kJ>
-void scores_step(const float* q, int64_t width, const float* kv, int64_t j0, float* s, int64_t s_stride) {
+void scores_step(const float* q, int64_t width, const float* kv, int64_t row_stride, int64_t j0, float* s, int64_t s_stride) {
     __m256 acc[kH][kJ];
     for (int h = 0; h < kH; ++h)
         for (int j = 0; j < kJ; ++j) acc[h][j] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= width; i += 8) {
         __m256 k[kJ];
-        for (int j = 0; j < kJ; ++j) k[j] = _mm256_loadu_ps(kv + (j0 + j) * width + i);
+        for (int j = 0; j < kJ; ++j) k[j] = _mm256_loadu_ps(kv + (j0 + j) * row_stride + i);
         for (int h = 0; h < kH; ++h) {
             const __m256 qh = _mm256_loadu_ps(q + h * width + i);
             for (int j = 0; j < kJ; ++j) acc[h][j] = _mm256_fmadd_ps(qh, k[j], acc[h][j]);
@@ -252,29 +252,29 @@ void scores_step(const float* q, int64_t width, const float* kv, int64_t j0, flo
     for (int h = 0; h < kH; ++h)
         for (int j = 0; j < kJ; ++j) {
             float v = hsum8(acc[h][j]);
-            for (int64_t t = i; t < width; ++t) v += q[h * width + t] * kv[(j0 + j) * width + t];
+            for (int64_t t = i; t < width; ++t) v += q[h * width + t] * kv[(j0 + j) * row_stride + t];
             s[h * s_stride + j0 + j] = v;
         }
 }
 
-// o[h][c0 .. c0 + 8) (+)= sum_j p[h][j] kv_j[c0 ..] over j in [j0, j1) (p zero past each row's
+// o[h][c0 .. c0 + 8) (+)= sum_j p[h][j] v_j[c0 ..] over j in [j0, j1) (p zero past each row's
 // limit), for kH rows: the column's 8 values of a position feed kH multiply-adds.
 template <int kH>
-void values_step(const float* p, int64_t p_stride, const float* kv, int64_t width, int64_t j0, int64_t j1, int64_t c0,
+void values_step(const float* p, int64_t p_stride, const float* v, int64_t row_stride, int64_t j0, int64_t j1, int64_t c0,
                  float* o, int64_t rank) {
     __m256 acc[kH];
     for (int h = 0; h < kH; ++h) acc[h] = j0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(o + h * rank + c0);
     for (int64_t j = j0; j < j1; ++j) {
-        const __m256 v = _mm256_loadu_ps(kv + j * width + c0);
-        for (int h = 0; h < kH; ++h) acc[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + h * p_stride + j), v, acc[h]);
+        const __m256 vj = _mm256_loadu_ps(v + j * row_stride + c0);
+        for (int h = 0; h < kH; ++h) acc[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + h * p_stride + j), vj, acc[h]);
     }
     for (int h = 0; h < kH; ++h) _mm256_storeu_ps(o + h * rank + c0, acc[h]);
 }
 
 }  // namespace
 
-void attend_float_run(const float* q, int64_t n_rows, const int32_t* lim, const float* kv, int64_t width, int64_t rank,
-                      float scale, std::vector<float>& p, float* o) {
+void attend_float_run(const float* q, int64_t n_rows, const int32_t* lim, const float* k, const float* v, int64_t row_stride,
+                      int64_t width, int64_t rank, float scale, std::vector<float>& p, float* o) {
     TANDEM_CHECK(n_rows >= 1 && n_rows <= kAttnRows);
     const int64_t n_max = *std::max_element(lim, lim + n_rows);
     p.resize(static_cast<size_t>(n_rows * n_max));
@@ -287,18 +287,18 @@ void attend_float_run(const float* q, int64_t n_rows, const int32_t* lim, const 
         int64_t j = 0;
         for (; j + 2 <= n_max; j += 2) {
             switch (nh) {
-                case 4: scores_step<4, 2>(qh, width, kv, j, s, n_max); break;
-                case 3: scores_step<3, 2>(qh, width, kv, j, s, n_max); break;
-                case 2: scores_step<2, 2>(qh, width, kv, j, s, n_max); break;
-                default: scores_step<1, 2>(qh, width, kv, j, s, n_max); break;
+                case 4: scores_step<4, 2>(qh, width, k, row_stride, j, s, n_max); break;
+                case 3: scores_step<3, 2>(qh, width, k, row_stride, j, s, n_max); break;
+                case 2: scores_step<2, 2>(qh, width, k, row_stride, j, s, n_max); break;
+                default: scores_step<1, 2>(qh, width, k, row_stride, j, s, n_max); break;
             }
         }
         if (j < n_max) {
             switch (nh) {
-                case 4: scores_step<4, 1>(qh, width, kv, j, s, n_max); break;
-                case 3: scores_step<3, 1>(qh, width, kv, j, s, n_max); break;
-                case 2: scores_step<2, 1>(qh, width, kv, j, s, n_max); break;
-                default: scores_step<1, 1>(qh, width, kv, j, s, n_max); break;
+                case 4: scores_step<4, 1>(qh, width, k, row_stride, j, s, n_max); break;
+                case 3: scores_step<3, 1>(qh, width, k, row_stride, j, s, n_max); break;
+                case 2: scores_step<2, 1>(qh, width, k, row_stride, j, s, n_max); break;
+                default: scores_step<1, 1>(qh, width, k, row_stride, j, s, n_max); break;
             }
         }
     }
@@ -317,22 +317,22 @@ void attend_float_run(const float* q, int64_t n_rows, const int32_t* lim, const 
         const int64_t j1 = std::min(n_max, j0 + kPosBlock);
         for (int64_t c0 = 0; c0 < rank8; c0 += 8) {
             switch (n_rows) {
-                case 8: values_step<8>(p.data(), n_max, kv, width, j0, j1, c0, o, rank); break;
-                case 7: values_step<7>(p.data(), n_max, kv, width, j0, j1, c0, o, rank); break;
-                case 6: values_step<6>(p.data(), n_max, kv, width, j0, j1, c0, o, rank); break;
-                case 5: values_step<5>(p.data(), n_max, kv, width, j0, j1, c0, o, rank); break;
-                case 4: values_step<4>(p.data(), n_max, kv, width, j0, j1, c0, o, rank); break;
-                case 3: values_step<3>(p.data(), n_max, kv, width, j0, j1, c0, o, rank); break;
-                case 2: values_step<2>(p.data(), n_max, kv, width, j0, j1, c0, o, rank); break;
-                default: values_step<1>(p.data(), n_max, kv, width, j0, j1, c0, o, rank); break;
+                case 8: values_step<8>(p.data(), n_max, v, row_stride, j0, j1, c0, o, rank); break;
+                case 7: values_step<7>(p.data(), n_max, v, row_stride, j0, j1, c0, o, rank); break;
+                case 6: values_step<6>(p.data(), n_max, v, row_stride, j0, j1, c0, o, rank); break;
+                case 5: values_step<5>(p.data(), n_max, v, row_stride, j0, j1, c0, o, rank); break;
+                case 4: values_step<4>(p.data(), n_max, v, row_stride, j0, j1, c0, o, rank); break;
+                case 3: values_step<3>(p.data(), n_max, v, row_stride, j0, j1, c0, o, rank); break;
+                case 2: values_step<2>(p.data(), n_max, v, row_stride, j0, j1, c0, o, rank); break;
+                default: values_step<1>(p.data(), n_max, v, row_stride, j0, j1, c0, o, rank); break;
             }
         }
     }
     for (int64_t c0 = rank8; c0 < rank; ++c0)
         for (int64_t h = 0; h < n_rows; ++h) {
-            float v = 0.0f;
-            for (int64_t j = 0; j < n_max; ++j) v += p[static_cast<size_t>(h * n_max + j)] * kv[j * width + c0];
-            o[h * rank + c0] = v;
+            float sum = 0.0f;
+            for (int64_t j = 0; j < n_max; ++j) sum += p[static_cast<size_t>(h * n_max + j)] * v[j * row_stride + c0];
+            o[h * rank + c0] = sum;
         }
 }
 

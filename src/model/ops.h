@@ -107,9 +107,11 @@ void output_logits(cpu::ThreadPool& pool, std::span<const uint8_t> want, const f
 void softmax(float* x, int64_t n);
 
 // Float32 attention of up to kAttnRows query rows that read the same cache rows (a run: the
-// heads of one token, or one head's consecutive tokens), the core where attention is not bf16
-// (f32 models, CPUs without AVX512-BF16): row h attends to positions [0, lim[h]) of kv
-// ([*, width], the values its leading `rank`), o[h] = softmax(scale q_h . kv_j) . kv_j[:rank].
+// heads of one token, or one head's consecutive tokens; a KV head's query heads), the core
+// where attention is not bf16 (f32 models, CPUs without AVX512-BF16, the llama family): row h
+// attends to positions [0, lim[h]) of the keys k_j ([width] at k + j * row_stride) and values
+// v_j ([rank] at v + j * row_stride), o[h] = softmax(scale q_h . k_j) . v_j. MLA passes the
+// latent rows as both (the values their leading `rank`).
 // Four rows by two positions per step of the scores and all rows by one 8-value column of the
 // values per step of the sums, so each load feeds several multiply-adds (the AVX2 core was
 // bound by its loads: two per multiply-add, and a store per add into o). A row's arithmetic
@@ -117,7 +119,7 @@ void softmax(float* x, int64_t n);
 // in order, each output one sum over the positions in order.
 //   q: [n_rows, width], lim: [n_rows], p: scratch, o: [n_rows, rank].
 inline constexpr int64_t kAttnRows = 8;
-void attend_float_run(const float* q, int64_t n_rows, const int32_t* lim, const float* kv, int64_t width, int64_t rank,
-                      float scale, std::vector<float>& p, float* o);
+void attend_float_run(const float* q, int64_t n_rows, const int32_t* lim, const float* k, const float* v, int64_t row_stride,
+                      int64_t width, int64_t rank, float scale, std::vector<float>& p, float* o);
 
 }  // namespace tandem::model
