@@ -252,7 +252,7 @@ void scores_step(const float* q, int64_t width, const float* kv, int64_t row_str
     for (int h = 0; h < kH; ++h)
         for (int j = 0; j < kJ; ++j) {
             float v = hsum8(acc[h][j]);
-            for (int64_t t = i; t < width; ++t) v += q[h * width + t] * kv[(j0 + j) * row_stride + t];
+            for (int64_t t = i; t < width; ++t) v = std::fma(q[h * width + t], kv[(j0 + j) * row_stride + t], v);
             s[h * s_stride + j0 + j] = v;
         }
 }
@@ -331,7 +331,10 @@ void attend_float_run(const float* q, int64_t n_rows, const int32_t* lim, const 
     for (int64_t c0 = rank8; c0 < rank; ++c0)
         for (int64_t h = 0; h < n_rows; ++h) {
             float sum = 0.0f;
-            for (int64_t j = 0; j < n_max; ++j) sum += p[static_cast<size_t>(h * n_max + j)] * v[j * row_stride + c0];
+            // std::fma: a fixed rounding per term, so the positions past this row's limit (p = 0)
+            // leave its sum exactly as it is alone (a plain `+=` was contracted or not depending
+            // on the loop's shape, a 1-ulp difference).
+            for (int64_t j = 0; j < n_max; ++j) sum = std::fma(p[static_cast<size_t>(h * n_max + j)], v[j * row_stride + c0], sum);
             o[h * rank + c0] = sum;
         }
 }

@@ -16,6 +16,7 @@
 #include "gguf/gguf.h"
 #include "gguf/writer.h"
 #include "model/model.h"
+#include "model/ops.h"
 #include "model/synth.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
@@ -317,6 +318,60 @@ TEST_P(ForwardTest, TruncatedPositionsTakeNewTokens) {
                                got.begin() + static_cast<ptrdiff_t>((r + 1) * static_cast<size_t>(V)),
                                want.begin() + static_cast<ptrdiff_t>(r * static_cast<size_t>(V))))
             << "position " << 40 + r;
+}
+
+// The float32 attention core (model/ops.h attend_float_run) against scores and sums in float64
+// from the same inputs: runs of 1 to 8 rows with limits that differ inside a run, keys and
+// values apart in a strided row (grouped-query attention) or one row holding both (MLA's latent
+// rows, the values leading), contexts across its 64-position value blocks. The error bound is
+// float32 rounding of sums of up to `width` products and of the softmax: 1e-5 relative to the
+// largest |value|. And each row alone gives its bits inside the run.
+TEST(AttendFloatRun, AgainstFloat64AndAloneEqualsInARun) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    struct Shape {
+        int64_t width, rank, row_stride, k_at, v_at;
+    };
+    for (const Shape sh : {Shape{64, 64, 256, 64, 128}, Shape{72, 64, 72, 0, 0}, Shape{20, 12, 40, 0, 20}}) {
+        for (int64_t n_rows : {1, 3, 7, 8}) {
+            for (int64_t n_ctx : {1, 2, 65, 200}) {
+                std::vector<float> q(static_cast<size_t>(n_rows * sh.width)), rows(static_cast<size_t>(n_ctx * sh.row_stride));
+                for (float& v : q) v = normal(rng);
+                for (float& v : rows) v = normal(rng);
+                std::vector<int32_t> lim(static_cast<size_t>(n_rows));
+                for (int64_t h = 0; h < n_rows; ++h) lim[static_cast<size_t>(h)] = static_cast<int32_t>(std::max<int64_t>(1, n_ctx - h % 3));
+                const float* k = rows.data() + sh.k_at;
+                const float* v = rows.data() + sh.v_at;
+                const float scale = 0.2f;
+                std::vector<float> p, o(static_cast<size_t>(n_rows * sh.rank));
+                attend_float_run(q.data(), n_rows, lim.data(), k, v, sh.row_stride, sh.width, sh.rank, scale, p, o.data());
+                double vmax = 0;
+                for (float x : rows) vmax = std::max(vmax, std::fabs(static_cast<double>(x)));
+                for (int64_t h = 0; h < n_rows; ++h) {
+                    const int64_t n = lim[static_cast<size_t>(h)];
+                    std::vector<double> w(static_cast<size_t>(n));
+                    double mx = -INFINITY, sum = 0;
+                    for (int64_t j = 0; j < n; ++j) {
+                        double d = 0;
+                        for (int64_t i = 0; i < sh.width; ++i) d += double(q[static_cast<size_t>(h * sh.width + i)]) * k[j * sh.row_stride + i];
+                        w[static_cast<size_t>(j)] = scale * d;
+                        mx = std::max(mx, w[static_cast<size_t>(j)]);
+                    }
+                    for (double& x : w) sum += (x = std::exp(x - mx));
+                    for (int64_t c = 0; c < sh.rank; ++c) {
+                        double ref = 0;
+                        for (int64_t j = 0; j < n; ++j) ref += w[static_cast<size_t>(j)] / sum * v[j * sh.row_stride + c];
+                        ASSERT_NEAR(o[static_cast<size_t>(h * sh.rank + c)], ref, 1e-5 * vmax)
+                            << "width " << sh.width << " rows " << n_rows << " ctx " << n_ctx << " row " << h << " column " << c;
+                    }
+                    std::vector<float> alone(static_cast<size_t>(sh.rank));
+                    attend_float_run(q.data() + h * sh.width, 1, lim.data() + h, k, v, sh.row_stride, sh.width, sh.rank, scale, p,
+                                     alone.data());
+                    ASSERT_TRUE(std::equal(alone.begin(), alone.end(), o.begin() + h * sh.rank)) << "width " << sh.width << " rows " << n_rows << " ctx " << n_ctx << " row " << h << " alone";
+                }
+            }
+        }
+    }
 }
 
 // Where every layer's attention runs in bf16 (quantized deepseek2 files on a CPU with AMX or
