@@ -156,9 +156,7 @@ private:
         q_.resize(static_cast<size_t>(n_tok * n_q));
         k_.resize(static_cast<size_t>(n_tok * n_kv));
         v_.resize(k_.size());
-        matmul(pool_, l.wq, h_.data(), n_tok, q_.data(), n_q, scratch_[0]);
-        matmul(pool_, l.wk, h_.data(), n_tok, k_.data(), n_kv, scratch_[0]);
-        matmul(pool_, l.wv, h_.data(), n_tok, v_.data(), n_kv, scratch_[0]);
+        matmul_three(pool_, l.wq, q_.data(), l.wk, k_.data(), l.wv, v_.data(), h_.data(), n_tok, scratch_[0]);
         // Each token's angles once for all its heads.
         rope_angles(batch.pos, inv_freq_, rope_cs_);
         const int64_t half = static_cast<int64_t>(inv_freq_.size());

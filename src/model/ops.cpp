@@ -121,6 +121,21 @@ void matmul_pair(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, f
     cpu::matmul_many(pool, outs, a.n_in, x, n_tok, scratch.cpu);
 }
 
+void matmul_three(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, float* yb, const Mat& c, float* yc, const float* x,
+                  int64_t n_tok, QuantScratch& scratch) {
+    TANDEM_CHECK(a.n_in == b.n_in && a.n_in == c.n_in, "matmul_three: inputs of {}, {} and {} values", a.n_in, b.n_in, c.n_in);
+    if (scratch.f32_activations) {
+        matmul(pool, a, x, n_tok, ya, a.n_out, scratch);
+        matmul(pool, b, x, n_tok, yb, b.n_out, scratch);
+        matmul(pool, c, x, n_tok, yc, c.n_out, scratch);
+        return;
+    }
+    const cpu::MatmulOut outs[3] = {{a.type, a.data, a.row_stride, a.n_out, ya},
+                                    {b.type, b.data, b.row_stride, b.n_out, yb},
+                                    {c.type, c.data, c.row_stride, c.n_out, yc}};
+    cpu::matmul_many(pool, outs, a.n_in, x, n_tok, scratch.cpu);
+}
+
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
@@ -200,7 +215,10 @@ void swiglu_ffn(cpu::ThreadPool& pool, const Mat& gate, const Mat& up, const Mat
     g.resize(static_cast<size_t>(n_tok * n_ff));
     u.resize(g.size());
     matmul_pair(pool, gate, g.data(), up, u.data(), x, n_tok, scratch);
-    for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+    // On the threads: a prompt's n_tok x n_ff std::exp calls were ~2.5% of a Qwen2.5 prefill.
+    pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t i = t0 * n_ff; i < t1 * n_ff; ++i) g[static_cast<size_t>(i)] = silu(g[static_cast<size_t>(i)]) * u[static_cast<size_t>(i)];
+    });
     matmul(pool, down, g.data(), n_tok, out, down.n_out, scratch);
 }
 

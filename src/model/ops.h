@@ -56,6 +56,9 @@ void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, 
 // (cpu::matmul_many).
 void matmul_pair(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, float* yb, const float* x, int64_t n_tok,
                  QuantScratch& scratch);
+// The same for three (grouped-query attention's q, k and v projections).
+void matmul_three(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, float* yb, const Mat& c, float* yc, const float* x,
+                  int64_t n_tok, QuantScratch& scratch);
 
 // The same on the calling thread only (inside work already spread over threads).
 void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride, QuantScratch& scratch);
