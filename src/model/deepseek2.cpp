@@ -441,7 +441,9 @@ public:
         y_.resize(x_.size());
 
         // token embeddings
-        for (int64_t t = 0; t < n_tok; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], &x_[static_cast<size_t>(t * c.n_embd)]);
+        pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+            for (int64_t t = t0; t < t1; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], x(t));
+        });
 
         decompress_ = use_decompressed(batch);
         prof_.start(n_tok);
@@ -453,7 +455,7 @@ public:
         for (int64_t il = 0; il < c.n_layer; ++il) {
             const Layer& l = layers_[static_cast<size_t>(il)];
             // attention rmsnorm, attention, residual
-            for (int64_t t = 0; t < cur->size(); ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            rms_norm_rows(pool_, x_.data(), l.attn_norm.data(), h_.data(), cur->size(), c.n_embd, c.rms_eps);
             if (il == c.n_layer - 1 && n_out < n_tok) {
                 append_latent(l, il, batch, cache);
                 keep_logit_rows(batch);
@@ -465,17 +467,16 @@ public:
                 attention(l, il, batch, cache, true);
             }
             const int64_t n_cur = cur->size();
-            const auto n_vals = static_cast<size_t>(n_cur * c.n_embd);
-            for (size_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
+            add_rows(pool_, x_.data(), y_.data(), n_cur, c.n_embd);
             // ffn rmsnorm, dense FFN or experts, residual
-            for (int64_t t = 0; t < n_cur; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            rms_norm_rows(pool_, x_.data(), l.ffn_norm.data(), h_.data(), n_cur, c.n_embd, c.rms_eps);
             if (il < c.n_layer_dense) {
                 swiglu_ffn(pool_, l.ffn_gate, l.ffn_up, l.ffn_down, h_.data(), n_cur, y_.data(), g_, u_, scratch_[0]);
                 prof_.mark(StepProfile::kDense, l.ffn_gate.bytes() + l.ffn_up.bytes() + l.ffn_down.bytes());
             } else {
                 moe(l, n_cur);
             }
-            for (size_t i = 0; i < n_vals; ++i) x_[i] += y_[i];
+            add_rows(pool_, x_.data(), y_.data(), n_cur, c.n_embd);
         }
         cache.commit(batch);
 
@@ -526,10 +527,7 @@ private:
             matmul(pool_, q_in, h_.data(), n_tok, q_in_y, q_in.n_out, scratch_[0]);
         }
         if (low_rank) {
-            for (int64_t t = 0; t < n_tok; ++t) {
-                float* r = cq_.data() + t * c.q_lora_rank;
-                rms_norm(r, l.q_a_norm.data(), r, c.q_lora_rank, c.rms_eps);
-            }
+            rms_norm_rows(pool_, cq_.data(), l.q_a_norm.data(), cq_.data(), n_tok, c.q_lora_rank, c.rms_eps);
             matmul(pool_, l.q_b, cq_.data(), n_tok, q_.data(), n_q, scratch_[0]);
         }
         prof_.mark(StepProfile::kAttnQ, l.q_a.bytes() + l.q_b.bytes() + l.q.bytes() + (append ? l.kv_a.bytes() : 0));
@@ -700,9 +698,11 @@ private:
             });
             dout_.resize(static_cast<size_t>(n_rows * v));
             attend_rows(l, dq_.data(), n_rows, dw, v, dout_.data());
-            for (int64_t t = 0; t < n_tok; ++t)
-                for (int64_t hh = 0; hh < nh; ++hh)
-                    std::copy_n(dout_.data() + (hh * n_tok + t) * v, v, attn_.data() + (t * c.n_head + h0 + hh) * v);
+            pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+                for (int64_t t = t0; t < t1; ++t)
+                    for (int64_t hh = 0; hh < nh; ++hh)
+                        std::copy_n(dout_.data() + (hh * n_tok + t) * v, v, attn_.data() + (t * c.n_head + h0 + hh) * v);
+            });
             prof_.mark(StepProfile::kAttnCore);
         }
     }

@@ -126,18 +126,20 @@ public:
         x_.resize(static_cast<size_t>(n_tok * c.n_embd));
         h_.resize(x_.size());
         y_.resize(x_.size());
-        for (int64_t t = 0; t < n_tok; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], x(t));
+        pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+            for (int64_t t = t0; t < t1; ++t) dequantize_mat_row(token_embd_, batch.tokens[static_cast<size_t>(t)], x(t));
+        });
 
         for (int64_t il = 0; il < c.n_layer; ++il) {
             const Layer& l = layers_[static_cast<size_t>(il)];
             // attention rmsnorm, attention, residual
-            for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.attn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            rms_norm_rows(pool_, x_.data(), l.attn_norm.data(), h_.data(), n_tok, c.n_embd, c.rms_eps);
             attention(l, il, batch, cache);
-            for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
+            add_rows(pool_, x_.data(), y_.data(), n_tok, c.n_embd);
             // ffn rmsnorm, SwiGLU, residual
-            for (int64_t t = 0; t < n_tok; ++t) rms_norm(x(t), l.ffn_norm.data(), h(t), c.n_embd, c.rms_eps);
+            rms_norm_rows(pool_, x_.data(), l.ffn_norm.data(), h_.data(), n_tok, c.n_embd, c.rms_eps);
             swiglu_ffn(pool_, l.gate, l.up, l.down, h_.data(), n_tok, y_.data(), g_, u_, scratch_[0]);
-            for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
+            add_rows(pool_, x_.data(), y_.data(), n_tok, c.n_embd);
         }
         cache.commit(batch);
 

@@ -152,6 +152,18 @@ void angle(int32_t pos, float inv_freq, float* cs) {
 }
 }  // namespace
 
+void rms_norm_rows(cpu::ThreadPool& pool, const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps) {
+    pool.parallel_for(n_rows, [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r) rms_norm(x + r * n, weight, y + r * n, n, eps);
+    });
+}
+
+void add_rows(cpu::ThreadPool& pool, float* x, const float* y, int64_t n_rows, int64_t n) {
+    pool.parallel_for(n_rows, [&](int64_t r0, int64_t r1, int) {
+        for (int64_t i = r0 * n; i < r1 * n; ++i) x[i] += y[i];
+    });
+}
+
 void rope(float* x, int64_t dim, const float* cs, bool neox) {
     const int64_t half = dim / 2;
     for (int64_t i = 0; i < half; ++i) {

@@ -68,6 +68,11 @@ float dot(const float* a, const float* b, int64_t n);
 
 // y = x / sqrt(mean(x^2) + eps) * weight, over rows of n.
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
+// rms_norm of n_rows rows of n (each n values after the last), and x += y over n_rows such rows:
+// the per-token steps of a forward pass, on the threads (a prompt's serial loops over its tokens
+// would not shrink with the thread count; one row runs on the calling thread).
+void rms_norm_rows(cpu::ThreadPool& pool, const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps);
+void add_rows(cpu::ThreadPool& pool, float* x, const float* y, int64_t n_rows, int64_t n);
 
 // Rotary position embedding of one head vector of `dim` values at position `pos`:
 // adjacent pairs (x[2i], x[2i+1]) when !neox (llama.cpp's NORM mode, DeepSeek and permuted
