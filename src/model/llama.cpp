@@ -162,21 +162,26 @@ private:
         // Each token's angles once for all its heads.
         rope_angles(batch.pos, inv_freq_, rope_cs_);
         const int64_t half = static_cast<int64_t>(inv_freq_.size());
-        for (int64_t t = 0; t < n_tok; ++t) {
-            float* q = q_.data() + t * n_q;
-            float* k = k_.data() + t * n_kv;
-            float* v = v_.data() + t * n_kv;
-            if (!l.bq.empty()) for (int64_t i = 0; i < n_q; ++i) q[i] += l.bq[static_cast<size_t>(i)];
-            if (!l.bk.empty()) for (int64_t i = 0; i < n_kv; ++i) k[i] += l.bk[static_cast<size_t>(i)];
-            if (!l.bv.empty()) for (int64_t i = 0; i < n_kv; ++i) v[i] += l.bv[static_cast<size_t>(i)];
-            const int32_t pos = batch.pos[static_cast<size_t>(t)];
-            const float* cs = rope_cs_.data() + t * 2 * half;
-            for (int64_t hh = 0; hh < c.n_head; ++hh) rope(q + hh * hd, c.rope.dim, cs, c.rope_neox);
-            for (int64_t hh = 0; hh < c.n_head_kv; ++hh) rope(k + hh * hd, c.rope.dim, cs, c.rope_neox);
-            float* row = cache.append_row(batch.seq[static_cast<size_t>(t)], il, pos);
-            std::copy(k, k + n_kv, row);
-            std::copy(v, v + n_kv, row + n_kv);
-        }
+        // Room for every token's cache row first (a sequence's rows may move while they grow),
+        // then biases, rope and the rows, on the threads.
+        for (int64_t t = 0; t < n_tok; ++t) cache.reserve_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)]);
+        pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+            std::vector<float> row(static_cast<size_t>(width));
+            for (int64_t t = t0; t < t1; ++t) {
+                float* q = q_.data() + t * n_q;
+                float* k = k_.data() + t * n_kv;
+                float* v = v_.data() + t * n_kv;
+                if (!l.bq.empty()) for (int64_t i = 0; i < n_q; ++i) q[i] += l.bq[static_cast<size_t>(i)];
+                if (!l.bk.empty()) for (int64_t i = 0; i < n_kv; ++i) k[i] += l.bk[static_cast<size_t>(i)];
+                if (!l.bv.empty()) for (int64_t i = 0; i < n_kv; ++i) v[i] += l.bv[static_cast<size_t>(i)];
+                const float* cs = rope_cs_.data() + t * 2 * half;
+                for (int64_t hh = 0; hh < c.n_head; ++hh) rope(q + hh * hd, c.rope.dim, cs, c.rope_neox);
+                for (int64_t hh = 0; hh < c.n_head_kv; ++hh) rope(k + hh * hd, c.rope.dim, cs, c.rope_neox);
+                std::copy(k, k + n_kv, row.data());
+                std::copy(v, v + n_kv, row.data() + n_kv);
+                cache.write_row(batch.seq[static_cast<size_t>(t)], il, batch.pos[static_cast<size_t>(t)], row.data());
+            }
+        });
         attn_.resize(static_cast<size_t>(n_tok * n_q));
         const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
         const int64_t group = c.n_head / c.n_head_kv;
