@@ -358,13 +358,11 @@ void bm_moe(benchmark::State& state, GgmlType type, int batch) {
 void report_phases(benchmark::State& state) {
     if (!tandem::cpu::phases::g_on) return;
     namespace ph = tandem::cpu::phases;
-    const auto t = ph::totals();
-    double sum = 0;
-    for (uint64_t v : t) sum += static_cast<double>(v);
-    if (sum <= 0) return;
+    const auto shares = ph::shares();
+    if (std::none_of(shares.begin(), shares.end(), [](double v) { return v > 0; })) return;
     const char* keys[] = {"ph_pack", "ph_unpack", "ph_tiles", "ph_epi", "ph_vec", "ph_out"};
     static_assert(std::size(keys) == ph::kCount);
-    for (int i = 0; i < ph::kCount; ++i) state.counters[keys[i]] = static_cast<double>(t[static_cast<size_t>(i)]) / sum;
+    for (int i = 0; i < ph::kCount; ++i) state.counters[keys[i]] = shares[static_cast<size_t>(i)];
 }
 
 // The MoE step of a prefill: n_tok tokens, each with 8 distinct experts of R1's 256 drawn at

@@ -99,14 +99,13 @@ int run_bench(const BenchArgs& a) {
     }
     if (cpu::phases::g_on) {
         // The tile-path products' time by phase (TANDEM_PHASES, cpu/phases.h), timed reps only.
-        const auto ticks = cpu::phases::totals();
-        double sum = 0;
-        for (uint64_t v : ticks) sum += static_cast<double>(v);
+        const auto shares = cpu::phases::shares();
         std::string line;
-        for (int i = 0; i < cpu::phases::kCount && sum > 0; ++i)
+        for (int i = 0; i < cpu::phases::kCount; ++i)
             line += fmt::format("{}{} {:.1f}%", i ? ", " : "", cpu::phases::name(static_cast<cpu::phases::Id>(i)),
-                                100.0 * static_cast<double>(ticks[static_cast<size_t>(i)]) / sum);
-        std::fprintf(stderr, "phases   %s\n", sum > 0 ? line.c_str() : "(no tile-path products ran)");
+                                100.0 * shares[static_cast<size_t>(i)]);
+        const bool any = std::any_of(shares.begin(), shares.end(), [](double v) { return v > 0; });
+        std::fprintf(stderr, "phases   %s\n", any ? line.c_str() : "(no tile-path products ran)");
     }
     const double bw = a.measure_bw ? cpu::measure_read_bandwidth(pool) : 0.0;
 

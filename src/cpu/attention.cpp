@@ -47,6 +47,12 @@ constexpr int64_t kStep = 32;      // positions per tile product step (16 value 
 constexpr int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 static_assert(kStep == kMlaBlock);
 
+// Position i (0 .. 31) of a block in the layouts above: its K pair r at k_at(i) + 32 r, its V
+// column c at v_at(i) + v_column(c).
+constexpr int64_t k_at(int64_t i, int64_t width_pad) { return (i / kHalf) * kHalf * width_pad + 2 * (i % kHalf); }
+constexpr int64_t v_at(int64_t i, int64_t width_pad) { return kStep * width_pad + (i / 2) * 32 + i % 2; }
+constexpr int64_t v_column(int64_t c) { return (c / kHalf) * 512 + 2 * (c % kHalf); }
+
 // S[rows, 32 n_steps] = Q K^T for n_steps steps of 32 positions (one cache block each).
 //   q: [32, width_pad] bf16 (only the first 16 rows unless kTwo), k: the K of the first step's
 //   block (the next at k + block_elems), s: [32, kMlaCtxBlock] f32.
@@ -312,13 +318,12 @@ TANDEM_AVX512 void pack_block(const float* rows, int64_t n_valid, int64_t width,
     }
 }
 
-// Position i (0 .. 31) of a block from its f32 row, rounded as pack_block rounds (both
-// VCVTNE2PS2BF16), zero past width and rank: K's pair r at K + (i / 16) * 16 * width_pad + 32 r +
-// 2 (i % 16), V's column c at V + (c / 16) * 512 + 32 (i / 2) + 2 (c % 16) + i % 2.
+// Position i (0 .. 31) of a block from its f32 row (k_at, v_at), rounded as pack_block rounds
+// (both VCVTNE2PS2BF16), zero past width and rank.
 TANDEM_AVX512 void pack_position(const float* row, int64_t i, int64_t width, int64_t rank, int64_t width_pad,
                                  uint16_t* block) {
-    uint16_t* k = block + (i / kHalf) * kHalf * width_pad + 2 * (i % kHalf);
-    uint16_t* v = block + kStep * width_pad + (i / 2) * 32 + i % 2;
+    uint16_t* k = block + k_at(i, width_pad);
+    uint16_t* v = block + v_at(i, width_pad);
     alignas(64) uint16_t bf[32];
     for (int64_t kk = 0; kk < width_pad; kk += 32) {
         const __m512 lo = _mm512_maskz_loadu_ps(lanes_below(width, kk), row + kk);
@@ -326,7 +331,7 @@ TANDEM_AVX512 void pack_position(const float* row, int64_t i, int64_t width, int
         _mm512_store_si512(bf, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
         for (int64_t m = 0; m < 16; ++m) std::memcpy(k + (kk / 2 + m) * 32, bf + 2 * m, 4);
         if (kk < round_up(rank, 32))
-            for (int64_t m = 0; m < 32; ++m) v[((kk + m) / kHalf) * 512 + 2 * ((kk + m) % kHalf)] = kk + m < rank ? bf[m] : 0;
+            for (int64_t m = 0; m < 32; ++m) v[v_column(kk + m)] = kk + m < rank ? bf[m] : 0;
     }
 }
 
@@ -443,7 +448,7 @@ void mla_pack_position(const float* row, int64_t i, int64_t width, int64_t rank,
 
 void mla_unpack_position(const uint16_t* block, int64_t i, int64_t width, float* row) {
     TANDEM_CHECK(i >= 0 && i < kMlaBlock && width > 0);
-    const uint16_t* k = block + (i / kHalf) * kHalf * round_up(width, 32) + 2 * (i % kHalf);
+    const uint16_t* k = block + k_at(i, round_up(width, 32));
     for (int64_t c = 0; c < width; ++c) row[c] = quant::bf16_to_f32(k[(c / 2) * 32 + c % 2]);
 }
 
@@ -451,10 +456,10 @@ void mla_clear_positions(uint16_t* block, int64_t from, int64_t width, int64_t r
     TANDEM_CHECK(from >= 0 && from <= kMlaBlock && rank > 0 && rank <= width);
     const int64_t width_pad = round_up(width, 32), rank_pad = round_up(rank, 32);
     for (int64_t i = from; i < kMlaBlock; ++i) {
-        uint16_t* k = block + (i / kHalf) * kHalf * width_pad + 2 * (i % kHalf);
-        uint16_t* v = block + kStep * width_pad + (i / 2) * 32 + i % 2;
+        uint16_t* k = block + k_at(i, width_pad);
+        uint16_t* v = block + v_at(i, width_pad);
         for (int64_t r = 0; r < width_pad / 2; ++r) k[r * 32] = k[r * 32 + 1] = 0;
-        for (int64_t c = 0; c < rank_pad; ++c) v[(c / kHalf) * 512 + 2 * (c % kHalf)] = 0;
+        for (int64_t c = 0; c < rank_pad; ++c) v[v_column(c)] = 0;
     }
 }
 

@@ -43,12 +43,18 @@ Clock& local() {
     return *clock;
 }
 
-std::array<uint64_t, kCount> totals() {
-    std::array<uint64_t, kCount> sum{};
-    std::lock_guard lock(g_mutex);
-    for (const auto& c : registry())
-        for (size_t i = 0; i < sum.size(); ++i) sum[i] += c->ticks[i];
-    return sum;
+std::array<double, kCount> shares() {
+    std::array<uint64_t, kCount> t{};
+    {
+        std::lock_guard lock(g_mutex);
+        for (const auto& c : registry())
+            for (size_t i = 0; i < t.size(); ++i) t[i] += c->ticks[i];
+    }
+    double sum = 0;
+    for (uint64_t v : t) sum += static_cast<double>(v);
+    std::array<double, kCount> out{};
+    for (size_t i = 0; i < out.size() && sum > 0; ++i) out[i] = static_cast<double>(t[i]) / sum;
+    return out;
 }
 
 void reset() {

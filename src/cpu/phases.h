@@ -31,7 +31,7 @@ struct Clock {
     std::array<uint64_t, kCount> ticks{};
     uint64_t t0 = 0;
 };
-Clock& local();  // this thread's, registered for totals()
+Clock& local();  // this thread's, registered for shares()
 
 // Starts timing on this thread (the ticks until the next mark go to that mark's phase).
 inline void start() {
@@ -46,9 +46,9 @@ inline void mark(Id id) {
     c.t0 = t;
 }
 
-// Every thread's ticks per phase since the last reset, summed; reset() zeroes them (call only
-// while no product runs).
-std::array<uint64_t, kCount> totals();
+// Each phase's share of every thread's ticks since the last reset (all zero when nothing was
+// marked); reset() zeroes them (call only while no product runs).
+std::array<double, kCount> shares();
 void reset();
 
 }  // namespace tandem::cpu::phases

@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "core/check.h"
 #include "cpu/attention.h"
@@ -38,6 +39,8 @@ const KvCache::Seq& KvCache::existing(int32_t seq) const {
     TANDEM_CHECK(it != seqs_.end(), "sequence {} has no cache", seq);
     return it->second;
 }
+
+KvCache::Seq& KvCache::existing(int32_t seq) { return const_cast<Seq&>(std::as_const(*this).existing(seq)); }
 
 const float* KvCache::rows(int32_t seq, int64_t layer) const {
     TANDEM_CHECK(!mla_blocks());
@@ -79,39 +82,31 @@ float* KvCache::append_row(int32_t seq, int64_t layer, int64_t pos) {
     return seqs_[seq].layers[static_cast<size_t>(layer)].data() + pos * row_width_;
 }
 
-uint16_t* KvCache::block_of(int32_t seq, int64_t layer, int64_t pos) {
-    auto it = seqs_.find(seq);
-    TANDEM_CHECK(it != seqs_.end(), "sequence {} has no cache", seq);
-    auto& b = it->second.blocks[static_cast<size_t>(layer)];
-    const int64_t at = pos / cpu::kMlaBlock * block_elems_;
-    TANDEM_CHECK(pos >= 0 && at + block_elems_ <= static_cast<int64_t>(b.size()), "position {} of sequence {} was not reserved", pos, seq);
-    return b.data() + at;
+int64_t KvCache::slot(const Seq& s, int32_t seq, int64_t layer, int64_t pos) const {
+    const auto l = static_cast<size_t>(layer);
+    const int64_t at = mla_blocks() ? pos / cpu::kMlaBlock * block_elems_ : pos * row_width_;
+    const int64_t size = static_cast<int64_t>(mla_blocks() ? s.blocks[l].size() : s.layers[l].size());
+    TANDEM_CHECK(pos >= 0 && at + (mla_blocks() ? block_elems_ : row_width_) <= size,
+                 "position {} of sequence {} is not in its cache (layer {})", pos, seq, layer);
+    return at;
 }
 
 void KvCache::write_row(int32_t seq, int64_t layer, int64_t pos, const float* row) {
-    if (mla_blocks()) {
-        cpu::mla_pack_position(row, pos % cpu::kMlaBlock, row_width_, mla_rank_, block_of(seq, layer, pos));
-        return;
-    }
-    auto it = seqs_.find(seq);
-    TANDEM_CHECK(it != seqs_.end(), "sequence {} has no cache", seq);
-    auto& rows = it->second.layers[static_cast<size_t>(layer)];
-    TANDEM_CHECK(pos >= 0 && static_cast<size_t>((pos + 1) * row_width_) <= rows.size(), "position {} of sequence {} was not reserved", pos, seq);
-    std::copy_n(row, row_width_, rows.data() + pos * row_width_);
+    Seq& s = existing(seq);
+    const int64_t at = slot(s, seq, layer, pos);
+    if (mla_blocks())
+        cpu::mla_pack_position(row, pos % cpu::kMlaBlock, row_width_, mla_rank_, s.blocks[static_cast<size_t>(layer)].data() + at);
+    else
+        std::copy_n(row, row_width_, s.layers[static_cast<size_t>(layer)].data() + at);
 }
 
 void KvCache::read_row(int32_t seq, int64_t layer, int64_t pos, float* row) const {
     const Seq& s = existing(seq);
-    if (mla_blocks()) {
-        const auto& b = s.blocks[static_cast<size_t>(layer)];
-        const int64_t at = pos / cpu::kMlaBlock * block_elems_;
-        TANDEM_CHECK(pos >= 0 && at + block_elems_ <= static_cast<int64_t>(b.size()), "position {} of sequence {} is not cached", pos, seq);
-        cpu::mla_unpack_position(b.data() + at, pos % cpu::kMlaBlock, row_width_, row);
-        return;
-    }
-    const auto& rows = s.layers[static_cast<size_t>(layer)];
-    TANDEM_CHECK(pos >= 0 && static_cast<size_t>((pos + 1) * row_width_) <= rows.size(), "position {} of sequence {} is not cached", pos, seq);
-    std::copy_n(rows.data() + pos * row_width_, row_width_, row);
+    const int64_t at = slot(s, seq, layer, pos);
+    if (mla_blocks())
+        cpu::mla_unpack_position(s.blocks[static_cast<size_t>(layer)].data() + at, pos % cpu::kMlaBlock, row_width_, row);
+    else
+        std::copy_n(s.layers[static_cast<size_t>(layer)].data() + at, row_width_, row);
 }
 
 void KvCache::commit(const Batch& batch) {

@@ -84,8 +84,11 @@ private:
         std::vector<aligned_vector<uint16_t>> blocks;   // MLA blocks: [n_layer][capacity / 32 * block_elems_]
     };
     Seq& seq_for(int32_t seq);
-    const Seq& existing(int32_t seq) const;
-    uint16_t* block_of(int32_t seq, int64_t layer, int64_t pos);  // the block holding `pos`
+    const Seq& existing(int32_t seq) const;  // throws for an unknown sequence
+    Seq& existing(int32_t seq);
+    // Where position pos of a layer starts in its storage (its f32 row, or the block holding
+    // it), checked against what is reserved there.
+    int64_t slot(const Seq& s, int32_t seq, int64_t layer, int64_t pos) const;
 
     int64_t n_layer_, row_width_, max_ctx_, mla_rank_, block_elems_ = 0;
     std::map<int32_t, Seq> seqs_;

@@ -75,27 +75,6 @@ void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_
     dot_rows(w, quant::vec_dot_fn(w.type), scratch.bytes.data(), xq_row, n_tok, y, y_stride, 0, w.n_out);
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-    // Four independent 8-wide accumulators hide the FMA latency (a plain loop is one serial
-    // chain of scalar adds: the compiler may not reassociate float sums).
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    const __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-    float s = _mm_cvtss_f32(s4);
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
 void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride,
             QuantScratch& scratch) {
     TANDEM_CHECK(y_stride == w.n_out, "matmul writes dense rows: y_stride {} != n_out {}", y_stride, w.n_out);
@@ -109,31 +88,36 @@ void matmul(cpu::ThreadPool& pool, const Mat& w, const float* x, int64_t n_tok, 
     cpu::matmul(pool, w.type, w.data, w.row_stride, w.n_in, w.n_out, x, n_tok, y, scratch.cpu);
 }
 
-void matmul_pair(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, float* yb, const float* x, int64_t n_tok,
-                 QuantScratch& scratch) {
-    TANDEM_CHECK(a.n_in == b.n_in, "matmul_pair: inputs of {} and {} values", a.n_in, b.n_in);
+namespace {
+// ys[i] = x ws[i]^T: one job of the threads where every product takes the per-token path
+// (cpu::matmul_many), else one matmul each (and always so with float32 activations).
+void matmul_same_x(cpu::ThreadPool& pool, std::span<const Mat* const> ws, std::span<float* const> ys, const float* x,
+                   int64_t n_tok, QuantScratch& scratch) {
+    for (const Mat* w : ws)
+        TANDEM_CHECK(w->n_in == ws[0]->n_in, "products of the same activations: inputs of {} and {} values", ws[0]->n_in, w->n_in);
     if (scratch.f32_activations) {
-        matmul(pool, a, x, n_tok, ya, a.n_out, scratch);
-        matmul(pool, b, x, n_tok, yb, b.n_out, scratch);
+        for (size_t i = 0; i < ws.size(); ++i) matmul(pool, *ws[i], x, n_tok, ys[i], ws[i]->n_out, scratch);
         return;
     }
-    const cpu::MatmulOut outs[2] = {{a.type, a.data, a.row_stride, a.n_out, ya}, {b.type, b.data, b.row_stride, b.n_out, yb}};
-    cpu::matmul_many(pool, outs, a.n_in, x, n_tok, scratch.cpu);
+    cpu::MatmulOut outs[3];
+    TANDEM_CHECK(ws.size() <= std::size(outs));
+    for (size_t i = 0; i < ws.size(); ++i) outs[i] = {ws[i]->type, ws[i]->data, ws[i]->row_stride, ws[i]->n_out, ys[i]};
+    cpu::matmul_many(pool, std::span(outs, ws.size()), ws[0]->n_in, x, n_tok, scratch.cpu);
+}
+}  // namespace
+
+void matmul_pair(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, float* yb, const float* x, int64_t n_tok,
+                 QuantScratch& scratch) {
+    const Mat* ws[] = {&a, &b};
+    float* const ys[] = {ya, yb};
+    matmul_same_x(pool, ws, ys, x, n_tok, scratch);
 }
 
 void matmul_three(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, float* yb, const Mat& c, float* yc, const float* x,
                   int64_t n_tok, QuantScratch& scratch) {
-    TANDEM_CHECK(a.n_in == b.n_in && a.n_in == c.n_in, "matmul_three: inputs of {}, {} and {} values", a.n_in, b.n_in, c.n_in);
-    if (scratch.f32_activations) {
-        matmul(pool, a, x, n_tok, ya, a.n_out, scratch);
-        matmul(pool, b, x, n_tok, yb, b.n_out, scratch);
-        matmul(pool, c, x, n_tok, yc, c.n_out, scratch);
-        return;
-    }
-    const cpu::MatmulOut outs[3] = {{a.type, a.data, a.row_stride, a.n_out, ya},
-                                    {b.type, b.data, b.row_stride, b.n_out, yb},
-                                    {c.type, c.data, c.row_stride, c.n_out, yc}};
-    cpu::matmul_many(pool, outs, a.n_in, x, n_tok, scratch.cpu);
+    const Mat* ws[] = {&a, &b, &c};
+    float* const ys[] = {ya, yb, yc};
+    matmul_same_x(pool, ws, ys, x, n_tok, scratch);
 }
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
@@ -142,15 +126,6 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
     const float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + eps));
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * weight[i];
 }
-
-namespace {
-// The cosine and sine rope() rotates pair i by at position pos: of pos * inv_freq[i] in double.
-void angle(int32_t pos, float inv_freq, float* cs) {
-    const double theta = static_cast<double>(pos) * inv_freq;
-    cs[0] = static_cast<float>(std::cos(theta));
-    cs[1] = static_cast<float>(std::sin(theta));
-}
-}  // namespace
 
 void rms_norm_rows(cpu::ThreadPool& pool, const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps) {
     pool.parallel_for(n_rows, [&](int64_t r0, int64_t r1, int) {
@@ -176,24 +151,15 @@ void rope(float* x, int64_t dim, const float* cs, bool neox) {
     }
 }
 
-void rope(float* x, int64_t dim, int32_t pos, std::span<const float> inv_freq, bool neox) {
-    float cs[2];
-    const int64_t half = dim / 2;
-    for (int64_t i = 0; i < half; ++i) {
-        angle(pos, inv_freq[static_cast<size_t>(i)], cs);
-        float* a = neox ? x + i : x + 2 * i;
-        float* b = neox ? x + i + half : x + 2 * i + 1;
-        const float x0 = *a, x1 = *b;
-        *a = x0 * cs[0] - x1 * cs[1];
-        *b = x0 * cs[1] + x1 * cs[0];
-    }
-}
-
 void rope_angles(std::span<const int32_t> pos, std::span<const float> inv_freq, std::vector<float>& cs) {
     const size_t half = inv_freq.size();
     cs.resize(pos.size() * half * 2);
     for (size_t t = 0; t < pos.size(); ++t)
-        for (size_t i = 0; i < half; ++i) angle(pos[t], inv_freq[i], cs.data() + (t * half + i) * 2);
+        for (size_t i = 0; i < half; ++i) {
+            const double theta = static_cast<double>(pos[t]) * inv_freq[i];  // in double, as the angles grow with the position
+            cs[(t * half + i) * 2] = static_cast<float>(std::cos(theta));
+            cs[(t * half + i) * 2 + 1] = static_cast<float>(std::sin(theta));
+        }
 }
 
 std::vector<float> rope_inv_freq(const RopeParams& p) {
@@ -306,9 +272,9 @@ void softmax_row(float* x, int64_t n) {
         _mm256_store_ps(tail, exp_nonpositive(_mm256_load_ps(tail)));
         for (int64_t t = 0; i + t < n; ++t) sum += (x[i + t] = tail[t]);
     }
-    const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (; i < n; ++i) x[i] *= static_cast<float>(1.0 / sum);
+    const float inv = static_cast<float>(1.0 / sum);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv)));
+    for (; i < n; ++i) x[i] *= inv;
 }
 
 // s[h][j] = q_h . k_j for kH rows and positions j0, j0 + 1 (kJ of them): one 8-wide

@@ -63,9 +63,6 @@ void matmul_three(cpu::ThreadPool& pool, const Mat& a, float* ya, const Mat& b, 
 // The same on the calling thread only (inside work already spread over threads).
 void matmul_serial(const Mat& w, const float* x, int64_t n_tok, float* y, int64_t y_stride, QuantScratch& scratch);
 
-// sum_i a[i] * b[i] in float32 (AVX2, the build's baseline).
-float dot(const float* a, const float* b, int64_t n);
-
 // y = x / sqrt(mean(x^2) + eps) * weight, over rows of n.
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
 // rms_norm of n_rows rows of n (each n values after the last), and x += y over n_rows such rows:
@@ -74,16 +71,14 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
 void rms_norm_rows(cpu::ThreadPool& pool, const float* x, const float* weight, float* y, int64_t n_rows, int64_t n, float eps);
 void add_rows(cpu::ThreadPool& pool, float* x, const float* y, int64_t n_rows, int64_t n);
 
-// Rotary position embedding of one head vector of `dim` values at position `pos`:
-// adjacent pairs (x[2i], x[2i+1]) when !neox (llama.cpp's NORM mode, DeepSeek and permuted
-// Llama weights), halves (x[i], x[i + dim/2]) when neox (Qwen2). inv_freq has dim/2 entries.
-void rope(float* x, int64_t dim, int32_t pos, std::span<const float> inv_freq, bool neox);
-// The same with the angles' cosines and sines given: cs = [dim/2][2] (cos, sin) as
-// rope_angles computes them, bit for bit what rope() computes per call. For a batch whose
-// tokens rotate many heads each (an MLA layer: 128 query heads per token).
+// Rotary position embedding of one head vector of `dim` values, by the cosines and sines of
+// its position's angles, cs = [dim/2][2] (rope_angles): adjacent pairs (x[2i], x[2i+1]) when
+// !neox (llama.cpp's NORM mode, DeepSeek and permuted Llama weights), halves (x[i],
+// x[i + dim/2]) when neox (Qwen2).
 void rope(float* x, int64_t dim, const float* cs, bool neox);
 // cs[t] for t < pos.size(): [pos.size()][inv_freq.size()][2], the cosine and sine of each
-// position's angle at each frequency.
+// position's angle at each frequency, computed once per batch for all its heads (an MLA layer
+// rotates 128 query heads per token).
 void rope_angles(std::span<const int32_t> pos, std::span<const float> inv_freq, std::vector<float>& cs);
 
 struct RopeParams {

@@ -300,19 +300,13 @@ void quant_block(const float* x, BlockQ6K& b) {
     }
 }
 
-template <typename Block, int kBlockSize>
+template <typename Block, int kBlockSize, void (*kQuant)(const float*, Block&) = quant_block>
 void quant_blocks(const float* src, void* dst, int64_t n) {
     auto* blocks = static_cast<Block*>(dst);
-    for (int64_t i = 0; i < n / kBlockSize; ++i) quant_block(src + i * kBlockSize, blocks[i]);
+    for (int64_t i = 0; i < n / kBlockSize; ++i) kQuant(src + i * kBlockSize, blocks[i]);
 }
-void quant_q8k(const float* src, void* dst, int64_t n) {
-    auto* blocks = static_cast<BlockQ8K*>(dst);
-    for (int64_t i = 0; i < n / kQK; ++i) quant_block_q8k(src + i * kQK, blocks[i]);
-}
-void quant_q8k_ref(const float* src, void* dst, int64_t n) {
-    auto* blocks = static_cast<BlockQ8K*>(dst);
-    for (int64_t i = 0; i < n / kQK; ++i) quant_block_ref(src + i * kQK, blocks[i]);
-}
+constexpr auto quant_q8k = quant_blocks<BlockQ8K, kQK, quant_block_q8k>;
+constexpr auto quant_q8k_ref = quant_blocks<BlockQ8K, kQK, quant_block_ref>;
 
 void quant_f32(const float* src, void* dst, int64_t n) { std::memcpy(dst, src, n * sizeof(float)); }
 void quant_f16(const float* src, void* dst, int64_t n) {
