@@ -560,7 +560,7 @@ void bm_panel(benchmark::State& state, GgmlType type, int n_tok, bool i8) {
     const std::vector<float> x = activations(n_tok * kEmbd);
     tandem::aligned_vector<uint16_t> packed(packed_acts_size(n_tok, kEmbd));
     std::vector<uint8_t> packed_i8(i8 ? packed_acts_i8_bytes(n_tok, kEmbd) : 0);
-    if (i8) pack_acts_i8(x.data(), kEmbd, nullptr, n_tok, kEmbd, packed_i8.data());
+    if (i8) pack_acts_i8(type, x.data(), kEmbd, nullptr, n_tok, kEmbd, packed_i8.data());
     else pack_acts(x.data(), kEmbd, nullptr, n_tok, kEmbd, packed.data());
     PanelScratch ps;
     float* out = ps.out_for(n_tok);

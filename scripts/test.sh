@@ -43,6 +43,10 @@ TANDEM_GEMM=int8 ./build/tests/test_model --gtest_brief=1
 TANDEM_ISA=avx2 TANDEM_GEMM=int8 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*'
 TANDEM_ISA=avx2 TANDEM_GEMM=int8 ./build/tests/test_model --gtest_brief=1
 
+step "IQ1_S_U2's one-row kernel with each form of its block factors (the CPU's vendor picks one; both give the same bits)"
+TANDEM_BLOCK_FACTORS=inline ./build/tests/test_quant --gtest_brief=1 --gtest_filter='*VecDot*:*Repack*'
+TANDEM_BLOCK_FACTORS=chunked ./build/tests/test_quant --gtest_brief=1 --gtest_filter='*VecDot*:*Repack*'
+
 step "the tile unit's products emulated (TANDEM_GEMM=amx-emulated: the AMX paths' logic, on CPUs without AMX)"
 if grep -qw avx512_bf16 /proc/cpuinfo && grep -qw avx512_vnni /proc/cpuinfo; then
   TANDEM_GEMM=amx-emulated ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*:Mla*'

@@ -16,6 +16,7 @@
 #include "cpu/matmul.h"
 #include "cpu/phases.h"
 #include "cpu/tiles.h"
+#include "cpu/transpose.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
 
@@ -295,10 +296,10 @@ __attribute__((target("amx-tile"))) void tiles_store(float* c, bool two) {
 // width bf16) times the groups' packed value pairs, kRows rows at a time (8 x 2 groups or 16 x
 // 1 accumulators, cpu/bf16_block.h).
 template <int kRows, int kGroups>
-void vector_steps(const uint16_t* chunk, int64_t width, const uint16_t* b0, const uint16_t* b1, float* c) {
+void vector_steps(const uint16_t* chunk, int64_t width, const uint16_t* b0, const uint16_t* b1, float* c, bool accumulate) {
     const uint16_t* b[2] = {b0, b1};
     for (int r0 = 0; r0 < kPanelRows; r0 += kRows)
-        bf16_rows_by_pairs<kRows, kGroups>(chunk + r0 * width, width, b, width / 2, c + r0 * 16, 16, 512, true);
+        bf16_rows_by_pairs<kRows, kGroups>(chunk + r0 * width, width, b, width / 2, c + r0 * 16, 16, 512, accumulate);
 }
 
 }  // namespace
@@ -386,7 +387,6 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
         tile::release();
     } else {
         TANDEM_CHECK(gemm_unit() == GemmUnit::avx512);
-        std::fill(acc, acc + n_panels * n_pairs * 1024, 0.0f);
         for (int64_t u = 0; u < n_units; ++u) {
             unpack_rows(u, 0, kPanelRows);
             phases::mark(phases::kUnpack);
@@ -395,8 +395,9 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
             float* acc_p = acc + (u % n_panels) * n_pairs * 1024;
             for (int64_t g = 0; g < n_groups; g += 2) {
                 const uint16_t* b0 = packed + g * group_elems + k0 * 16;
-                if (g + 1 < n_groups) vector_steps<8, 2>(chunk, width, b0, b0 + group_elems, acc_p + g * 512);
-                else vector_steps<16, 1>(chunk, width, b0, nullptr, acc_p + g * 512);
+                // A panel's first chunk starts its sums from zero (no zeros to store and load).
+                if (g + 1 < n_groups) vector_steps<8, 2>(chunk, width, b0, b0 + group_elems, acc_p + g * 512, u >= n_panels);
+                else vector_steps<16, 1>(chunk, width, b0, nullptr, acc_p + g * 512, u >= n_panels);
             }
             phases::mark(phases::kVector);
         }
@@ -404,15 +405,10 @@ void panel_gemm(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_r
     // C tile [16 rows][16 tokens] of panel p, group g, half h -> out[t, 32 p + 16 h + m].
     const int64_t out_stride = n_panels * kPanelRows;
     for (int64_t p = 0; p < n_panels; ++p)
-        for (int64_t t = 0; t < n_tok; ++t) {
-            const int64_t g = t / kTokenGroup;
-            const float* c = acc + p * n_pairs * 1024 + (g / 2) * 1024 + (g % 2) * 512 + t % kTokenGroup;
-            float* o = out + t * out_stride + p * kPanelRows;
-            for (int m = 0; m < 16; ++m) {
-                o[m] = c[m * 16];
-                o[16 + m] = c[256 + m * 16];
-            }
-        }
+        for (int64_t g = 0; g < n_groups; ++g)  // both halves: 32 rows 16 floats apart
+            columns_to_rows(acc + p * n_pairs * 1024 + (g / 2) * 1024 + (g % 2) * 512, 16, kPanelRows / 8,
+                            std::min(kTokenGroup, n_tok - g * kTokenGroup), out + g * kTokenGroup * out_stride + p * kPanelRows,
+                            out_stride);
     phases::mark(phases::kOutput);
 }
 

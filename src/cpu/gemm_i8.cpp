@@ -11,6 +11,7 @@
 #include "cpu/matmul.h"
 #include "cpu/phases.h"
 #include "cpu/tiles.h"
+#include "cpu/transpose.h"
 #include "quant/blocks.h"
 #include "quant/grids.h"
 #include "quant/quant.h"
@@ -103,19 +104,25 @@ uint64_t load_u64(const void* p) {
 
 // IQ1_S_U2 (quant/blocks.h): x = d * (2 sc + 1) * (u - 1 + delta), delta = +-1/8 per group of
 // 32, so x * 8 / d = w + c with w = 8 (2 sc + 1) u in [0, 240] and c = +-(2 sc + 1) - 8 (2 sc + 1)
-// per group: the integers of the per-token kernel (quant/simd_kernels.h grid_block), whose block
-// factor is d / 8 as here.
+// per group, block factor d / 8. The w are written in the layout's own order (u2_position: byte
+// 64 c + p is field c of qs[p]), which is Q8_K_U2's, so the activations packed from those rows
+// as they are (pack_order) pair with them: a 256-block's integer does not depend on the order of
+// its terms, and the group sums come from the activations' natural 16-value sums. Every byte p
+// is group p / 8's in each chunk, so one register of scales serves all four.
 TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
     __m128i scale8, off;
     quant::iq1su2_scales(b, scale8, off);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out.c), off);
     const __m512i x = _mm512_loadu_si512(b.qs);
-    const __m512i scales = _mm512_castsi128_si512(scale8);
-    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
+    // word k (bytes 2k, 2k + 1): group k / 4's 8 (2 sc + 1)
+    const __m512i s16 = _mm512_permutexvar_epi16(
+        _mm512_srli_epi16(_mm512_setr_epi32(0x00010000, 0x00030002, 0x00050004, 0x00070006, 0x00090008, 0x000B000A, 0x000D000C,
+                                            0x000F000E, 0x00110010, 0x00130012, 0x00150014, 0x00170016, 0x00190018, 0x001B001A,
+                                            0x001D001C, 0x001F001E),
+                          2),
+        _mm512_castsi128_si512(scale8));
     for (int c = 0; c < 4; ++c) {
-        // Weight 64c + j is bits 2c, 2c + 1 of qs[j]; bytes 0..31 are group 2c, 32..63 2c + 1.
-        const __m512i u = _mm512_and_si512(_mm512_srli_epi16(x, 2 * c), _mm512_set1_epi8(3));
-        const __m512i s16 = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(static_cast<int16_t>(2 * c))), scales);
+        const __m512i u = _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3));
         // u * s <= 240: the low byte's product never carries into the high byte of a 16-bit lane.
         _mm512_storeu_si512(out.w + 64 * c, _mm512_mullo_epi16(u, s16));
     }
@@ -123,20 +130,21 @@ TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
 }
 
 // IQ1_S_U2 for the AVX2 products: the same integer as unpack_iq1su2's, in the per32_folded form
-// (w = u in {0, 1, 2}, s_g = 8 (2 sc + 1), c as there). NOTES: VPMADDUBSW sums two byte products
-// into int16 with saturation, which u * 8 (2 sc + 1) <= 240 against values up to 128 would
-// overflow; u cannot.
+// (w = u in {0, 1, 2}, s_g = 8 (2 sc + 1), c as there), in natural order: the AVX2 products
+// take each group's 32 weights together, so their activations are packed back into natural
+// order (pack_order). Group g is qs word g, field c its weights 8c .. 8c + 7. NOTES: VPMADDUBSW
+// sums two byte products into int16 with saturation, which u * 8 (2 sc + 1) <= 240 against
+// values up to 128 would overflow; u cannot.
 void unpack_iq1su2_u(const quant::BlockIq1SU2& b, I8Block& out) {
     __m128i scale8, off;
     quant::iq1su2_scales(b, scale8, off);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out.c), off);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepi16_epi32(scale8));
-    const __m256i x[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)),
-                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32))};
-    for (int c = 0; c < 4; ++c)
-        for (int h = 0; h < 2; ++h)  // weights 64c + 32h .. (group 2c + h): bits 2c, 2c + 1 of qs[32h ..]
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 64 * c + 32 * h),
-                                _mm256_and_si256(_mm256_srli_epi16(x[h], 2 * c), _mm256_set1_epi8(3)));
+    for (int g = 0; g < 8; ++g) {
+        const __m256i word = _mm256_set1_epi64x(static_cast<long long>(load_u64(b.qs + 8 * g)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * g),
+                            _mm256_and_si256(_mm256_srlv_epi64(word, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3)));
+    }
     out.d = quant::fp16_to_f32(b.d) * 0.125f;
 }
 
@@ -663,25 +671,34 @@ uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
 
 namespace {
 
-// Token t's lanes of every block of its group, from its Q8_K row q (the padding: a zero row).
-// A register row holds 4 bytes per token (16-token groups) or 8 (a half group), so each of the
-// three arrays (q, the 32-value sums, the 16-value sums) goes in consecutive pieces of that width.
-void pack_lane(const quant::BlockQ8K* q, int64_t t, int64_t nb, bool half, uint8_t* packed) {
+// The activations' order in a packing for weights of `type` on `unit`: IQ1_S_U2's own
+// (u2_position: its rows come quantized that way, Q8_K_U2) where the products take a block's
+// 256 terms in any order (the AVX-512 and tile units: one integer scale per block), else
+// natural (the AVX2 products sum each group of 32 apart).
+bool packs_u2_order(GgmlType type, I8Unit unit) { return type == GgmlType::IQ1_S_U2 && unit != I8Unit::avx2; }
+
+// Token t's lanes of every block of its group, from its row q of quantized activations (Q8_K
+// or Q8_K_U2: a BlockQ8K first, block_bytes apart; the padding: a zero row), their q taken back
+// to natural order where from_u2. A register row holds 4 bytes per token (16-token groups) or
+// 8 (a half group), so each of the three arrays (q, the 32-value sums, the 16-value sums) goes
+// in consecutive pieces of that width (a piece never crosses a run of 8 that u2_position moves).
+void pack_lane(const uint8_t* q, uint64_t block_bytes, bool from_u2, int64_t t, int64_t nb, bool half, uint8_t* packed) {
     const int64_t lane = t % kTokenGroup, width = half ? 8 : 4;
     uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
-    const auto put = [&](uint8_t* rows, const void* values, int64_t n_bytes) {
-        for (int64_t i = 0; i < n_bytes / width; ++i)
-            std::memcpy(rows + i * 64 + lane * width, static_cast<const uint8_t*>(values) + i * width,
-                        static_cast<size_t>(width));
+    const auto put = [&](uint8_t* rows, const void* values, int64_t n_bytes, bool u2) {
+        for (int64_t i = 0; i < n_bytes / width; ++i) {
+            const int64_t at = u2 ? quant::u2_position(static_cast<int>(i * width)) : i * width;
+            std::memcpy(rows + i * 64 + lane * width, static_cast<const uint8_t*>(values) + at, static_cast<size_t>(width));
+        }
     };
     for (int64_t k = 0; k < nb; ++k) {
         uint8_t* blk = group + k * kI8BlockBytes;
-        const quant::BlockQ8K& b = q[k];
+        const auto& b = *reinterpret_cast<const quant::BlockQ8K*>(q + static_cast<uint64_t>(k) * block_bytes);
         int16_t sums32[8];
         for (int g = 0; g < 8; ++g) sums32[g] = static_cast<int16_t>(b.bsums[2 * g] + b.bsums[2 * g + 1]);
-        put(blk, b.qs, 256);
-        put(blk + kSumsAt, sums32, sizeof sums32);
-        put(blk + kSums16At, b.bsums, sizeof b.bsums);
+        put(blk, b.qs, 256, from_u2);
+        put(blk + kSumsAt, sums32, sizeof sums32, false);
+        put(blk + kSums16At, b.bsums, sizeof b.bsums, false);
         std::memcpy(blk + kScalesAt + lane * 4, &b.d, 4);
     }
 }
@@ -694,15 +711,20 @@ bool half_last_group(int64_t n_tok, I8Unit unit) {
     return rest != 0 && rest <= 8 && unit == I8Unit::avx512;
 }
 
-// Packs the rows row(t) of tokens [0, n_tok), then zero rows for the last group's padding.
+// Packs the rows row(t) of tokens [0, n_tok) (quantized as vec_dot_type(type)), then zero rows
+// for the last group's padding.
 template <typename Row>
-void pack_tokens(int64_t n_tok, int64_t nb, uint8_t* packed, I8Unit unit, Row&& row) {
+void pack_tokens(GgmlType type, int64_t n_tok, int64_t nb, uint8_t* packed, I8Unit unit, Row&& row) {
     const bool half = half_last_group(n_tok, unit);
     const int64_t n_full = n_tok / kTokenGroup * kTokenGroup;
     const int64_t lanes = half ? n_full + 8 : (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
-    thread_local std::vector<quant::BlockQ8K> zero;
-    if (lanes > n_tok) zero.assign(static_cast<size_t>(nb), quant::BlockQ8K{});
-    for (int64_t t = 0; t < lanes; ++t) pack_lane(t < n_tok ? row(t) : zero.data(), t, nb, half && t >= n_full, packed);
+    const GgmlType act = quant::vec_dot_type(type);
+    const uint64_t block_bytes = ggml_traits(act).type_size;
+    const bool from_u2 = act == GgmlType::Q8_K_U2 && !packs_u2_order(type, unit);
+    thread_local std::vector<uint8_t> zero;
+    if (lanes > n_tok) zero.assign(static_cast<size_t>(nb) * block_bytes, 0);
+    for (int64_t t = 0; t < lanes; ++t)
+        pack_lane(t < n_tok ? row(t) : zero.data(), block_bytes, from_u2, t, nb, half && t >= n_full, packed);
 }
 
 void check_width(int64_t n_in) {
@@ -718,21 +740,21 @@ void check_unit(I8Unit unit) {
 
 }  // namespace
 
-void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed,
-                  I8Unit unit) {
+void pack_acts_i8(GgmlType type, const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in,
+                  uint8_t* packed, I8Unit unit) {
     check_width(n_in);
-    const int64_t nb = n_in / kQK;
-    thread_local std::vector<quant::BlockQ8K> q;
-    q.resize(static_cast<size_t>(nb));
-    pack_tokens(n_tok, nb, packed, unit, [&](int64_t t) {
-        quant::quantize_row(GgmlType::Q8_K, x + (rows ? rows[t] : t) * x_stride, q.data(), n_in);
+    const GgmlType act = quant::vec_dot_type(type);
+    thread_local std::vector<uint8_t> q;
+    q.resize(quant_row_bytes(act, n_in));
+    pack_tokens(type, n_tok, n_in / kQK, packed, unit, [&](int64_t t) {
+        quant::quantize_row(act, x + (rows ? rows[t] : t) * x_stride, q.data(), n_in);
         return q.data();
     });
 }
 
-void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed, I8Unit unit) {
+void pack_q8k_i8(GgmlType type, const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed, I8Unit unit) {
     check_width(n_in);
-    pack_tokens(n_tok, n_in / kQK, packed, unit, [&](int64_t t) { return static_cast<const quant::BlockQ8K*>(q8_rows[t]); });
+    pack_tokens(type, n_tok, n_in / kQK, packed, unit, [&](int64_t t) { return static_cast<const uint8_t*>(q8_rows[t]); });
 }
 
 void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
@@ -804,11 +826,11 @@ void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t 
         phases::mark(phases::kVector);
     }
     if (amx) tile::release();
-    for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t g = 0; g < n_groups; ++g) {
         // 16 floats per row in a 16-token group, 8 in the half group
-        const int64_t g = t / kTokenGroup, stride = half && g == n_full ? 8 : 16;
-        const float* f = facc + g * 512 + t % kTokenGroup;
-        for (int64_t r = 0; r < n_rows; ++r) out[t * kPanelRows + r] = f[r * stride];
+        const int64_t row = half && g == n_full ? 8 : 16;
+        columns_to_rows(facc + g * 512, row, (n_rows + 7) / 8, std::min(kTokenGroup, n_tok - g * kTokenGroup),
+                        out + g * kTokenGroup * kPanelRows, kPanelRows);
     }
     phases::mark(phases::kOutput);
 }
@@ -827,7 +849,7 @@ void gemm_i8(ThreadPool& pool, GgmlType w_type, const void* w, uint64_t row_byte
         for (int64_t g = g0; g < g1; ++g) {
             // A group packed alone is the same as its slice of the whole packing.
             const int64_t t0 = g * kTokenGroup;
-            pack_acts_i8(x + t0 * n_in, n_in, nullptr, std::min(kTokenGroup, n_tok - t0), n_in,
+            pack_acts_i8(w_type, x + t0 * n_in, n_in, nullptr, std::min(kTokenGroup, n_tok - t0), n_in,
                          packed + static_cast<uint64_t>(g) * group_bytes);
         }
     });

@@ -4,8 +4,8 @@
 // VPMADDUBSW + VPMADDWD on AVX2 (cpu::i8_unit()).
 //
 // The activations are quantized as the per-token path quantizes them (quant::quantize_row to
-// Q8_K: one scale per 256 values, integers in [-127, 127]) and packed per group of 16 tokens,
-// a lane per token. The weights are unpacked per 256-block into 256 unsigned bytes w, integer
+// vec_dot_type: Q8_K, one scale per 256 values, integers in [-127, 127]; for IQ1_S_U2 the same
+// in its weight order, Q8_K_U2) and packed per group of 16 tokens, a lane per token. The weights are unpacked per 256-block into 256 unsigned bytes w, integer
 // scales per group (for the formats that have them), int16 coefficients against the
 // activations' 16- or 32-value sums (the formats' offsets and mins) and float scales. The
 // integers formed are the per-token dot kernel's (quant/simd_kernels.h): one per block, or
@@ -68,13 +68,16 @@ int64_t i8_min_tokens(GgmlType type);
 // half of each part, so a register holds 8 tokens' values and no lane is padding.
 inline constexpr int64_t kI8BlockBytes = 4096 + 256 + 512 + 64;
 uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in);
-// Token t's row is x + rows[t] * x_stride (rows may be null: row t). n_in a multiple of 256.
-// `unit`: the unit the product will run on (its half groups); tests pass another one than this
-// CPU's to compare them.
-void pack_acts_i8(const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in, uint8_t* packed,
-                  I8Unit unit = i8_unit());
-// The same from rows already quantized to Q8_K (quant::quantize_row): token t's at q8_rows[t].
-void pack_q8k_i8(const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed, I8Unit unit = i8_unit());
+// For weights of `type`: token t's row is x + rows[t] * x_stride (rows may be null: row t). n_in
+// a multiple of 256. `unit`: the unit the product will run on (its half groups, and the order of
+// the values: IQ1_S_U2's own on the AVX-512 and tile units, natural elsewhere); tests pass
+// another one than this CPU's to compare them.
+void pack_acts_i8(GgmlType type, const float* x, int64_t x_stride, const int32_t* rows, int64_t n_tok, int64_t n_in,
+                  uint8_t* packed, I8Unit unit = i8_unit());
+// The same from rows already quantized to quant::vec_dot_type(type) (quant::quantize_row):
+// token t's at q8_rows[t].
+void pack_q8k_i8(GgmlType type, const void* const* q8_rows, int64_t n_tok, int64_t n_in, uint8_t* packed,
+                 I8Unit unit = i8_unit());
 
 // out[t * 32 + r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows <= kPanelRows: the
 // n_rows weight rows starting at w (row_bytes apart) times the packed tokens, as panel_gemm

@@ -22,13 +22,14 @@ constexpr int32_t kDotChunk = 64;
 
 // How a phase's tiled experts take their activations: the rows of their pairs (rows[first + i])
 // of the [*, n_in] floats `a`, packed for the bf16 products; or, with i8, for the int8 ones
-// (cpu/gemm_i8.h), from those floats or, where q8_rows is given, from each pair's row already
-// quantized to Q8_K (q8_rows[first + i]).
+// (cpu/gemm_i8.h) with weights of `type`, from those floats or, where q8_rows is given, from
+// each pair's row already quantized to vec_dot_type(type) (q8_rows[first + i]).
 struct PhaseActs {
     const float* a;
     int64_t n_in;
     const int32_t* rows;
     bool i8;
+    GgmlType type;
     const void* const* q8_rows;
 };
 
@@ -51,8 +52,8 @@ void for_each_tiled_panel(ThreadPool& pool, MoeScratch& scratch, const std::vect
         for (int64_t j = j0; j < j1; ++j) {
             const MoeScratch::Group& g = scratch.groups[static_cast<size_t>(tiled[static_cast<size_t>(j)])];
             uint16_t* p = dst + at[static_cast<size_t>(j)];
-            if (in.i8 && in.q8_rows) pack_q8k_i8(in.q8_rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
-            else if (in.i8) pack_acts_i8(in.a, n_in, in.rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
+            if (in.i8 && in.q8_rows) pack_q8k_i8(in.type, in.q8_rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
+            else if (in.i8) pack_acts_i8(in.type, in.a, n_in, in.rows + g.first, g.count, n_in, reinterpret_cast<uint8_t*>(p));
             else pack_acts(in.a, n_in, in.rows + g.first, g.count, n_in, p);
         }
         phases::mark(phases::kPackActs);
@@ -75,7 +76,7 @@ void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, boo
                    MoeScratch& scratch, float* h) {
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t gate_mat = static_cast<uint64_t>(n_ff) * w.gate_row_bytes, up_mat = static_cast<uint64_t>(n_ff) * w.up_row_bytes;
-    const PhaseActs in{x, n_embd, scratch.pair_tok.data(), i8, gate_acts};
+    const PhaseActs in{x, n_embd, scratch.pair_tok.data(), i8, w.gate_type, gate_acts};
     for_each_tiled_panel(pool, scratch, scratch.tiled_gate_up, in, scratch.packed_x, n_ff,
                          [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
         float* gv = ps.out_for(2 * int64_t{g.count});  // [count, 32] gate, then [count, 32] up
@@ -103,7 +104,7 @@ void tiled_gate_up(ThreadPool& pool, const ExpertWeights& w, const float* x, boo
 void tiled_down(ThreadPool& pool, const ExpertWeights& w, const float* h, bool i8, MoeScratch& scratch, float* o) {
     const int64_t n_embd = w.n_embd, n_ff = w.n_ff;
     const uint64_t down_mat = static_cast<uint64_t>(n_embd) * w.down_row_bytes;
-    const PhaseActs in{h, n_ff, scratch.pair_order.data(), i8, nullptr};
+    const PhaseActs in{h, n_ff, scratch.pair_order.data(), i8, w.down_type, nullptr};
     for_each_tiled_panel(pool, scratch, scratch.tiled_down, in, scratch.packed_h, n_embd,
                          [&](const MoeScratch::Group& g, const uint16_t* packed, int64_t r0, int64_t n_rows, PanelScratch& ps) {
         float* dv = ps.out_for(g.count);  // [count, 32]
@@ -129,9 +130,15 @@ void run_dense_expert(ThreadPool& pool, const DenseExpert& e, const float* x, in
     MatmulScratch& ms = scratch.sh_mm;
     matmul(pool, e.gate_type, e.gate, e.gate_row_bytes, n_embd, e.n_ff, x, n_tok, g, ms);
     matmul(pool, e.up_type, e.up, e.up_row_bytes, n_embd, e.n_ff, x, n_tok, u, ms);
-    for (uint64_t i = 0; i < n_h; ++i) g[i] = silu(g[i]) * u[i];
+    // The element-wise steps on the threads too: a 512-token prompt's are ~1M SiLUs and 3.7M
+    // adds per layer for R1, a few ms on one thread.
+    pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t i = t0 * e.n_ff; i < t1 * e.n_ff; ++i) g[i] = silu(g[i]) * u[i];
+    });
     matmul(pool, e.down_type, e.down, e.down_row_bytes, e.n_ff, n_embd, g, n_tok, o, ms);
-    for (uint64_t i = 0; i < n_o; ++i) out[i] += o[i];
+    pool.parallel_for(n_tok, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t i = t0 * n_embd; i < t1 * n_embd; ++i) out[i] += o[i];
+    });
 }
 
 }  // namespace
@@ -181,8 +188,11 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     auto& tiled_dn = scratch.tiled_down;
     tiled_gu.clear();
     tiled_dn.clear();
-    // Formats with an int8 product take it instead of bf16, from its own threshold.
-    const bool gu_i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type);
+    // Formats with an int8 product take it instead of bf16, from its own threshold; gate and up
+    // share one packing of the activations, so only where they pair with the same type (not an
+    // IQ1_S_U2 gate beside an up left in the file's IQ1_S, which a partial repack can leave).
+    const bool gu_i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type) &&
+                       quant::vec_dot_type(w.gate_type) == quant::vec_dot_type(w.up_type);
     const bool dn_i8 = i8_gemm_supports(w.down_type);
     const bool gu_ok = gu_i8 || (gemm_supports(w.gate_type, n_embd) && gemm_supports(w.up_type, n_embd));
     const bool dn_ok = dn_i8 || gemm_supports(w.down_type, n_ff);
@@ -305,7 +315,7 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
         }
     });
 
-    // The int8 products take gate's Q8_K rows as quantized above (IQ1_S_U2 pairs with Q8_K).
+    // The int8 products take gate's rows as quantized above (up pairs with the same type).
     if (!tiled_gu.empty()) tiled_gate_up(pool, w, x, gu_i8, gate_acts, scratch, h);
 
     // h quantized for the per-token down products (the tiled experts pack h themselves).

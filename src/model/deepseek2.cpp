@@ -580,7 +580,6 @@ private:
         qcat_.resize(static_cast<size_t>(n_tok * c.n_head * width));
         pool_.parallel_for(c.n_head, [&](int64_t h0, int64_t h1, int tid) {
             std::vector<float> qn(static_cast<size_t>(n_tok * nope));
-            std::vector<float> ql(static_cast<size_t>(n_tok * rank));
             for (int64_t hh = h0; hh < h1; ++hh) {
                 for (int64_t t = 0; t < n_tok; ++t) {
                     const float* qh = q_.data() + t * n_q + hh * c.qk_head_dim();
@@ -589,9 +588,9 @@ private:
                     std::copy(qh + nope, qh + c.qk_head_dim(), qc + rank);
                     rope(qc + rank, rope_dim, rope_cs_.data() + t * rope_dim, false);
                 }
-                matmul_serial(l.k_b[static_cast<size_t>(hh)], qn.data(), n_tok, ql.data(), rank, scratch_[static_cast<size_t>(tid)]);
-                for (int64_t t = 0; t < n_tok; ++t)
-                    std::copy(ql.data() + t * rank, ql.data() + (t + 1) * rank, qcat_.data() + (t * c.n_head + hh) * width);
+                // W_uk^T q_nope straight into the first rank values of each (token, head) row
+                matmul_serial(l.k_b[static_cast<size_t>(hh)], qn.data(), n_tok, qcat_.data() + hh * width, c.n_head * width,
+                              scratch_[static_cast<size_t>(tid)]);
             }
         });
         prof_.mark(StepProfile::kAbsorbK, prof_.on ? bytes_of(l.k_b) : 0);

@@ -152,6 +152,18 @@ struct BlockQ8K {
 };
 static_assert(sizeof(BlockQ8K) == 292);
 
+// The activations of IQ1_S_U2's dot products (internal type Q8_K_U2): a Q8_K block (the same
+// d, q and 16-value sums, a BlockQ8K as its first 292 bytes) with q in IQ1_S_U2's weight order,
+// qs[64 c + 8 g + m] = q[32 g + 8 c + m], so that byte k of a 64-byte chunk of q pairs with
+// byte k of the weights' qs, and corr[i] = -18 bsums[i], the term those kernels start from.
+struct BlockQ8KU2 {
+    BlockQ8K q;
+    int32_t corr[16];
+};
+static_assert(sizeof(BlockQ8KU2) == 356);
+// The position in IQ1_S_U2 order of value e (of 256) of a block.
+constexpr int u2_position(int e) { return 64 * ((e % 32) / 8) + 8 * (e / 32) + e % 8; }
+
 // ---- ternary ------------------------------------------------------------------------------
 
 // x = d * (t - 1), t in {0,1,2}: 5 trits per byte in qs (bytes 0..31: elements p*32 + l,
@@ -261,9 +273,11 @@ static_assert(sizeof(BlockIq1S) == 50);
 // IQ1_S with every grid value written out (tandem's in-memory layout IQ1_S_U2, quant/repack.h):
 // the same weights, x = d * (2 * sc + 1) * (u - 1 + delta), but u = grid value + 1 in {0, 1, 2}
 // is 2 bits at a fixed place instead of an 11-bit index into a 2048-entry grid, so kernels read
-// it with a shift and a mask instead of a table lookup (gather). Weight e = 64 c + j sits in
-// bits 2c..2c+1 of qs[j]; group g = e / 32 (32 weights) has nibble g of sc (byte g / 2, low
-// nibble first): bits 0..2 the scale sc, bit 3 the delta sign (set: delta = -1/8).
+// it with a shift and a mask instead of a table lookup (gather). Weight e = 32 g + 8 c + m of
+// group g (32 weights) sits in bits 2c..2c+1 of qs[8 g + m], so each byte holds one group's
+// weights and so does each 4-byte lane of a 64-byte chunk c of them (paired with Q8_K_U2's
+// activations); group g has nibble g of sc (byte g / 2, low nibble first): bits 0..2 the scale
+// sc, bit 3 the delta sign (set: delta = -1/8).
 struct BlockIq1SU2 {
     uint16_t d;
     uint8_t sc[4];

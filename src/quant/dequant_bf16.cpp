@@ -292,7 +292,13 @@ void block_bf16(const BlockIq1SU2& b, uint16_t* y) {
     const __m256i s = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(7)), 1), _mm256_set1_epi32(1));
     const __m512i lut = iq1_table(b.d, s, _mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(8)), 28));
     const __m512i x = _mm512_loadu_si512(b.qs);
-    for (int j = 0; j < 4; ++j) iq1_lookup64(y, _mm512_and_si512(_mm512_srli_epi16(x, 2 * j), _mm512_set1_epi8(3)), j, lut);
+    // Weights 64j .. (groups 2j, 2j + 1) in order: qword q of the chunk is field q % 4 of qs
+    // word 2j + q / 4 (bytes 8g .. 8g + 7 hold group g, field c its weights 8c ..).
+    const __m512i fields = _mm512_setr_epi64(0, 2, 4, 6, 0, 2, 4, 6);
+    for (int j = 0; j < 4; ++j) {
+        const __m512i words = _mm512_permutexvar_epi64(_mm512_setr_epi64(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1), x);
+        iq1_lookup64(y, _mm512_and_si512(_mm512_srlv_epi64(words, fields), _mm512_set1_epi8(3)), j, lut);
+    }
 }
 
 // IQ1_M_U2: x = (d/8) (2 sc + 1) (w - 9) per 16 weights, w = 8 (g + 1) + 1 +- 1 (iq1mu2_chunk).

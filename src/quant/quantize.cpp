@@ -308,6 +308,20 @@ void quant_blocks(const float* src, void* dst, int64_t n) {
 constexpr auto quant_q8k = quant_blocks<BlockQ8K, kQK, quant_block_q8k>;
 constexpr auto quant_q8k_ref = quant_blocks<BlockQ8K, kQK, quant_block_ref>;
 
+// Q8_K_U2 (quant/blocks.h): the Q8_K block, its values moved into IQ1_S_U2's order 8 at a time
+// (u2_position keeps runs of 8), and the kernels' starting term.
+template <void (*kQuant)(const float*, BlockQ8K&)>
+void quant_block_q8k_u2(const float* x, BlockQ8KU2& b) {
+    BlockQ8K q;
+    kQuant(x, q);
+    b.q.d = q.d;
+    std::memcpy(b.q.bsums, q.bsums, sizeof q.bsums);
+    for (int e = 0; e < kQK; e += 8) std::memcpy(b.q.qs + u2_position(e), q.qs + e, 8);
+    for (int i = 0; i < 16; ++i) b.corr[i] = -18 * q.bsums[i];
+}
+constexpr auto quant_q8k_u2 = quant_blocks<BlockQ8KU2, kQK, quant_block_q8k_u2<quant_block_q8k>>;
+constexpr auto quant_q8k_u2_ref = quant_blocks<BlockQ8KU2, kQK, quant_block_q8k_u2<quant_block_ref>>;
+
 void quant_f32(const float* src, void* dst, int64_t n) { std::memcpy(dst, src, n * sizeof(float)); }
 void quant_f16(const float* src, void* dst, int64_t n) {
     auto* h = static_cast<uint16_t*>(dst);
@@ -330,6 +344,7 @@ QuantFn quant_fn(GgmlType type) {
         case T::Q4_0: return quant_blocks<BlockQ4_0, kQ32>;
         // The scalar reference where the scalar kernels are asked for (TANDEM_ISA=scalar).
         case T::Q8_K: return active_isa() == Isa::Scalar ? quant_q8k_ref : quant_q8k;
+        case T::Q8_K_U2: return active_isa() == Isa::Scalar ? quant_q8k_u2_ref : quant_q8k_u2;
         case T::Q2_K: return quant_blocks<BlockQ2K, kQK>;
         case T::Q3_K: return quant_blocks<BlockQ3K, kQK>;
         case T::Q4_K: return quant_blocks<BlockQ4K, kQK>;

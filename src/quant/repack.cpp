@@ -17,21 +17,16 @@ static_assert(std::endian::native == std::endian::little, "qs is assembled as li
 BlockIq1SU2 repack(const BlockIq1S& b) {
     BlockIq1SU2 r{};
     r.d = b.d;
-    // Entry l of group g holds weights e = 32 g + 8 l .. +7: chunk c = g / 2 (bits 2c..2c+1)
-    // of qs bytes 32 (g % 2) + 8 l .. +7, i.e. qs as 8 little-endian words, word 4 (g % 2) + l
-    // ORed with the entry's u bytes shifted by 2c (u <= 2, so no bits cross into the next byte).
+    // Entry l of group g holds weights e = 32 g + 8 l .. +7: bits 2l..2l+1 of qs bytes 8g .. 8g
+    // + 7 (u2_position), i.e. qs as 8 little-endian words, word g the group's four entries' u
+    // bytes shifted by 2l and ORed (u <= 2, so no bits cross into the next byte).
     uint64_t words[8];
     for (int g = 0; g < 8; ++g) {
         const int nibble = b.qh[g] >> 12;  // scale bits 12..14, delta sign 15
         r.sc[g / 2] = static_cast<uint8_t>(r.sc[g / 2] | (nibble << (4 * (g % 2))));
-    }
-    for (int w = 0; w < 8; ++w) {  // word w = 4 (g % 2) + l: entry l of groups g = w / 4, + 2, + 4, + 6
         uint64_t word = 0;
-        for (int c = 0; c < 4; ++c) {
-            const int g = 2 * c + w / 4, l = w % 4;
-            word |= kIq1sGridU[b.qs[4 * g + l] | (((b.qh[g] >> (3 * l)) & 7) << 8)] << (2 * c);
-        }
-        words[w] = word;
+        for (int l = 0; l < 4; ++l) word |= kIq1sGridU[b.qs[4 * g + l] | (((b.qh[g] >> (3 * l)) & 7) << 8)] << (2 * l);
+        words[g] = word;
     }
     std::memcpy(r.qs, words, sizeof words);
     return r;

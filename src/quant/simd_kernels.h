@@ -30,6 +30,9 @@
 // weights from a row loop and must be inlined into it, which GCC's heuristics do not always do
 // for functions of this size (a call, and the float accumulator a stack slot).
 #define TANDEM_BLOCK_STEP inline __attribute__((always_inline))
+// The same for the per-block lambdas of for_blocks_with_factors (a lambda left a call measured
+// 4% slower in IQ2_XXS_U3's kernel).
+#define TANDEM_BLOCK_LAMBDA __attribute__((always_inline))
 
 namespace tandem::quant {
 namespace {
@@ -646,71 +649,6 @@ inline typename AccVec<I>::type grid_block(const BlockIq1S& b, const BlockQ8K& a
     return acc.v;
 }
 
-// IQ1_S_U2 (IQ1_S with its grid values written out, quant/repack.h): IQ1_S's integers above,
-// but u is 2 bits at a fixed place: a shift and a mask per 64 weights instead of a gather.
-//
-// Under AVX-512 int32 lane i (of 16) ends with sum_c 8 s_g(c,i) (u . q over bytes 4i .. 4i + 3
-// of the 64 weights 64c ..) plus, for i < 8, group i's offset times its activation sums: the
-// integers of the several-rows kernel (dot_iq1su2_rows_chunk), so the two agree bit for bit.
-// NOTES: per 64 weights one vpdpbusd of the bare u (each 4-byte sum fits int16: |u . q| <= 2 *
-// 4 * 128), the low words of chunks c and c + 1 merged into one register (a masked vpshufb),
-// and one vpdpwssd applies both chunks' group scales: 24 vector uops per block in the loop of
-// dot_grid_row (objdump, loads and register moves left out) where maddubs/vpdpwssd per chunk
-// and the scales unpacked with byte lookups took 31.
-// IQ1_S_U2 under AVX-512: words 2g, 2g + 1 of scale8 hold group g's 8 s, of off16 its offset
-// (iq1su2_scale8, iq1su2_offset of its nibble), by VPERMW lookups on ymm, which read only the
-// low 4 bits of each index word: word k's are nibble k / 2 after a VPSHUFB and a VPSRLVW.
-inline void iq1su2_word_scales(const BlockIq1SU2& b, __m256i& scale8, __m256i& off16) {
-    const __m256i sc = _mm256_set1_epi32(static_cast<int>(load_u32(b.sc)));
-    const __m256i nib = _mm256_srlv_epi16(
-        _mm256_shuffle_epi8(sc, _mm256_setr_epi8(0, -1, 0, -1, 0, -1, 0, -1, 1, -1, 1, -1, 1, -1, 1, -1, 2, -1, 2, -1, 2, -1, 2,
-                                                 -1, 3, -1, 3, -1, 3, -1, 3, -1)),
-        _mm256_setr_epi16(0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4));
-    scale8 = _mm256_permutexvar_epi16(nib, _mm256_load_si256(reinterpret_cast<const __m256i*>(kIq1su2Scale8.data())));
-    off16 = _mm256_permutexvar_epi16(nib, _mm256_load_si256(reinterpret_cast<const __m256i*>(kIq1su2Offset.data())));
-}
-
-template <Isa I>
-inline typename AccVec<I>::type grid_block(const BlockIq1SU2& b, const BlockQ8K& a) {
-    if constexpr (I == Isa::Avx512Vnni) {
-        __m256i scale8, off16;
-        iq1su2_word_scales(b, scale8, off16);
-        __m512i acc = _mm512_zextsi256_si512(_mm256_dpwssd_epi32(_mm256_setzero_si256(), load32(a.bsums), off16));
-        const __m512i x = _mm512_loadu_si512(b.qs);
-        const __m512i scales = _mm512_castsi256_si512(scale8);
-        __m512i dots[4];
-        for (int c = 0; c < 4; ++c) {
-            const __m512i u = _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3));
-            dots[c] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(a.qs + 64 * c));
-        }
-        // Chunks c, c + 1 (c = 0, 2): lane i's low word from dots[c], high word from dots[c + 1],
-        // against the scales of their groups 2c + i / 8 and 2c + 2 + i / 8 (words 4c + 2 (i / 8) and 4c + 4 + 2 (i / 8)).
-        const __m512i to_high = _mm512_set4_epi32(0x0d0c8080, 0x09088080, 0x05048080, 0x01008080);
-        for (int c = 0; c < 4; c += 2) {
-            const __m512i pair = _mm512_mask_shuffle_epi8(dots[c], 0xCCCCCCCCCCCCCCCCull, dots[c + 1], to_high);
-            const __m512i lo = _mm512_set1_epi16(static_cast<int16_t>(4 * c)), hi = _mm512_set1_epi16(static_cast<int16_t>(4 * c + 4));
-            const __m512i half = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);  // lanes 8..15: +2 words
-            const __m512i idx = _mm512_add_epi16(_mm512_mask_mov_epi16(lo, 0xAAAAAAAA, hi), half);
-            acc = _mm512_dpwssd_epi32(acc, pair, _mm512_permutexvar_epi16(idx, scales));
-        }
-        return acc;
-    } else {
-        __m128i scale8, off;
-        iq1su2_scales(b, scale8, off);
-        __m256i acc = _mm256_madd_epi16(load32(a.bsums), _mm256_setr_m128i(_mm_unpacklo_epi16(off, off), _mm_unpackhi_epi16(off, off)));
-        alignas(16) int16_t sc[8];
-        _mm_store_si128(reinterpret_cast<__m128i*>(sc), scale8);
-        const __m256i x[2] = {load32(b.qs), load32(b.qs + 32)};
-        for (int c = 0; c < 4; ++c)
-            for (int h = 0; h < 2; ++h) {
-                const int g = 2 * c + h;  // weights 64c + 32h ..
-                const __m256i u = _mm256_and_si256(_mm256_srli_epi16(x[h], 2 * c), _mm256_set1_epi8(3));
-                acc = scaled_dot<I>(acc, u, load32(a.qs + 32 * g), _mm256_set1_epi16(sc[g]));
-            }
-        return acc;
-    }
-}
-
 template <Isa I>
 inline typename AccVec<I>::type grid_block(const BlockIq2Xxs& b, const BlockQ8K& a) {
     // qs as 16 dwords: group g's aux0 (four 8-bit grid indices) at dword 2g, aux1 (four 7-bit
@@ -975,14 +913,16 @@ inline uint16_t grid_d(const BlockIq1MU2& b) { return iq1m_scale_bits(b); }
 // The float factors ad * d * unit of up to kChunk consecutive blocks, into f[]: the f16
 // scales and activation scales are copied with scalar loads/stores (ports a vector kernel
 // leaves idle) and converted with one vcvtph2ps, instead of ~6 vector uops per block.
-template <Isa I, typename Block>
-inline void grid_factors(const Block* wb, const BlockQ8K* ab, int64_t count, float* f) {
+inline float act_scale(const BlockQ8K& a) { return a.d; }
+inline float act_scale(const BlockQ8KU2& a) { return a.q.d; }
+template <Isa I, typename Block, typename Act>
+inline void grid_factors(const Block* wb, const Act* ab, int64_t count, float* f) {
     constexpr int kChunk = I == Isa::Avx512Vnni ? 16 : 8;
     alignas(64) uint16_t d[kChunk] = {};
     alignas(64) float ad[kChunk] = {};
     for (int64_t k = 0; k < count; ++k) {
         d[k] = grid_d(wb[k]);
-        ad[k] = ab[k].d;
+        ad[k] = act_scale(ab[k]);
         asm volatile("" ::: "memory");  // keeps GCC from turning this strided copy into gathers
     }
     if constexpr (I == Isa::Avx512Vnni) {
@@ -1011,64 +951,172 @@ struct FloatAcc {
     }
 };
 
-// Grid formats: per block ad * d * unit * (integer dot), the float step at full vector width.
-template <Isa I, typename Block>
-float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
+// step(k, f) for each of a row's nb blocks, f = its factor ad * d * unit, formed by grid_factors
+// a register's width of blocks at a time (the weights prefetched ahead).
+template <Isa I, typename Block, typename Act, typename Step>
+TANDEM_BLOCK_STEP void for_blocks_with_factors(const Block* wb, const Act* ab, int64_t nb, Step&& step) {
     constexpr int kChunk = I == Isa::Avx512Vnni ? 16 : 8;
-    const auto* wb = static_cast<const Block*>(w);
-    const auto* ab = static_cast<const BlockQ8K*>(a);
-    const int64_t nb = n / kQK;
     alignas(64) float f[kChunk];
-    FloatAcc<I> facc;
     for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
         const int64_t count = std::min<int64_t>(kChunk, nb - i0);
         grid_factors<I>(wb + i0, ab + i0, count, f);
         for (int64_t k = 0; k < count; ++k) {
             prefetch_ahead(wb + i0 + k);
-            facc.add(grid_block<I>(wb[i0 + k], ab[i0 + k]), f[k]);
+            step(i0 + k, f[k]);
         }
     }
+}
+
+// Grid formats: per block ad * d * unit * (integer dot), the float step at full vector width.
+template <Isa I, typename Block>
+float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    FloatAcc<I> facc;
+    for_blocks_with_factors<I>(wb, ab, n / kQK, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA { facc.add(grid_block<I>(wb[k], ab[k]), f); });
     return facc.sum();
+}
+
+// IQ1_S_U2 (IQ1_S with its grid values written out, quant/repack.h) against Q8_K_U2 (its
+// activations in the weights' order, quant/blocks.h): a shift and a mask per 64 weights instead
+// of IQ1_S's gathers. Per group g (32 weights, scale s = 2 sc + 1, x = d s (u - 1 + delta)),
+// with 8 x / d = 8 s u + s (8 delta - 8) and 8 delta = +-1, the block's integer is
+//   T = sum_g s_g L_g / 2,   L_g = sum_{e in g} w_e q_e - 18 qsum_g,   w_e = 16 u_e + 4 [delta_g > 0]
+// (w q adds 4 qsum where delta = +1/8: -14 - 4 = -18; where it is -1/8: -18), and the block
+// contributes ad * d/8 * T. Every 4-byte lane of a 64-byte chunk holds weights of one group (the
+// layout's point), so lane i (of 16) gathers L of group i / 2's half over the four chunks, its
+// start -18 bsum_i taken from the activations (corr), and the float step scales each lane by
+// s / 2 of its group and ad * d/8 of the block.
+//
+// NOTES: under AVX-512 a block is 19 vector uops (objdump): a VPSRLVD of the broadcast nibbles
+// (lane i: nibble i / 2), VPERMPS for s / 2, VPTESTNMD + a masked move for the delta bytes; per
+// chunk a shift (none for chunk 2: u already at bits 4, 5), a VPTERNLOGD (mask | delta) and a
+// VPDPBUSD; the float step VMULPS, VCVTDQ2PS, VFMADD. The previous layout (weight 64 c + j in
+// byte j) mixed two groups per chunk in every lane, and took 24: per chunk pair a VPSHUFB merge,
+// a VPERMW and a VPDPWSSD to apply the scales. One Zen 4 thread: 5.59 -> 4.69 ns per block.
+alignas(64) inline constexpr std::array<float, 16> kIq1su2HalfScale = [] {
+    std::array<float, 16> t{};
+    for (int n = 0; n < 16; ++n) t[static_cast<size_t>(n)] = static_cast<float>(2 * (n & 7) + 1) / 2.0f;
+    return t;
+}();
+
+// One block's shared part under AVX-512: the four chunks' weight bytes w and the lanes' scales.
+// (Templates on the ISA, as the other 512-bit helpers: the AVX2 compilation never has them.)
+template <Isa I>
+struct Iq1su2Zmm {
+    __m512i w[4];
+    __m512 half_scale;
+};
+template <Isa I>
+inline Iq1su2Zmm<I> iq1su2_unpack(const BlockIq1SU2& b) {
+    const __m512i nib = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))),
+                                          _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28));
+    Iq1su2Zmm<I> z;
+    z.half_scale = _mm512_permutexvar_ps(nib, _mm512_load_ps(kIq1su2HalfScale.data()));  // reads bits 0..3 only
+    // 4 in every byte of a lane whose group has delta +1/8 (bit 3 clear)
+    const __m512i plus = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(nib, _mm512_set1_epi32(8)), _mm512_set1_epi8(4));
+    const __m512i x = _mm512_loadu_si512(b.qs), m = _mm512_set1_epi8(0x30);
+    // u of chunk c at bits 2c, 2c + 1 of each byte, moved to bits 4, 5 (the 16-bit shifts' spill
+    // across bytes falls outside the mask); 0xEA: (x & m) | plus.
+    z.w[0] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 4), m, plus, 0xEA);
+    z.w[1] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 2), m, plus, 0xEA);
+    z.w[2] = _mm512_ternarylogic_epi32(x, m, plus, 0xEA);
+    z.w[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 2), m, plus, 0xEA);
+    return z;
+}
+// The lanes' L of one activation block against the unpacked weights.
+template <Isa I>
+inline __m512i iq1su2_lanes(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a) {
+    __m512i acc = _mm512_loadu_si512(a.corr);
+    for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.q.qs + 64 * c));
+    return acc;
+}
+// facc += lanes * s / 2 * f, f = ad * d/8 (grid_factors).
+template <Isa I>
+inline __m512 iq1su2_float_step(__m512 facc, __m512i lanes, __m512 half_scale, float f) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(half_scale, _mm512_set1_ps(f)), facc);
+}
+
+// kInlineFactors: each block's factor ad * d/8 computed in the loop (VCVTPH2PS, two multiplies,
+// a broadcast: 5 more vector uops per block) instead of 16 blocks at a time by grid_factors
+// (scalar copies, one VCVTPH2PS, then a broadcast from memory), as inline_block_factors()
+// chooses. NOTES: on the Xeons the vector ports are the bound and the copies use others, so
+// grid_factors (20 vector uops per block against 25); on Zen 4, which has four vector pipes,
+// the copies' wide reload of narrow stores cost more: one thread, bench_cpu kernel/IQ1_S_U2,
+// 17.7 block cycles inline, 21.2 by grid_factors (also one chunk ahead), 19.0 by gathers, where
+// the previous layout's kernel took 20.2. Both give the same bits (the same float operations).
+template <Isa I, bool kInlineFactors>
+float dot_iq1su2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] IQ1_S_U2, a: [n/256] Q8_K_U2
+    const auto* wb = static_cast<const BlockIq1SU2*>(w);
+    const auto* ab = static_cast<const BlockQ8KU2*>(a);
+    const int64_t nb = n / kQK;
+    if constexpr (I == Isa::Avx512Vnni && kInlineFactors) {
+        __m512 facc = _mm512_setzero_ps();
+        for (int64_t k = 0; k < nb; ++k) {
+            prefetch_ahead(wb + k);
+            const Iq1su2Zmm<I> z = iq1su2_unpack<I>(wb[k]);
+            facc = iq1su2_float_step<I>(facc, iq1su2_lanes<I>(z, ab[k]), z.half_scale,
+                                        ab[k].q.d * (fp16_to_f32(wb[k].d) * kGridUnit<BlockIq1SU2>));
+        }
+        return _mm512_reduce_add_ps(facc);
+    } else if constexpr (I == Isa::Avx512Vnni) {
+        __m512 facc = _mm512_setzero_ps();
+        for_blocks_with_factors<I>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+            const Iq1su2Zmm<I> z = iq1su2_unpack<I>(wb[k]);
+            facc = iq1su2_float_step<I>(facc, iq1su2_lanes<I>(z, ab[k]), z.half_scale, f);
+        });
+        return _mm512_reduce_add_ps(facc);
+    } else {
+        // Per 32-byte half h (groups 4h .. 4h + 3, 8 bytes each) and chunk c: u against the
+        // activations by VPMADDUBSW (int16 word k: group 4h + k / 4), times the group's 8 s
+        // by VPMADDWD; the offsets s (+-1 - 8) against the 16-value sums (word i: group i / 2).
+        FloatAcc<I> facc;
+        for_blocks_with_factors<I>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+            const BlockIq1SU2& b = wb[k];
+            const BlockQ8KU2& q = ab[k];
+            __m128i scale8, off;
+            iq1su2_scales(b, scale8, off);
+            __m256i acc = _mm256_madd_epi16(load32(q.q.bsums), _mm256_setr_m128i(_mm_unpacklo_epi16(off, off), _mm_unpackhi_epi16(off, off)));
+            const __m256i s2 = _mm256_broadcastsi128_si256(scale8);
+            const __m256i word_scales[2] = {  // words k: group 4h + k / 4's 8 s
+                _mm256_shuffle_epi8(s2, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7,
+                                                         6, 7, 6, 7, 6, 7)),
+                _mm256_shuffle_epi8(s2, _mm256_setr_epi8(8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 12, 13, 12, 13, 12,
+                                                         13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15))};
+            const __m256i x[2] = {load32(b.qs), load32(b.qs + 32)};
+            for (int c = 0; c < 4; ++c)
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i u = _mm256_and_si256(_mm256_srli_epi16(x[h], 2 * c), _mm256_set1_epi8(3));
+                    acc = scaled_dot<I>(acc, u, load32(q.q.qs + 64 * c + 32 * h), word_scales[h]);
+                }
+            facc.add(acc, f);
+        });
+        return facc.sum();
+    }
 }
 
 // ---- several activation rows per weight row (VecDotRowsFn) ----
 //
-// IQ1_S_U2 against n_act <= kRowsChunk activation rows at once: each 256-block is unpacked
-// once into four zmm of weight bytes w = u * 8 (2 sc + 1) (u in {0, 1, 2}, so w <= 240 is an
-// unsigned byte: vpmullw of the u bytes by the group scale cannot carry from the low byte into
-// the high one), and every row takes four vpdpbusd and the offset term per block. Each int32
-// lane then holds the same integer as grid_block's lane (there the bare u's vpdpbusd, scaled
-// per chunk by vpdpwssd: the 4 products of a lane share one group), and the float steps are
-// FloatAcc's in the same order, so every result is bit-identical to dot_grid_row's.
+// IQ1_S_U2 against n_act <= kRowsChunk activation rows at once: each 256-block is unpacked once
+// (iq1su2_unpack) and every row takes its lanes and float step as dot_iq1su2_row does, in the
+// same order, so every result is bit-identical to it.
 constexpr int kRowsChunk = 8;
 template <int T>
-void dot_iq1su2_rows_chunk(const BlockIq1SU2* wb, const BlockQ8K* const* a, int64_t nb, float* out) {
+void dot_iq1su2_rows_chunk(const BlockIq1SU2* wb, const BlockQ8KU2* const* a, int64_t nb, float* out) {
     __m512 facc[T];
     for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
-    // Words 0..15 (weights 64c .. 64c + 31) take group 2c's scale, word 4c of scale8; 16..31 group 2c + 1's.
-    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
     for (int64_t k = 0; k < nb; ++k) {
         const BlockIq1SU2& b = wb[k];
         prefetch_ahead(wb + k);
-        __m256i scale8, off16;
-        iq1su2_word_scales(b, scale8, off16);
-        const __m512i x = _mm512_loadu_si512(b.qs);
-        const __m512i scales = _mm512_castsi256_si512(scale8);
-        __m512i w[4];
-        for (int c = 0; c < 4; ++c) {
-            const __m512i u = _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3));
-            const __m512i scale = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(static_cast<int16_t>(4 * c))), scales);
-            w[c] = _mm512_mullo_epi16(u, scale);
-        }
+        constexpr Isa I = Isa::Avx512Vnni;
+        const Iq1su2Zmm<I> z = iq1su2_unpack<I>(b);
         const float wd = fp16_to_f32(b.d) * kGridUnit<BlockIq1SU2>;
         // Token-innermost, so consecutive vpdpbusd are independent (a row's four are a chain).
         __m512i acc[T];
-        for (int t = 0; t < T; ++t)
-            acc[t] = _mm512_zextsi256_si512(_mm256_dpwssd_epi32(_mm256_setzero_si256(), load32(a[t][k].bsums), off16));
+        for (int t = 0; t < T; ++t) acc[t] = _mm512_loadu_si512(a[t][k].corr);
         for (int c = 0; c < 4; ++c)
-            for (int t = 0; t < T; ++t) acc[t] = _mm512_dpbusd_epi32(acc[t], w[c], _mm512_loadu_si512(a[t][k].qs + 64 * c));
-        for (int t = 0; t < T; ++t)
-            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_set1_ps(a[t][k].d * wd), facc[t]);
+            for (int t = 0; t < T; ++t) acc[t] = _mm512_dpbusd_epi32(acc[t], z.w[c], _mm512_loadu_si512(a[t][k].q.qs + 64 * c));
+        for (int t = 0; t < T; ++t) facc[t] = iq1su2_float_step<I>(facc[t], acc[t], z.half_scale, a[t][k].q.d * wd);
     }
     for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
 }
@@ -1095,7 +1143,7 @@ static_assert(kRowsChunk == 8);
 template <Isa I>
 void dot_iq1su2_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     const auto* wb = static_cast<const BlockIq1SU2*>(w);
-    const auto* const* ab = reinterpret_cast<const BlockQ8K* const*>(a);
+    const auto* const* ab = reinterpret_cast<const BlockQ8KU2* const*>(a);
     for_row_chunks(n_act, [&](auto t, int j) { dot_iq1su2_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
 }
 
@@ -1538,7 +1586,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ2_XXS: return dot_grid_row<I, BlockIq2Xxs>;
         case T::IQ3_XXS: return dot_grid_row<I, BlockIq3Xxs>;
         case T::IQ1_S: return dot_grid_row<I, BlockIq1S>;
-        case T::IQ1_S_U2: return dot_grid_row<I, BlockIq1SU2>;
+        case T::IQ1_S_U2: return inline_block_factors() ? dot_iq1su2_row<I, true> : dot_iq1su2_row<I, false>;
         case T::IQ1_M: return dot_grid_row<I, BlockIq1M>;
         case T::IQ1_M_U2: return dot_grid_row<I, BlockIq1MU2>;
         case T::IQ2_XXS_U3: return dot_grid_row<I, BlockIq2XxsU3>;
@@ -1561,3 +1609,4 @@ VecDotFn simd_kernel(GgmlType type) {
 }  // namespace tandem::quant
 
 #undef TANDEM_BLOCK_STEP
+#undef TANDEM_BLOCK_LAMBDA

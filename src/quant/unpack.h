@@ -72,8 +72,8 @@ inline bool iq1mu2_minus(const BlockIq1MU2& b, int e) { return (b.delta[e / 64] 
 // IQ1_S_U2's scale (bits 0..2) and delta sign (bit 3), IQ2_XXS_U3's and IQ3_XXS_U4's scale ls.
 template <typename Block>
 inline int group_nibble(const Block& b, int g) { return (b.sc[g / 2] >> (4 * (g % 2))) & 0x0F; }
-// IQ1_S_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256).
-inline int iq1su2_u(const BlockIq1SU2& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
+// IQ1_S_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256), at its u2_position.
+inline int iq1su2_u(const BlockIq1SU2& b, int e) { return (b.qs[u2_position(e) % 64] >> (2 * (u2_position(e) / 64))) & 3; }
 
 // IQ4_XS: the signed 6-bit scale of sub-block ib (of 8), in [-32, 31].
 inline int iq4xs_scale(const BlockIq4Xs& b, int ib) {

@@ -55,9 +55,23 @@ Isa active_isa() {
     return isa;
 }
 
+bool inline_block_factors() {
+    static const bool inline_factors = [] {
+        if (const char* env = std::getenv("TANDEM_BLOCK_FACTORS")) {
+            const std::string want = env;
+            if (want != "inline" && want != "chunked") fail("TANDEM_BLOCK_FACTORS: expected inline or chunked, found '{}'", want);
+            return want == "inline";
+        }
+        __builtin_cpu_init();
+        return __builtin_cpu_is("amd") != 0;
+    }();
+    return inline_factors;
+}
+
 GgmlType vec_dot_type(GgmlType type) {
     const GgmlTypeTraits& t = ggml_traits(type);
     if (!t.quantized) return GgmlType::F32;
+    if (type == GgmlType::IQ1_S_U2) return GgmlType::Q8_K_U2;
     return t.block_size == 256 ? GgmlType::Q8_K : GgmlType::Q8_0;
 }
 

@@ -389,17 +389,29 @@ float block_dot(const IntBlock& ib, int n, const int8_t* qa, const int32_t* bsum
     return ad * (ib.da * static_cast<float>(sum_a) + ib.db * static_cast<float>(sum_b));
 }
 
-template <typename Block>
-float dot_k(const void* w, const void* a, int64_t n) {  // 256-wide weights . Q8_K activations
+// A Q8_K block's values in natural order: as they are, or (Q8_K_U2) taken back from IQ1_S_U2's
+// order into `buf`.
+const int8_t* natural_values(const BlockQ8K& a, int8_t*) { return a.qs; }
+const int8_t* natural_values(const BlockQ8KU2& a, int8_t* buf) {
+    for (int e = 0; e < kQK; ++e) buf[e] = a.q.qs[u2_position(e)];
+    return buf;
+}
+const BlockQ8K& q8k_of(const BlockQ8K& a) { return a; }
+const BlockQ8K& q8k_of(const BlockQ8KU2& a) { return a.q; }
+
+template <typename Block, typename Act = BlockQ8K>
+float dot_k(const void* w, const void* a, int64_t n) {  // 256-wide weights . Q8_K (IQ1_S_U2: Q8_K_U2) activations
     const auto* wb = static_cast<const Block*>(w);
-    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const auto* ab = static_cast<const Act*>(a);
     IntBlock ib;
     float sum = 0.0f;
     for (int64_t i = 0; i < n / kQK; ++i) {
         to_int(wb[i], ib);
+        const BlockQ8K& q = q8k_of(ab[i]);
+        int8_t buf[kQK];
         int32_t bsum[16];
-        for (int g = 0; g < 16; ++g) bsum[g] = ab[i].bsums[g];
-        sum += block_dot(ib, kQK, ab[i].qs, bsum, ab[i].d);
+        for (int g = 0; g < 16; ++g) bsum[g] = q.bsums[g];
+        sum += block_dot(ib, kQK, natural_values(ab[i], buf), bsum, q.d);
     }
     return sum;
 }
@@ -466,7 +478,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::IQ3_XXS: return dot_k<BlockIq3Xxs>;
         case T::IQ3_S: return dot_k<BlockIq3S>;
         case T::IQ1_S: return dot_k<BlockIq1S>;
-        case T::IQ1_S_U2: return dot_k<BlockIq1SU2>;
+        case T::IQ1_S_U2: return dot_k<BlockIq1SU2, BlockQ8KU2>;
         case T::IQ1_M: return dot_k<BlockIq1M>;
         case T::IQ1_M_U2: return dot_k<BlockIq1MU2>;
         case T::IQ2_XXS_U3: return dot_k<BlockIq2XxsU3>;

@@ -206,15 +206,16 @@ void expect_i8_matches_per_token(GgmlType type) {
             std::vector<int32_t> rows(static_cast<size_t>(n_tok));
             for (int64_t t = 0; t < n_tok; ++t) rows[static_cast<size_t>(t)] = static_cast<int32_t>(n_tok - 1 - t);
             std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xFF);
-            pack_acts_i8(x.data(), n_in, rows.data(), n_tok, n_in, packed.data());
-            const uint64_t q8_row = quant_row_bytes(GgmlType::Q8_K, n_in);
+            pack_acts_i8(type, x.data(), n_in, rows.data(), n_tok, n_in, packed.data());
+            const GgmlType act = quant::vec_dot_type(type);  // Q8_K, or Q8_K_U2 for IQ1_S_U2
+            const uint64_t q8_row = quant_row_bytes(act, n_in);
             std::vector<uint8_t> q8(q8_row * static_cast<uint64_t>(n_tok)), packed_q8(packed.size(), 0xFF);
             std::vector<const void*> q8_rows;
             for (int64_t t = 0; t < n_tok; ++t) {
-                quant::quantize_row(GgmlType::Q8_K, x.data() + int64_t{rows[static_cast<size_t>(t)]} * n_in, q8.data() + t * q8_row, n_in);
+                quant::quantize_row(act, x.data() + int64_t{rows[static_cast<size_t>(t)]} * n_in, q8.data() + t * q8_row, n_in);
                 q8_rows.push_back(q8.data() + t * q8_row);
             }
-            pack_q8k_i8(q8_rows.data(), n_tok, n_in, packed_q8.data());
+            pack_q8k_i8(type, q8_rows.data(), n_tok, n_in, packed_q8.data());
             ASSERT_EQ(packed_q8, packed);
             PanelScratch ps;
             for (const int64_t n_rows : {kPanelRows, int64_t{13}}) {
@@ -223,10 +224,10 @@ void expect_i8_matches_per_token(GgmlType type) {
                 float* out = ps.out_for(n_tok);
                 std::fill_n(out, n_tok * kPanelRows, kNaN);
                 panel_gemm_i8(type, w.data(), rb, n_rows, n_in, packed.data(), n_tok, out, ps);
-                std::vector<uint8_t> xq(quant_row_bytes(GgmlType::Q8_K, n_in));
+                std::vector<uint8_t> xq(quant_row_bytes(act, n_in));
                 for (int64_t t = 0; t < n_tok; ++t) {
                     const float* xt = x.data() + int64_t{rows[static_cast<size_t>(t)]} * n_in;
-                    quant::quantize_row(GgmlType::Q8_K, xt, xq.data(), n_in);
+                    quant::quantize_row(act, xt, xq.data(), n_in);
                     for (int64_t r = 0; r < n_rows; ++r) {
                         double abs_dot = 0;
                         for (int64_t i = 0; i < n_in; ++i) abs_dot += std::fabs(double(wf[static_cast<size_t>(r * n_in + i)]) * xt[i]);
@@ -266,7 +267,7 @@ TEST(GemmI8, PackedActivationsFollowTheLayout) {
     const bool half = i8_unit() == I8Unit::avx512;
     const std::vector<float> x = random_floats(n_tok * n_in, 77, 1.0f);
     std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xEE);
-    pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data());
+    pack_acts_i8(GgmlType::Q4_K, x.data(), n_in, nullptr, n_tok, n_in, packed.data());
     const int64_t sums_at = 4096, sums16_at = sums_at + 256, scales_at = sums16_at + 512;
     std::vector<quant::BlockQ8K> q(static_cast<size_t>(nb));
     for (int64_t t = 0; t < 32; ++t) {
@@ -320,7 +321,7 @@ TEST(GemmI8, HalfGroupGivesTheSameBitsAsAFullGroup) {
         std::vector<float> outs[2];
         for (const int64_t n_tok : {int64_t{5}, int64_t{13}}) {
             std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xFF);
-            pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data());
+            pack_acts_i8(type, x.data(), n_in, nullptr, n_tok, n_in, packed.data());
             PanelScratch ps;
             float* out = ps.out_for(n_tok);
             panel_gemm_i8(type, w.data(), rb, kPanelRows, n_in, packed.data(), n_tok, out, ps);
@@ -351,7 +352,7 @@ TEST(GemmI8, Avx2AndAvx512GiveTheSameBits) {
             std::vector<uint32_t> bits[2];
             for (const I8Unit unit : {I8Unit::avx512, I8Unit::avx2}) {
                 std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xFF);
-                pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data(), unit);
+                pack_acts_i8(type, x.data(), n_in, nullptr, n_tok, n_in, packed.data(), unit);
                 PanelScratch ps;
                 float* out = ps.out_for(n_tok);
                 panel_gemm_i8(type, w.data(), rb, n_rows, n_in, packed.data(), n_tok, out, ps, unit);
@@ -376,7 +377,7 @@ TEST(GemmI8, RejectsWhatThisCpuCannotRun) {
     const std::vector<uint8_t> w = random_matrix(GgmlType::IQ1_S_U2, n_in, kPanelRows, 3);
     const std::vector<float> x = random_floats(n_tok * n_in, 5, 1.0f);
     std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in));
-    pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data(), I8Unit::avx2);
+    pack_acts_i8(GgmlType::IQ1_S_U2, x.data(), n_in, nullptr, n_tok, n_in, packed.data(), I8Unit::avx2);
     PanelScratch ps;
     float* out = ps.out_for(n_tok);
     const uint64_t rb = quant_row_bytes(GgmlType::IQ1_S_U2, n_in);
@@ -466,14 +467,15 @@ TEST(GemmI8, FullScaleWeightsAndActivations) {
             saturate_weights(type, w);
             const uint64_t rb = quant_row_bytes(type, n_in);
             std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in));
-            pack_acts_i8(x.data(), n_in, nullptr, n_tok, n_in, packed.data(), unit);
+            pack_acts_i8(type, x.data(), n_in, nullptr, n_tok, n_in, packed.data(), unit);
             PanelScratch ps;
             float* out = ps.out_for(n_tok);
             panel_gemm_i8(type, w.data(), rb, kPanelRows, n_in, packed.data(), n_tok, out, ps, unit);
-            std::vector<uint8_t> xq(quant_row_bytes(GgmlType::Q8_K, n_in));
+            const GgmlType act = quant::vec_dot_type(type);  // Q8_K (a BlockQ8K first), or Q8_K_U2
+            std::vector<uint8_t> xq(quant_row_bytes(act, n_in));
             std::vector<float> wf(static_cast<size_t>(n_in));
             for (int64_t t = 0; t < n_tok; ++t) {
-                quant::quantize_row(GgmlType::Q8_K, x.data() + t * n_in, xq.data(), n_in);
+                quant::quantize_row(act, x.data() + t * n_in, xq.data(), n_in);
                 ASSERT_EQ(reinterpret_cast<const quant::BlockQ8K*>(xq.data())->qs[0], t < 8 ? 127 : -127);
                 for (int64_t r = 0; r < kPanelRows; ++r) {
                     quant::dequantize_row(type, w.data() + r * rb, wf.data(), n_in);
@@ -507,9 +509,10 @@ TEST(GemmI8, MatmulTakesItForFormatsThatHaveOne) {
         std::vector<float> y(static_cast<size_t>(n_tok * n_out), kNaN), wf(static_cast<size_t>(n_in));
         MatmulScratch ms;
         matmul(pool, type, w.data(), rb, n_in, n_out, x.data(), n_tok, y.data(), ms);
-        std::vector<uint8_t> xq(quant_row_bytes(GgmlType::Q8_K, n_in));
+        const GgmlType act = quant::vec_dot_type(type);
+        std::vector<uint8_t> xq(quant_row_bytes(act, n_in));
         for (int64_t t = 0; t < n_tok; ++t) {
-            quant::quantize_row(GgmlType::Q8_K, x.data() + t * n_in, xq.data(), n_in);
+            quant::quantize_row(act, x.data() + t * n_in, xq.data(), n_in);
             for (int64_t o = 0; o < n_out; ++o) {
                 quant::dequantize_row(type, w.data() + o * rb, wf.data(), n_in);
                 double abs_dot = 0;

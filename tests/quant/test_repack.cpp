@@ -198,11 +198,14 @@ TEST_P(RepackedFormat, DotEqualsTheFileFormats) {
     for (float& v : x) v = normal(rng);
     std::vector<BlockQ8K> a(static_cast<size_t>(c.n_blocks));
     quantize_row(GgmlType::Q8_K, x.data(), a.data(), c.n);
+    // the same values in the order the repacked layout's kernels take (Q8_K_U2 for IQ1_S_U2)
+    std::vector<uint8_t> a_to(static_cast<size_t>(c.n_blocks) * ggml_traits(vec_dot_type(c.to)).type_size);
+    quantize_row(vec_dot_type(c.to), x.data(), a_to.data(), c.n);
     const float ref = vec_dot_fn(c.from, Isa::Scalar)(c.blocks.data(), a.data(), c.n);
-    EXPECT_EQ(vec_dot_fn(c.to, Isa::Scalar)(c.repacked.data(), a.data(), c.n), ref);
+    EXPECT_EQ(vec_dot_fn(c.to, Isa::Scalar)(c.repacked.data(), a_to.data(), c.n), ref);
     for (Isa isa : {Isa::Avx2, Isa::Avx512Vnni}) {
         if (isa == Isa::Avx512Vnni && active_isa() != Isa::Avx512Vnni) continue;
-        const float simd = vec_dot_fn(c.to, isa)(c.repacked.data(), a.data(), c.n);
+        const float simd = vec_dot_fn(c.to, isa)(c.repacked.data(), a_to.data(), c.n);
         EXPECT_NEAR(simd, ref, 1e-5 * std::abs(ref) + 1e-4) << isa_name(isa);
     }
 }
