@@ -12,8 +12,9 @@ VecDotFn avx512vnni_kernel(GgmlType type);   // vec_dot_avx512.cpp
 VecDotRowsFn avx512vnni_rows_kernel(GgmlType type);
 VecDotBlockFn avx512vnni_block_kernel(GgmlType type);
 
-// Whether IQ1_S_U2's AVX-512 one-row kernel forms each block's float factor in its loop (AMD)
-// or 16 blocks at a time (Intel), simd_kernels.h dot_iq1su2_row; both give the same bits.
+// Whether the AVX-512 one-row kernels of the grid formats (IQ1_S_U2's dot_iq1su2_row and
+// dot_grid_row, simd_kernels.h) form each block's float factor in their loop (AMD) or 16 blocks
+// at a time (grid_factors: Intel, where the vector ports are the bound); both give the same bits.
 // TANDEM_BLOCK_FACTORS=inline|chunked (environment) chooses instead of the CPU's vendor.
 bool inline_block_factors();
 
