@@ -106,7 +106,7 @@ uint64_t load_u64(const void* p) {
 // 32, so x * 8 / d = w + c with w = 8 (2 sc + 1) u in [0, 240] and c = +-(2 sc + 1) - 8 (2 sc + 1)
 // per group, block factor d / 8. The w are written in the layout's own order (u2_position: byte
 // 64 c + p is field c of qs[p]), which is Q8_K_U2's, so the activations packed from those rows
-// as they are (pack_order) pair with them: a 256-block's integer does not depend on the order of
+// as they are (packs_u2_order) pair with them: a 256-block's integer does not depend on the order of
 // its terms, and the group sums come from the activations' natural 16-value sums. Every byte p
 // is group p / 8's in each chunk, so one register of scales serves all four.
 TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
@@ -132,7 +132,7 @@ TANDEM_I8_TARGET void unpack_iq1su2(const quant::BlockIq1SU2& b, I8Block& out) {
 // IQ1_S_U2 for the AVX2 products: the same integer as unpack_iq1su2's, in the per32_folded form
 // (w = u in {0, 1, 2}, s_g = 8 (2 sc + 1), c as there), in natural order: the AVX2 products
 // take each group's 32 weights together, so their activations are packed back into natural
-// order (pack_order). Group g is qs word g, field c its weights 8c .. 8c + 7. NOTES: VPMADDUBSW
+// order (packs_u2_order). Group g is qs word g, field c its weights 8c .. 8c + 7. NOTES: VPMADDUBSW
 // sums two byte products into int16 with saturation, which u * 8 (2 sc + 1) <= 240 against
 // values up to 128 would overflow; u cannot.
 void unpack_iq1su2_u(const quant::BlockIq1SU2& b, I8Block& out) {

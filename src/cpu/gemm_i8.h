@@ -81,7 +81,8 @@ void pack_q8k_i8(GgmlType type, const void* const* q8_rows, int64_t n_tok, int64
 
 // out[t * 32 + r] = sum_i w[r, i] * act[t, i] for t < n_tok, r < n_rows <= kPanelRows: the
 // n_rows weight rows starting at w (row_bytes apart) times the packed tokens, as panel_gemm
-// (same output layout) but in int8. Requires i8_gemm_supports(type).
+// (same output layout) but in int8; columns from n_rows to the next multiple of 8 are written
+// too (zero rows' results). Requires i8_gemm_supports(type).
 void panel_gemm_i8(GgmlType type, const uint8_t* w, uint64_t row_bytes, int64_t n_rows, int64_t n_in, const uint8_t* packed,
                    int64_t n_tok, float* out, PanelScratch& ps, I8Unit unit = i8_unit());
 

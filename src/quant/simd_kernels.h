@@ -1003,7 +1003,7 @@ VecDotFn grid_row_kernel() {
 // start -18 bsum_i taken from the activations (corr), and the float step scales each lane by
 // s / 2 of its group and ad * d/8 of the block.
 //
-// NOTES: under AVX-512 a block is 19 vector uops (objdump): a VPSRLVD of the broadcast nibbles
+// NOTES: under AVX-512 a block is 20 vector uops (objdump, with grid_factors' factor): a VPSRLVD of the broadcast nibbles
 // (lane i: nibble i / 2), VPERMPS for s / 2, VPTESTNMD + a masked move for the delta bytes; per
 // chunk a shift (none for chunk 2: u already at bits 4, 5), a VPTERNLOGD (mask | delta) and a
 // VPDPBUSD; the float step VMULPS, VCVTDQ2PS, VFMADD. The previous layout (weight 64 c + j in

@@ -94,11 +94,9 @@ constexpr std::array<T, 16> nibble_table() {
     for (int n = 0; n < 16; ++n) t[static_cast<size_t>(n)] = static_cast<T>(F(n));
     return t;
 }
-// Indexed by the nibble: bytes for vpshufb, words for vpermw.
+// Indexed by the nibble, bytes for vpshufb.
 alignas(16) constexpr std::array<int8_t, 16> kIq1su2Scale8Bytes = nibble_table<int8_t, iq1su2_scale8>();
 alignas(16) constexpr std::array<int8_t, 16> kIq1su2SignedSBytes = nibble_table<int8_t, iq1su2_signed_s>();
-alignas(32) constexpr std::array<int16_t, 16> kIq1su2Scale8 = nibble_table<int16_t, iq1su2_scale8>();
-alignas(32) constexpr std::array<int16_t, 16> kIq1su2Offset = nibble_table<int16_t, iq1su2_offset>();
 
 // Group g's scale8 and offset as [8] int16, by table lookups on its nibble.
 inline void iq1su2_scales(const BlockIq1SU2& b, __m128i& scale8, __m128i& off) {

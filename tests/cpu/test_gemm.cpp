@@ -261,13 +261,14 @@ TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
 // The packed activations (cpu/gemm_i8.h's layout), byte for byte from each token's Q8_K row:
 // 21 tokens are a 16-lane group (a lane of 4 bytes per token) and, for the AVX-512 vector
 // units, a half group of 5 tokens and 3 zero lanes (8 bytes per token: two quads, two pairs of
-// sums); for the other units a second 16-lane group.
-TEST(GemmI8, PackedActivationsFollowTheLayout) {
+// sums); for the other units a second 16-lane group. The values go in natural order, or for
+// IQ1_S_U2 on the AVX-512 and tile units in its weight order (value e at u2_position(e)).
+void expect_packing_layout(GgmlType type, I8Unit unit, bool u2_order) {
     const int64_t n_in = 512, nb = 2, n_tok = 21;
-    const bool half = i8_unit() == I8Unit::avx512;
+    const bool half = unit == I8Unit::avx512;
     const std::vector<float> x = random_floats(n_tok * n_in, 77, 1.0f);
     std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xEE);
-    pack_acts_i8(GgmlType::Q4_K, x.data(), n_in, nullptr, n_tok, n_in, packed.data());
+    pack_acts_i8(type, x.data(), n_in, nullptr, n_tok, n_in, packed.data(), unit);
     const int64_t sums_at = 4096, sums16_at = sums_at + 256, scales_at = sums16_at + 512;
     std::vector<quant::BlockQ8K> q(static_cast<size_t>(nb));
     for (int64_t t = 0; t < 32; ++t) {
@@ -283,8 +284,10 @@ TEST(GemmI8, PackedActivationsFollowTheLayout) {
             const uint8_t* blk = packed.data() + (g * nb + k) * kI8BlockBytes;
             int16_t sums32[8];
             for (int j = 0; j < 8; ++j) sums32[j] = static_cast<int16_t>(b.bsums[2 * j] + b.bsums[2 * j + 1]);
-            for (int64_t i = 0; i < 256; ++i)  // value i: row i / width, byte i % width of the token's piece
-                ASSERT_EQ(static_cast<int8_t>(blk[(i / width) * 64 + lane * width + i % width]), b.qs[i]) << "value " << i;
+            for (int64_t e = 0; e < 256; ++e) {  // packed value i: row i / width, byte i % width of the token's piece
+                const int64_t i = u2_order ? quant::u2_position(static_cast<int>(e)) : e;
+                ASSERT_EQ(static_cast<int8_t>(blk[(i / width) * 64 + lane * width + i % width]), b.qs[e]) << "value " << e;
+            }
             for (int64_t j = 0; j < 8; ++j) {
                 int16_t got;
                 std::memcpy(&got, blk + sums_at + (2 * j / width) * 64 + lane * width + (2 * j) % width, 2);
@@ -300,6 +303,12 @@ TEST(GemmI8, PackedActivationsFollowTheLayout) {
             ASSERT_EQ(d, b.d);
         }
     }
+}
+
+TEST(GemmI8, PackedActivationsFollowTheLayout) {
+    expect_packing_layout(GgmlType::Q4_K, i8_unit(), false);
+    expect_packing_layout(GgmlType::IQ1_S_U2, I8Unit::avx2, false);  // AVX2 products: natural order
+    if (i8_unit() == I8Unit::avx512 || i8_unit() == I8Unit::amx) expect_packing_layout(GgmlType::IQ1_S_U2, i8_unit(), true);
 }
 
 // On the AVX-512 vector units a last token group of 8 or fewer tokens is packed and multiplied
