@@ -196,8 +196,9 @@ static_assert(sizeof(BlockIq2Xxs) == 66);
 
 // IQ2_XXS with every grid value and sign written out (tandem's in-memory layout IQ2_XXS_U3,
 // quant/repack.h): the same weights, x = d * (0.5 + ls) * 0.25 * m * sign with the magnitude m
-// in {8, 25, 43} (every value of kIq2xxsGrid) as a code 0, 1, 2 of weight e = 64 c + j in bits
-// 2c..2c+1 of qs[j], its sign in bit e % 8 of signs[e / 8] (set: negative), and the scale ls of
+// in {8, 25, 43} (every value of kIq2xxsGrid) as a code 0, 1, 2, both in IQ1_S_U2's group-major
+// order: weight e's code in bits 2c..2c+1 of qs[p % 64] and its sign in bit p % 8 of signs[p / 8]
+// (set: negative), p = u2_position(e) = 64 c + 8 g + m for e = 32 g + 8 c + m; the scale ls of
 // group g (32 weights) in nibble g of sc (low nibble first). 3 bits per weight instead of 2.06,
 // and no table lookups.
 struct BlockIq2XxsU3 {

@@ -91,16 +91,16 @@ BlockIq2XxsU3 repack(const BlockIq2Xxs& b) {
     BlockIq2XxsU3 r{};
     r.d = b.d;
     const auto* qs = reinterpret_cast<const uint8_t*>(b.qs);
-    // Entry k = 4g + l (weights 8k .. 8k + 7; group g, its entry l) is chunk c = k / 8 of qs bytes
-    // 8 (k % 8) .. +7: word k % 8 of qs ORed with the entry's codes shifted by 2c, as for IQ1_M.
+    // Entry l of group g (weights 32 g + 8 l .. + 7) sits at u2_position 64 l + 8 g ..: its codes
+    // in bits 2l, 2l + 1 of qs bytes 8g .. 8g + 7 (word g of qs, ORed shifted by 2l), its 8 signs
+    // in signs[8 l + g].
     uint64_t words[8] = {};
     for (int g = 0; g < 8; ++g) {
         const uint32_t aux0 = load_u32(qs + 8 * g), aux1 = load_u32(qs + 8 * g + 4);
         r.sc[g / 2] = static_cast<uint8_t>(r.sc[g / 2] | ((aux1 >> 28) << (4 * (g % 2))));
         for (int l = 0; l < 4; ++l) {
-            const int k = 4 * g + l;
-            words[k % 8] |= kIq2xxsCodes[(aux0 >> (8 * l)) & 0xFF] << (2 * (k / 8));
-            r.signs[k] = kKsigns[(aux1 >> (7 * l)) & 0x7F];
+            words[g] |= kIq2xxsCodes[(aux0 >> (8 * l)) & 0xFF] << (2 * l);
+            r.signs[8 * l + g] = kKsigns[(aux1 >> (7 * l)) & 0x7F];
         }
     }
     std::memcpy(r.qs, words, sizeof words);

@@ -61,25 +61,26 @@ inline __m256i iq3xxsu4_u(const BlockIq3XxsU4& b, int g) {
     return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(iq3xxsu4_u_table()), nib);
 }
 
-// IQ2_XXS_U3: the magnitudes (8, 25, 43) of weights 64c + 32h .. + 31 (group 2c + h): codes
-// bits 2c, 2c + 1 of qs[32h ..], mapped by a VPSHUFB.
-inline __m256i iq2xxsu3_magnitudes(const BlockIq2XxsU3& b, int c, int h) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
-    const __m256i code = _mm256_and_si256(c ? _mm256_srli_epi16(x, 2 * c) : x, _mm256_set1_epi8(3));
-    return _mm256_shuffle_epi8(_mm256_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 25, 43, 0, 0, 0, 0, 0, 0, 0,
-                                                0, 0, 0, 0, 0, 0),
-                               code);
+// IQ2_XXS_U3: the magnitudes (8, 25, 43) of its codes 0, 1, 2, by a VPSHUFB.
+inline __m256i iq2xxsu3_lut() {
+    return _mm256_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+}
+// IQ2_XXS_U3: 0xFF in each byte whose bit of `bits` is set, where byte k of the 32 takes bit k % 8
+// of byte k / 8 of `bits` spread over the lanes by `spread_idx` (a VPSHUFB index).
+inline __m256i sign_bytes(__m256i bits, __m256i spread_idx) {
+    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(bits, spread_idx), bit), bit);
 }
 
-// IQ2_XXS_U3: the signed values of group g (weights 32g .. 32g + 31): the magnitudes negated
-// where their bit of signs[4g .. 4g + 3] is set.
+// IQ2_XXS_U3: the signed values of group g (weights 32g .. 32g + 31) in natural order: field c
+// of qs word g (weights 32g + 8c ..) and their signs, byte 8c + g of signs (the VPSHUFB takes
+// bytes g, 8 + g of each 128-bit lane, c = 0, 1 then 2, 3).
 inline __m256i iq2xxsu3_values(const BlockIq2XxsU3& b, int g) {
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(static_cast<int>(load_u32(b.signs + 4 * g))),
-        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
-    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-    const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    return _mm256_sign_epi8(iq2xxsu3_magnitudes(b, g / 2, g % 2), _mm256_or_si256(neg, _mm256_set1_epi8(1)));
+    const __m256i word = _mm256_set1_epi64x(static_cast<long long>(load_u64(b.qs + 8 * g)));
+    const __m256i code = _mm256_and_si256(_mm256_srlv_epi64(word, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3));
+    const long long lo = 0x0101010101010101LL * g, hi = 0x0101010101010101LL * (8 + g);
+    const __m256i neg = sign_bytes(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.signs)), _mm256_setr_epi64x(lo, hi, lo, hi));
+    return _mm256_sign_epi8(_mm256_shuffle_epi8(iq2xxsu3_lut(), code), _mm256_or_si256(neg, _mm256_set1_epi8(1)));
 }
 
 // IQ1_S_U2's group scale of a group nibble n: s = 2 (n & 7) + 1, with w = 8 s u per weight (u

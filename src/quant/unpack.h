@@ -55,8 +55,8 @@ inline uint16_t iq1m_scale_bits(const Block& b) {
 template <typename Block>
 inline int iq1m_sub_scale(const Block& b, int s) { return (iq1m_scales_u16(b, s / 4) >> (3 * (s % 4))) & 7; }
 // IQ2_XXS_U3: the magnitude code (0, 1, 2 for 8, 25, 43) and the sign bit of weight e (of 256).
-inline int iq2xxsu3_code(const BlockIq2XxsU3& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
-inline bool iq2xxsu3_minus(const BlockIq2XxsU3& b, int e) { return (b.signs[e / 8] >> (e % 8)) & 1; }
+inline int iq2xxsu3_code(const BlockIq2XxsU3& b, int e) { return (b.qs[u2_position(e) % 64] >> (2 * (u2_position(e) / 64))) & 3; }
+inline bool iq2xxsu3_minus(const BlockIq2XxsU3& b, int e) { return (b.signs[u2_position(e) / 8] >> (u2_position(e) % 8)) & 1; }
 inline constexpr int kIq2xxsMagnitudes[3] = {8, 25, 43};
 
 // IQ3_XXS_U4: the nibble (bit 3 the sign, bits 0..2 the magnitude code) of weight e (of 256).

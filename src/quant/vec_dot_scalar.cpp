@@ -481,7 +481,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::IQ1_S_U2: return dot_k<BlockIq1SU2, BlockQ8KU2>;
         case T::IQ1_M: return dot_k<BlockIq1M>;
         case T::IQ1_M_U2: return dot_k<BlockIq1MU2>;
-        case T::IQ2_XXS_U3: return dot_k<BlockIq2XxsU3>;
+        case T::IQ2_XXS_U3: return dot_k<BlockIq2XxsU3, BlockQ8KU2>;
         case T::IQ3_XXS_U4: return dot_k<BlockIq3XxsU4>;
         case T::IQ4_XS: return dot_k<BlockIq4Xs>;
         default: return nullptr;
