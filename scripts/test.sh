@@ -50,6 +50,7 @@ TANDEM_BLOCK_FACTORS=chunked ./build/tests/test_quant --gtest_brief=1 --gtest_fi
 step "the tile unit's products emulated (TANDEM_GEMM=amx-emulated: the AMX paths' logic, on CPUs without AMX)"
 if grep -qw avx512_bf16 /proc/cpuinfo && grep -qw avx512_vnni /proc/cpuinfo; then
   TANDEM_GEMM=amx-emulated ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*:Mla*'
+  TANDEM_I8_TILES=double TANDEM_GEMM=amx-emulated ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='GemmI8*:Moe*'
   TANDEM_GEMM=amx-emulated ./build/tests/test_model --gtest_brief=1
   TANDEM_GEMM=amx-emulated python3 -m pytest -q tests/python/test_reference_logits.py
 else

@@ -3,8 +3,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <vector>
 
 #include "core/check.h"
@@ -580,6 +582,22 @@ void group_product_avx2_of(const I8Format& f, const I8Block* rec, int64_t rows_p
 // tiles 2, 3 the same for group g + 1 (if two) = the 32 rows' blocks (A: 16 rows of 64 weight
 // bytes, sizeof(I8Block) apart) times the groups' blocks (B: 16 quads of 16 tokens x 4 values),
 // four K steps of 64, stored to c ([4][16 rows][16 tokens] int32).
+// With one token group, tiles 2, 3 and 7 are free: odd K steps can load their A and B tiles there
+// (double_a_b), so a step's loads need not wait for the previous step's products to finish
+// reading tiles 4, 5 and 6 (cpu/gemm.cpp chunk_steps). TANDEM_I8_TILES=double turns it on: not
+// yet measured on a tile unit (the emulation tests it), so off by default until a device call
+// shows which is faster (`.dev/lead/call23.sh` runs both). The same products, the same bits.
+bool double_a_b() {
+    static const bool on = [] {
+        const char* env = std::getenv("TANDEM_I8_TILES");
+        if (!env) return false;
+        const std::string_view v = env;
+        if (v != "double" && v != "single") fail("TANDEM_I8_TILES: expected single or double, found '{}'", v);
+        return v == "double";
+    }();
+    return on;
+}
+
 #define TANDEM_AMX_I8_TARGET __attribute__((target("amx-tile,amx-int8")))
 TANDEM_AMX_I8_TARGET void tile_block(const I8Block* rec, const uint8_t* b0, const uint8_t* b1, bool two, int32_t* c) {
     // The groups' next blocks (their B tiles: 4 KiB of quads each, from L2) into L1 while these
@@ -593,16 +611,31 @@ TANDEM_AMX_I8_TARGET void tile_block(const I8Block* rec, const uint8_t* b0, cons
         tile::zero<2>();
         tile::zero<3>();
     }
-    for (int k = 0; k < 4; ++k) {
-        tile::load<4>(rec[0].w + 64 * k, sizeof(I8Block));
-        tile::load<5>(rec[16].w + 64 * k, sizeof(I8Block));
-        tile::load<6>(b0 + 1024 * k, 64);
-        tile::dpbusd<0, 4, 6>();
-        tile::dpbusd<1, 5, 6>();
-        if (two) {
-            tile::load<7>(b1 + 1024 * k, 64);
-            tile::dpbusd<2, 4, 7>();
-            tile::dpbusd<3, 5, 7>();
+    if (!two && double_a_b()) {
+        for (int k = 0; k < 4; k += 2) {
+            tile::load<4>(rec[0].w + 64 * k, sizeof(I8Block));
+            tile::load<5>(rec[16].w + 64 * k, sizeof(I8Block));
+            tile::load<6>(b0 + 1024 * k, 64);
+            tile::dpbusd<0, 4, 6>();
+            tile::dpbusd<1, 5, 6>();
+            tile::load<2>(rec[0].w + 64 * (k + 1), sizeof(I8Block));
+            tile::load<3>(rec[16].w + 64 * (k + 1), sizeof(I8Block));
+            tile::load<7>(b0 + 1024 * (k + 1), 64);
+            tile::dpbusd<0, 2, 7>();
+            tile::dpbusd<1, 3, 7>();
+        }
+    } else {
+        for (int k = 0; k < 4; ++k) {
+            tile::load<4>(rec[0].w + 64 * k, sizeof(I8Block));
+            tile::load<5>(rec[16].w + 64 * k, sizeof(I8Block));
+            tile::load<6>(b0 + 1024 * k, 64);
+            tile::dpbusd<0, 4, 6>();
+            tile::dpbusd<1, 5, 6>();
+            if (two) {
+                tile::load<7>(b1 + 1024 * k, 64);
+                tile::dpbusd<2, 4, 7>();
+                tile::dpbusd<3, 5, 7>();
+            }
         }
     }
     tile::store<0>(c, 64);
