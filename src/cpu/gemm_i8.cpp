@@ -710,18 +710,22 @@ namespace {
 // natural (the AVX2 products sum each group of 32 apart).
 bool packs_u2_order(GgmlType type, I8Unit unit) { return type == GgmlType::IQ1_S_U2 && unit != I8Unit::avx2; }
 
-// Token t's lanes of every block of its group, from its row q of quantized activations (Q8_K
-// or Q8_K_U2: a BlockQ8K first, block_bytes apart; the padding: a zero row), their q taken back
-// to natural order where from_u2. A register row holds 4 bytes per token (16-token groups) or
-// 8 (a half group), so each of the three arrays (q, the 32-value sums, the 16-value sums) goes
-// in consecutive pieces of that width (a piece never crosses a run of 8 that u2_position moves).
-void pack_lane(const uint8_t* q, uint64_t block_bytes, bool from_u2, int64_t t, int64_t nb, bool half, uint8_t* packed) {
+// Token t's lanes of every block of its group, from its row q of quantized activations (Q8_K,
+// Q8_K_U2 or Q8_K_U16: a BlockQ8K first, block_bytes apart; the padding: a zero row), their q
+// taken back to natural order from the one `position` gives (null: as they are). A register row
+// holds 4 bytes per token (16-token groups) or 8 (a half group), so each of the three arrays (q,
+// the 32-value sums, the 16-value sums) goes in consecutive pieces of that width, moved 4 bytes
+// at a time where reordered (the orders keep runs of 4).
+void pack_lane(const uint8_t* q, uint64_t block_bytes, int (*position)(int), int64_t t, int64_t nb, bool half, uint8_t* packed) {
     const int64_t lane = t % kTokenGroup, width = half ? 8 : 4;
     uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
-    const auto put = [&](uint8_t* rows, const void* values, int64_t n_bytes, bool u2) {
+    const auto put = [&](uint8_t* rows, const void* values, int64_t n_bytes, int (*at)(int)) {
+        const auto* v = static_cast<const uint8_t*>(values);
         for (int64_t i = 0; i < n_bytes / width; ++i) {
-            const int64_t at = u2 ? quant::u2_position(static_cast<int>(i * width)) : i * width;
-            std::memcpy(rows + i * 64 + lane * width, static_cast<const uint8_t*>(values) + at, static_cast<size_t>(width));
+            uint8_t* dst = rows + i * 64 + lane * width;
+            if (!at) std::memcpy(dst, v + i * width, static_cast<size_t>(width));
+            else
+                for (int64_t k = 0; k < width; k += 4) std::memcpy(dst + k, v + at(static_cast<int>(i * width + k)), 4);
         }
     };
     for (int64_t k = 0; k < nb; ++k) {
@@ -729,9 +733,9 @@ void pack_lane(const uint8_t* q, uint64_t block_bytes, bool from_u2, int64_t t, 
         const auto& b = *reinterpret_cast<const quant::BlockQ8K*>(q + static_cast<uint64_t>(k) * block_bytes);
         int16_t sums32[8];
         for (int g = 0; g < 8; ++g) sums32[g] = static_cast<int16_t>(b.bsums[2 * g] + b.bsums[2 * g + 1]);
-        put(blk, b.qs, 256, from_u2);
-        put(blk + kSumsAt, sums32, sizeof sums32, false);
-        put(blk + kSums16At, b.bsums, sizeof b.bsums, false);
+        put(blk, b.qs, 256, position);
+        put(blk + kSumsAt, sums32, sizeof sums32, nullptr);
+        put(blk + kSums16At, b.bsums, sizeof b.bsums, nullptr);
         std::memcpy(blk + kScalesAt + lane * 4, &b.d, 4);
     }
 }
@@ -753,11 +757,13 @@ void pack_tokens(GgmlType type, int64_t n_tok, int64_t nb, uint8_t* packed, I8Un
     const int64_t lanes = half ? n_full + 8 : (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
     const GgmlType act = quant::vec_dot_type(type);
     const uint64_t block_bytes = ggml_traits(act).type_size;
-    const bool from_u2 = act == GgmlType::Q8_K_U2 && !packs_u2_order(type, unit);
+    int (*position)(int) = nullptr;  // where the rows keep value e, when not where the packing wants it
+    if (act == GgmlType::Q8_K_U2 && !packs_u2_order(type, unit)) position = [](int e) { return quant::u2_position(e); };
+    if (act == GgmlType::Q8_K_U16) position = [](int e) { return quant::u16_position(e); };
     thread_local std::vector<uint8_t> zero;
     if (lanes > n_tok) zero.assign(static_cast<size_t>(nb) * block_bytes, 0);
     for (int64_t t = 0; t < lanes; ++t)
-        pack_lane(t < n_tok ? row(t) : zero.data(), block_bytes, from_u2, t, nb, half && t >= n_full, packed);
+        pack_lane(t < n_tok ? row(t) : zero.data(), block_bytes, position, t, nb, half && t >= n_full, packed);
 }
 
 void check_width(int64_t n_in) {

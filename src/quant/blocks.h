@@ -164,6 +164,15 @@ static_assert(sizeof(BlockQ8KU2) == 356);
 // The position in IQ1_S_U2 order of value e (of 256) of a block.
 constexpr int u2_position(int e) { return 64 * ((e % 32) / 8) + 8 * (e / 32) + e % 8; }
 
+// The same for IQ1_M_U2, whose scales are per 16 weights (internal type Q8_K_U16): qs[64 c + 4 j
+// + r] = q[16 j + 4 c + r] (each 4-byte lane of a chunk one group j of 16), corr[j] = -9 bsums[j].
+struct BlockQ8KU16 {
+    BlockQ8K q;
+    int32_t corr[16];
+};
+static_assert(sizeof(BlockQ8KU16) == 356);
+constexpr int u16_position(int e) { return 64 * ((e % 16) / 4) + 4 * (e / 16) + e % 4; }
+
 // ---- ternary ------------------------------------------------------------------------------
 
 // x = d * (t - 1), t in {0,1,2}: 5 trits per byte in qs (bytes 0..31: elements p*32 + l,
@@ -299,9 +308,10 @@ static_assert(sizeof(BlockIq1M) == 56);
 
 // IQ1_M with every grid value written out (tandem's in-memory layout IQ1_M_U2, quant/repack.h),
 // as IQ1_S_U2 is for IQ1_S: the same weights, x = d * (2 * sc + 1) * (u - 1 + delta), with
-// u = grid value + 1 in {0, 1, 2} of weight e = 64 c + j in bits 2c..2c+1 of qs[j], the delta
-// sign of the 8 weights 8k .. 8k + 7 in bit k % 8 of delta[k / 8] (set: delta = -1/8), and
-// scales (the 3-bit scales per 16 weights and the f16 d) as IQ1_M has them.
+// u = grid value + 1 in {0, 1, 2} of weight e = 16 j + 4 c + r (group j of 16) in bits 2c..2c+1
+// of qs[4 j + r] (u16_position: each 4-byte lane of a 64-byte chunk c holds one group), the
+// delta sign of the 8 weights 8k .. 8k + 7 in bit k % 8 of delta[k / 8] (set: delta = -1/8),
+// and scales (the 3-bit scales per 16 weights and the f16 d) as IQ1_M has them.
 struct BlockIq1MU2 {
     uint8_t scales[8];
     uint8_t delta[4];

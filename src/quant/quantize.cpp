@@ -308,19 +308,22 @@ void quant_blocks(const float* src, void* dst, int64_t n) {
 constexpr auto quant_q8k = quant_blocks<BlockQ8K, kQK, quant_block_q8k>;
 constexpr auto quant_q8k_ref = quant_blocks<BlockQ8K, kQK, quant_block_ref>;
 
-// Q8_K_U2 (quant/blocks.h): the Q8_K block, its values moved into IQ1_S_U2's order 8 at a time
-// (u2_position keeps runs of 8), and the kernels' starting term.
-template <void (*kQuant)(const float*, BlockQ8K&)>
-void quant_block_q8k_u2(const float* x, BlockQ8KU2& b) {
+// Q8_K_U2 and Q8_K_U16 (quant/blocks.h): the Q8_K block, its values moved into the weights'
+// order (u2_position keeps runs of 8, u16_position runs of 4: moved 4 at a time), and the
+// kernels' starting term kCorr x the 16-value sums.
+template <typename Block, int (*kPosition)(int), int kCorr, void (*kQuant)(const float*, BlockQ8K&)>
+void quant_block_q8k_ordered(const float* x, Block& b) {
     BlockQ8K q;
     kQuant(x, q);
     b.q.d = q.d;
     std::memcpy(b.q.bsums, q.bsums, sizeof q.bsums);
-    for (int e = 0; e < kQK; e += 8) std::memcpy(b.q.qs + u2_position(e), q.qs + e, 8);
-    for (int i = 0; i < 16; ++i) b.corr[i] = -18 * q.bsums[i];
+    for (int e = 0; e < kQK; e += 4) std::memcpy(b.q.qs + kPosition(e), q.qs + e, 4);
+    for (int i = 0; i < 16; ++i) b.corr[i] = kCorr * q.bsums[i];
 }
-constexpr auto quant_q8k_u2 = quant_blocks<BlockQ8KU2, kQK, quant_block_q8k_u2<quant_block_q8k>>;
-constexpr auto quant_q8k_u2_ref = quant_blocks<BlockQ8KU2, kQK, quant_block_q8k_u2<quant_block_ref>>;
+template <void (*kQuant)(const float*, BlockQ8K&)>
+constexpr auto quant_q8k_u2 = quant_blocks<BlockQ8KU2, kQK, quant_block_q8k_ordered<BlockQ8KU2, u2_position, -18, kQuant>>;
+template <void (*kQuant)(const float*, BlockQ8K&)>
+constexpr auto quant_q8k_u16 = quant_blocks<BlockQ8KU16, kQK, quant_block_q8k_ordered<BlockQ8KU16, u16_position, -9, kQuant>>;
 
 void quant_f32(const float* src, void* dst, int64_t n) { std::memcpy(dst, src, n * sizeof(float)); }
 void quant_f16(const float* src, void* dst, int64_t n) {
@@ -344,7 +347,8 @@ QuantFn quant_fn(GgmlType type) {
         case T::Q4_0: return quant_blocks<BlockQ4_0, kQ32>;
         // The scalar reference where the scalar kernels are asked for (TANDEM_ISA=scalar).
         case T::Q8_K: return active_isa() == Isa::Scalar ? quant_q8k_ref : quant_q8k;
-        case T::Q8_K_U2: return active_isa() == Isa::Scalar ? quant_q8k_u2_ref : quant_q8k_u2;
+        case T::Q8_K_U2: return active_isa() == Isa::Scalar ? quant_q8k_u2<quant_block_ref> : quant_q8k_u2<quant_block_q8k>;
+        case T::Q8_K_U16: return active_isa() == Isa::Scalar ? quant_q8k_u16<quant_block_ref> : quant_q8k_u16<quant_block_q8k>;
         case T::Q2_K: return quant_blocks<BlockQ2K, kQK>;
         case T::Q3_K: return quant_blocks<BlockQ3K, kQK>;
         case T::Q4_K: return quant_blocks<BlockQ4K, kQK>;

@@ -35,22 +35,21 @@ BlockIq1SU2 repack(const BlockIq1S& b) {
 BlockIq1MU2 repack(const BlockIq1M& b) {
     BlockIq1MU2 r{};
     std::memcpy(r.scales, b.scales, sizeof r.scales);
-    // Entry k (weights 8k .. 8k + 7) is chunk c = k / 8 of qs bytes 8 (k % 8) .. +7: word k % 8
-    // of qs ORed with the entry's u bytes shifted by 2c; its delta sign is bit k of the 32 delta
-    // bits (bit k % 8 of delta[c]). Each word is assembled in a register, from its 4 entries.
-    uint64_t words[8];
+    // Entry k (weights 8k .. 8k + 7: group j = k / 2 of 16, its weights 8 (k % 2) ..) sits at
+    // u16_position: weights 4c .. 4c + 3 of group j (c = 2 (k % 2), then + 1) in bits 2c, 2c + 1
+    // of qs bytes 4j .. 4j + 3. Its delta sign is bit k of the 32 delta bits.
+    uint8_t qs[64] = {};
     uint32_t minus = 0;
-    for (int l = 0; l < 8; ++l) {
-        uint64_t word = 0;
-        for (int c = 0; c < 4; ++c) {
-            const int k = 8 * c + l;
-            const int nibble = (b.qh[k / 2] >> (4 * (k % 2))) & 0x0F;
-            word |= kIq1sGridU[b.qs[k] | ((nibble & 7) << 8)] << (2 * c);
-            minus |= static_cast<uint32_t>(nibble >> 3) << k;
+    for (int k = 0; k < 32; ++k) {
+        const int nibble = (b.qh[k / 2] >> (4 * (k % 2))) & 0x0F;
+        const uint64_t u = kIq1sGridU[b.qs[k] | ((nibble & 7) << 8)];  // 8 bytes u
+        minus |= static_cast<uint32_t>(nibble >> 3) << k;
+        for (int i = 0; i < 8; ++i) {
+            const int c = 2 * (k % 2) + i / 4;
+            qs[4 * (k / 2) + i % 4] = static_cast<uint8_t>(qs[4 * (k / 2) + i % 4] | (((u >> (8 * i)) & 3) << (2 * c)));
         }
-        words[l] = word;
     }
-    std::memcpy(r.qs, words, sizeof words);
+    std::memcpy(r.qs, qs, sizeof qs);
     std::memcpy(r.delta, &minus, sizeof minus);
     return r;
 }

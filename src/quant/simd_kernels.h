@@ -775,34 +775,6 @@ inline typename AccVec<I>::type grid_block(const BlockIq1M& b, const BlockQ8K& a
     return acc.v;
 }
 
-// IQ1_M_U2 (IQ1_M with its grid values written out, quant/repack.h): IQ1_M's integers above,
-// u + 9 = 8 (g + 1) + (1 +- 1) per weight, with g + 1 two bits at a fixed place (a shift and a
-// mask per 64 weights instead of a gather) and the delta signs a bit mask per 8 weights.
-template <Isa I>
-inline typename AccVec<I>::type grid_block(const BlockIq1MU2& b, const BlockQ8K& a) {
-    const __m256i scale16 = iq1m_scale16<I>(b);
-    const __m256i off16 = _mm256_mullo_epi16(scale16, _mm256_set1_epi16(-9));
-    GridAcc<I, ScaleLayout::kPer16> acc(scale16);
-    if constexpr (I == Isa::Avx512Vnni) {
-        acc.v = _mm512_dpwssd_epi32(acc.v, _mm512_zextsi256_si512(load32(a.bsums)), _mm512_zextsi256_si512(off16));
-        const __m512i x = _mm512_loadu_si512(b.qs);
-        for (int c = 0; c < 4; ++c) {
-            // As iq1mu2_chunk (simd_scales.h) for 64 weights: 8 (g + 1) by a shift and a mask,
-            // + 2 on the 8-byte lanes (entries) whose delta is +1/8 (no byte carries: <= 18).
-            const __m512i s = c == 0 ? _mm512_slli_epi16(x, 3) : c == 1 ? _mm512_slli_epi16(x, 1)
-                            : c == 2 ? _mm512_srli_epi16(x, 1) : _mm512_srli_epi16(x, 3);
-            const __m512i u8 = _mm512_and_si512(s, _mm512_set1_epi8(0x18));
-            const auto plus = static_cast<__mmask8>(~b.delta[c]);
-            acc.template step64<false>(_mm512_mask_add_epi64(u8, plus, u8, _mm512_set1_epi8(2)), a.qs, c);
-        }
-    } else {
-        acc.v = _mm256_madd_epi16(load32(a.bsums), off16);
-        const __m256i delta = iq1mu2_delta_bits(b);
-        for (int c = 0; c < 4; ++c)
-            for (int h = 0; h < 2; ++h) acc.template step32<false>(iq1mu2_chunk(b, delta, c, h), a.qs, 2 * c + h);
-    }
-    return acc.v;
-}
 
 // IQ2_XS / IQ2_S: 4-bit scales, two per byte (low nibble first), as [16] int16 2 s + 1.
 inline __m256i iq2_scales(const uint8_t* scales) {
@@ -895,6 +867,7 @@ inline uint16_t grid_d(const BlockIq1MU2& b) { return iq1m_scale_bits(b); }
 // leaves idle) and converted with one vcvtph2ps, instead of ~6 vector uops per block.
 inline float act_scale(const BlockQ8K& a) { return a.d; }
 inline float act_scale(const BlockQ8KU2& a) { return a.q.d; }
+inline float act_scale(const BlockQ8KU16& a) { return a.q.d; }
 template <Isa I, typename Block, typename Act>
 inline void grid_factors(const Block* wb, const Act* ab, int64_t count, float* f) {
     constexpr int kChunk = I == Isa::Avx512Vnni ? 16 : 8;
@@ -947,6 +920,20 @@ TANDEM_BLOCK_STEP void for_blocks_with_factors(const Block* wb, const Act* ab, i
     }
 }
 
+// for_blocks_with_factors, or with kInline each block's factor formed in the loop (the same
+// float operations: ad * (d * unit)), as inline_block_factors() chooses.
+template <Isa I, bool kInline, typename Block, typename Act, typename Step>
+TANDEM_BLOCK_STEP void for_blocks_factored(const Block* wb, const Act* ab, int64_t nb, Step&& step) {
+    if constexpr (kInline) {
+        for (int64_t k = 0; k < nb; ++k) {
+            prefetch_ahead(wb + k);
+            step(k, act_scale(ab[k]) * (fp16_to_f32(grid_d(wb[k])) * kGridUnit<Block>));
+        }
+    } else {
+        for_blocks_with_factors<I>(wb, ab, nb, step);
+    }
+}
+
 // Grid formats: per block ad * d * unit * (integer dot), the float step at full vector width,
 // the factors formed 16 at a time or, kInlineFactors, per block (inline_block_factors: on one
 // Zen 4 thread, bench_cpu kernel/, IQ2_XXS_U3 28.0-28.5 -> 25.0-25.2 block cycles, IQ1_M_U2
@@ -956,14 +943,7 @@ float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Blo
     const auto* wb = static_cast<const Block*>(w);
     const auto* ab = static_cast<const BlockQ8K*>(a);
     FloatAcc<I> facc;
-    if constexpr (kInlineFactors) {
-        for (int64_t k = 0; k < n / kQK; ++k) {
-            prefetch_ahead(wb + k);
-            facc.add(grid_block<I>(wb[k], ab[k]), ab[k].d * (fp16_to_f32(grid_d(wb[k])) * kGridUnit<Block>));
-        }
-    } else {
-        for_blocks_with_factors<I>(wb, ab, n / kQK, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA { facc.add(grid_block<I>(wb[k], ab[k]), f); });
-    }
+    for_blocks_factored<I, kInlineFactors>(wb, ab, n / kQK, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA { facc.add(grid_block<I>(wb[k], ab[k]), f); });
     return facc.sum();
 }
 template <Isa I, typename Block>
@@ -1026,10 +1006,20 @@ inline __m512i iq1su2_lanes(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a) {
     for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.q.qs + 64 * c));
     return acc;
 }
-// facc += lanes * s / 2 * f, f = ad * d/8 (grid_factors).
+// facc += lanes * scale * f: the group-major kernels' float step (scale: each lane's group
+// scale, f: the block's factor ad * d * unit).
 template <Isa I>
-inline __m512 iq1su2_float_step(__m512 facc, __m512i lanes, __m512 half_scale, float f) {
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(half_scale, _mm512_set1_ps(f)), facc);
+inline __m512 lanes_float_step(__m512 facc, __m512i lanes, __m512 scale, float f) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(scale, _mm512_set1_ps(f)), facc);
+}
+// The AVX2 group-major kernels' int16 scales of a 32-byte half h of a chunk, where word k
+// belongs to group 4h + k / 4 (IQ1_S_U2, IQ2_XXS_U3: 8 weights of a group per half chunk):
+// from [8] int16 group scales, twice (both 128-bit lanes).
+inline void half_word_scales(__m256i s8x2, __m256i out[2]) {
+    out[0] = _mm256_shuffle_epi8(s8x2, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6,
+                                                         7, 6, 7, 6, 7));
+    out[1] = _mm256_shuffle_epi8(s8x2, _mm256_setr_epi8(8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 12, 13, 12, 13, 12,
+                                                         13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15));
 }
 
 // kInlineFactors: each block's factor ad * d/8 computed in the loop (VCVTPH2PS, two multiplies,
@@ -1045,20 +1035,11 @@ float dot_iq1su2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
     const auto* wb = static_cast<const BlockIq1SU2*>(w);
     const auto* ab = static_cast<const BlockQ8KU2*>(a);
     const int64_t nb = n / kQK;
-    if constexpr (I == Isa::Avx512Vnni && kInlineFactors) {
+    if constexpr (I == Isa::Avx512Vnni) {
         __m512 facc = _mm512_setzero_ps();
-        for (int64_t k = 0; k < nb; ++k) {
-            prefetch_ahead(wb + k);
+        for_blocks_factored<I, kInlineFactors>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
             const Iq1su2Zmm<I> z = iq1su2_unpack<I>(wb[k]);
-            facc = iq1su2_float_step<I>(facc, iq1su2_lanes<I>(z, ab[k]), z.half_scale,
-                                        ab[k].q.d * (fp16_to_f32(wb[k].d) * kGridUnit<BlockIq1SU2>));
-        }
-        return _mm512_reduce_add_ps(facc);
-    } else if constexpr (I == Isa::Avx512Vnni) {
-        __m512 facc = _mm512_setzero_ps();
-        for_blocks_with_factors<I>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
-            const Iq1su2Zmm<I> z = iq1su2_unpack<I>(wb[k]);
-            facc = iq1su2_float_step<I>(facc, iq1su2_lanes<I>(z, ab[k]), z.half_scale, f);
+            facc = lanes_float_step<I>(facc, iq1su2_lanes<I>(z, ab[k]), z.half_scale, f);
         });
         return _mm512_reduce_add_ps(facc);
     } else {
@@ -1072,12 +1053,8 @@ float dot_iq1su2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
             __m128i scale8, off;
             iq1su2_scales(b, scale8, off);
             __m256i acc = _mm256_madd_epi16(load32(q.q.bsums), _mm256_setr_m128i(_mm_unpacklo_epi16(off, off), _mm_unpackhi_epi16(off, off)));
-            const __m256i s2 = _mm256_broadcastsi128_si256(scale8);
-            const __m256i word_scales[2] = {  // words k: group 4h + k / 4's 8 s
-                _mm256_shuffle_epi8(s2, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7,
-                                                         6, 7, 6, 7, 6, 7)),
-                _mm256_shuffle_epi8(s2, _mm256_setr_epi8(8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 12, 13, 12, 13, 12,
-                                                         13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15))};
+            __m256i word_scales[2];  // words k: group 4h + k / 4's 8 s
+            half_word_scales(_mm256_broadcastsi128_si256(scale8), word_scales);
             const __m256i x[2] = {load32(b.qs), load32(b.qs + 32)};
             for (int c = 0; c < 4; ++c)
                 for (int h = 0; h < 2; ++h) {
@@ -1129,16 +1106,9 @@ float dot_iq2xxsu3_row(const void* w, const void* a, int64_t n) {  // w: [n/256]
                 acc = _mm512_dpbusd_epi32(acc, mag, _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[c])),
                                                                          _mm512_setzero_si512(), q));
             }
-            facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(scale, _mm512_set1_ps(f)), facc);
+            facc = lanes_float_step<I>(facc, acc, scale, f);
         };
-        if constexpr (kInlineFactors) {
-            for (int64_t k = 0; k < nb; ++k) {
-                prefetch_ahead(wb + k);
-                block(k, ab[k].q.d * (fp16_to_f32(wb[k].d) * kGridUnit<BlockIq2XxsU3>));
-            }
-        } else {
-            for_blocks_with_factors<I>(wb, ab, nb, block);
-        }
+        for_blocks_factored<I, kInlineFactors>(wb, ab, nb, block);
         return _mm512_reduce_add_ps(facc);
     } else {
         // Per 32-byte half h (groups 4h .. 4h + 3) and chunk c: the magnitudes against the signed
@@ -1147,13 +1117,9 @@ float dot_iq2xxsu3_row(const void* w, const void* a, int64_t n) {  // w: [n/256]
         FloatAcc<I> facc;
         for_blocks_with_factors<I>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
             const BlockIq2XxsU3& b = wb[k];
-            const __m256i s16 = _mm256_broadcastsi128_si256(
-                _mm_or_si128(_mm_slli_epi16(_mm_cvtepu8_epi16(nibbles8(b.sc)), 1), _mm_set1_epi16(1)));  // [8] 2 ls + 1, twice
-            const __m256i word_scales[2] = {  // words k: group 4h + k / 4's s
-                _mm256_shuffle_epi8(s16, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7,
-                                                          6, 7, 6, 7, 6, 7)),
-                _mm256_shuffle_epi8(s16, _mm256_setr_epi8(8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 12, 13, 12, 13, 12,
-                                                          13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15))};
+            __m256i word_scales[2];  // words k: group 4h + k / 4's 2 ls + 1
+            half_word_scales(_mm256_broadcastsi128_si256(_mm_or_si128(_mm_slli_epi16(_mm_cvtepu8_epi16(nibbles8(b.sc)), 1), _mm_set1_epi16(1))),
+                             word_scales);
             const __m256i x[2] = {load32(b.qs), load32(b.qs + 32)};
             const __m256i spread = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
             __m256i acc = _mm256_setzero_si256();
@@ -1165,6 +1131,84 @@ float dot_iq2xxsu3_row(const void* w, const void* a, int64_t n) {  // w: [n/256]
                     const __m256i q = _mm256_sign_epi8(load32(ab[k].q.qs + 64 * c + 32 * h), _mm256_or_si256(neg, _mm256_set1_epi8(1)));
                     acc = scaled_dot<I>(acc, mag, q, word_scales[h]);
                 }
+            facc.add(acc, f);
+        });
+        return facc.sum();
+    }
+}
+
+// IQ1_M_U2 (IQ1_M with its grid values written out) against Q8_K_U16 (both group-major per 16
+// weights, u16_position): per group j (scale s = 2 sc + 1, 8 x / d = s (w - 9) with w = 8 u + 1 +-
+// 1), T = sum_j s_j L_j, L_j = sum_{e in j} w_e q_e - 9 qsum_j, block factor d/8. Lane j of every
+// 64-byte chunk holds group j's weights 4c .. 4c + 3, so per chunk a shift, a VPTERNLOGD (mask |
+// delta) and one VPDPBUSD; the +2 of a delta of +1/8 per lane and entry (chunks 0, 1: entry 2j,
+// chunks 2, 3: entry 2j + 1), the scales per lane in the float step. NOTES: 23 vector uops per
+// block under AVX-512, where the previous layout (entries, not groups, per 8-byte lane) took a
+// VPMADDUBSW, a scale VPERMW and a VPDPWSSD per chunk: ~36.
+alignas(64) inline constexpr std::array<float, 16> kIq1mScale = [] {
+    std::array<float, 16> t{};
+    for (int n = 0; n < 16; ++n) t[static_cast<size_t>(n)] = static_cast<float>(2 * (n & 7) + 1);
+    return t;
+}();
+
+template <Isa I, bool kInlineFactors>
+float dot_iq1mu2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] IQ1_M_U2, a: [n/256] Q8_K_U16
+    const auto* wb = static_cast<const BlockIq1MU2*>(w);
+    const auto* ab = static_cast<const BlockQ8KU16*>(a);
+    const int64_t nb = n / kQK;
+    if constexpr (I == Isa::Avx512Vnni) {
+        // lane j: word j / 4 of the scales (3-bit field j % 4 at bit 3 (j % 4)), delta bits 2j, 2j + 1
+        const __m512i words = _mm512_setr_epi32(0, 0, 0, 0, 0x10001, 0x10001, 0x10001, 0x10001, 0x20002, 0x20002, 0x20002, 0x20002,
+                                                0x30003, 0x30003, 0x30003, 0x30003);
+        const __m512i field_shift = _mm512_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
+        const __m512i entry_shift = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512 table = _mm512_load_ps(kIq1mScale.data());
+        const __m512i m = _mm512_set1_epi8(0x18), two = _mm512_set1_epi8(2);
+        __m512 facc = _mm512_setzero_ps();
+        const auto block = [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+            const BlockIq1MU2& b = wb[k];
+            const __m512i sc = _mm512_permutexvar_epi16(words, _mm512_set1_epi64(static_cast<long long>(load_u64(b.scales))));
+            const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(sc, field_shift), table);  // reads bits 0..3
+            const __m512i dl = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.delta))), entry_shift);
+            const __m512i plus_lo = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(1)), two);
+            const __m512i plus_hi = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(2)), two);
+            const __m512i x = _mm512_loadu_si512(b.qs);
+            const BlockQ8KU16& q = ab[k];
+            __m512i acc = _mm512_loadu_si512(q.corr);
+            // u of chunk c at bits 2c, 2c + 1, moved to bits 3, 4 (8 u; the spill across bytes falls outside the mask)
+            acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 3), m, plus_lo, 0xEA), _mm512_loadu_si512(q.q.qs));
+            acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 1), m, plus_lo, 0xEA), _mm512_loadu_si512(q.q.qs + 64));
+            acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 1), m, plus_hi, 0xEA), _mm512_loadu_si512(q.q.qs + 128));
+            acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 3), m, plus_hi, 0xEA), _mm512_loadu_si512(q.q.qs + 192));
+            facc = lanes_float_step<I>(facc, acc, scale, f);
+        };
+        for_blocks_factored<I, kInlineFactors>(wb, ab, nb, block);
+        return _mm512_reduce_add_ps(facc);
+    } else {
+        // Per 32-byte half h (groups 8h .. 8h + 7, a dword each) and chunk c: w against the
+        // activations by VPMADDUBSW (int16 word k: group 8h + k / 2), times its s by VPMADDWD;
+        // -9 s against the 16-value sums (word j: group j).
+        FloatAcc<I> facc;
+        for_blocks_with_factors<I>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+            const BlockIq1MU2& b = wb[k];
+            const BlockQ8KU16& q = ab[k];
+            const __m256i s16 = iq1m_scales16(b.scales);
+            __m256i acc = _mm256_madd_epi16(load32(q.q.bsums), _mm256_mullo_epi16(s16, _mm256_set1_epi16(-9)));
+            const __m256i delta = _mm256_set1_epi32(static_cast<int>(load_u32(b.delta)));
+            for (int h = 0; h < 2; ++h) {
+                const __m128i sh = h ? _mm256_extracti128_si256(s16, 1) : _mm256_castsi256_si128(s16);
+                const __m256i word_scales = _mm256_setr_m128i(_mm_unpacklo_epi16(sh, sh), _mm_unpackhi_epi16(sh, sh));
+                const __m256i dl = _mm256_srlv_epi32(delta, _mm256_add_epi32(_mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), _mm256_set1_epi32(16 * h)));
+                const __m256i x = load32(b.qs + 32 * h);
+                for (int c = 0; c < 4; ++c) {
+                    const __m256i bit = _mm256_set1_epi32(c < 2 ? 1 : 2);
+                    const __m256i plus = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_and_si256(dl, bit), _mm256_setzero_si256()), _mm256_set1_epi8(2));
+                    const __m256i s = c == 0 ? _mm256_slli_epi16(x, 3) : c == 1 ? _mm256_slli_epi16(x, 1)
+                                    : c == 2 ? _mm256_srli_epi16(x, 1) : _mm256_srli_epi16(x, 3);
+                    const __m256i wv = _mm256_or_si256(_mm256_and_si256(s, _mm256_set1_epi8(0x18)), plus);
+                    acc = scaled_dot<I>(acc, wv, load32(q.q.qs + 64 * c + 32 * h), word_scales);
+                }
+            }
             facc.add(acc, f);
         });
         return facc.sum();
@@ -1192,7 +1236,7 @@ void dot_iq1su2_rows_chunk(const BlockIq1SU2* wb, const BlockQ8KU2* const* a, in
         for (int t = 0; t < T; ++t) acc[t] = _mm512_loadu_si512(a[t][k].corr);
         for (int c = 0; c < 4; ++c)
             for (int t = 0; t < T; ++t) acc[t] = _mm512_dpbusd_epi32(acc[t], z.w[c], _mm512_loadu_si512(a[t][k].q.qs + 64 * c));
-        for (int t = 0; t < T; ++t) facc[t] = iq1su2_float_step<I>(facc[t], acc[t], z.half_scale, a[t][k].q.d * wd);
+        for (int t = 0; t < T; ++t) facc[t] = lanes_float_step<I>(facc[t], acc[t], z.half_scale, a[t][k].q.d * wd);
     }
     for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
 }
@@ -1664,7 +1708,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ1_S: return grid_row_kernel<I, BlockIq1S>();
         case T::IQ1_S_U2: return inline_block_factors() ? dot_iq1su2_row<I, true> : dot_iq1su2_row<I, false>;
         case T::IQ1_M: return grid_row_kernel<I, BlockIq1M>();
-        case T::IQ1_M_U2: return grid_row_kernel<I, BlockIq1MU2>();
+        case T::IQ1_M_U2: return inline_block_factors() ? dot_iq1mu2_row<I, true> : dot_iq1mu2_row<I, false>;
         case T::IQ2_XXS_U3: return inline_block_factors() ? dot_iq2xxsu3_row<I, true> : dot_iq2xxsu3_row<I, false>;
         case T::IQ3_XXS_U4: return grid_row_kernel<I, BlockIq3XxsU4>();
         case T::IQ2_XS: return grid_row_kernel<I, BlockIq2Xs>();

@@ -123,15 +123,18 @@ inline __m256i iq1m_scales16(const uint8_t* scales) {
 // dword, for iq1mu2_chunk.
 inline __m256i iq1mu2_delta_bits(const BlockIq1MU2& b) { return _mm256_set1_epi32(static_cast<int>(load_u32(b.delta))); }
 
-// IQ1_M_U2: weights 64c + 32h .. + 31 as bytes 8 (g + 1) + (1 +- 1) in [0, 18] (the per-token
-// kernels' and the int8 products' u): g + 1 is bits 2c, 2c + 1 of qs[32h ..], moved to bits 3, 4
-// by a 16-bit shift whose spill from the neighbouring byte the mask drops; + 2 on the 8-byte
-// entries 8c + 4h .. + 3 whose delta is +1/8 (their bits of `delta_bits`, iq1mu2_delta_bits,
-// clear: each 64-bit lane tests its entry's bit in the low dword).
+// IQ1_M_U2: weights 64c + 32h .. + 31 (groups j = 4c + 2h, j + 1 of 16) in natural order as
+// bytes 8 (g + 1) + (1 +- 1) in [0, 18] (the int8 products' and the bf16 unpacking's u): group
+// j's u are fields 0..3 of qs bytes 4j .. 4j + 3 (weights 16j + 4 field ..), each dword copied
+// four times and shifted by 2 field, then moved to bits 3, 4 (a shift by 3 whose spill across
+// bytes the mask drops); + 2 on the 8-byte entries 8c + 4h .. + 3 whose delta is +1/8 (their
+// bits of `delta_bits`, iq1mu2_delta_bits, clear: each 64-bit lane tests its entry's bit).
 inline __m256i iq1mu2_chunk(const BlockIq1MU2& b, __m256i delta_bits, int c, int h) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
-    const __m256i s = c == 0 ? _mm256_slli_epi16(x, 3) : c == 1 ? _mm256_slli_epi16(x, 1)
-                    : c == 2 ? _mm256_srli_epi16(x, 1) : _mm256_srli_epi16(x, 3);
+    const int j = 4 * c + 2 * h;
+    const __m256i two = _mm256_set1_epi64x(static_cast<long long>(load_u64(b.qs + 4 * j)));  // groups j, j + 1
+    const __m256i fields = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(two, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)),
+                                             _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    const __m256i s = _mm256_slli_epi16(fields, 3);
     const int k = 8 * c + 4 * h;  // the first entry
     const __m256i entry = _mm256_setr_epi64x(int64_t{1} << k, int64_t{1} << (k + 1), int64_t{1} << (k + 2), int64_t{1} << (k + 3));
     const __m256i plus = _mm256_cmpeq_epi64(_mm256_and_si256(delta_bits, entry), _mm256_setzero_si256());

@@ -65,7 +65,7 @@ inline constexpr int kIq3xxsMagnitudes[8] = {4, 12, 20, 28, 36, 44, 52, 62};
 
 // IQ1_M_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256), and whether the delta of its 8
 // weights is -1/8.
-inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return (b.qs[e % 64] >> (2 * (e / 64))) & 3; }
+inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return (b.qs[u16_position(e) % 64] >> (2 * (u16_position(e) / 64))) & 3; }
 inline bool iq1mu2_minus(const BlockIq1MU2& b, int e) { return (b.delta[e / 64] >> ((e / 8) % 8)) & 1; }
 
 // The repacked layouts' nibble of group g (of 8, 32 weights each) in sc, low nibble first:

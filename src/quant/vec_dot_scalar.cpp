@@ -398,6 +398,11 @@ const int8_t* natural_values(const BlockQ8KU2& a, int8_t* buf) {
 }
 const BlockQ8K& q8k_of(const BlockQ8K& a) { return a; }
 const BlockQ8K& q8k_of(const BlockQ8KU2& a) { return a.q; }
+const int8_t* natural_values(const BlockQ8KU16& a, int8_t* buf) {
+    for (int e = 0; e < kQK; ++e) buf[e] = a.q.qs[u16_position(e)];
+    return buf;
+}
+const BlockQ8K& q8k_of(const BlockQ8KU16& a) { return a.q; }
 
 template <typename Block, typename Act = BlockQ8K>
 float dot_k(const void* w, const void* a, int64_t n) {  // 256-wide weights . Q8_K (IQ1_S_U2: Q8_K_U2) activations
@@ -480,7 +485,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::IQ1_S: return dot_k<BlockIq1S>;
         case T::IQ1_S_U2: return dot_k<BlockIq1SU2, BlockQ8KU2>;
         case T::IQ1_M: return dot_k<BlockIq1M>;
-        case T::IQ1_M_U2: return dot_k<BlockIq1MU2>;
+        case T::IQ1_M_U2: return dot_k<BlockIq1MU2, BlockQ8KU16>;
         case T::IQ2_XXS_U3: return dot_k<BlockIq2XxsU3, BlockQ8KU2>;
         case T::IQ3_XXS_U4: return dot_k<BlockIq3XxsU4>;
         case T::IQ4_XS: return dot_k<BlockIq4Xs>;

@@ -308,6 +308,8 @@ void expect_packing_layout(GgmlType type, I8Unit unit, bool u2_order) {
 TEST(GemmI8, PackedActivationsFollowTheLayout) {
     expect_packing_layout(GgmlType::Q4_K, i8_unit(), false);
     expect_packing_layout(GgmlType::IQ1_S_U2, I8Unit::avx2, false);  // AVX2 products: natural order
+    expect_packing_layout(GgmlType::IQ1_M_U2, i8_unit(), false);      // from Q8_K_U16 rows: natural order
+    expect_packing_layout(GgmlType::IQ2_XXS_U3, i8_unit(), false);    // from Q8_K_U2 rows: natural order
     if (i8_unit() == I8Unit::avx512 || i8_unit() == I8Unit::amx) expect_packing_layout(GgmlType::IQ1_S_U2, i8_unit(), true);
 }
 

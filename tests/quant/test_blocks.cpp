@@ -184,30 +184,36 @@ TEST(Quant, Q8kVectorizedEqualsReference) {
     }
 }
 
-// Q8_K_U2 (IQ1_S_U2's activations) is the Q8_K block, its values at u2_position, plus the
-// kernels' starting term -18 x the 16-value sums.
-TEST(Quant, Q8kU2IsQ8kInIq1su2Order) {
+// Q8_K_U2 (IQ1_S_U2's and IQ2_XXS_U3's activations) and Q8_K_U16 (IQ1_M_U2's) are the Q8_K block
+// with its values at the weights' positions (a permutation), plus the kernels' starting term
+// corr x the 16-value sums.
+template <typename Block>
+void expect_ordered_q8k(GgmlType type, int (*position)(int), int corr) {
     constexpr int64_t kBlocks = 3, n = kBlocks * 256;
     std::vector<float> x(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 11));
     std::vector<BlockQ8K> q(kBlocks);
-    std::vector<BlockQ8KU2> u(kBlocks);
-    ASSERT_EQ(ggml_traits(GgmlType::Q8_K_U2).type_size, sizeof(BlockQ8KU2));
+    std::vector<Block> u(kBlocks);
+    ASSERT_EQ(ggml_traits(type).type_size, sizeof(Block));
     quantize_row(GgmlType::Q8_K, x.data(), q.data(), n);
-    quantize_row(GgmlType::Q8_K_U2, x.data(), u.data(), n);
+    quantize_row(type, x.data(), u.data(), n);
     std::vector<int> seen(256, 0);
-    for (int e = 0; e < 256; ++e) ++seen[static_cast<size_t>(u2_position(e))];
-    for (int p = 0; p < 256; ++p) ASSERT_EQ(seen[static_cast<size_t>(p)], 1) << "position " << p;  // a permutation
+    for (int e = 0; e < 256; ++e) ++seen[static_cast<size_t>(position(e))];
+    for (int p = 0; p < 256; ++p) ASSERT_EQ(seen[static_cast<size_t>(p)], 1) << "position " << p;
     for (int64_t b = 0; b < kBlocks; ++b) {
         const BlockQ8K& want = q[static_cast<size_t>(b)];
-        const BlockQ8KU2& got = u[static_cast<size_t>(b)];
+        const Block& got = u[static_cast<size_t>(b)];
         ASSERT_EQ(got.q.d, want.d);
-        for (int e = 0; e < 256; ++e) ASSERT_EQ(got.q.qs[u2_position(e)], want.qs[e]) << "block " << b << " value " << e;
+        for (int e = 0; e < 256; ++e) ASSERT_EQ(got.q.qs[position(e)], want.qs[e]) << "block " << b << " value " << e;
         for (int i = 0; i < 16; ++i) {
             ASSERT_EQ(got.q.bsums[i], want.bsums[i]);
-            ASSERT_EQ(got.corr[i], -18 * want.bsums[i]);
+            ASSERT_EQ(got.corr[i], corr * want.bsums[i]);
         }
     }
+}
+TEST(Quant, Q8kInTheRepackedLayoutsOrders) {
+    expect_ordered_q8k<BlockQ8KU2>(GgmlType::Q8_K_U2, [](int e) { return u2_position(e); }, -18);
+    expect_ordered_q8k<BlockQ8KU16>(GgmlType::Q8_K_U16, [](int e) { return u16_position(e); }, -9);
 }
 
 TEST(Quant, RejectsPartialBlocksAndUnknownTypes) {
