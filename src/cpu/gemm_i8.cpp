@@ -663,6 +663,12 @@ TANDEM_I8_TARGET void tile_epilogue(const int32_t* c, const I8Block* rec, const 
     }
 }
 
+// The activations' order in a packing for weights of `type` on `unit`: IQ1_S_U2's own
+// (u2_position: its rows come quantized that way, Q8_K_U2) where the products take a block's
+// 256 terms in any order (the AVX-512 and tile units: one integer scale per block), else
+// natural (the AVX2 products sum each group of 32 apart).
+bool packs_u2_order(GgmlType type, I8Unit unit) { return type == GgmlType::IQ1_S_U2 && unit != I8Unit::avx2; }
+
 #pragma GCC diagnostic pop
 #undef TANDEM_I8_TARGET
 #undef TANDEM_AMX_I8_TARGET
@@ -682,6 +688,10 @@ bool i8_gemm_supports(GgmlType type, I8Unit unit) {
         case I8Unit::none: break;
     }
     return false;
+}
+
+bool i8_shares_packing(GgmlType a, GgmlType b, I8Unit unit) {
+    return quant::vec_dot_type(a) == quant::vec_dot_type(b) && packs_u2_order(a, unit) == packs_u2_order(b, unit);
 }
 
 bool i8_gemm_takes(GgmlType type, int64_t n_in) { return n_in > 0 && n_in % kQK == 0 && i8_gemm_supports(type); }
@@ -704,11 +714,6 @@ uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
 
 namespace {
 
-// The activations' order in a packing for weights of `type` on `unit`: IQ1_S_U2's own
-// (u2_position: its rows come quantized that way, Q8_K_U2) where the products take a block's
-// 256 terms in any order (the AVX-512 and tile units: one integer scale per block), else
-// natural (the AVX2 products sum each group of 32 apart).
-bool packs_u2_order(GgmlType type, I8Unit unit) { return type == GgmlType::IQ1_S_U2 && unit != I8Unit::avx2; }
 
 // Token t's lanes of every block of its group, from its row q of quantized activations (Q8_K,
 // Q8_K_U2 or Q8_K_U16: a BlockQ8K first, block_bytes apart; the padding: a zero row), their q

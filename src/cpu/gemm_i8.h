@@ -4,8 +4,10 @@
 // VPMADDUBSW + VPMADDWD on AVX2 (cpu::i8_unit()).
 //
 // The activations are quantized as the per-token path quantizes them (quant::quantize_row to
-// vec_dot_type: Q8_K, one scale per 256 values, integers in [-127, 127]; for IQ1_S_U2 the same
-// in its weight order, Q8_K_U2) and packed per group of 16 tokens, a lane per token. The weights are unpacked per 256-block into 256 unsigned bytes w, integer
+// vec_dot_type: Q8_K, one scale per 256 values, integers in [-127, 127]; for the group-major
+// repacked formats the same in their weight order, Q8_K_U2 or Q8_K_U16) and packed per group of
+// 16 tokens, a lane per token (in natural order, or IQ1_S_U2's on the units that take it). The
+// weights are unpacked per 256-block into 256 unsigned bytes w, integer
 // scales per group (for the formats that have them), int16 coefficients against the
 // activations' 16- or 32-value sums (the formats' offsets and mins) and float scales. The
 // integers formed are the per-token dot kernel's (quant/simd_kernels.h): one per block, or
@@ -39,6 +41,9 @@ namespace tandem::cpu {
 // Whether panel_gemm_i8 takes weights of `type` on `unit` (this CPU's, cpu::i8_unit()): a format
 // it unpacks, on a unit that runs it (the tile unit: IQ1_S_U2 only).
 bool i8_gemm_supports(GgmlType type, I8Unit unit = i8_unit());
+// Whether products of weights a and b on `unit` can share one packing of the activations: the
+// same quantized rows (quant::vec_dot_type) in the same order.
+bool i8_shares_packing(GgmlType a, GgmlType b, I8Unit unit = i8_unit());
 // i8_gemm_supports(type) for rows of n_in values that are whole 256-blocks (the packing's unit):
 // where cpu::matmul takes gemm_i8.
 bool i8_gemm_takes(GgmlType type, int64_t n_in);

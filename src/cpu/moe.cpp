@@ -189,10 +189,9 @@ void moe_forward(ThreadPool& pool, const ExpertWeights& w, const float* x, int64
     tiled_gu.clear();
     tiled_dn.clear();
     // Formats with an int8 product take it instead of bf16, from its own threshold; gate and up
-    // share one packing of the activations, so only where they pair with the same type (not an
-    // IQ1_S_U2 gate beside an up left in the file's IQ1_S, which a partial repack can leave).
-    const bool gu_i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type) &&
-                       quant::vec_dot_type(w.gate_type) == quant::vec_dot_type(w.up_type);
+    // share one packing of the activations, so only where it serves both (not an IQ1_S_U2 gate
+    // beside an up left in the file's IQ1_S, which a partial repack can leave, or an IQ2_XXS_U3 up).
+    const bool gu_i8 = i8_gemm_supports(w.gate_type) && i8_gemm_supports(w.up_type) && i8_shares_packing(w.gate_type, w.up_type);
     const bool dn_i8 = i8_gemm_supports(w.down_type);
     const bool gu_ok = gu_i8 || (gemm_supports(w.gate_type, n_embd) && gemm_supports(w.up_type, n_embd));
     const bool dn_ok = dn_i8 || gemm_supports(w.down_type, n_ff);

@@ -405,7 +405,7 @@ const int8_t* natural_values(const BlockQ8KU16& a, int8_t* buf) {
 const BlockQ8K& q8k_of(const BlockQ8KU16& a) { return a.q; }
 
 template <typename Block, typename Act = BlockQ8K>
-float dot_k(const void* w, const void* a, int64_t n) {  // 256-wide weights . Q8_K (IQ1_S_U2: Q8_K_U2) activations
+float dot_k(const void* w, const void* a, int64_t n) {  // 256-wide weights . Q8_K (or its ordered forms) activations
     const auto* wb = static_cast<const Block*>(w);
     const auto* ab = static_cast<const Act*>(a);
     IntBlock ib;

@@ -207,7 +207,7 @@ void expect_i8_matches_per_token(GgmlType type) {
             for (int64_t t = 0; t < n_tok; ++t) rows[static_cast<size_t>(t)] = static_cast<int32_t>(n_tok - 1 - t);
             std::vector<uint8_t> packed(packed_acts_i8_bytes(n_tok, n_in), 0xFF);
             pack_acts_i8(type, x.data(), n_in, rows.data(), n_tok, n_in, packed.data());
-            const GgmlType act = quant::vec_dot_type(type);  // Q8_K, or Q8_K_U2 for IQ1_S_U2
+            const GgmlType act = quant::vec_dot_type(type);  // Q8_K, or Q8_K_U2 / Q8_K_U16 for the group-major formats
             const uint64_t q8_row = quant_row_bytes(act, n_in);
             std::vector<uint8_t> q8(q8_row * static_cast<uint64_t>(n_tok)), packed_q8(packed.size(), 0xFF);
             std::vector<const void*> q8_rows;
@@ -482,7 +482,7 @@ TEST(GemmI8, FullScaleWeightsAndActivations) {
             PanelScratch ps;
             float* out = ps.out_for(n_tok);
             panel_gemm_i8(type, w.data(), rb, kPanelRows, n_in, packed.data(), n_tok, out, ps, unit);
-            const GgmlType act = quant::vec_dot_type(type);  // Q8_K (a BlockQ8K first), or Q8_K_U2
+            const GgmlType act = quant::vec_dot_type(type);  // Q8_K, or Q8_K_U2 / Q8_K_U16 (a BlockQ8K first)
             std::vector<uint8_t> xq(quant_row_bytes(act, n_in));
             std::vector<float> wf(static_cast<size_t>(n_in));
             for (int64_t t = 0; t < n_tok; ++t) {

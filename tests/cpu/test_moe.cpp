@@ -350,6 +350,18 @@ TEST(Moe, R1LayerIq1sU2BatchMatchesSingleTokens) {
     check_moe(pool, M, 2, 8, ids, wts, true);
 }
 
+// Gate and up of two repacked formats whose activations are both Q8_K_U2 but whose int8 products
+// want them in different orders (IQ1_S_U2's own on the AVX-512 and tile units, natural for
+// IQ2_XXS_U3): they must not share one packing.
+TEST(Moe, GateAndUpOfDifferentPackingOrders) {
+    ThreadPool pool(3);
+    std::vector<int32_t> ids;
+    std::vector<float> wts;
+    Layer L(GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS_U3, GgmlType::IQ1_S_U2, 2048, 512, 64);
+    route(L, 40, 8, {2, 7, 31, 33, 40, 41, 50, 52, 60, 63}, 6, ids, wts);
+    check_moe(pool, L, 40, 8, ids, wts, false);  // gate and up take bf16 here: its bound
+}
+
 // Gate/up and down choose the tile path on their own, each from its formats' threshold (on the
 // vector units the int8 products: IQ1_S_U2 from 6 tokens on AVX-512, where it has a rows kernel
 // below that, 4 on AVX2; IQ2_XXS from 3). Five experts get 3, 6, 10, 14 and 20 of 20 tokens
