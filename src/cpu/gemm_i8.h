@@ -60,7 +60,11 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // TANDEM_GEMM=int8; a product of up to 8 tokens costs one of 8; no rows kernel there, so the
 // per-token path's rate is one dot per token): IQ1_S_U2 4 (int8 73-79 at 8 tokens; per-token
 // 31), Q4_K 5 (73; 38), Q6_K 4 (66; 26), IQ2_XXS 3 (47-48; 14.5), Q2_K 5 (69-71; 34; 4 would just
-// pass), Q3_K 3 (65; 20), IQ1_S 3 (46-48; 12.6).
+// pass), Q3_K 3 (65; 20), IQ1_S 3 (46-48; 12.6). Session 14's group-major layouts made their
+// per-token kernels faster (the same bench, us for 2048 x 7168 x N tokens, int8 at 4 tokens
+// against rows or per-token dots at 4): AVX-512 IQ1_S_U2 5 (835; 817, 1020 at 5), IQ1_M_U2 5
+// (1385; 1225), IQ2_XXS_U3 4 (1310; 1358); AVX2 IQ1_S_U2 5 (1513; 1481), IQ1_M_U2 4 (1906;
+// 1937), IQ2_XXS_U3 4 (1921; 1810 at 3).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of

@@ -329,7 +329,7 @@ TEST(Moe, R1LayerIq1sGateUpIq2xxsDownTop8Of256) {
 
 // IQ1_S_U2 experts (the layout the model repacks IQ1_S into) have a several-rows dot kernel
 // on AVX-512 VNNI (tokens sharing an expert dotted together, bit-identical to each alone) and
-// an int8 product (cpu/gemm_i8.h; from 6 tokens there, 4 on AVX2),
+// an int8 product (cpu/gemm_i8.h; from 5 tokens there and on AVX2),
 // equal to the per-token dots up to float summation order. 20 tokens over 10 experts give
 // groups of about 16, mostly past those thresholds: each token alone must match the batch
 // within 1% of the output's RMS where the int8 product is what the tile path takes (measured
@@ -363,8 +363,8 @@ TEST(Moe, GateAndUpOfDifferentPackingOrders) {
 }
 
 // Gate/up and down choose the tile path on their own, each from its formats' threshold (on the
-// vector units the int8 products: IQ1_S_U2 from 6 tokens on AVX-512, where it has a rows kernel
-// below that, 4 on AVX2; IQ2_XXS from 3). Five experts get 3, 6, 10, 14 and 20 of 20 tokens
+// vector units the int8 products: IQ1_S_U2 from 5 tokens, on AVX-512 a rows kernel below that;
+// IQ2_XXS from 3). Five experts get 3, 6, 10, 14 and 20 of 20 tokens
 // (expert j takes tokens 0 .. count - 1), so on the vector units the expert with 3 takes the
 // tile path for down but not for gate/up. The output against float64 either way.
 TEST(Moe, GateUpAndDownChooseTheirPathSeparately) {
