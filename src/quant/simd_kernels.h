@@ -934,6 +934,15 @@ TANDEM_BLOCK_STEP void for_blocks_factored(const Block* wb, const Act* ab, int64
     }
 }
 
+// A row's sum over its blocks of block(k) (the block's integer lanes) times the block's factor,
+// FloatAcc's float step.
+template <Isa I, bool kInline, typename Block, typename Act, typename BlockFn>
+TANDEM_BLOCK_STEP float sum_blocks(const Block* wb, const Act* ab, int64_t nb, BlockFn&& block) {
+    FloatAcc<I> facc;
+    for_blocks_factored<I, kInline>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA { facc.add(block(k), f); });
+    return facc.sum();
+}
+
 // Grid formats: per block ad * d * unit * (integer dot), the float step at full vector width,
 // the factors formed 16 at a time or, kInlineFactors, per block (inline_block_factors: on one
 // Zen 4 thread, bench_cpu kernel/, IQ2_XXS_U3 28.0-28.5 -> 25.0-25.2 block cycles, IQ1_M_U2
@@ -942,9 +951,7 @@ template <Isa I, typename Block, bool kInlineFactors = false>
 float dot_grid_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Block, a: [n/256] Q8_K
     const auto* wb = static_cast<const Block*>(w);
     const auto* ab = static_cast<const BlockQ8K*>(a);
-    FloatAcc<I> facc;
-    for_blocks_factored<I, kInlineFactors>(wb, ab, n / kQK, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA { facc.add(grid_block<I>(wb[k], ab[k]), f); });
-    return facc.sum();
+    return sum_blocks<I, kInlineFactors>(wb, ab, n / kQK, [&](int64_t k) TANDEM_BLOCK_LAMBDA { return grid_block<I>(wb[k], ab[k]); });
 }
 template <Isa I, typename Block>
 VecDotFn grid_row_kernel() {
@@ -1012,6 +1019,22 @@ template <Isa I>
 inline __m512 lanes_float_step(__m512 facc, __m512i lanes, __m512 scale, float f) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(scale, _mm512_set1_ps(f)), facc);
 }
+// sum_blocks for the group-major kernels under AVX-512, whose block(k) gives the lanes'
+// integers and their groups' scales.
+template <Isa I>
+struct ScaledLanes {
+    __m512i lanes;
+    __m512 scale;
+};
+template <Isa I, bool kInline, typename Block, typename Act, typename BlockFn>
+TANDEM_BLOCK_STEP float sum_scaled_lanes(const Block* wb, const Act* ab, int64_t nb, BlockFn&& block) {
+    __m512 facc = _mm512_setzero_ps();
+    for_blocks_factored<I, kInline>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+        const ScaledLanes<I> b = block(k);
+        facc = lanes_float_step<I>(facc, b.lanes, b.scale, f);
+    });
+    return _mm512_reduce_add_ps(facc);
+}
 // The AVX2 group-major kernels' int16 scales of a 32-byte half h of a chunk, where word k
 // belongs to group 4h + k / 4 (IQ1_S_U2, IQ2_XXS_U3: 8 weights of a group per half chunk):
 // from [8] int16 group scales, twice (both 128-bit lanes).
@@ -1036,18 +1059,15 @@ float dot_iq1su2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
     const auto* ab = static_cast<const BlockQ8KU2*>(a);
     const int64_t nb = n / kQK;
     if constexpr (I == Isa::Avx512Vnni) {
-        __m512 facc = _mm512_setzero_ps();
-        for_blocks_factored<I, kInlineFactors>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+        return sum_scaled_lanes<I, kInlineFactors>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
             const Iq1su2Zmm<I> z = iq1su2_unpack<I>(wb[k]);
-            facc = lanes_float_step<I>(facc, iq1su2_lanes<I>(z, ab[k]), z.half_scale, f);
+            return ScaledLanes<I>{iq1su2_lanes<I>(z, ab[k]), z.half_scale};
         });
-        return _mm512_reduce_add_ps(facc);
     } else {
         // Per 32-byte half h (groups 4h .. 4h + 3, 8 bytes each) and chunk c: u against the
         // activations by VPMADDUBSW (int16 word k: group 4h + k / 4), times the group's 8 s
         // by VPMADDWD; the offsets s (+-1 - 8) against the 16-value sums (word i: group i / 2).
-        FloatAcc<I> facc;
-        for_blocks_with_factors<I>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+        return sum_blocks<I, false>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
             const BlockIq1SU2& b = wb[k];
             const BlockQ8KU2& q = ab[k];
             __m128i scale8, off;
@@ -1061,9 +1081,8 @@ float dot_iq1su2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
                     const __m256i u = _mm256_and_si256(_mm256_srli_epi16(x[h], 2 * c), _mm256_set1_epi8(3));
                     acc = scaled_dot<I>(acc, u, load32(q.q.qs + 64 * c + 32 * h), word_scales[h]);
                 }
-            facc.add(acc, f);
+            return acc;
         });
-        return facc.sum();
     }
 }
 
@@ -1090,8 +1109,7 @@ float dot_iq2xxsu3_row(const void* w, const void* a, int64_t n) {  // w: [n/256]
         const __m512i lut = _mm512_broadcast_i32x4(_mm256_castsi256_si128(iq2xxsu3_lut()));
         const __m512i shifts = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
         const __m512 odd = _mm512_load_ps(kOddScale.data());
-        __m512 facc = _mm512_setzero_ps();
-        const auto block = [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+        return sum_scaled_lanes<I, kInlineFactors>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
             const BlockIq2XxsU3& b = wb[k];
             const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))), shifts), odd);
             // The sign bits through memory: KMOVQ k, m64 is a plain load (GridAcc::set_signs).
@@ -1106,16 +1124,13 @@ float dot_iq2xxsu3_row(const void* w, const void* a, int64_t n) {  // w: [n/256]
                 acc = _mm512_dpbusd_epi32(acc, mag, _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[c])),
                                                                          _mm512_setzero_si512(), q));
             }
-            facc = lanes_float_step<I>(facc, acc, scale, f);
-        };
-        for_blocks_factored<I, kInlineFactors>(wb, ab, nb, block);
-        return _mm512_reduce_add_ps(facc);
+            return ScaledLanes<I>{acc, scale};
+        });
     } else {
         // Per 32-byte half h (groups 4h .. 4h + 3) and chunk c: the magnitudes against the signed
         // activations by VPMADDUBSW (int16 word k: group 4h + k / 4), times the group's s by
         // VPMADDWD.
-        FloatAcc<I> facc;
-        for_blocks_with_factors<I>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+        return sum_blocks<I, false>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
             const BlockIq2XxsU3& b = wb[k];
             __m256i word_scales[2];  // words k: group 4h + k / 4's 2 ls + 1
             half_word_scales(_mm256_broadcastsi128_si256(_mm_or_si128(_mm_slli_epi16(_mm_cvtepu8_epi16(nibbles8(b.sc)), 1), _mm_set1_epi16(1))),
@@ -1131,9 +1146,8 @@ float dot_iq2xxsu3_row(const void* w, const void* a, int64_t n) {  // w: [n/256]
                     const __m256i q = _mm256_sign_epi8(load32(ab[k].q.qs + 64 * c + 32 * h), _mm256_or_si256(neg, _mm256_set1_epi8(1)));
                     acc = scaled_dot<I>(acc, mag, q, word_scales[h]);
                 }
-            facc.add(acc, f);
+            return acc;
         });
-        return facc.sum();
     }
 }
 
@@ -1164,8 +1178,7 @@ float dot_iq1mu2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
         const __m512i entry_shift = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         const __m512 table = _mm512_load_ps(kIq1mScale.data());
         const __m512i m = _mm512_set1_epi8(0x18), two = _mm512_set1_epi8(2);
-        __m512 facc = _mm512_setzero_ps();
-        const auto block = [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+        return sum_scaled_lanes<I, kInlineFactors>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
             const BlockIq1MU2& b = wb[k];
             const __m512i sc = _mm512_permutexvar_epi16(words, _mm512_set1_epi64(static_cast<long long>(load_u64(b.scales))));
             const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(sc, field_shift), table);  // reads bits 0..3
@@ -1180,16 +1193,13 @@ float dot_iq1mu2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
             acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 1), m, plus_lo, 0xEA), _mm512_loadu_si512(q.q.qs + 64));
             acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 1), m, plus_hi, 0xEA), _mm512_loadu_si512(q.q.qs + 128));
             acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 3), m, plus_hi, 0xEA), _mm512_loadu_si512(q.q.qs + 192));
-            facc = lanes_float_step<I>(facc, acc, scale, f);
-        };
-        for_blocks_factored<I, kInlineFactors>(wb, ab, nb, block);
-        return _mm512_reduce_add_ps(facc);
+            return ScaledLanes<I>{acc, scale};
+        });
     } else {
         // Per 32-byte half h (groups 8h .. 8h + 7, a dword each) and chunk c: w against the
         // activations by VPMADDUBSW (int16 word k: group 8h + k / 2), times its s by VPMADDWD;
         // -9 s against the 16-value sums (word j: group j).
-        FloatAcc<I> facc;
-        for_blocks_with_factors<I>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+        return sum_blocks<I, false>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
             const BlockIq1MU2& b = wb[k];
             const BlockQ8KU16& q = ab[k];
             const __m256i s16 = iq1m_scales16(b.scales);
@@ -1209,9 +1219,8 @@ float dot_iq1mu2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
                     acc = scaled_dot<I>(acc, wv, load32(q.q.qs + 64 * c + 32 * h), word_scales);
                 }
             }
-            facc.add(acc, f);
+            return acc;
         });
-        return facc.sum();
     }
 }
 
