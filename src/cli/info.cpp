@@ -71,6 +71,10 @@ int run_info(const InfoArgs& args) {
                     static_cast<long long>(s.n_expert), format_bytes(s.active_expert_bytes_per_token).c_str());
     else
         std::printf("decode reads     %s per token\n", format_bytes(s.active_bytes_per_token).c_str());
+    if (!s.repacked_formats.empty() && s.repack_growth == 0)
+        std::printf("repacked         %s experts are regrouped as loaded (the same size) where the model fits 80%% of "
+                    "the memory (--repack)\n",
+                    s.repacked_formats.c_str());
     if (s.repack_growth > 0 && s.n_expert > 0)
         std::printf("repacked         %s experts take %s more in memory, repacked as loaded as far as 80%% of the "
                     "memory allows (--repack); all repacked, decode reads %s per token\n",

@@ -48,7 +48,7 @@ enum class Scales { per256, per32, per32_folded, per16, per16_mins };
 //   per32 (Q4_K):               d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
 //   per32_folded (IQ2_XXS(_U3), IQ3_XXS_U4): d a (sum_g s_g (sum_{e in g} w_e q_e) + sum_g c_g qsum32_g);
 //   per16 (Q6_K, Q3_K, IQ1_M_U2): d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j);
-//   per16_mins (Q2_K):          d a sum_j s_j (sum_{e in j} w_e q_e) - dmin a sum_j c16_j qsum16_j.
+//   per16_mins (Q2_K(_U16)):    d a sum_j s_j (sum_{e in j} w_e q_e) - dmin a sum_j c16_j qsum16_j.
 struct I8Block {
     uint8_t w[256];
     int16_t c[8];
@@ -76,6 +76,7 @@ constexpr I8Format kI8Formats[] = {
     {GgmlType::IQ2_XXS, Scales::per32_folded, 1, 3, 3},   // w <= 86 (no rows kernel: per-token dots)
     {GgmlType::Q6_K, Scales::per16, 2, 7, 4},             // w <= 63
     {GgmlType::Q2_K, Scales::per16_mins, 4, 6, 5},        // w <= 3
+    {GgmlType::Q2_K_U16, Scales::per16_mins, 4, 6, 5},    // as Q2_K (gemm_i8.h)
     {GgmlType::Q3_K, Scales::per16, 4, 7, 3},             // w <= 7 (AVX-512 threshold: 6 would just pass)
     {GgmlType::IQ1_M_U2, Scales::per16, 4, 5, 4},         // w <= 18 (no rows kernel: per-token dots)
     {GgmlType::IQ2_XXS_U3, Scales::per32_folded, 1, 4, 4},  // as IQ2_XXS
@@ -243,15 +244,32 @@ TANDEM_I8_UNPACK void unpack_iq3xxsu4(const quant::BlockIq3XxsU4& b, I8Block& ou
     out.d = quant::fp16_to_f32(b.d) * 0.25f;
 }
 
-// Q2_K (quant/blocks.h): x = d sc_j q - dmin m_j per 16 weights j, q in [0, 3]: w = q, s_j =
-// sc_j and c16_j = m_j (the mins, against the 16-value sums): the per-token kernel's integers
-// (simd_kernels.h block_dot).
-TANDEM_I8_UNPACK void unpack_q2k(const quant::BlockQ2K& b, I8Block& out) {
+// Q2_K and Q2_K_U16 (quant/blocks.h): x = d sc_j q - dmin m_j per 16 weights j, q in [0, 3]: w =
+// q (in natural order: q2k_chunk), s_j = sc_j and c16_j = m_j (the mins, against the 16-value
+// sums): the per-token kernels' integers (simd_kernels.h block_dot, dot_q2ku16_row).
+template <typename Block>
+TANDEM_I8_UNPACK void unpack_q2k(const Block& b, I8Block& out) {
     for (int c = 0; c < 8; ++c) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * c), quant::q2k_chunk(b, c));
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));  // low nibble scale, high min
     const __m128i sc = _mm_and_si128(raw, _mm_set1_epi8(0x0F));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepu8_epi32(sc));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s + 8), _mm256_cvtepu8_epi32(_mm_srli_si128(sc, 8)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F))));
+    out.d = quant::fp16_to_f32(b.d);
+    out.dmin = quant::fp16_to_f32(b.dmin);
+}
+
+// Q2_K_U16 on the AVX-512 units: unpack_q2k's integers, 64 natural-order weights (groups 4k ..
+// 4k + 3: qs dwords 4k ..) per register, each dword spread over four and shifted by 0, 2, 4, 6.
+TANDEM_I8_TARGET void unpack_q2ku16_zmm(const quant::BlockQ2KU16& b, I8Block& out) {
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
+    for (int k = 0; k < 4; ++k) {
+        const __m512i dwords = _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * k))));
+        _mm512_storeu_si512(out.w + 64 * k, _mm512_and_si512(_mm512_srlv_epi32(dwords, shifts), _mm512_set1_epi8(3)));
+    }
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));  // low nibble scale, high min
+    _mm512_storeu_si512(out.s, _mm512_cvtepu8_epi32(_mm_and_si128(raw, _mm_set1_epi8(0x0F))));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F))));
     out.d = quant::fp16_to_f32(b.d);
     out.dmin = quant::fp16_to_f32(b.dmin);
@@ -313,7 +331,8 @@ TANDEM_I8_UNPACK void unpack_iq1mu2(const quant::BlockIq1MU2& b, I8Block& out) {
 }
 
 // The 256-blocks at `blocks` of n_rows rows (row_bytes apart) unpacked into recs[0 .. n_rows),
-// IQ1_S and IQ1_S_U2 in the AVX2 products' form where u2_as_u. With prefetch_next, each row's next block
+// IQ1_S and IQ1_S_U2 in the AVX2 products' form where u2_as_u (which is also what says whether
+// this is the AVX2 or the AVX-512 path). With prefetch_next, each row's next block
 // a step ahead: 32 rows read a block at a time, each row_bytes apart, are more streams than the
 // hardware prefetchers follow (without this, loads in the unpacking took most of its time in a
 // prefill profile).
@@ -327,6 +346,8 @@ TANDEM_I8_UNPACK void unpack_rows(GgmlType type, const uint8_t* blocks, uint64_t
         else if (type == GgmlType::Q4_K) unpack_q4k(*reinterpret_cast<const quant::BlockQ4K*>(b), recs[r]);
         else if (type == GgmlType::Q6_K) unpack_q6k(*reinterpret_cast<const quant::BlockQ6K*>(b), recs[r]);
         else if (type == GgmlType::Q2_K) unpack_q2k(*reinterpret_cast<const quant::BlockQ2K*>(b), recs[r]);
+        else if (type == GgmlType::Q2_K_U16 && u2_as_u) unpack_q2k(*reinterpret_cast<const quant::BlockQ2KU16*>(b), recs[r]);
+        else if (type == GgmlType::Q2_K_U16) unpack_q2ku16_zmm(*reinterpret_cast<const quant::BlockQ2KU16*>(b), recs[r]);
         else if (type == GgmlType::Q3_K) unpack_q3k(*reinterpret_cast<const quant::BlockQ3K*>(b), recs[r]);
         else if (type == GgmlType::IQ1_S) unpack_iq1s(*reinterpret_cast<const quant::BlockIq1S*>(b), recs[r], u2_as_u);
         else if (type == GgmlType::IQ1_M_U2) unpack_iq1mu2(*reinterpret_cast<const quant::BlockIq1MU2*>(b), recs[r]);

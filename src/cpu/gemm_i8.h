@@ -22,7 +22,8 @@
 // Formats: IQ1_S_U2 (the routed experts of Unsloth's UD-IQ1_S, repacked) on every unit; IQ1_S
 // itself (not repacked: machines short of memory; not yet on the tile unit), Q4_K,
 // Q6_K (attention, dense and shared-expert matrices of the usual quants), IQ2_XXS (UD-IQ1_S's
-// first down projections), Q2_K and Q3_K (the experts of UD-Q2_K_XL) on the vector units only:
+// first down projections), Q2_K (or its regrouped Q2_K_U16) and Q3_K (the experts of UD-Q2_K_XL)
+// on the vector units only:
 // a scale per 32 or 16 weights would need a tile product per group.
 //
 // On AVX2 (CPUs without AVX-512 VNNI) a register holds 8 tokens (block_product_avx2 in
@@ -64,7 +65,8 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // per-token kernels faster (the same bench, us for 2048 x 7168 x N tokens, int8 at 4 tokens
 // against rows or per-token dots at 4): AVX-512 IQ1_S_U2 5 (835; 817, 1020 at 5), IQ1_M_U2 5
 // (1385; 1225), IQ2_XXS_U3 4 (1310; 1358); AVX2 IQ1_S_U2 5 (1513; 1481), IQ1_M_U2 4 (1906;
-// 1937), IQ2_XXS_U3 4 (1921; 1810 at 3).
+// 1937), IQ2_XXS_U3 4 (1921; 1810 at 3). Session 15's Q2_K_U16 (the same bench): AVX-512 6 (int8
+// 1213 at 4 and 8 tokens; rows 840 at 4, 1590 at 8), AVX2 5 (1700; per-token dots 1529 at 4).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of

@@ -36,6 +36,7 @@ constexpr std::array kInternalTypes = {
     GgmlTypeTraits{T::IQ3_XXS_U4, "IQ3_XXS_U4", 256, 134, true},
     GgmlTypeTraits{T::Q8_K_U2, "Q8_K_U2", 256, 356, true},
     GgmlTypeTraits{T::Q8_K_U16, "Q8_K_U16", 256, 356, true},
+    GgmlTypeTraits{T::Q2_K_U16, "Q2_K_U16", 256, 84, true},
 };
 
 }  // namespace

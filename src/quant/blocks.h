@@ -98,6 +98,18 @@ struct BlockQ2K {
 };
 static_assert(sizeof(BlockQ2K) == 84);
 
+// Q2_K in group-major order (tandem's in-memory layout Q2_K_U16, quant/repack.h; the same
+// size): the same scales, d and dmin, with q of weight e = 16 j + 4 c + r (group j of 16) in
+// bits 2c..2c+1 of qs[4 j + r] (u16_position: each 4-byte lane of a 64-byte chunk c holds one
+// group, so one VPDPBUSD per chunk against Q8_K_U16 activations gives every group's sum).
+struct BlockQ2KU16 {
+    uint8_t scales[16];
+    uint8_t qs[64];
+    uint16_t d;
+    uint16_t dmin;
+};
+static_assert(sizeof(BlockQ2KU16) == 84);
+
 // 16 sub-blocks of 16: x = d * (sc - 32) * q, q in [-4, 3] = low 2 bits from qs (as Q2_K)
 // minus 4 unless bit (e / 32) of hmask[e % 32] is set. sc is 6-bit: low nibbles in
 // scales[0..7] (sub-block i: byte i % 8, nibble i / 8), high 2 bits in scales[8 + i % 4]

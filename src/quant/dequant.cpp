@@ -85,18 +85,19 @@ void dequant_block(const BlockMxfp4& b, float* y) {
     }
 }
 
-void dequant_block(const BlockQ2K& b, float* y) {  // y: [256]
+// Q2_K and Q2_K_U16 (the same float operations, so the same values).
+template <typename Block>
+void dequant_q2k(const Block& b, float* y) {  // y: [256]
     const float d = fp16_to_f32(b.d);
     const float dmin = fp16_to_f32(b.dmin);
     for (int e = 0; e < kQK; ++e) {
-        const int half = e / 128, s = (e / 32) % 4, l = e % 32;
-        const uint8_t sc = b.scales[e / 16];
-        const float dl = d * static_cast<float>(sc & 0x0F);
-        const float ml = dmin * static_cast<float>(sc >> 4);
-        const int q = (b.qs[half * 32 + l] >> (2 * s)) & 3;
-        y[e] = dl * static_cast<float>(q) - ml;
+        const float dl = d * static_cast<float>(q2k_scale(b, e));
+        const float ml = dmin * static_cast<float>(q2k_min(b, e));
+        y[e] = dl * static_cast<float>(q2k_q(b, e)) - ml;
     }
 }
+void dequant_block(const BlockQ2K& b, float* y) { dequant_q2k(b, y); }
+void dequant_block(const BlockQ2KU16& b, float* y) { dequant_q2k(b, y); }
 
 void dequant_block(const BlockQ3K& b, float* y) {
     const float d = fp16_to_f32(b.d);
@@ -369,6 +370,7 @@ DequantFn dequant_fn(GgmlType type) {
         case T::IQ4_NL: return dequant_blocks<BlockIq4Nl, kQ32>;
         case T::MXFP4: return dequant_blocks<BlockMxfp4, kQ32>;
         case T::Q2_K: return dequant_blocks<BlockQ2K, kQK>;
+        case T::Q2_K_U16: return dequant_blocks<BlockQ2KU16, kQK>;
         case T::Q3_K: return dequant_blocks<BlockQ3K, kQK>;
         case T::Q4_K: return dequant_blocks<BlockQ4K, kQK>;
         case T::Q5_K: return dequant_blocks<BlockQ5K, kQK>;

@@ -103,7 +103,8 @@ void block_bf16(const BlockQ5_0& b, uint16_t* y) {
     emit32<false>(y, _mm256_or_si256(_mm256_setr_m128i(lo, hi), fifth), d, -16.0f * d, d, -16.0f * d);
 }
 
-void block_bf16(const BlockQ2K& b, uint16_t* y) {  // y: [256]
+template <typename Block>  // Q2_K, Q2_K_U16 (q2k_chunk: either's values in natural order)
+void q2k_bf16(const Block& b, uint16_t* y) {  // y: [256]
     // Each half (8 sub-blocks of 16, 128 values) has 32 distinct values: table entry 4 s + q =
     // d * scale_s * q - dmin * min_s for its sub-block s and q < 4, so a value is one lookup of
     // 4 s + q.
@@ -135,6 +136,9 @@ void block_bf16(const BlockQ2K& b, uint16_t* y) {  // y: [256]
         }
     }
 }
+
+void block_bf16(const BlockQ2K& b, uint16_t* y) { q2k_bf16(b, y); }
+void block_bf16(const BlockQ2KU16& b, uint16_t* y) { q2k_bf16(b, y); }
 
 void block_bf16(const BlockQ3K& b, uint16_t* y) {  // the value is scale * (u - 4)
     // Each pair of chunks (4 sub-blocks of 16, 64 values) has 32 distinct values: table entry
@@ -357,6 +361,7 @@ RowFn fast_row(GgmlType type) {
         case T::Q4_0: return blocks_bf16<BlockQ4_0, kQ32>;
         case T::Q5_0: return blocks_bf16<BlockQ5_0, kQ32>;
         case T::Q2_K: return blocks_bf16<BlockQ2K, kQK>;
+        case T::Q2_K_U16: return blocks_bf16<BlockQ2KU16, kQK>;
         case T::Q3_K: return blocks_bf16<BlockQ3K, kQK>;
         case T::Q4_K: return blocks_bf16<BlockQ4K, kQK>;
         case T::Q5_K: return blocks_bf16<BlockQ5K, kQK>;

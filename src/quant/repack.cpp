@@ -54,6 +54,24 @@ BlockIq1MU2 repack(const BlockIq1M& b) {
     return r;
 }
 
+BlockQ2KU16 repack(const BlockQ2K& b) {
+    BlockQ2KU16 r;
+    std::memcpy(r.scales, b.scales, sizeof r.scales);
+    r.d = b.d;
+    r.dmin = b.dmin;
+    // Group j (weights 16 j ..: h = j / 8, field f = (j % 8) / 2, bytes 16 (j % 2) .. + 15 of Q2_K's
+    // 32-byte half h, the field at bits 2f) goes to qs dword j, weights 16 j + 4 c + r at byte r,
+    // bits 2c: Q2_K's dword c of those 16 bytes, shifted down by 2f, masked and shifted up by 2c.
+    for (int j = 0; j < 16; ++j) {
+        const uint8_t* src = b.qs + 32 * (j / 8) + 16 * (j % 2);
+        const int f = (j % 8) / 2;
+        uint32_t word = 0;
+        for (int c = 0; c < 4; ++c) word |= ((load_u32(src + 4 * c) >> (2 * f)) & 0x03030303u) << (2 * c);
+        std::memcpy(r.qs + 4 * j, &word, sizeof word);
+    }
+    return r;
+}
+
 // The code of a grid value: its index in the format's magnitudes (kIq2xxsMagnitudes: 8, 25, 43;
 // kIq3xxsMagnitudes: 4, 12, .., 52, 62), -1 for any other value.
 template <size_t N>
@@ -148,6 +166,7 @@ std::optional<GgmlType> repacked_type(GgmlType type) {
     if (type == GgmlType::IQ1_M) return GgmlType::IQ1_M_U2;
     if (type == GgmlType::IQ2_XXS) return GgmlType::IQ2_XXS_U3;
     if (type == GgmlType::IQ3_XXS) return GgmlType::IQ3_XXS_U4;
+    if (type == GgmlType::Q2_K) return GgmlType::Q2_K_U16;
     return std::nullopt;
 }
 
@@ -156,6 +175,7 @@ void repack_blocks(GgmlType from, const void* src, void* dst, int64_t n_blocks) 
     if (from == GgmlType::IQ1_M) return repack_all<BlockIq1M>(src, dst, n_blocks);
     if (from == GgmlType::IQ2_XXS) return repack_all<BlockIq2Xxs>(src, dst, n_blocks);
     if (from == GgmlType::IQ3_XXS) return repack_all<BlockIq3Xxs>(src, dst, n_blocks);
+    if (from == GgmlType::Q2_K) return repack_all<BlockQ2K>(src, dst, n_blocks);
     fail("repack: no repacked layout for type {}", ggml_type_name(from));
 }
 

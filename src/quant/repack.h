@@ -19,6 +19,11 @@
 // IQ3_XXS -> IQ3_XXS_U4 (BlockIq3XxsU4, 134 bytes per 256 weights against 98): the same for
 // IQ3_XXS (256 grid entries of 4 values from 8 magnitudes, a 7-bit sign index per 8 weights):
 // a nibble per weight, its magnitude code and sign.
+//
+// Q2_K -> Q2_K_U16 (BlockQ2KU16, the same 84 bytes): the 2-bit values regrouped so that each
+// 4-byte lane of a 64-byte chunk holds one 16-weight group (u16_position, IQ1_M_U2's order): a
+// chunk is one VPDPBUSD against Q8_K_U16 activations and the group scales apply per lane,
+// where Q2_K's order needs a VPMADDUBSW, a scale permute and a VPDPWSSD per 64 weights.
 #pragma once
 
 #include <cstdint>

@@ -1224,6 +1224,147 @@ float dot_iq1mu2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
     }
 }
 
+// Q2_K_U16 (Q2_K regrouped, quant/repack.h) against Q8_K_U16 (both group-major per 16 weights,
+// u16_position): per group j (x = d sc_j q - dmin m_j), L_j = sum_{e in j} q_e a_e, and per block
+// ad (d sum_j sc_j L_j - dmin sum_j m_j bsum_j). Lane j of every 64-byte chunk holds group j's
+// q of weights 4c .. 4c + 3 at bits 2c, so per chunk a shift, a mask and one VPDPBUSD; sc_j per
+// lane in the float step, m_j bsum_j per lane by a VPMADDWD (q2ku16_token). NOTES: 20 vector
+// uops per block under AVX-512 with the factors formed 16 blocks at a time (Q2_K's kernel: a VPMADDUBSW, a scale VPERMW and a VPDPWSSD per 64
+// weights, about 42).
+alignas(64) inline constexpr std::array<float, 16> kNibbleValue = [] {
+    std::array<float, 16> t{};
+    for (int n = 0; n < 16; ++n) t[static_cast<size_t>(n)] = static_cast<float>(n);
+    return t;
+}();
+
+// fd = ad * d and fm = ad * dmin of up to kChunk consecutive blocks of a format with mins, into
+// fd[], fm[]: grid_factors' scalar copies and one conversion per register of blocks.
+template <Isa I, typename Block, typename Act>
+inline void mins_factors(const Block* wb, const Act* ab, int64_t count, float* fd, float* fm) {
+    constexpr int kChunk = I == Isa::Avx512Vnni ? 16 : 8;
+    alignas(64) uint16_t d[kChunk] = {}, dmin[kChunk] = {};
+    alignas(64) float ad[kChunk] = {};
+    for (int64_t k = 0; k < count; ++k) {
+        d[k] = wb[k].d;
+        dmin[k] = wb[k].dmin;
+        ad[k] = act_scale(ab[k]);
+        asm volatile("" ::: "memory");  // keeps GCC from turning this strided copy into gathers
+    }
+    if constexpr (I == Isa::Avx512Vnni) {
+        const __m512 a = _mm512_load_ps(ad);
+        _mm512_store_ps(fd, _mm512_mul_ps(a, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d)))));
+        _mm512_store_ps(fm, _mm512_mul_ps(a, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(dmin)))));
+    } else {
+        const __m256 a = _mm256_load_ps(ad);
+        _mm256_store_ps(fd, _mm256_mul_ps(a, _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d)))));
+        _mm256_store_ps(fm, _mm256_mul_ps(a, _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(dmin)))));
+    }
+}
+
+// step(k, fd, fm) for each of a row's nb blocks, fd = ad * d and fm = ad * dmin: per block
+// (kInline) or by mins_factors a register's width of blocks at a time (inline_block_factors
+// chooses, as for_blocks_factored); the same float operations either way.
+template <Isa I, bool kInline, typename Block, typename Act, typename Step>
+TANDEM_BLOCK_STEP void for_blocks_with_mins(const Block* wb, const Act* ab, int64_t nb, Step&& step) {
+    if constexpr (kInline) {
+        for (int64_t k = 0; k < nb; ++k) {
+            prefetch_ahead(wb + k);
+            const float ad = act_scale(ab[k]);
+            step(k, ad * fp16_to_f32(wb[k].d), ad * fp16_to_f32(wb[k].dmin));
+        }
+    } else {
+        constexpr int kChunk = I == Isa::Avx512Vnni ? 16 : 8;
+        alignas(64) float fd[kChunk], fm[kChunk];
+        for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
+            const int64_t count = std::min<int64_t>(kChunk, nb - i0);
+            mins_factors<I>(wb + i0, ab + i0, count, fd, fm);
+            for (int64_t k = 0; k < count; ++k) {
+                prefetch_ahead(wb + i0 + k);
+                step(i0 + k, fd[k], fm[k]);
+            }
+        }
+    }
+}
+
+// One Q2_K_U16 block's shared part under AVX-512: the four chunks' q, the lanes' scales sc_j as
+// floats and mins m_j as dwords.
+template <Isa I>
+struct Q2ku16Zmm {
+    __m512i q[4];
+    __m512 scale;
+    __m512i mins;
+};
+template <Isa I>
+inline Q2ku16Zmm<I> q2ku16_unpack(const BlockQ2KU16& b) {
+    Q2ku16Zmm<I> z;
+    const __m512i sm = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));  // sc_j | m_j << 4
+    z.scale = _mm512_permutexvar_ps(sm, _mm512_load_ps(kNibbleValue.data()));                        // reads bits 0..3
+    z.mins = _mm512_srli_epi32(sm, 4);
+    const __m512i x = _mm512_loadu_si512(b.qs), three = _mm512_set1_epi8(3);
+    z.q[0] = _mm512_and_si512(x, three);
+    z.q[1] = _mm512_and_si512(_mm512_srli_epi16(x, 2), three);
+    z.q[2] = _mm512_and_si512(_mm512_srli_epi16(x, 4), three);
+    z.q[3] = _mm512_and_si512(_mm512_srli_epi16(x, 6), three);
+    return z;
+}
+// One activation block's share, in two accumulators: facc.l += the lanes' L_j sc_j fd, facc.m +=
+// -9 m_j bsum_j fm (m_j against the activations' corr = -9 bsum_j: |corr| < 2^15, so a VPMADDWD
+// of the dwords multiplies their low halves; the row's sum is l + m / 9, the division once).
+// (No member initializers: GCC compiles the implicit constructor without the AVX-512 target.)
+template <Isa I>
+struct MinsAcc {
+    __m512 l, m;
+    static MinsAcc zero() { return {_mm512_setzero_ps(), _mm512_setzero_ps()}; }
+    float sum() const { return _mm512_reduce_add_ps(l) + _mm512_reduce_add_ps(m) * (1.0f / 9.0f); }
+};
+template <Isa I>
+TANDEM_BLOCK_STEP void q2ku16_token(MinsAcc<I>& facc, const Q2ku16Zmm<I>& z, const BlockQ8KU16& a, float fd, float fm) {
+    __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z.q[0], _mm512_loadu_si512(a.q.qs));
+    for (int c = 1; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.q[c], _mm512_loadu_si512(a.q.qs + 64 * c));
+    const __m512i mins = _mm512_madd_epi16(_mm512_loadu_si512(a.corr), z.mins);
+    facc.l = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(z.scale, _mm512_set1_ps(fd)), facc.l);
+    facc.m = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_set1_ps(fm), facc.m);
+}
+
+template <Isa I, bool kInlineFactors>
+float dot_q2ku16_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Q2_K_U16, a: [n/256] Q8_K_U16
+    const auto* wb = static_cast<const BlockQ2KU16*>(w);
+    const auto* ab = static_cast<const BlockQ8KU16*>(a);
+    const int64_t nb = n / kQK;
+    if constexpr (I == Isa::Avx512Vnni) {
+        MinsAcc<I> facc = MinsAcc<I>::zero();
+        for_blocks_with_mins<I, kInlineFactors>(wb, ab, nb, [&](int64_t k, float fd, float fm) TANDEM_BLOCK_LAMBDA {
+            q2ku16_token<I>(facc, q2ku16_unpack<I>(wb[k]), ab[k], fd, fm);
+        });
+        return facc.sum();
+    } else {
+        // Per 32-byte half h (groups 8h .. 8h + 7, a dword each) and chunk c: q against the
+        // activations by VPMADDUBSW (int16 word k: group 8h + k / 2), times its sc by VPMADDWD;
+        // the mins against the 16-value sums (word j: group j) apart.
+        __m256 facc = _mm256_setzero_ps();
+        for_blocks_with_mins<I, false>(wb, ab, nb, [&](int64_t k, float fd, float fm) TANDEM_BLOCK_LAMBDA {
+            const BlockQ2KU16& b = wb[k];
+            const BlockQ8KU16& q = ab[k];
+            const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+            const __m128i sc = _mm_and_si128(raw, _mm_set1_epi8(0x0F)), mn = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F));
+            const __m256i mins = _mm256_madd_epi16(load32(q.q.bsums), _mm256_cvtepu8_epi16(mn));
+            __m256i acc = _mm256_setzero_si256();
+            for (int h = 0; h < 2; ++h) {
+                const __m128i sh = _mm_cvtepu8_epi16(h ? _mm_srli_si128(sc, 8) : sc);  // [8] int16: groups 8h ..
+                const __m256i word_scales = _mm256_setr_m128i(_mm_unpacklo_epi16(sh, sh), _mm_unpackhi_epi16(sh, sh));
+                const __m256i x = load32(b.qs + 32 * h);
+                for (int c = 0; c < 4; ++c) {
+                    const __m256i u = _mm256_and_si256(c ? _mm256_srli_epi16(x, 2 * c) : x, _mm256_set1_epi8(3));
+                    acc = scaled_dot<I>(acc, u, load32(q.q.qs + 64 * c + 32 * h), word_scales);
+                }
+            }
+            facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(fd), facc);
+            facc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(fm), facc);
+        });
+        return hsum(facc);
+    }
+}
+
 // ---- several activation rows per weight row (VecDotRowsFn) ----
 //
 // IQ1_S_U2 against n_act <= kRowsChunk activation rows at once: each 256-block is unpacked once
@@ -1274,6 +1415,34 @@ void dot_iq1su2_rows(const void* w, const void* const* a, int n_act, int64_t n, 
     const auto* wb = static_cast<const BlockIq1SU2*>(w);
     const auto* const* ab = reinterpret_cast<const BlockQ8KU2* const*>(a);
     for_row_chunks(n_act, [&](auto t, int j) { dot_iq1su2_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+}
+
+// Q2_K_U16 against n_act <= kRowsChunk activation rows: each block unpacked once (q2ku16_unpack),
+// then every row's dot and float step as dot_q2ku16_row's (its factors the same products), so
+// every result is bit-identical to it.
+template <int T>
+void dot_q2ku16_rows_chunk(const BlockQ2KU16* wb, const BlockQ8KU16* const* a, int64_t nb, float* out) {
+    constexpr Isa I = Isa::Avx512Vnni;
+    MinsAcc<I> facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = MinsAcc<I>::zero();
+    for (int64_t k = 0; k < nb; ++k) {
+        const BlockQ2KU16& b = wb[k];
+        prefetch_ahead(wb + k);
+        const Q2ku16Zmm<I> z = q2ku16_unpack<I>(b);
+        const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
+        for (int t = 0; t < T; ++t) {
+            const float ad = a[t][k].q.d;
+            q2ku16_token<I>(facc[t], z, a[t][k], ad * d, ad * dmin);
+        }
+    }
+    for (int t = 0; t < T; ++t) out[t] = facc[t].sum();
+}
+
+template <Isa I>
+void dot_q2ku16_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const BlockQ2KU16*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8KU16* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_q2ku16_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
 }
 
 // K formats (Q2_K .. Q6_K): each block unpacked once (k_unpack), then k_token per activation
@@ -1676,6 +1845,7 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::F32: return dot_float_rows<I, FloatWeights::kF32>;
             case GgmlType::F16: return dot_float_rows<I, FloatWeights::kF16>;
             case GgmlType::Q2_K: return dot_k_rows<I, BlockQ2K>;
+            case GgmlType::Q2_K_U16: return dot_q2ku16_rows<I>;
             case GgmlType::Q3_K: return dot_k_rows<I, BlockQ3K>;
             case GgmlType::Q4_K: return dot_k_rows<I, BlockQ4K>;
             case GgmlType::Q5_K: return dot_k_rows<I, BlockQ5K>;
@@ -1708,6 +1878,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::Q4_0: return dot_q4_5_0_row<I, BlockQ4_0>;
         case T::Q5_0: return dot_q4_5_0_row<I, BlockQ5_0>;
         case T::Q2_K: return dot_k_row<I, BlockQ2K>;
+        case T::Q2_K_U16: return inline_block_factors() ? dot_q2ku16_row<I, true> : dot_q2ku16_row<I, false>;
         case T::Q3_K: return dot_k_row<I, BlockQ3K>;
         case T::Q4_K: return dot_k_row<I, BlockQ4K>;
         case T::Q5_K: return dot_k_row<I, BlockQ5K>;

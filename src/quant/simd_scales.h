@@ -164,6 +164,14 @@ inline __m256i low2_chunk(const uint8_t* qs, int c) {
 
 // Q2_K: u in [0, 3].
 inline __m256i q2k_chunk(const BlockQ2K& b, int c) { return low2_chunk(b.qs, c); }
+// Q2_K_U16 (weights 32c .. 32c + 31 in natural order, groups 2c and 2c + 1): qs dwords 2c, 2c +
+// 1, each spread over four dwords and shifted by 0, 2, 4, 6 (dword 4h + f: weights 16 (2c + h) +
+// 4f ..).
+inline __m256i q2k_chunk(const BlockQ2KU16& b, int c) {
+    const __m256i pair = _mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * c)));
+    const __m256i spread = _mm256_permutevar8x32_epi32(pair, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    return _mm256_and_si256(_mm256_srlv_epi32(spread, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)), _mm256_set1_epi8(3));
+}
 
 // Q3_K: u = the Q2_K-style low 2 bits + 4 * bit c of hmask[l], in [0, 7] (the value is u - 4).
 inline __m256i q3k_chunk(const BlockQ3K& b, int c) {

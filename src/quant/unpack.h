@@ -63,6 +63,15 @@ inline constexpr int kIq2xxsMagnitudes[3] = {8, 25, 43};
 inline int iq3xxsu4_nibble(const BlockIq3XxsU4& b, int e) { return (b.q[e % 128] >> (4 * (e / 128))) & 0x0F; }
 inline constexpr int kIq3xxsMagnitudes[8] = {4, 12, 20, 28, 36, 44, 52, 62};
 
+// Q2_K, Q2_K_U16: the 2-bit q of weight e (of 256), and the scale and min of its 16 (x = d sc q -
+// dmin m).
+inline int q2k_q(const BlockQ2K& b, int e) { return (b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3; }
+inline int q2k_q(const BlockQ2KU16& b, int e) { return (b.qs[u16_position(e) % 64] >> (2 * (u16_position(e) / 64))) & 3; }
+template <typename Block>
+inline int q2k_scale(const Block& b, int e) { return b.scales[e / 16] & 0x0F; }
+template <typename Block>
+inline int q2k_min(const Block& b, int e) { return b.scales[e / 16] >> 4; }
+
 // IQ1_M_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256), and whether the delta of its 8
 // weights is -1/8.
 inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return (b.qs[u16_position(e) % 64] >> (2 * (u16_position(e) / 64))) & 3; }

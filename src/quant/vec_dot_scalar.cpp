@@ -114,16 +114,19 @@ void to_int(const BlockMxfp4& b, IntBlock& ib) {
 
 // ---- K-quants ----
 
-void to_int(const BlockQ2K& b, IntBlock& ib) {
+template <typename Block>  // Q2_K, Q2_K_U16
+void q2k_to_int(const Block& b, IntBlock& ib) {
     ib.da = fp16_to_f32(b.d);
     ib.db = fp16_to_f32(b.dmin);
     for (int g = 0; g < 16; ++g) {
-        ib.sc[g] = b.scales[g] & 0x0F;
+        ib.sc[g] = q2k_scale(b, 16 * g);
         ib.ca[g] = 0;
-        ib.cb[g] = -(b.scales[g] >> 4);
+        ib.cb[g] = -q2k_min(b, 16 * g);
     }
-    for (int e = 0; e < kQK; ++e) ib.q[e] = (b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+    for (int e = 0; e < kQK; ++e) ib.q[e] = q2k_q(b, e);
 }
+void to_int(const BlockQ2K& b, IntBlock& ib) { q2k_to_int(b, ib); }
+void to_int(const BlockQ2KU16& b, IntBlock& ib) { q2k_to_int(b, ib); }
 
 void to_int(const BlockQ3K& b, IntBlock& ib) {
     ib.da = fp16_to_f32(b.d);
@@ -470,6 +473,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::IQ4_NL: return dot_32<BlockIq4Nl>;
         case T::MXFP4: return dot_32<BlockMxfp4>;
         case T::Q2_K: return dot_k<BlockQ2K>;
+        case T::Q2_K_U16: return dot_k<BlockQ2KU16, BlockQ8KU16>;
         case T::Q3_K: return dot_k<BlockQ3K>;
         case T::Q4_K: return dot_k<BlockQ4K>;
         case T::Q5_K: return dot_k<BlockQ5K>;

@@ -90,12 +90,14 @@ def test_info_json_matches_the_file(tiny_models, tandem, recipe):
     other = sum(int(t.n_bytes) for n, t in tensors.items() if "_exps" not in n and n != "token_embd.weight")
     assert info["active_bytes_per_token"] == other + int(embd.n_bytes) // 512 + routed * 2 // 8
     # The repacked layouts' sizes per 256-weight block (quant/blocks.h): IQ1_S 50 -> 70 bytes,
-    # IQ1_M 56 -> 76, IQ2_XXS 66 -> 102, IQ3_XXS 98 -> 134; other formats stay.
-    grows = {"IQ1_S": (50, 70), "IQ1_M": (56, 76), "IQ2_XXS": (66, 102), "IQ3_XXS": (98, 134)}
+    # IQ1_M 56 -> 76, IQ2_XXS 66 -> 102, IQ3_XXS 98 -> 134, Q2_K 84 -> 84 (regrouped); other
+    # formats stay.
+    grows = {"IQ1_S": (50, 70), "IQ1_M": (56, 76), "IQ2_XXS": (66, 102), "IQ3_XXS": (98, 134), "Q2_K": (84, 84)}
+    experts = [t for n, t in tensors.items() if "_exps" in n and t.tensor_type.name in grows]
     growth = sum(int(t.n_bytes) // grows[t.tensor_type.name][0] * (grows[t.tensor_type.name][1] - grows[t.tensor_type.name][0])
-                 for n, t in tensors.items() if "_exps" in n and t.tensor_type.name in grows)
+                 for t in experts)
     assert info["repack_growth_bytes"] == growth
-    assert (info["repacked_formats"] != "") == (growth > 0)
+    assert set(filter(None, info["repacked_formats"].split(", "))) == {t.tensor_type.name for t in experts}
 
 
 def test_info_text_output(tiny_models, tandem):
@@ -105,6 +107,8 @@ def test_info_text_output(tiny_models, tandem):
     assert re.search(r"routed experts\s+\d+\.\d+ KiB", out)
     assert "decode reads" in out and "2 of 8 routed experts active" in out
     assert re.search(r"repacked\s+IQ1_S, IQ2_XXS experts take \d+\.\d+ KiB more in memory", out), out
+    out = tandem("info", tiny_models["ud-q2_k_xl"]).stdout  # Q2_K gate/up (regrouped), Q3_K down (kept)
+    assert re.search(r"repacked\s+Q2_K experts are regrouped as loaded \(the same size\)", out), out
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

@@ -53,12 +53,16 @@ TEST(Repack, EachFormatHasItsLayout) {
     EXPECT_EQ(repacked_type(GgmlType::IQ3_XXS), GgmlType::IQ3_XXS_U4);
     EXPECT_EQ(ggml_traits(GgmlType::IQ3_XXS_U4).type_size, sizeof(BlockIq3XxsU4));
     EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ3_XXS_U4)).has_value());
+    EXPECT_EQ(repacked_type(GgmlType::Q2_K), GgmlType::Q2_K_U16);
+    EXPECT_EQ(ggml_traits(GgmlType::Q2_K_U16).type_size, sizeof(BlockQ2KU16));
+    EXPECT_EQ(sizeof(BlockQ2KU16), sizeof(BlockQ2K));  // a reordering: no bytes added
+    EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::Q2_K_U16)).has_value());
     EXPECT_FALSE(repacked_type(GgmlType::Q4_K).has_value());
     EXPECT_EQ(ggml_traits(GgmlType::IQ1_S_U2).type_size, sizeof(BlockIq1SU2));
     // An in-memory layout is never accepted as a file's tensor type.
     EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::IQ1_S_U2)).has_value());
-    std::vector<uint8_t> src(84), dst(84);
-    EXPECT_THROW(repack_blocks(GgmlType::Q2_K, src.data(), dst.data(), 1), Error);
+    std::vector<uint8_t> src(144), dst(144);
+    EXPECT_THROW(repack_blocks(GgmlType::Q4_K, src.data(), dst.data(), 1), Error);
 }
 
 // IQ1_M blocks that together use every grid index (shuffled), every scale, both delta signs in
@@ -151,6 +155,20 @@ std::vector<BlockIq3Xxs> iq3xxs_blocks_covering_the_grid() {
     return blocks;
 }
 
+// Q2_K blocks of random bytes (every 2-bit value in every position, every scale and min nibble
+// many times over 64 blocks), with d and dmin normal f16 values near 0.01 .. 0.1.
+std::vector<BlockQ2K> q2k_blocks() {
+    std::mt19937 rng(13);
+    std::vector<BlockQ2K> blocks(64);
+    for (BlockQ2K& b : blocks) {
+        for (uint8_t& v : b.scales) v = static_cast<uint8_t>(rng());
+        for (uint8_t& v : b.qs) v = static_cast<uint8_t>(rng());
+        b.d = static_cast<uint16_t>(0x2000 + rng() % 0xE00);
+        b.dmin = static_cast<uint16_t>(0x2000 + rng() % 0xE00);
+    }
+    return blocks;
+}
+
 // A file format's covering blocks (above) and their repacked layout, as bytes.
 struct Covering {
     GgmlType from, to;
@@ -172,6 +190,7 @@ Covering covering_of(GgmlType from) {
     if (from == GgmlType::IQ1_S) return covering(from, iq1s_blocks_covering_the_grid());
     if (from == GgmlType::IQ1_M) return covering(from, iq1m_blocks_covering_the_grid());
     if (from == GgmlType::IQ2_XXS) return covering(from, iq2xxs_blocks_covering_the_grid());
+    if (from == GgmlType::Q2_K) return covering(from, q2k_blocks());
     return covering(from, iq3xxs_blocks_covering_the_grid());
 }
 
@@ -222,7 +241,7 @@ TEST_P(RepackedFormat, Bf16EqualsTheFileFormats) {
     for (int64_t i = 0; i < c.n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, RepackedFormat, ::testing::Values(GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ3_XXS),
+INSTANTIATE_TEST_SUITE_P(Formats, RepackedFormat, ::testing::Values(GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ3_XXS, GgmlType::Q2_K),
                          [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
 }  // namespace
