@@ -47,6 +47,14 @@ step "IQ1_S_U2's one-row kernel with each form of its block factors (the CPU's v
 TANDEM_BLOCK_FACTORS=inline ./build/tests/test_quant --gtest_brief=1 --gtest_filter='*VecDot*:*Repack*'
 TANDEM_BLOCK_FACTORS=chunked ./build/tests/test_quant --gtest_brief=1 --gtest_filter='*VecDot*:*Repack*'
 
+step "the AVX-512 kernels without VPERMB (TANDEM_VBMI=0: as Cascade Lake, which has AVX-512 VNNI but not VBMI)"
+if grep -qw avx512vbmi /proc/cpuinfo; then
+  TANDEM_VBMI=0 ./build/tests/test_quant --gtest_brief=1 --gtest_filter='*VecDot*:*Repack*'
+  TANDEM_VBMI=0 ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Moe*'
+else
+  echo "skipped: this CPU has no AVX-512 VBMI, so the default run took those kernels"
+fi
+
 step "the tile unit's products emulated (TANDEM_GEMM=amx-emulated: the AMX paths' logic, on CPUs without AMX)"
 if grep -qw avx512_bf16 /proc/cpuinfo && grep -qw avx512_vnni /proc/cpuinfo; then
   TANDEM_GEMM=amx-emulated ./build/tests/test_cpu --gtest_brief=1 --gtest_filter='Gemm*:Matmul*:Moe*:Mla*'

@@ -37,6 +37,32 @@
 namespace tandem::quant {
 namespace {
 
+// Whether this compilation's kernels may use AVX512-VBMI's VPERMB (a byte lookup in a 64-byte
+// table): vec_dot_avx512vbmi.cpp defines TANDEM_KERNELS_VBMI and compiles the kernels that gain
+// from it; CPUs with AVX-512 VNNI but not VBMI (Cascade Lake) take the others.
+#ifdef TANDEM_KERNELS_VBMI
+constexpr bool kVbmi = true;
+#else
+constexpr bool kVbmi = false;
+#endif
+
+// VPERMB tables for the 2-bit fields of group-major formats: entry i (a byte's low 6 bits) holds
+// values[field s of i] (bits 2s, 2s + 1; s = 0, 1, 2). A field at bits 6, 7 takes table 1 after a
+// 16-bit shift right by 4 (bits 2, 3 of the byte are then those bits; the high byte's bits 0, 1
+// land in bits 4, 5, which table 1 ignores).
+using FieldTables = std::array<std::array<uint8_t, 64>, 3>;
+constexpr FieldTables field_tables(const std::array<uint8_t, 4>& values) {
+    FieldTables t{};
+    for (int s = 0; s < 3; ++s)
+        for (int i = 0; i < 64; ++i) t[static_cast<size_t>(s)][static_cast<size_t>(i)] = values[static_cast<size_t>((i >> (2 * s)) & 3)];
+    return t;
+}
+alignas(64) inline constexpr FieldTables kFieldOf = field_tables({0, 1, 2, 3});
+alignas(64) inline constexpr FieldTables kIq2xxsMagnitudeOf = field_tables({8, 25, 43, 0});  // kIq2xxsMagnitudes, code 3 unused
+
+template <Isa I>
+inline __m512i load_table(const std::array<uint8_t, 64>& t) { return _mm512_load_si512(t.data()); }
+
 template <Isa I>
 inline __m256i scaled_dot(__m256i acc, __m256i u, __m256i qa, __m256i scale16) {
     const __m256i pairs = _mm256_maddubs_epi16(u, qa);  // [16] int16, |.| <= 2 * 128 * 127
@@ -1119,7 +1145,12 @@ float dot_iq2xxsu3_row(const void* w, const void* a, int64_t n) {  // w: [n/256]
             const __m512i x = _mm512_loadu_si512(b.qs);
             __m512i acc = _mm512_setzero_si512();
             for (int c = 0; c < 4; ++c) {
-                const __m512i mag = _mm512_shuffle_epi8(lut, _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3)));
+                // the codes' magnitudes: with VBMI one VPERMB of the chunk's bits (kFieldOf's order)
+                __m512i mag;
+                if constexpr (kVbmi)
+                    mag = _mm512_permutexvar_epi8(c == 3 ? _mm512_srli_epi16(x, 4) : x, load_table<I>(kIq2xxsMagnitudeOf[c == 3 ? 1 : c]));
+                else
+                    mag = _mm512_shuffle_epi8(lut, _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3)));
                 const __m512i q = _mm512_loadu_si512(ab[k].q.qs + 64 * c);
                 acc = _mm512_dpbusd_epi32(acc, mag, _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[c])),
                                                                          _mm512_setzero_si512(), q));
@@ -1302,9 +1333,15 @@ inline Q2ku16Zmm<I> q2ku16_unpack(const BlockQ2KU16& b) {
     z.mins = _mm512_srli_epi32(sm, 4);
     const __m512i x = _mm512_loadu_si512(b.qs), three = _mm512_set1_epi8(3);
     z.q[0] = _mm512_and_si512(x, three);
-    z.q[1] = _mm512_and_si512(_mm512_srli_epi16(x, 2), three);
-    z.q[2] = _mm512_and_si512(_mm512_srli_epi16(x, 4), three);
-    z.q[3] = _mm512_and_si512(_mm512_srli_epi16(x, 6), three);
+    if constexpr (kVbmi) {  // a VPERMB per chunk (port 5) instead of a shift (port 0) and a mask
+        z.q[1] = _mm512_permutexvar_epi8(x, load_table<I>(kFieldOf[1]));
+        z.q[2] = _mm512_permutexvar_epi8(x, load_table<I>(kFieldOf[2]));
+        z.q[3] = _mm512_permutexvar_epi8(_mm512_srli_epi16(x, 4), load_table<I>(kFieldOf[1]));
+    } else {
+        z.q[1] = _mm512_and_si512(_mm512_srli_epi16(x, 2), three);
+        z.q[2] = _mm512_and_si512(_mm512_srli_epi16(x, 4), three);
+        z.q[3] = _mm512_and_si512(_mm512_srli_epi16(x, 6), three);
+    }
     return z;
 }
 // One activation block's share, in two accumulators: facc.l += the lanes' L_j sc_j fd, facc.m +=

@@ -55,6 +55,21 @@ Isa active_isa() {
     return isa;
 }
 
+bool vbmi_kernels() {
+    static const bool on = [] {
+        __builtin_cpu_init();
+        const bool has = __builtin_cpu_supports("avx512vbmi") && detected_isa() == Isa::Avx512Vnni;
+        if (const char* env = std::getenv("TANDEM_VBMI")) {
+            const std::string want = env;
+            if (want != "0" && want != "1") fail("TANDEM_VBMI: expected 0 or 1, found '{}'", want);
+            if (want == "1" && !has) fail("TANDEM_VBMI=1 but this CPU has no AVX-512 VBMI");
+            return want == "1";
+        }
+        return has;
+    }();
+    return on;
+}
+
 bool inline_block_factors() {
     static const bool inline_factors = [] {
         if (const char* env = std::getenv("TANDEM_BLOCK_FACTORS")) {
@@ -94,7 +109,8 @@ VecDotFn vec_dot_fn(GgmlType type, Isa isa) {
         fail("vec_dot: this CPU cannot run {} kernels", isa_name(isa));
     VecDotFn simd = nullptr;
     if (isa == Isa::Avx2) simd = avx2_kernel(type);
-    if (isa == Isa::Avx512Vnni) simd = avx512vnni_kernel(type);
+    if (isa == Isa::Avx512Vnni && vbmi_kernels()) simd = avx512vbmi_kernel(type);
+    if (isa == Isa::Avx512Vnni && !simd) simd = avx512vnni_kernel(type);
     return simd ? simd : scalar;
 }
 
@@ -103,7 +119,9 @@ VecDotFn vec_dot_fn(GgmlType type) { return vec_dot_fn(type, active_isa()); }
 VecDotRowsFn vec_dot_rows_fn(GgmlType type, Isa isa) {
     if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
         fail("vec_dot: this CPU cannot run {} kernels", isa_name(isa));
-    return isa == Isa::Avx512Vnni ? avx512vnni_rows_kernel(type) : nullptr;
+    if (isa != Isa::Avx512Vnni) return nullptr;
+    const VecDotRowsFn vbmi = vbmi_kernels() ? avx512vbmi_rows_kernel(type) : nullptr;
+    return vbmi ? vbmi : avx512vnni_rows_kernel(type);
 }
 
 VecDotRowsFn vec_dot_rows_fn(GgmlType type) { return vec_dot_rows_fn(type, active_isa()); }

@@ -11,6 +11,12 @@ VecDotFn avx2_kernel(GgmlType type);         // vec_dot_avx2.cpp
 VecDotFn avx512vnni_kernel(GgmlType type);   // vec_dot_avx512.cpp
 VecDotRowsFn avx512vnni_rows_kernel(GgmlType type);
 VecDotBlockFn avx512vnni_block_kernel(GgmlType type);
+VecDotFn avx512vbmi_kernel(GgmlType type);   // vec_dot_avx512vbmi.cpp: the formats VPERMB speeds up
+VecDotRowsFn avx512vbmi_rows_kernel(GgmlType type);
+
+// Whether the AVX-512 path takes those kernels: the CPU has AVX512-VBMI, unless TANDEM_VBMI=0
+// (environment; the tests run both).
+bool vbmi_kernels();
 
 // Whether the AVX-512 one-row kernels of the grid formats (IQ1_S_U2's dot_iq1su2_row and
 // dot_grid_row, simd_kernels.h) form each block's float factor in their loop (AMD) or 16 blocks
