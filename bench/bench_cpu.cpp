@@ -877,7 +877,7 @@ void register_all() {
     benchmark::RegisterBenchmark("read_bw", bm_read_bw)->Arg(1)->Arg(all)->ArgName("threads")->Unit(benchmark::kMillisecond)->MinTime(0.5)->UseRealTime();
     const GgmlType types[] = {GgmlType::IQ1_S, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K,
                               GgmlType::Q3_K,  GgmlType::Q6_K,     GgmlType::Q8_0,    GgmlType::IQ1_M, GgmlType::IQ1_M_U2,
-                              GgmlType::IQ2_XXS_U3, GgmlType::IQ3_XXS, GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16};
+                              GgmlType::IQ2_XXS_U3, GgmlType::IQ3_XXS, GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16};
     for (GgmlType type : types) {
         const std::string t(tandem::ggml_type_name(type));
         for (bool down : {false, true})
@@ -897,7 +897,7 @@ void register_all() {
                 ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
         if (type == GgmlType::IQ1_S_U2 || type == GgmlType::Q4_K || type == GgmlType::Q6_K || type == GgmlType::IQ2_XXS ||
             type == GgmlType::Q2_K || type == GgmlType::Q3_K || type == GgmlType::IQ1_S || type == GgmlType::IQ1_M_U2 ||
-            type == GgmlType::IQ2_XXS_U3 || type == GgmlType::IQ3_XXS_U4 || type == GgmlType::Q2_K_U16)
+            type == GgmlType::IQ2_XXS_U3 || type == GgmlType::IQ3_XXS_U4 || type == GgmlType::Q2_K_U16 || type == GgmlType::Q3_K_U16)
             for (int n_tok : {4, 8, 16, 32, 64, 256})
                 benchmark::RegisterBenchmark(("panel_i8/" + t + "/tok" + std::to_string(n_tok)).c_str(), bm_panel, type, n_tok, true)
                     ->Unit(benchmark::kMicrosecond)->MinTime(0.3);
@@ -913,7 +913,8 @@ void register_all() {
         b->Arg(all)->ArgName("threads")->MinTime(0.2)->UseRealTime();
     }
     for (GgmlType type : {GgmlType::IQ1_S, GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q4_K, GgmlType::Q6_K,
-                          GgmlType::IQ1_M, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3, GgmlType::Q2_K_U16}) {
+                          GgmlType::IQ1_M, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3, GgmlType::Q2_K_U16, GgmlType::Q3_K,
+                          GgmlType::Q3_K_U16}) {
         const std::string t(tandem::ggml_type_name(type));
         auto* k = benchmark::RegisterBenchmark(("kernel/" + t).c_str(), bm_kernel, type);
         for (int n = 1; n < all; n *= 2) k->Arg(n);

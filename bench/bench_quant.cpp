@@ -78,7 +78,7 @@ void bm_bf16(benchmark::State& state, GgmlType type) {
 void register_all() {
     // R1's priority formats first, then every other format with a SIMD kernel.
     const GgmlType types[] = {GgmlType::IQ1_S,  GgmlType::IQ1_S_U2, GgmlType::IQ2_XXS, GgmlType::Q2_K,  GgmlType::Q4_K,
-                              GgmlType::Q8_0,   GgmlType::Q6_K,     GgmlType::Q3_K,    GgmlType::Q5_K,  GgmlType::IQ1_M, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3, GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16,
+                              GgmlType::Q8_0,   GgmlType::Q6_K,     GgmlType::Q3_K,    GgmlType::Q5_K,  GgmlType::IQ1_M, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3, GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16,
                               GgmlType::IQ3_XXS, GgmlType::IQ2_XS,  GgmlType::IQ2_S,   GgmlType::IQ3_S, GgmlType::IQ4_XS,
                               GgmlType::IQ4_NL, GgmlType::Q4_0,     GgmlType::Q4_1,    GgmlType::Q5_0,  GgmlType::Q5_1,
                               GgmlType::F16,    GgmlType::BF16};

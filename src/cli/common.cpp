@@ -52,10 +52,10 @@ void add_mla_option(CLI::App* cmd, model::MlaForm& form) {
 void add_repack_option(CLI::App* cmd, model::Repack& mode) {
     using R = model::Repack;
     add_choice_option(cmd, "--repack", mode, {{"auto", R::kAuto}, {"on", R::kOn}, {"off", R::kOff}}, "WHEN",
-                      "Rewrite IQ1_S, IQ1_M, IQ2_XXS, IQ3_XXS and Q2_K routed experts at load, in this process's "
-                      "memory, into layouts with the same weights whose kernels run the MoE step faster (1.7-2.7x for "
-                      "the IQ formats, for 1.4-1.55x their bytes, decode +10-19% on R1 UD-IQ1_S; Q2_K about 1.2x in "
-                      "the same bytes): auto (as many expert tensors as keep the model within 80% of the available "
+                      "Rewrite IQ1_S, IQ1_M, IQ2_XXS, IQ3_XXS, Q2_K and Q3_K routed experts at load, in this "
+                      "process's memory, into layouts with the same weights whose kernels run the MoE step faster "
+                      "(1.7-2.7x for the IQ formats, for 1.4-1.55x their bytes, decode +10-19% on R1 UD-IQ1_S; Q2_K "
+                      "and Q3_K 1.2-1.4x in the same bytes): auto (as many expert tensors as keep the model within 80% of the available "
                       "memory), on, or off");
 }
 

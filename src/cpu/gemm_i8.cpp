@@ -47,7 +47,7 @@ enum class Scales { per256, per32, per32_folded, per16, per16_mins };
 //   per256 (IQ1_S_U2, IQ1_S):   d a (sum_e w_e q_e + sum_g c_g qsum32_g);
 //   per32 (Q4_K):               d a sum_g s_g (sum_{e in g} w_e q_e) - dmin a sum_g c_g qsum32_g;
 //   per32_folded (IQ2_XXS(_U3), IQ3_XXS_U4): d a (sum_g s_g (sum_{e in g} w_e q_e) + sum_g c_g qsum32_g);
-//   per16 (Q6_K, Q3_K, IQ1_M_U2): d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j);
+//   per16 (Q6_K, Q3_K(_U16), IQ1_M_U2): d a (sum_j s_j (sum_{e in j} w_e q_e) + sum_j c16_j qsum16_j);
 //   per16_mins (Q2_K(_U16)):    d a sum_j s_j (sum_{e in j} w_e q_e) - dmin a sum_j c16_j qsum16_j.
 struct I8Block {
     uint8_t w[256];
@@ -78,6 +78,7 @@ constexpr I8Format kI8Formats[] = {
     {GgmlType::Q2_K, Scales::per16_mins, 4, 6, 5},        // w <= 3
     {GgmlType::Q2_K_U16, Scales::per16_mins, 4, 6, 5},    // as Q2_K (gemm_i8.h)
     {GgmlType::Q3_K, Scales::per16, 4, 7, 3},             // w <= 7 (AVX-512 threshold: 6 would just pass)
+    {GgmlType::Q3_K_U16, Scales::per16, 4, 7, 3},         // as Q3_K (gemm_i8.h)
     {GgmlType::IQ1_M_U2, Scales::per16, 4, 5, 4},         // w <= 18 (no rows kernel: per-token dots)
     {GgmlType::IQ2_XXS_U3, Scales::per32_folded, 1, 4, 4},  // as IQ2_XXS
     {GgmlType::IQ3_XXS_U4, Scales::per32_folded, 1, 3, 3},  // w <= 124
@@ -275,10 +276,31 @@ TANDEM_I8_TARGET void unpack_q2ku16_zmm(const quant::BlockQ2KU16& b, I8Block& ou
     out.dmin = quant::fp16_to_f32(b.dmin);
 }
 
+// Q3_K_U16 on the AVX-512 units: unpack_q3k's integers, 64 natural-order weights (groups 4k ..
+// 4k + 3) per register as unpack_q2ku16_zmm's, + 4 where the high bit is set: natural weight 16 g
+// + 4 f + r's is bit 4g + r of the uint16 at hmask + 8f + 2k, deposited (PDEP) at mask bit 16 g +
+// 4 f + r.
+TANDEM_I8_TARGET void unpack_q3ku16_zmm(const quant::BlockQ3KU16& b, I8Block& out) {
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
+    for (int k = 0; k < 4; ++k) {
+        uint64_t m = 0;
+        for (int f = 0; f < 4; ++f) m |= _pdep_u64(load_u32(b.hmask + 8 * f + 2 * k) & 0xFFFF, 0x000F000F000F000Full << (4 * f));
+        const __m512i dwords = _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * k))));
+        const __m512i low = _mm512_and_si512(_mm512_srlv_epi32(dwords, shifts), _mm512_set1_epi8(3));
+        _mm512_storeu_si512(out.w + 64 * k, _mm512_or_si512(low, _mm512_maskz_mov_epi8(_cvtu64_mask64(m), _mm512_set1_epi8(4))));
+    }
+    const __m256i sc16 = quant::q3k_scales(b.scales);
+    _mm512_storeu_si512(out.s, _mm512_cvtepi16_epi32(sc16));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));
+    out.d = quant::fp16_to_f32(b.d);
+}
+
 // Q3_K (quant/blocks.h): x = d sc_j (q - 4) per 16 weights j, q in [0, 7] the low 2 bits and
 // the hmask bit (sc_j signed 6-bit, minus 32): w = q, c16_j = -4 sc_j, the per-token kernel's
 // integers (simd_kernels.h block_dot: the offset against the 16-value sums).
-TANDEM_I8_UNPACK void unpack_q3k(const quant::BlockQ3K& b, I8Block& out) {
+template <typename Block>  // Q3_K, Q3_K_U16 (q3k_chunk: either's u in natural order)
+TANDEM_I8_UNPACK void unpack_q3k(const Block& b, I8Block& out) {
     for (int c = 0; c < 8; ++c) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.w + 32 * c), quant::q3k_chunk(b, c));
     const __m256i sc16 = quant::q3k_scales(b.scales);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.s), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sc16)));
@@ -349,6 +371,8 @@ TANDEM_I8_UNPACK void unpack_rows(GgmlType type, const uint8_t* blocks, uint64_t
         else if (type == GgmlType::Q2_K_U16 && u2_as_u) unpack_q2k(*reinterpret_cast<const quant::BlockQ2KU16*>(b), recs[r]);
         else if (type == GgmlType::Q2_K_U16) unpack_q2ku16_zmm(*reinterpret_cast<const quant::BlockQ2KU16*>(b), recs[r]);
         else if (type == GgmlType::Q3_K) unpack_q3k(*reinterpret_cast<const quant::BlockQ3K*>(b), recs[r]);
+        else if (type == GgmlType::Q3_K_U16 && u2_as_u) unpack_q3k(*reinterpret_cast<const quant::BlockQ3KU16*>(b), recs[r]);
+        else if (type == GgmlType::Q3_K_U16) unpack_q3ku16_zmm(*reinterpret_cast<const quant::BlockQ3KU16*>(b), recs[r]);
         else if (type == GgmlType::IQ1_S) unpack_iq1s(*reinterpret_cast<const quant::BlockIq1S*>(b), recs[r], u2_as_u);
         else if (type == GgmlType::IQ1_M_U2) unpack_iq1mu2(*reinterpret_cast<const quant::BlockIq1MU2*>(b), recs[r]);
         else if (type == GgmlType::IQ2_XXS_U3) unpack_iq2xxsu3(*reinterpret_cast<const quant::BlockIq2XxsU3*>(b), recs[r]);

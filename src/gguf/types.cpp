@@ -37,6 +37,7 @@ constexpr std::array kInternalTypes = {
     GgmlTypeTraits{T::Q8_K_U2, "Q8_K_U2", 256, 356, true},
     GgmlTypeTraits{T::Q8_K_U16, "Q8_K_U16", 256, 356, true},
     GgmlTypeTraits{T::Q2_K_U16, "Q2_K_U16", 256, 84, true},
+    GgmlTypeTraits{T::Q3_K_U16, "Q3_K_U16", 256, 110, true},
 };
 
 }  // namespace

@@ -51,8 +51,9 @@ enum class GgmlType : uint32_t {
     IQ2_XXS_U3 = 0x10002,
     IQ3_XXS_U4 = 0x10003,
     Q8_K_U2 = 0x10004,   // activations for IQ1_S_U2, IQ2_XXS_U3: Q8_K in their weight order (quant/blocks.h)
-    Q8_K_U16 = 0x10005,  // activations for IQ1_M_U2, Q2_K_U16: the same per 16-weight group
+    Q8_K_U16 = 0x10005,  // activations for IQ1_M_U2, Q2_K_U16, Q3_K_U16: per 16-weight group
     Q2_K_U16 = 0x10006,
+    Q3_K_U16 = 0x10007,
 };
 
 struct GgmlTypeTraits {

@@ -337,7 +337,7 @@ public:
 
     // Rewrites the routed experts whose format has a faster in-memory layout (IQ1_S ->
     // IQ1_S_U2, IQ1_M -> IQ1_M_U2, IQ2_XXS -> IQ2_XXS_U3, IQ3_XXS -> IQ3_XXS_U4, Q2_K -> Q2_K_U16,
-    // quant/repack.h)
+    // Q3_K -> Q3_K_U16, quant/repack.h)
     // into memory of this process: all as asked, or on auto as many expert tensors (by format,
     // then layer) as keep the copies (a per-process copy, unlike the file's shared page cache)
     // and the rest of the model within 80% of `memory` (each tensor repacked speeds up its share
@@ -355,12 +355,12 @@ public:
                 }
         if (candidates.empty() || mode == Repack::kOff) return;
         // Where memory runs short, the formats that gain the most time per added byte go first:
-        // Q2_K adds none (its layout is a reordering); per weight, one Zen 4 thread's dot kernel
+        // Q2_K and Q3_K add none (their layouts are reorderings); per weight, one Zen 4 thread's dot kernel
         // saves 0.048 ns for IQ1_S (14.5 -> 46.6 G weights/s, +0.078 bytes), 0.082 ns for IQ3_XXS
         // (9.1 -> 36.3, +0.14), 0.039 ns for IQ1_M (14.7 -> 34.1, +0.078), 0.042 ns for IQ2_XXS
         // (13.7 -> 32.7, +0.14): 0.61, 0.58, 0.50 and 0.30 ns per added byte. Then layer order.
         const auto rank = [](GgmlType t) {
-            return t == GgmlType::Q2_K ? 0 : t == GgmlType::IQ1_S ? 1 : t == GgmlType::IQ3_XXS ? 2 : t == GgmlType::IQ1_M ? 3 : 4;
+            return t == GgmlType::Q2_K || t == GgmlType::Q3_K ? 0 : t == GgmlType::IQ1_S ? 1 : t == GgmlType::IQ3_XXS ? 2 : t == GgmlType::IQ1_M ? 3 : 4;
         };
         std::stable_sort(candidates.begin(), candidates.end(),
                          [&](const ExpertMat* a, const ExpertMat* b) { return rank(a->type) < rank(b->type); });

@@ -121,7 +121,7 @@ enum class MlaForm { kAuto, kAbsorbed, kDecompressed };
 
 // Whether routed experts whose format has a faster in-memory layout (IQ1_S -> IQ1_S_U2, IQ1_M ->
 // IQ1_M_U2, IQ2_XXS -> IQ2_XXS_U3, IQ3_XXS -> IQ3_XXS_U4: the same weights, 1.4-1.55x the bytes,
-// no grid gathers; Q2_K -> Q2_K_U16: the same bytes regrouped; quant/repack.h) are
+// no grid gathers; Q2_K -> Q2_K_U16, Q3_K -> Q3_K_U16: the same bytes regrouped; quant/repack.h) are
 // rewritten at load: always, never, or as many of them as leave the model within 80% of the
 // available memory (all, some layers' or none).
 enum class Repack { kAuto, kOn, kOff };

@@ -122,6 +122,19 @@ struct BlockQ3K {
 };
 static_assert(sizeof(BlockQ3K) == 110);
 
+// Q3_K in group-major order (tandem's in-memory layout Q3_K_U16, quant/repack.h; the same size):
+// the same scales and d, qs as Q2_K_U16's (the low 2 bits of weight e at its u16_position p: bits
+// 2 (p / 64) of qs[p % 64]) and the high bit of weight e at bit p of hmask (bit p % 8 of byte
+// p / 8: chunk c's 64 bits, lane j's 16 of them its group's, as one little-endian uint64 at
+// hmask + 8c). x = d * (sc - 32) * (low + 4 * high - 4).
+struct BlockQ3KU16 {
+    uint8_t hmask[32];
+    uint8_t qs[64];
+    uint8_t scales[12];
+    uint16_t d;
+};
+static_assert(sizeof(BlockQ3KU16) == 110);
+
 // 8 sub-blocks of 32: x = d * sc[j] * q - dmin * m[j], q 4-bit, sc and m 6-bit packed in
 // scales[12]: j < 4: sc = scales[j] & 63, m = scales[j+4] & 63; j >= 4: sc = low nibble of
 // scales[j+4] | (top 2 bits of scales[j-4]) << 4, m = high nibble of scales[j+4] | (top 2

@@ -99,16 +99,17 @@ void dequant_q2k(const Block& b, float* y) {  // y: [256]
 void dequant_block(const BlockQ2K& b, float* y) { dequant_q2k(b, y); }
 void dequant_block(const BlockQ2KU16& b, float* y) { dequant_q2k(b, y); }
 
-void dequant_block(const BlockQ3K& b, float* y) {
+// Q3_K and Q3_K_U16 (the same float operations, so the same values).
+template <typename Block>
+void dequant_q3k(const Block& b, float* y) {
     const float d = fp16_to_f32(b.d);
     for (int e = 0; e < kQK; ++e) {
-        const int half = e / 128, s = (e / 32) % 4, l = e % 32;
         const float dl = d * static_cast<float>(q3k_scale(b.scales, e / 16));
-        const int ql = (b.qs[half * 32 + l] >> (2 * s)) & 3;
-        const int qh = (b.hmask[l] >> (e / 32)) & 1;
-        y[e] = dl * static_cast<float>(ql - ((qh ^ 1) << 2));
+        y[e] = dl * static_cast<float>(q3k_u(b, e) - 4);
     }
 }
+void dequant_block(const BlockQ3K& b, float* y) { dequant_q3k(b, y); }
+void dequant_block(const BlockQ3KU16& b, float* y) { dequant_q3k(b, y); }
 
 void dequant_block(const BlockQ4K& b, float* y) {
     const float d = fp16_to_f32(b.d);
@@ -372,6 +373,7 @@ DequantFn dequant_fn(GgmlType type) {
         case T::Q2_K: return dequant_blocks<BlockQ2K, kQK>;
         case T::Q2_K_U16: return dequant_blocks<BlockQ2KU16, kQK>;
         case T::Q3_K: return dequant_blocks<BlockQ3K, kQK>;
+        case T::Q3_K_U16: return dequant_blocks<BlockQ3KU16, kQK>;
         case T::Q4_K: return dequant_blocks<BlockQ4K, kQK>;
         case T::Q5_K: return dequant_blocks<BlockQ5K, kQK>;
         case T::Q6_K: return dequant_blocks<BlockQ6K, kQK>;

@@ -140,7 +140,8 @@ void q2k_bf16(const Block& b, uint16_t* y) {  // y: [256]
 void block_bf16(const BlockQ2K& b, uint16_t* y) { q2k_bf16(b, y); }
 void block_bf16(const BlockQ2KU16& b, uint16_t* y) { q2k_bf16(b, y); }
 
-void block_bf16(const BlockQ3K& b, uint16_t* y) {  // the value is scale * (u - 4)
+template <typename Block>  // Q3_K, Q3_K_U16 (q3k_chunk: either's u in natural order)
+void q3k_bf16(const Block& b, uint16_t* y) {  // the value is scale * (u - 4)
     // Each pair of chunks (4 sub-blocks of 16, 64 values) has 32 distinct values: table entry
     // 8 s + u = d * scale_s * (u - 4) for its sub-block s and u < 8, so a value is one lookup.
     const float d = fp16_to_f32(b.d);
@@ -152,6 +153,14 @@ void block_bf16(const BlockQ3K& b, uint16_t* y) {  // the value is scale * (u - 
     const __m512 scales =
         _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(q3k_scales(b.scales))), _mm512_set1_ps(d));
     const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    // chunk c's u in natural order: Q3_K's decoder, or Q3_K_U16's 64 weights per register
+    __m512i nat[4];
+    if constexpr (std::is_same_v<Block, BlockQ3KU16>)
+        for (int k = 0; k < 4; ++k) nat[k] = q3ku16_natural64<Isa::Avx512Vnni>(b, k);
+    const auto chunk = [&](int c) {
+        if constexpr (std::is_same_v<Block, BlockQ3KU16>) return c % 2 ? _mm512_extracti64x4_epi64(nat[c / 2], 1) : _mm512_castsi512_si256(nat[c / 2]);
+        else return q3k_chunk(b, c);
+    };
     for (int pair = 0; pair < 4; ++pair) {
         const __m512 a_lo = _mm512_permutexvar_ps(_mm512_add_epi32(pick, _mm512_set1_epi32(4 * pair)), scales);
         const __m512 a_hi = _mm512_permutexvar_ps(_mm512_add_epi32(pick, _mm512_set1_epi32(4 * pair + 2)), scales);
@@ -160,10 +169,13 @@ void block_bf16(const BlockQ3K& b, uint16_t* y) {  // the value is scale * (u - 
         for (int k = 0; k < 2; ++k) {
             const int c = 2 * pair + k;
             const __m256i at = _mm256_add_epi8(sub, _mm256_set1_epi8(static_cast<char>(16 * k)));
-            lookup32(y + 32 * c, _mm256_or_si256(q3k_chunk(b, c), at), table);
+            lookup32(y + 32 * c, _mm256_or_si256(chunk(c), at), table);
         }
     }
 }
+
+void block_bf16(const BlockQ3K& b, uint16_t* y) { q3k_bf16(b, y); }
+void block_bf16(const BlockQ3KU16& b, uint16_t* y) { q3k_bf16(b, y); }
 
 template <typename Block>
 void k4_block_bf16(const Block& b, uint16_t* y) {
@@ -363,6 +375,7 @@ RowFn fast_row(GgmlType type) {
         case T::Q2_K: return blocks_bf16<BlockQ2K, kQK>;
         case T::Q2_K_U16: return blocks_bf16<BlockQ2KU16, kQK>;
         case T::Q3_K: return blocks_bf16<BlockQ3K, kQK>;
+        case T::Q3_K_U16: return blocks_bf16<BlockQ3KU16, kQK>;
         case T::Q4_K: return blocks_bf16<BlockQ4K, kQK>;
         case T::Q5_K: return blocks_bf16<BlockQ5K, kQK>;
         case T::Q6_K: return blocks_bf16<BlockQ6K, kQK>;

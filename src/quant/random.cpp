@@ -177,15 +177,18 @@ void fill_random(GgmlType type, std::span<uint8_t> out, uint64_t seed, float sca
         case T::IQ1_M_U2:
         case T::IQ2_XXS_U3:
         case T::IQ3_XXS_U4:
-        case T::Q2_K_U16: {
+        case T::Q2_K_U16:
+        case T::Q3_K_U16: {
             const GgmlType from = t.type == T::IQ1_S_U2 ? T::IQ1_S : t.type == T::IQ1_M_U2 ? T::IQ1_M
-                                : t.type == T::IQ2_XXS_U3 ? T::IQ2_XXS : t.type == T::Q2_K_U16 ? T::Q2_K : T::IQ3_XXS;
+                                : t.type == T::IQ2_XXS_U3 ? T::IQ2_XXS : t.type == T::Q2_K_U16 ? T::Q2_K
+                                : t.type == T::Q3_K_U16 ? T::Q3_K : T::IQ3_XXS;
             const int64_t n_blocks = static_cast<int64_t>(out.size() / t.type_size);
             std::vector<uint8_t> src(static_cast<size_t>(n_blocks) * ggml_traits(from).type_size);
             if (from == T::IQ1_S) fill_blocks<BlockIq1S>(src, rng, scale);
             else if (from == T::IQ1_M) fill_blocks<BlockIq1M>(src, rng, scale);
             else if (from == T::IQ2_XXS) fill_blocks<BlockIq2Xxs>(src, rng, scale);
             else if (from == T::Q2_K) fill_blocks<BlockQ2K>(src, rng, scale);
+            else if (from == T::Q3_K) fill_blocks<BlockQ3K>(src, rng, scale);
             else fill_blocks<BlockIq3Xxs>(src, rng, scale);
             return repack_blocks(from, src.data(), out.data(), n_blocks);
         }

@@ -1,5 +1,7 @@
 #include "quant/repack.h"
 
+#include <immintrin.h>
+
 #include <array>
 #include <bit>
 #include <cstring>
@@ -54,20 +56,53 @@ BlockIq1MU2 repack(const BlockIq1M& b) {
     return r;
 }
 
+// Q2_K's and Q3_K's 2-bit fields (qs) into u16_position order. Group j (weights 16 j ..: h = j /
+// 8, field f = (j % 8) / 2, bytes 16 (j % 2) .. + 15 of the 32-byte half h, the field at bits 2f)
+// goes to dword j, weights 16 j + 4 c + r at byte r, bits 2c: dword c of those 16 bytes, shifted
+// down by 2f, masked and shifted up by 2c.
+void regroup_low2(const uint8_t* in, uint8_t* out) {
+    for (int j = 0; j < 16; ++j) {
+        const uint8_t* src = in + 32 * (j / 8) + 16 * (j % 2);
+        const int f = (j % 8) / 2;
+        uint32_t word = 0;
+        for (int c = 0; c < 4; ++c) word |= ((load_u32(src + 4 * c) >> (2 * f)) & 0x03030303u) << (2 * c);
+        std::memcpy(out + 4 * j, &word, sizeof word);
+    }
+}
+
 BlockQ2KU16 repack(const BlockQ2K& b) {
     BlockQ2KU16 r;
     std::memcpy(r.scales, b.scales, sizeof r.scales);
     r.d = b.d;
     r.dmin = b.dmin;
-    // Group j (weights 16 j ..: h = j / 8, field f = (j % 8) / 2, bytes 16 (j % 2) .. + 15 of Q2_K's
-    // 32-byte half h, the field at bits 2f) goes to qs dword j, weights 16 j + 4 c + r at byte r,
-    // bits 2c: Q2_K's dword c of those 16 bytes, shifted down by 2f, masked and shifted up by 2c.
-    for (int j = 0; j < 16; ++j) {
-        const uint8_t* src = b.qs + 32 * (j / 8) + 16 * (j % 2);
-        const int f = (j % 8) / 2;
-        uint32_t word = 0;
-        for (int c = 0; c < 4; ++c) word |= ((load_u32(src + 4 * c) >> (2 * f)) & 0x03030303u) << (2 * c);
-        std::memcpy(r.qs + 4 * j, &word, sizeof word);
+    regroup_low2(b.qs, r.qs);
+    return r;
+}
+
+BlockQ3KU16 repack(const BlockQ3K& b) {
+    BlockQ3KU16 r;
+    std::memcpy(r.scales, b.scales, sizeof r.scales);
+    r.d = b.d;
+    regroup_low2(b.qs, r.qs);
+    // The high bit of weight e = 32 k + l is bit k of hmask[l]: plane k (the 32 bytes' bit k) is
+    // bits 32k .. 32k + 31 of a 256-bit map H in natural order. Chunk c's 64 bits take, for each
+    // group j, H's 4 bits from 16 j + 4 c: in each 64-bit word of H (groups 4w .. 4w + 3) the
+    // nibbles at 4c, 16 + 4c, 32 + 4c, 48 + 4c, gathered by shifts and masks.
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
+    uint64_t h[4];
+    for (int w = 0; w < 4; ++w) {
+        const auto plane = [&](int k) { return static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(hm, 7 - k))); };
+        h[w] = plane(2 * w) | uint64_t{plane(2 * w + 1)} << 32;
+    }
+    for (int c = 0; c < 4; ++c) {
+        uint64_t bits = 0;
+        for (int w = 0; w < 4; ++w) {
+            uint64_t t = (h[w] >> (4 * c)) & 0x000F000F000F000Full;
+            t = (t | t >> 12) & 0x000000FF000000FFull;
+            t = (t | t >> 24) & 0xFFFFull;
+            bits |= t << (16 * w);
+        }
+        std::memcpy(r.hmask + 8 * c, &bits, sizeof bits);
     }
     return r;
 }
@@ -167,6 +202,7 @@ std::optional<GgmlType> repacked_type(GgmlType type) {
     if (type == GgmlType::IQ2_XXS) return GgmlType::IQ2_XXS_U3;
     if (type == GgmlType::IQ3_XXS) return GgmlType::IQ3_XXS_U4;
     if (type == GgmlType::Q2_K) return GgmlType::Q2_K_U16;
+    if (type == GgmlType::Q3_K) return GgmlType::Q3_K_U16;
     return std::nullopt;
 }
 
@@ -176,6 +212,7 @@ void repack_blocks(GgmlType from, const void* src, void* dst, int64_t n_blocks) 
     if (from == GgmlType::IQ2_XXS) return repack_all<BlockIq2Xxs>(src, dst, n_blocks);
     if (from == GgmlType::IQ3_XXS) return repack_all<BlockIq3Xxs>(src, dst, n_blocks);
     if (from == GgmlType::Q2_K) return repack_all<BlockQ2K>(src, dst, n_blocks);
+    if (from == GgmlType::Q3_K) return repack_all<BlockQ3K>(src, dst, n_blocks);
     fail("repack: no repacked layout for type {}", ggml_type_name(from));
 }
 

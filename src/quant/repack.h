@@ -24,6 +24,9 @@
 // 4-byte lane of a 64-byte chunk holds one 16-weight group (u16_position, IQ1_M_U2's order): a
 // chunk is one VPDPBUSD against Q8_K_U16 activations and the group scales apply per lane,
 // where Q2_K's order needs a VPMADDUBSW, a scale permute and a VPDPWSSD per 64 weights.
+//
+// Q3_K -> Q3_K_U16 (BlockQ3KU16, the same 110 bytes): the same for Q3_K (UD-Q2_K_XL's down
+// experts), its high bits regrouped in that order too (chunk c's as one 64-bit mask).
 #pragma once
 
 #include <cstdint>

@@ -59,6 +59,7 @@ constexpr FieldTables field_tables(const std::array<uint8_t, 4>& values) {
 }
 alignas(64) inline constexpr FieldTables kFieldOf = field_tables({0, 1, 2, 3});
 alignas(64) inline constexpr FieldTables kIq2xxsMagnitudeOf = field_tables({8, 25, 43, 0});  // kIq2xxsMagnitudes, code 3 unused
+alignas(64) inline constexpr FieldTables kFieldPlus5Of = field_tables({5, 6, 7, 8});             // Q3_K_U16's low bits + 5
 
 template <Isa I>
 inline __m512i load_table(const std::array<uint8_t, 64>& t) { return _mm512_load_si512(t.data()); }
@@ -141,6 +142,33 @@ inline void prefetch_ahead(const Block* b) {
 // sum_g offset16[g] * bsums[g] over the 16 groups, as [8] int32 to add to an accumulator.
 inline __m256i bsum_terms(const BlockQ8K& a, const int16_t* offset16) {
     return _mm256_madd_epi16(load32(a.bsums), load32(offset16));
+}
+
+// ---- AVX-512: the group-major layouts' values back in natural order (bf16 unpacking) ----
+
+// The 2-bit fields of weights 64k .. 64k + 63 (groups 4k .. 4k + 3) from qs in u16_position order
+// (Q2_K_U16, Q3_K_U16): each group's dword spread over four and shifted by 0, 2, 4, 6.
+template <Isa I>
+inline __m512i u16_low2_natural64(const uint8_t* qs, int k) {
+    const __m512i dwords = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                    _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16 * k))));
+    return _mm512_and_si512(_mm512_srlv_epi32(dwords, _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6)),
+                            _mm512_set1_epi8(3));
+}
+// Q3_K_U16: u of weights 64k .. 64k + 63 in natural order. Natural weight 16 g + 4 f + r (group 4k +
+// g) has its high bit at position 64 f + 16 k + 4 g + r: bits 4g .. 4g + 3 of the uint16 at hmask +
+// 8f + 2k, deposited (PDEP) at mask bits 16 g + 4 f ... (A VPERMW, VPSHUFB and VPTESTMB form
+// measured slower on Zen 4: 15.4 against 18.1 G weights/s in bench_quant bf16/.)
+template <Isa I>
+inline __m512i q3ku16_natural64(const BlockQ3KU16& b, int k) {
+    uint64_t m = 0;
+    for (int f = 0; f < 4; ++f) {
+        uint16_t bits;
+        std::memcpy(&bits, b.hmask + 8 * f + 2 * k, sizeof bits);
+        m |= _pdep_u64(bits, 0x000F000F000F000Full << (4 * f));
+    }
+    const __m512i low = u16_low2_natural64<I>(b.qs, k);
+    return _mm512_or_si512(low, _mm512_maskz_mov_epi8(_cvtu64_mask64(m), _mm512_set1_epi8(4)));
 }
 
 // ---- per-format 256-blocks: add ad * (da * int_a + db * int_b) into facc ----
@@ -610,6 +638,8 @@ template <>
 constexpr float kGridUnit<BlockIq3XxsU4> = 0.25f;
 template <>
 constexpr float kGridUnit<BlockIq3S> = 1.0f;
+template <>
+constexpr float kGridUnit<BlockQ3KU16> = 1.0f;  // d (sc - 32) (u - 4)
 
 // IQ1_S's qh[i] (scale, delta sign and high index bits of group i) in int16 lanes 2i and
 // 2i + 1, i.e. per 16 weights, as the Q8_K bsums are.
@@ -1402,6 +1432,138 @@ float dot_q2ku16_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Q
     }
 }
 
+// Q3_K_U16 (Q3_K regrouped, quant/repack.h) against Q8_K_U16: per group j (x = d s_j (u - 4),
+// s_j = sc_j - 32, u = low + 4 high in [0, 7]), L_j = sum_{e in j} (u_e - 4) a_e and per block ad d
+// sum_j s_j L_j. Lane j of every chunk holds group j's weights: per chunk its low bits (a shift
+// and a mask; with VBMI one VPERMB that also adds 5), + 4 where the high bit is set (a masked
+// byte add, the chunk's 64 high bits one mask register loaded from the block), one VPDPBUSD; the
+// -4 offset against the 16-value sums (with VBMI: w = u + 5 against the activations' corr = -9
+// bsum_j, the sum's start); s_j per lane in the float step. NOTES: 23 vector uops per block under
+// AVX-512 with VBMI (objdump of the Intel form's loop), ~30 without; Q3_K's kernel (a VPMADDUBSW,
+// a scale VPERMW and a VPDPWSSD per 64 weights, the high bits shifted into place) about 45.
+template <Isa I>
+struct Q3ku16Zmm {
+    __m512i w[4];
+    __m512 scale;
+};
+// Lane j's s_j = sc_j - 32 as a float. With VBMI two VPMULTISHIFTQB pick each lane's bits out of
+// the broadcast scale bytes (Q3_K's layout: the low nibble of lane j in byte j % 8 at bit 4 (j /
+// 8), the high 2 bits in byte 8 + j % 4 at bit 2 (j / 4), taken to bits 4, 5 by a rotation 4 bits
+// short), merged by a VPTERNLOGD: 6 vector uops against q3k_scales' 13.
+template <Isa I>
+inline __m512 q3ku16_scales(const BlockQ3KU16& b) {
+    if constexpr (kVbmi) {
+        constexpr auto lo_at = [](int j) { return static_cast<long long>(8 * (j % 8) + 4 * (j / 8)); };
+        constexpr auto hi_at = [](int j) { return static_cast<long long>((8 * (j % 4) + 2 * (j / 4) + 60) % 64); };
+        const __m512i lo = _mm512_multishift_epi64_epi8(
+            _mm512_setr_epi64(lo_at(0) | lo_at(1) << 32, lo_at(2) | lo_at(3) << 32, lo_at(4) | lo_at(5) << 32, lo_at(6) | lo_at(7) << 32,
+                              lo_at(8) | lo_at(9) << 32, lo_at(10) | lo_at(11) << 32, lo_at(12) | lo_at(13) << 32, lo_at(14) | lo_at(15) << 32),
+            _mm512_set1_epi64(static_cast<long long>(load_u64(b.scales))));
+        const __m512i hi = _mm512_multishift_epi64_epi8(
+            _mm512_setr_epi64(hi_at(0) | hi_at(1) << 32, hi_at(2) | hi_at(3) << 32, hi_at(4) | hi_at(5) << 32, hi_at(6) | hi_at(7) << 32,
+                              hi_at(8) | hi_at(9) << 32, hi_at(10) | hi_at(11) << 32, hi_at(12) | hi_at(13) << 32, hi_at(14) | hi_at(15) << 32),
+            _mm512_set1_epi32(static_cast<int>(load_u32(b.scales + 8))));
+        // 0xE4: (lo & 0x0F) | (hi & ~0x0F), then the low 6 bits
+        const __m512i s6 = _mm512_and_si512(_mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi32(0x0F), 0xE4), _mm512_set1_epi32(0x3F));
+        return _mm512_cvtepi32_ps(_mm512_sub_epi32(s6, _mm512_set1_epi32(32)));
+    } else {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(q3k_scales(b.scales)));
+    }
+}
+// A chunk's weights w (u, or with VBMI u + 5) from qs (x) and the chunk's high bits (k).
+template <Isa I>
+TANDEM_BLOCK_STEP __m512i q3ku16_chunk(__m512i x, __mmask64 k, int c) {
+    __m512i low;
+    if constexpr (kVbmi) {
+        low = _mm512_permutexvar_epi8(c == 3 ? _mm512_srli_epi16(x, 4) : x, load_table<I>(kFieldPlus5Of[c == 3 ? 1 : c]));
+    } else {
+        low = _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3));
+    }
+    // low + 4 where k is set, in place: the merge-masked intrinsic had GCC copy the register
+    // first, a move per chunk
+    asm("vpaddb %[four], %[v], %[v]%{%[k]%}" : [v] "+v"(low) : [four] "v"(_mm512_set1_epi8(4)), [k] "Yk"(k));
+    return low;
+}
+// The lanes' starting sums: the offsets against the activations' 16-value sums.
+template <Isa I>
+inline __m512i q3ku16_start(const BlockQ8KU16& a) {
+    if constexpr (kVbmi) return _mm512_loadu_si512(a.corr);  // w = u + 5: sum w q - 9 qsum
+    else return _mm512_madd_epi16(_mm512_cvtepi16_epi32(load32(a.q.bsums)), _mm512_set1_epi32(0xFFFC));  // w = u: - 4 qsum
+}
+// The chunks' high bits as mask registers, through memory: KMOVQ k, m64 is a plain load
+// (GridAcc::set_signs).
+struct HighBits {
+    alignas(32) uint64_t bits[4];
+};
+template <Isa I>
+inline void load_high_bits(const BlockQ3KU16& b, HighBits& h) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(h.bits), load32(b.hmask));
+    asm volatile("" ::: "memory");
+}
+template <Isa I>
+inline __mmask64 high_mask(HighBits& h, int c) { return _load_mask64(reinterpret_cast<__mmask64*>(&h.bits[c])); }
+
+template <Isa I>
+inline Q3ku16Zmm<I> q3ku16_unpack(const BlockQ3KU16& b) {
+    Q3ku16Zmm<I> z;
+    z.scale = q3ku16_scales<I>(b);
+    HighBits h;
+    load_high_bits<I>(b, h);
+    const __m512i x = _mm512_loadu_si512(b.qs);
+    for (int c = 0; c < 4; ++c) z.w[c] = q3ku16_chunk<I>(x, high_mask<I>(h, c), c);
+    return z;
+}
+// The lanes' L_j of one activation block against the unpacked weights.
+template <Isa I>
+inline __m512i q3ku16_lanes(const Q3ku16Zmm<I>& z, const BlockQ8KU16& a) {
+    __m512i acc = q3ku16_start<I>(a);
+    for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.q.qs + 64 * c));
+    return acc;
+}
+
+template <Isa I, bool kInlineFactors>
+float dot_q3ku16_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Q3_K_U16, a: [n/256] Q8_K_U16
+    const auto* wb = static_cast<const BlockQ3KU16*>(w);
+    const auto* ab = static_cast<const BlockQ8KU16*>(a);
+    const int64_t nb = n / kQK;
+    if constexpr (I == Isa::Avx512Vnni) {
+        return sum_scaled_lanes<I, kInlineFactors>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
+            // the chunks unpacked and dotted one at a time (the same integers as q3ku16_lanes)
+            HighBits h;
+            load_high_bits<I>(wb[k], h);
+            const __m512i x = _mm512_loadu_si512(wb[k].qs);
+            __m512i acc = q3ku16_start<I>(ab[k]);
+            for (int c = 0; c < 4; ++c)
+                acc = _mm512_dpbusd_epi32(acc, q3ku16_chunk<I>(x, high_mask<I>(h, c), c), _mm512_loadu_si512(ab[k].q.qs + 64 * c));
+            return ScaledLanes<I>{acc, q3ku16_scales<I>(wb[k])};
+        });
+    } else {
+        // Per 32-byte half h (groups 8h .. 8h + 7, a dword each) and chunk c: u against the
+        // activations by VPMADDUBSW (int16 word k: group 8h + k / 2), times its s by VPMADDWD;
+        // the offsets -4 s against the 16-value sums (word j: group j).
+        const __m256i spread = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+        return sum_blocks<I, false>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
+            const BlockQ3KU16& b = wb[k];
+            const BlockQ8KU16& q = ab[k];
+            const __m256i s16 = q3k_scales(b.scales);
+            __m256i acc = _mm256_madd_epi16(load32(q.q.bsums), _mm256_mullo_epi16(s16, _mm256_set1_epi16(-4)));
+            for (int h = 0; h < 2; ++h) {
+                const __m128i sh = h ? _mm256_extracti128_si256(s16, 1) : _mm256_castsi256_si128(s16);
+                const __m256i word_scales = _mm256_setr_m128i(_mm_unpacklo_epi16(sh, sh), _mm_unpackhi_epi16(sh, sh));
+                const __m256i x = load32(b.qs + 32 * h);
+                for (int c = 0; c < 4; ++c) {
+                    // the high bits of positions 64c + 32h ..: bytes 8c + 4h .. + 3 of hmask
+                    const __m256i high = sign_bytes(_mm256_set1_epi32(static_cast<int>(load_u32(b.hmask + 8 * c + 4 * h))), spread);
+                    const __m256i u = _mm256_or_si256(_mm256_and_si256(c ? _mm256_srli_epi16(x, 2 * c) : x, _mm256_set1_epi8(3)),
+                                                      _mm256_and_si256(high, _mm256_set1_epi8(4)));
+                    acc = scaled_dot<I>(acc, u, load32(q.q.qs + 64 * c + 32 * h), word_scales);
+                }
+            }
+            return acc;
+        });
+    }
+}
+
 // ---- several activation rows per weight row (VecDotRowsFn) ----
 //
 // IQ1_S_U2 against n_act <= kRowsChunk activation rows at once: each 256-block is unpacked once
@@ -1480,6 +1642,30 @@ void dot_q2ku16_rows(const void* w, const void* const* a, int n_act, int64_t n, 
     const auto* wb = static_cast<const BlockQ2KU16*>(w);
     const auto* const* ab = reinterpret_cast<const BlockQ8KU16* const*>(a);
     for_row_chunks(n_act, [&](auto t, int j) { dot_q2ku16_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+}
+
+// Q3_K_U16 against n_act <= kRowsChunk activation rows: each block unpacked once, then every row's
+// lanes and float step as dot_q3ku16_row's, so every result is bit-identical to it.
+template <int T>
+void dot_q3ku16_rows_chunk(const BlockQ3KU16* wb, const BlockQ8KU16* const* a, int64_t nb, float* out) {
+    constexpr Isa I = Isa::Avx512Vnni;
+    __m512 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < nb; ++k) {
+        const BlockQ3KU16& b = wb[k];
+        prefetch_ahead(wb + k);
+        const Q3ku16Zmm<I> z = q3ku16_unpack<I>(b);
+        const float wd = fp16_to_f32(b.d) * kGridUnit<BlockQ3KU16>;
+        for (int t = 0; t < T; ++t) facc[t] = lanes_float_step<I>(facc[t], q3ku16_lanes<I>(z, a[t][k]), z.scale, a[t][k].q.d * wd);
+    }
+    for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
+}
+
+template <Isa I>
+void dot_q3ku16_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const BlockQ3KU16*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8KU16* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_q3ku16_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
 }
 
 // K formats (Q2_K .. Q6_K): each block unpacked once (k_unpack), then k_token per activation
@@ -1883,6 +2069,7 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::F16: return dot_float_rows<I, FloatWeights::kF16>;
             case GgmlType::Q2_K: return dot_k_rows<I, BlockQ2K>;
             case GgmlType::Q2_K_U16: return dot_q2ku16_rows<I>;
+            case GgmlType::Q3_K_U16: return dot_q3ku16_rows<I>;
             case GgmlType::Q3_K: return dot_k_rows<I, BlockQ3K>;
             case GgmlType::Q4_K: return dot_k_rows<I, BlockQ4K>;
             case GgmlType::Q5_K: return dot_k_rows<I, BlockQ5K>;
@@ -1916,6 +2103,7 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::Q5_0: return dot_q4_5_0_row<I, BlockQ5_0>;
         case T::Q2_K: return dot_k_row<I, BlockQ2K>;
         case T::Q2_K_U16: return inline_block_factors() ? dot_q2ku16_row<I, true> : dot_q2ku16_row<I, false>;
+        case T::Q3_K_U16: return inline_block_factors() ? dot_q3ku16_row<I, true> : dot_q3ku16_row<I, false>;
         case T::Q3_K: return dot_k_row<I, BlockQ3K>;
         case T::Q4_K: return dot_k_row<I, BlockQ4K>;
         case T::Q5_K: return dot_k_row<I, BlockQ5K>;

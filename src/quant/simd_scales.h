@@ -164,13 +164,28 @@ inline __m256i low2_chunk(const uint8_t* qs, int c) {
 
 // Q2_K: u in [0, 3].
 inline __m256i q2k_chunk(const BlockQ2K& b, int c) { return low2_chunk(b.qs, c); }
-// Q2_K_U16 (weights 32c .. 32c + 31 in natural order, groups 2c and 2c + 1): qs dwords 2c, 2c +
-// 1, each spread over four dwords and shifted by 0, 2, 4, 6 (dword 4h + f: weights 16 (2c + h) +
-// 4f ..).
-inline __m256i q2k_chunk(const BlockQ2KU16& b, int c) {
-    const __m256i pair = _mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * c)));
+// The 2-bit fields of weights 32c .. 32c + 31 in natural order (groups 2c and 2c + 1) from qs in
+// group-major order (Q2_K_U16, Q3_K_U16): qs dwords 2c, 2c + 1, each spread over four dwords and
+// shifted by 0, 2, 4, 6 (dword 4h + f: weights 16 (2c + h) + 4f ..).
+inline __m256i u16_low2_chunk(const uint8_t* qs, int c) {
+    const __m256i pair = _mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * c)));
     const __m256i spread = _mm256_permutevar8x32_epi32(pair, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
     return _mm256_and_si256(_mm256_srlv_epi32(spread, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)), _mm256_set1_epi8(3));
+}
+inline __m256i q2k_chunk(const BlockQ2KU16& b, int c) { return u16_low2_chunk(b.qs, c); }
+
+// Q3_K_U16, natural order as q3k_chunk below: the low 2 bits as Q2_K_U16's, + 4 where the high
+// bit is set (weight 16 (2c + h) + 4f + r: bit 4h + r of hmask[8f + c]).
+inline __m256i q3k_chunk(const BlockQ3KU16& b, int c) {
+    const uint32_t h4 = static_cast<uint32_t>(b.hmask[c] | b.hmask[8 + c] << 8 | b.hmask[16 + c] << 16 | b.hmask[24 + c] << 24);
+    // byte i = 16h + 4f + r: byte f of h4, then its bit 4h + r
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(h4)),
+                                              _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3,  //
+                                                               0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8,  //
+                                         16, 32, 64, -128, 16, 32, 64, -128, 16, 32, 64, -128, 16, 32, 64, -128);
+    const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit), _mm256_set1_epi8(4));
+    return _mm256_or_si256(u16_low2_chunk(b.qs, c), high);
 }
 
 // Q3_K: u = the Q2_K-style low 2 bits + 4 * bit c of hmask[l], in [0, 7] (the value is u - 4).

@@ -67,6 +67,14 @@ inline constexpr int kIq3xxsMagnitudes[8] = {4, 12, 20, 28, 36, 44, 52, 62};
 // dmin m).
 inline int q2k_q(const BlockQ2K& b, int e) { return (b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3; }
 inline int q2k_q(const BlockQ2KU16& b, int e) { return (b.qs[u16_position(e) % 64] >> (2 * (u16_position(e) / 64))) & 3; }
+// Q3_K, Q3_K_U16: u = low 2 bits + 4 * high bit of weight e (of 256), in [0, 7] (the value is u - 4).
+inline int q3k_u(const BlockQ3K& b, int e) {
+    return ((b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3) + 4 * ((b.hmask[e % 32] >> (e / 32)) & 1);
+}
+inline int q3k_u(const BlockQ3KU16& b, int e) {
+    const int p = u16_position(e);
+    return ((b.qs[p % 64] >> (2 * (p / 64))) & 3) + 4 * ((b.hmask[p / 8] >> (p % 8)) & 1);
+}
 template <typename Block>
 inline int q2k_scale(const Block& b, int e) { return b.scales[e / 16] & 0x0F; }
 template <typename Block>

@@ -87,7 +87,7 @@ GgmlType vec_dot_type(GgmlType type) {
     const GgmlTypeTraits& t = ggml_traits(type);
     if (!t.quantized) return GgmlType::F32;
     if (type == GgmlType::IQ1_S_U2 || type == GgmlType::IQ2_XXS_U3) return GgmlType::Q8_K_U2;
-    if (type == GgmlType::IQ1_M_U2 || type == GgmlType::Q2_K_U16) return GgmlType::Q8_K_U16;
+    if (type == GgmlType::IQ1_M_U2 || type == GgmlType::Q2_K_U16 || type == GgmlType::Q3_K_U16) return GgmlType::Q8_K_U16;
     return t.block_size == 256 ? GgmlType::Q8_K : GgmlType::Q8_0;
 }
 

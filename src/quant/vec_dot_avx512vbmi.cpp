@@ -33,10 +33,15 @@ VecDotFn vbmi_table(GgmlType type) {
     switch (type) {
         case GgmlType::Q2_K_U16: return inline_factors ? dot_q2ku16_row<kI, true> : dot_q2ku16_row<kI, false>;
         case GgmlType::IQ2_XXS_U3: return inline_factors ? dot_iq2xxsu3_row<kI, true> : dot_iq2xxsu3_row<kI, false>;
+        case GgmlType::Q3_K_U16: return inline_factors ? dot_q3ku16_row<kI, true> : dot_q3ku16_row<kI, false>;
         default: return nullptr;
     }
 }
-VecDotRowsFn vbmi_rows_table(GgmlType type) { return type == GgmlType::Q2_K_U16 ? dot_q2ku16_rows<kI> : nullptr; }
+VecDotRowsFn vbmi_rows_table(GgmlType type) {
+    if (type == GgmlType::Q2_K_U16) return dot_q2ku16_rows<kI>;
+    if (type == GgmlType::Q3_K_U16) return dot_q3ku16_rows<kI>;
+    return nullptr;
+}
 }  // namespace
 }  // namespace tandem::quant
 #pragma GCC diagnostic pop

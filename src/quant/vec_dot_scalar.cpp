@@ -128,7 +128,8 @@ void q2k_to_int(const Block& b, IntBlock& ib) {
 void to_int(const BlockQ2K& b, IntBlock& ib) { q2k_to_int(b, ib); }
 void to_int(const BlockQ2KU16& b, IntBlock& ib) { q2k_to_int(b, ib); }
 
-void to_int(const BlockQ3K& b, IntBlock& ib) {
+template <typename Block>  // Q3_K, Q3_K_U16
+void q3k_to_int(const Block& b, IntBlock& ib) {
     ib.da = fp16_to_f32(b.d);
     ib.db = 0.0f;
     for (int g = 0; g < 16; ++g) {
@@ -136,12 +137,10 @@ void to_int(const BlockQ3K& b, IntBlock& ib) {
         ib.ca[g] = -4 * ib.sc[g];  // q below is stored + 4
         ib.cb[g] = 0;
     }
-    for (int e = 0; e < kQK; ++e) {
-        const int ql = (b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3;
-        const int hbit = (b.hmask[e % 32] >> (e / 32)) & 1;
-        ib.q[e] = ql + 4 * hbit;
-    }
+    for (int e = 0; e < kQK; ++e) ib.q[e] = q3k_u(b, e);
 }
+void to_int(const BlockQ3K& b, IntBlock& ib) { q3k_to_int(b, ib); }
+void to_int(const BlockQ3KU16& b, IntBlock& ib) { q3k_to_int(b, ib); }
 
 template <typename Block>
 void k4_groups(const Block& b, IntBlock& ib) {
@@ -475,6 +474,7 @@ VecDotFn scalar_kernel(GgmlType type) {
         case T::Q2_K: return dot_k<BlockQ2K>;
         case T::Q2_K_U16: return dot_k<BlockQ2KU16, BlockQ8KU16>;
         case T::Q3_K: return dot_k<BlockQ3K>;
+        case T::Q3_K_U16: return dot_k<BlockQ3KU16, BlockQ8KU16>;
         case T::Q4_K: return dot_k<BlockQ4K>;
         case T::Q5_K: return dot_k<BlockQ5K>;
         case T::Q6_K: return dot_k<BlockQ6K>;

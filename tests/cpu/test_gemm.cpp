@@ -59,7 +59,7 @@ TEST(DequantBf16, EveryFormatWithinOneUlpOfTheReference) {
           GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
           GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS,
           GgmlType::IQ3_S, GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::IQ1_S_U2, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
-                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16}) {
+                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16}) {
         SCOPED_TRACE(ggml_type_name(type));
         const std::vector<uint8_t> w = random_matrix(type, n, 1, 3);
         std::vector<float> ref(static_cast<size_t>(n));
@@ -246,7 +246,7 @@ TEST(GemmI8, MatchesThePerTokenDotsWithinFloatRounding) {
     int tested = 0;
     for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
                                 GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
-                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16}) {
+                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type)) {
             std::printf("    %s: no int8 product on this CPU's unit, not tested here\n", std::string(ggml_type_name(type)).c_str());
@@ -310,6 +310,7 @@ TEST(GemmI8, PackedActivationsFollowTheLayout) {
     expect_packing_layout(GgmlType::IQ1_S_U2, I8Unit::avx2, false);  // AVX2 products: natural order
     expect_packing_layout(GgmlType::IQ1_M_U2, i8_unit(), false);      // from Q8_K_U16 rows: natural order
     expect_packing_layout(GgmlType::Q2_K_U16, i8_unit(), false);      // the same
+    expect_packing_layout(GgmlType::Q3_K_U16, i8_unit(), false);
     expect_packing_layout(GgmlType::IQ2_XXS_U3, i8_unit(), false);    // from Q8_K_U2 rows: natural order
     if (i8_unit() == I8Unit::avx512 || i8_unit() == I8Unit::amx) expect_packing_layout(GgmlType::IQ1_S_U2, i8_unit(), true);
 }
@@ -323,7 +324,7 @@ TEST(GemmI8, HalfGroupGivesTheSameBitsAsAFullGroup) {
     int tested = 0;
     for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
                                 GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
-                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16}) {
+                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type)) continue;
         ++tested;
@@ -356,7 +357,7 @@ TEST(GemmI8, Avx2AndAvx512GiveTheSameBits) {
     for (size_t i = 0; i < x.size(); i += 613) x[i] *= 25.0f;
     for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
                                 GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
-                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16}) {
+                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16}) {
         SCOPED_TRACE(ggml_type_name(type));
         const std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 51);
         const uint64_t rb = quant_row_bytes(type, n_in);
@@ -472,7 +473,7 @@ TEST(GemmI8, FullScaleWeightsAndActivations) {
     for (const I8Unit unit : units)
         for (const GgmlType type : {GgmlType::IQ1_S_U2, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
                                 GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
-                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16}) {
+                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16}) {
             SCOPED_TRACE(::testing::Message() << ggml_type_name(type) << ", unit " << static_cast<int>(unit));
             if (!i8_gemm_supports(type, unit)) continue;
             std::vector<uint8_t> w = random_matrix(type, n_in, kPanelRows, 61);
@@ -510,7 +511,7 @@ TEST(GemmI8, MatmulTakesItForFormatsThatHaveOne) {
     int tested = 0;
     for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::IQ1_S_U2, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ1_S,
                                 GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3,
-                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16}) {
+                                GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16}) {
         SCOPED_TRACE(ggml_type_name(type));
         if (!i8_gemm_supports(type) || !gemm_applies(type, n_in, n_tok)) continue;
         ++tested;

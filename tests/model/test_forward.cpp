@@ -481,7 +481,8 @@ TEST(MlaForms, DecompressedEqualsAbsorbed) {
 // the file's layout after the repack released the file's pages reads them again from the file:
 // the first run's logits exactly.
 // The repacked formats: IQ1_S (ud-iq1_s) and IQ1_M (ud-iq1_m) experts, IQ2_XXS down projections
-// in both; Q2_K gate and up projections (ud-q2_k_xl: the same bytes, so the decode reads as many).
+// in both; Q2_K gate and up and Q3_K down projections (ud-q2_k_xl: the same bytes, so the decode
+// reads as many).
 class RepackTest : public ::testing::TestWithParam<const char*> {};
 
 // A tiny synthetic model of `recipe`, opened (the memory map keeps it after the file is removed).
@@ -521,14 +522,14 @@ void expect_same_logits_as_the_file_layout(const std::string& recipe, const std:
     EXPECT_LT(rel_diff(prefill[1].data(), prefill[0].data(), prefill[0].size()), 5e-2);
     EXPECT_EQ(prefill[2], prefill[0]);
     EXPECT_EQ(logits[2], logits[0]);
-    if (recipe == "ud-q2_k_xl") EXPECT_EQ(bytes[1], bytes[0]);  // Q2_K_U16: Q2_K's bytes regrouped
+    if (recipe == "ud-q2_k_xl") EXPECT_EQ(bytes[1], bytes[0]);  // Q2_K_U16, Q3_K_U16: the bytes regrouped
     else EXPECT_GT(bytes[1], bytes[0]);                         // the repacked experts are larger
 }
 
 TEST_P(RepackTest, SameLogitsAsTheFileLayout) {
     expect_same_logits_as_the_file_layout(GetParam(), GetParam() == std::string("ud-iq1_s") ? "IQ1_S, IQ2_XXS" : "IQ1_M, IQ2_XXS");
 }
-TEST(Repack, Q2kSameLogitsAsTheFileLayout) { expect_same_logits_as_the_file_layout("ud-q2_k_xl", "Q2_K"); }
+TEST(Repack, Q2kQ3kSameLogitsAsTheFileLayout) { expect_same_logits_as_the_file_layout("ud-q2_k_xl", "Q2_K, Q3_K"); }
 
 // On auto, a memory budget with room for some of the repacked experts but not all (the test sets
 // LoadOptions::memory_bytes; the loader plans with 80% of it) repacks as many expert tensors as

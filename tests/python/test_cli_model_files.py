@@ -90,9 +90,10 @@ def test_info_json_matches_the_file(tiny_models, tandem, recipe):
     other = sum(int(t.n_bytes) for n, t in tensors.items() if "_exps" not in n and n != "token_embd.weight")
     assert info["active_bytes_per_token"] == other + int(embd.n_bytes) // 512 + routed * 2 // 8
     # The repacked layouts' sizes per 256-weight block (quant/blocks.h): IQ1_S 50 -> 70 bytes,
-    # IQ1_M 56 -> 76, IQ2_XXS 66 -> 102, IQ3_XXS 98 -> 134, Q2_K 84 -> 84 (regrouped); other
-    # formats stay.
-    grows = {"IQ1_S": (50, 70), "IQ1_M": (56, 76), "IQ2_XXS": (66, 102), "IQ3_XXS": (98, 134), "Q2_K": (84, 84)}
+    # IQ1_M 56 -> 76, IQ2_XXS 66 -> 102, IQ3_XXS 98 -> 134, Q2_K 84 -> 84 and Q3_K 110 -> 110
+    # (regrouped); other formats stay.
+    grows = {"IQ1_S": (50, 70), "IQ1_M": (56, 76), "IQ2_XXS": (66, 102), "IQ3_XXS": (98, 134), "Q2_K": (84, 84),
+             "Q3_K": (110, 110)}
     experts = [t for n, t in tensors.items() if "_exps" in n and t.tensor_type.name in grows]
     growth = sum(int(t.n_bytes) // grows[t.tensor_type.name][0] * (grows[t.tensor_type.name][1] - grows[t.tensor_type.name][0])
                  for t in experts)
@@ -107,8 +108,8 @@ def test_info_text_output(tiny_models, tandem):
     assert re.search(r"routed experts\s+\d+\.\d+ KiB", out)
     assert "decode reads" in out and "2 of 8 routed experts active" in out
     assert re.search(r"repacked\s+IQ1_S, IQ2_XXS experts take \d+\.\d+ KiB more in memory", out), out
-    out = tandem("info", tiny_models["ud-q2_k_xl"]).stdout  # Q2_K gate/up (regrouped), Q3_K down (kept)
-    assert re.search(r"repacked\s+Q2_K experts are regrouped as loaded \(the same size\)", out), out
+    out = tandem("info", tiny_models["ud-q2_k_xl"]).stdout  # Q2_K gate/up, Q3_K down: both regrouped
+    assert re.search(r"repacked\s+Q2_K, Q3_K experts are regrouped as loaded \(the same size\)", out), out
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

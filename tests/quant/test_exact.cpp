@@ -99,7 +99,7 @@ INSTANTIATE_TEST_SUITE_P(
                       GgmlType::Q6_K, GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS,
                       GgmlType::IQ3_S, GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ4_NL, GgmlType::IQ4_XS,
                       GgmlType::TQ1_0, GgmlType::TQ2_0, GgmlType::MXFP4, GgmlType::IQ1_S_U2, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3, GgmlType::IQ3_XXS_U4,
-                      GgmlType::Q2_K_U16),
+                      GgmlType::Q2_K_U16, GgmlType::Q3_K_U16),
     [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
 }  // namespace

@@ -57,6 +57,10 @@ TEST(Repack, EachFormatHasItsLayout) {
     EXPECT_EQ(ggml_traits(GgmlType::Q2_K_U16).type_size, sizeof(BlockQ2KU16));
     EXPECT_EQ(sizeof(BlockQ2KU16), sizeof(BlockQ2K));  // a reordering: no bytes added
     EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::Q2_K_U16)).has_value());
+    EXPECT_EQ(repacked_type(GgmlType::Q3_K), GgmlType::Q3_K_U16);
+    EXPECT_EQ(ggml_traits(GgmlType::Q3_K_U16).type_size, sizeof(BlockQ3KU16));
+    EXPECT_EQ(sizeof(BlockQ3KU16), sizeof(BlockQ3K));
+    EXPECT_FALSE(ggml_type_traits(static_cast<uint32_t>(GgmlType::Q3_K_U16)).has_value());
     EXPECT_FALSE(repacked_type(GgmlType::Q4_K).has_value());
     EXPECT_EQ(ggml_traits(GgmlType::IQ1_S_U2).type_size, sizeof(BlockIq1SU2));
     // An in-memory layout is never accepted as a file's tensor type.
@@ -169,6 +173,20 @@ std::vector<BlockQ2K> q2k_blocks() {
     return blocks;
 }
 
+// Q3_K blocks of random bytes (every low and high bit pattern, every 6-bit scale many times), d a
+// normal f16 value.
+std::vector<BlockQ3K> q3k_blocks() {
+    std::mt19937 rng(14);
+    std::vector<BlockQ3K> blocks(64);
+    for (BlockQ3K& b : blocks) {
+        for (uint8_t& v : b.hmask) v = static_cast<uint8_t>(rng());
+        for (uint8_t& v : b.qs) v = static_cast<uint8_t>(rng());
+        for (uint8_t& v : b.scales) v = static_cast<uint8_t>(rng());
+        b.d = static_cast<uint16_t>(0x2000 + rng() % 0xE00);
+    }
+    return blocks;
+}
+
 // A file format's covering blocks (above) and their repacked layout, as bytes.
 struct Covering {
     GgmlType from, to;
@@ -191,6 +209,7 @@ Covering covering_of(GgmlType from) {
     if (from == GgmlType::IQ1_M) return covering(from, iq1m_blocks_covering_the_grid());
     if (from == GgmlType::IQ2_XXS) return covering(from, iq2xxs_blocks_covering_the_grid());
     if (from == GgmlType::Q2_K) return covering(from, q2k_blocks());
+    if (from == GgmlType::Q3_K) return covering(from, q3k_blocks());
     return covering(from, iq3xxs_blocks_covering_the_grid());
 }
 
@@ -241,7 +260,7 @@ TEST_P(RepackedFormat, Bf16EqualsTheFileFormats) {
     for (int64_t i = 0; i < c.n; ++i) ASSERT_EQ(want[i], got[i]) << "weight " << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, RepackedFormat, ::testing::Values(GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ3_XXS, GgmlType::Q2_K),
+INSTANTIATE_TEST_SUITE_P(Formats, RepackedFormat, ::testing::Values(GgmlType::IQ1_S, GgmlType::IQ1_M, GgmlType::IQ2_XXS, GgmlType::IQ3_XXS, GgmlType::Q2_K, GgmlType::Q3_K),
                          [](const auto& p) { return std::string(ggml_type_name(p.param)); });
 
 }  // namespace

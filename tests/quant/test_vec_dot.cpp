@@ -24,7 +24,7 @@ const std::vector<GgmlType> kDotTypes = {
     GgmlType::Q5_1,    GgmlType::Q8_0,   GgmlType::Q8_1,    GgmlType::Q8_K,  GgmlType::Q2_K,  GgmlType::Q3_K,
     GgmlType::Q4_K,    GgmlType::Q5_K,   GgmlType::Q6_K,    GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S,
     GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S,   GgmlType::IQ1_M, GgmlType::IQ4_NL, GgmlType::IQ4_XS,
-    GgmlType::TQ1_0,   GgmlType::TQ2_0,  GgmlType::MXFP4, GgmlType::IQ1_S_U2, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3, GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16};
+    GgmlType::TQ1_0,   GgmlType::TQ2_0,  GgmlType::MXFP4, GgmlType::IQ1_S_U2, GgmlType::IQ1_M_U2, GgmlType::IQ2_XXS_U3, GgmlType::IQ3_XXS_U4, GgmlType::Q2_K_U16, GgmlType::Q3_K_U16};
 
 size_t row_bytes(GgmlType type, int64_t n) {
     const GgmlTypeTraits& t = ggml_traits(type);
