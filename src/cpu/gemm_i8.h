@@ -66,7 +66,9 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // against rows or per-token dots at 4): AVX-512 IQ1_S_U2 5 (835; 817, 1020 at 5), IQ1_M_U2 5
 // (1385; 1225), IQ2_XXS_U3 4 (1310; 1358); AVX2 IQ1_S_U2 5 (1513; 1481), IQ1_M_U2 4 (1906;
 // 1937), IQ2_XXS_U3 4 (1921; 1810 at 3). Session 15's Q2_K_U16 (the same bench): AVX-512 6 (int8
-// 1213 at 4 and 8 tokens; rows 840 at 4, 1590 at 8), AVX2 5 (1700; per-token dots 1529 at 4).
+// 1213 at 4 and 8 tokens; rows 840 at 4, 1590 at 8), AVX2 5 (1700; per-token dots 1529 at 4); with
+// rows kernels for IQ1_M_U2 and IQ2_XXS_U3 their AVX-512 thresholds are 8 (int8 1403-1408 and
+// 1347-1533 at 4-8 tokens; rows 826 and 853 at 4, 1571 and 1565 at 8).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of

@@ -1668,6 +1668,96 @@ void dot_q3ku16_rows(const void* w, const void* const* a, int n_act, int64_t n, 
     for_row_chunks(n_act, [&](auto t, int j) { dot_q3ku16_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
 }
 
+// IQ2_XXS_U3 against n_act <= kRowsChunk activation rows: each block's magnitudes, sign masks and
+// scales once, then per row the chunks' signed activations, VPDPBUSD and the float step of
+// dot_iq2xxsu3_row (the same integers and float operations: bit-identical results).
+template <int T>
+void dot_iq2xxsu3_rows_chunk(const BlockIq2XxsU3* wb, const BlockQ8KU2* const* a, int64_t nb, float* out) {
+    constexpr Isa I = Isa::Avx512Vnni;
+    const __m512i lut = _mm512_broadcast_i32x4(_mm256_castsi256_si128(iq2xxsu3_lut()));
+    const __m512i shifts = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    const __m512 odd = _mm512_load_ps(kOddScale.data());
+    __m512 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < nb; ++k) {
+        const BlockIq2XxsU3& b = wb[k];
+        prefetch_ahead(wb + k);
+        const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))), shifts), odd);
+        alignas(32) uint64_t sign_bits[4];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sign_bits), load32(b.signs));
+        asm volatile("" ::: "memory");
+        const __m512i x = _mm512_loadu_si512(b.qs);
+        __m512i mag[4];
+        for (int c = 0; c < 4; ++c) {
+            if constexpr (kVbmi)
+                mag[c] = _mm512_permutexvar_epi8(c == 3 ? _mm512_srli_epi16(x, 4) : x, load_table<I>(kIq2xxsMagnitudeOf[c == 3 ? 1 : c]));
+            else
+                mag[c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3)));
+        }
+        const float wd = fp16_to_f32(b.d) * kGridUnit<BlockIq2XxsU3>;
+        for (int t = 0; t < T; ++t) {
+            __m512i acc = _mm512_setzero_si512();
+            for (int c = 0; c < 4; ++c) {
+                const __m512i q = _mm512_loadu_si512(a[t][k].q.qs + 64 * c);
+                acc = _mm512_dpbusd_epi32(acc, mag[c], _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[c])),
+                                                                            _mm512_setzero_si512(), q));
+            }
+            facc[t] = lanes_float_step<I>(facc[t], acc, scale, a[t][k].q.d * wd);
+        }
+    }
+    for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
+}
+
+template <Isa I>
+void dot_iq2xxsu3_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const BlockIq2XxsU3*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8KU2* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_iq2xxsu3_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+}
+
+// IQ1_M_U2 against n_act <= kRowsChunk activation rows: each block's weight bytes and lane scales
+// once (dot_iq1mu2_row's), then per row its lanes and float step: bit-identical results.
+template <int T>
+void dot_iq1mu2_rows_chunk(const BlockIq1MU2* wb, const BlockQ8KU16* const* a, int64_t nb, float* out) {
+    constexpr Isa I = Isa::Avx512Vnni;
+    const __m512i words = _mm512_setr_epi32(0, 0, 0, 0, 0x10001, 0x10001, 0x10001, 0x10001, 0x20002, 0x20002, 0x20002, 0x20002,
+                                            0x30003, 0x30003, 0x30003, 0x30003);
+    const __m512i field_shift = _mm512_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
+    const __m512i entry_shift = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 table = _mm512_load_ps(kIq1mScale.data());
+    const __m512i m = _mm512_set1_epi8(0x18), two = _mm512_set1_epi8(2);
+    __m512 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < nb; ++k) {
+        const BlockIq1MU2& b = wb[k];
+        prefetch_ahead(wb + k);
+        const __m512i sc = _mm512_permutexvar_epi16(words, _mm512_set1_epi64(static_cast<long long>(load_u64(b.scales))));
+        const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(sc, field_shift), table);
+        const __m512i dl = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.delta))), entry_shift);
+        const __m512i plus_lo = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(1)), two);
+        const __m512i plus_hi = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(2)), two);
+        const __m512i x = _mm512_loadu_si512(b.qs);
+        const __m512i w[4] = {_mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 3), m, plus_lo, 0xEA),
+                              _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 1), m, plus_lo, 0xEA),
+                              _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 1), m, plus_hi, 0xEA),
+                              _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 3), m, plus_hi, 0xEA)};
+        const float wd = fp16_to_f32(iq1m_scale_bits(b)) * kGridUnit<BlockIq1MU2>;
+        for (int t = 0; t < T; ++t) {
+            __m512i acc = _mm512_loadu_si512(a[t][k].corr);
+            for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, w[c], _mm512_loadu_si512(a[t][k].q.qs + 64 * c));
+            facc[t] = lanes_float_step<I>(facc[t], acc, scale, a[t][k].q.d * wd);
+        }
+    }
+    for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
+}
+
+template <Isa I>
+void dot_iq1mu2_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const BlockIq1MU2*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8KU16* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_iq1mu2_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+}
+
 // K formats (Q2_K .. Q6_K): each block unpacked once (k_unpack), then k_token per activation
 // row: the integer lanes and float steps of block_dot, so the results equal dot_k_row's.
 template <Isa I, typename Block, int T>
@@ -2070,6 +2160,8 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::Q2_K: return dot_k_rows<I, BlockQ2K>;
             case GgmlType::Q2_K_U16: return dot_q2ku16_rows<I>;
             case GgmlType::Q3_K_U16: return dot_q3ku16_rows<I>;
+            case GgmlType::IQ2_XXS_U3: return dot_iq2xxsu3_rows<I>;
+            case GgmlType::IQ1_M_U2: return dot_iq1mu2_rows<I>;
             case GgmlType::Q3_K: return dot_k_rows<I, BlockQ3K>;
             case GgmlType::Q4_K: return dot_k_rows<I, BlockQ4K>;
             case GgmlType::Q5_K: return dot_k_rows<I, BlockQ5K>;

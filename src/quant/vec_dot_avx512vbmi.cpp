@@ -40,6 +40,7 @@ VecDotFn vbmi_table(GgmlType type) {
 VecDotRowsFn vbmi_rows_table(GgmlType type) {
     if (type == GgmlType::Q2_K_U16) return dot_q2ku16_rows<kI>;
     if (type == GgmlType::Q3_K_U16) return dot_q3ku16_rows<kI>;
+    if (type == GgmlType::IQ2_XXS_U3) return dot_iq2xxsu3_rows<kI>;
     return nullptr;
 }
 }  // namespace
