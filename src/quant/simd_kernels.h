@@ -1043,14 +1043,14 @@ alignas(64) inline constexpr std::array<float, 16> kIq1su2HalfScale = [] {
 template <Isa I>
 struct Iq1su2Zmm {
     __m512i w[4];
-    __m512 half_scale;
+    __m512 scale;  // each lane's group s / 2
 };
 template <Isa I>
 inline Iq1su2Zmm<I> iq1su2_unpack(const BlockIq1SU2& b) {
     const __m512i nib = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))),
                                           _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28));
     Iq1su2Zmm<I> z;
-    z.half_scale = _mm512_permutexvar_ps(nib, _mm512_load_ps(kIq1su2HalfScale.data()));  // reads bits 0..3 only
+    z.scale = _mm512_permutexvar_ps(nib, _mm512_load_ps(kIq1su2HalfScale.data()));  // reads bits 0..3 only
     // 4 in every byte of a lane whose group has delta +1/8 (bit 3 clear)
     const __m512i plus = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(nib, _mm512_set1_epi32(8)), _mm512_set1_epi8(4));
     const __m512i x = _mm512_loadu_si512(b.qs), m = _mm512_set1_epi8(0x30);
@@ -1091,6 +1091,14 @@ TANDEM_BLOCK_STEP float sum_scaled_lanes(const Block* wb, const Act* ab, int64_t
     });
     return _mm512_reduce_add_ps(facc);
 }
+// The chunk step of the formats whose weight bytes go against the activations as they are (a
+// function object: passed as a function pointer it was not inlined, 50% slower).
+struct DotChunk {
+    template <typename Z, typename Act>
+    TANDEM_BLOCK_STEP __m512i operator()(const Z& z, int c, const Act& a, __m512i acc) const {
+        return _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.q.qs + 64 * c));
+    }
+};
 // The AVX2 group-major kernels' int16 scales of a 32-byte half h of a chunk, where word k
 // belongs to group 4h + k / 4 (IQ1_S_U2, IQ2_XXS_U3: 8 weights of a group per half chunk):
 // from [8] int16 group scales, twice (both 128-bit lanes).
@@ -1117,7 +1125,7 @@ float dot_iq1su2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
     if constexpr (I == Isa::Avx512Vnni) {
         return sum_scaled_lanes<I, kInlineFactors>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
             const Iq1su2Zmm<I> z = iq1su2_unpack<I>(wb[k]);
-            return ScaledLanes<I>{iq1su2_lanes<I>(z, ab[k]), z.half_scale};
+            return ScaledLanes<I>{iq1su2_lanes<I>(z, ab[k]), z.scale};
         });
     } else {
         // Per 32-byte half h (groups 4h .. 4h + 3, 8 bytes each) and chunk c: u against the
@@ -1156,36 +1164,54 @@ alignas(64) inline constexpr std::array<float, 16> kOddScale = [] {
     return t;
 }();
 
+// One IQ2_XXS_U3 block under AVX-512: the chunks' magnitudes (with VBMI one VPERMB of the chunk's
+// bits, kFieldOf's order; else a shift, a mask and a VPSHUFB), the sign bits (through memory: KMOVQ
+// k, m64 is a plain load, GridAcc::set_signs) and the lanes' scales 2 ls + 1.
+template <Isa I>
+struct Iq2xxsu3Zmm {
+    __m512i mag[4];
+    alignas(32) uint64_t sign_bits[4];
+    __m512 scale;
+};
+template <Isa I>
+TANDEM_BLOCK_STEP Iq2xxsu3Zmm<I> iq2xxsu3_unpack(const BlockIq2XxsU3& b) {
+    Iq2xxsu3Zmm<I> z;
+    const __m512i shifts = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    z.scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))), shifts),
+                                    _mm512_load_ps(kOddScale.data()));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(z.sign_bits), load32(b.signs));
+    asm volatile("" ::: "memory");
+    const __m512i x = _mm512_loadu_si512(b.qs);
+    const __m512i lut = _mm512_broadcast_i32x4(_mm256_castsi256_si128(iq2xxsu3_lut()));
+    for (int c = 0; c < 4; ++c) {
+        if constexpr (kVbmi)
+            z.mag[c] = _mm512_permutexvar_epi8(c == 3 ? _mm512_srli_epi16(x, 4) : x, load_table<I>(kIq2xxsMagnitudeOf[c == 3 ? 1 : c]));
+        else
+            z.mag[c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3)));
+    }
+    return z;
+}
+// Chunk c's VPDPBUSD: the magnitudes against the activations negated where the sign is set.
+struct Iq2xxsChunk {
+    template <typename Z>
+    TANDEM_BLOCK_STEP __m512i operator()(Z& z, int c, const BlockQ8KU2& a, __m512i acc) const {
+        const __m512i v = _mm512_loadu_si512(a.q.qs + 64 * c);
+        return _mm512_dpbusd_epi32(acc, z.mag[c], _mm512_mask_sub_epi8(v, _load_mask64(reinterpret_cast<__mmask64*>(&z.sign_bits[c])),
+                                                                        _mm512_setzero_si512(), v));
+    }
+};
+
 template <Isa I, bool kInlineFactors>
 float dot_iq2xxsu3_row(const void* w, const void* a, int64_t n) {  // w: [n/256] IQ2_XXS_U3, a: [n/256] Q8_K_U2
     const auto* wb = static_cast<const BlockIq2XxsU3*>(w);
     const auto* ab = static_cast<const BlockQ8KU2*>(a);
     const int64_t nb = n / kQK;
     if constexpr (I == Isa::Avx512Vnni) {
-        const __m512i lut = _mm512_broadcast_i32x4(_mm256_castsi256_si128(iq2xxsu3_lut()));
-        const __m512i shifts = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
-        const __m512 odd = _mm512_load_ps(kOddScale.data());
         return sum_scaled_lanes<I, kInlineFactors>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
-            const BlockIq2XxsU3& b = wb[k];
-            const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))), shifts), odd);
-            // The sign bits through memory: KMOVQ k, m64 is a plain load (GridAcc::set_signs).
-            alignas(32) uint64_t sign_bits[4];
-            _mm256_store_si256(reinterpret_cast<__m256i*>(sign_bits), load32(b.signs));
-            asm volatile("" ::: "memory");
-            const __m512i x = _mm512_loadu_si512(b.qs);
+            Iq2xxsu3Zmm<I> z = iq2xxsu3_unpack<I>(wb[k]);
             __m512i acc = _mm512_setzero_si512();
-            for (int c = 0; c < 4; ++c) {
-                // the codes' magnitudes: with VBMI one VPERMB of the chunk's bits (kFieldOf's order)
-                __m512i mag;
-                if constexpr (kVbmi)
-                    mag = _mm512_permutexvar_epi8(c == 3 ? _mm512_srli_epi16(x, 4) : x, load_table<I>(kIq2xxsMagnitudeOf[c == 3 ? 1 : c]));
-                else
-                    mag = _mm512_shuffle_epi8(lut, _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3)));
-                const __m512i q = _mm512_loadu_si512(ab[k].q.qs + 64 * c);
-                acc = _mm512_dpbusd_epi32(acc, mag, _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[c])),
-                                                                         _mm512_setzero_si512(), q));
-            }
-            return ScaledLanes<I>{acc, scale};
+            for (int c = 0; c < 4; ++c) acc = Iq2xxsChunk{}(z, c, ab[k], acc);
+            return ScaledLanes<I>{acc, z.scale};
         });
     } else {
         // Per 32-byte half h (groups 4h .. 4h + 3) and chunk c: the magnitudes against the signed
@@ -1226,35 +1252,47 @@ alignas(64) inline constexpr std::array<float, 16> kIq1mScale = [] {
     return t;
 }();
 
+// One IQ1_M_U2 block under AVX-512: the chunks' weight bytes w = 8 u + 2 [delta = +1/8] (u of chunk
+// c at bits 2c, 2c + 1, moved to bits 3, 4; the spill across bytes falls outside the mask; lane j:
+// delta bits 2j for chunks 0, 1 and 2j + 1 for 2, 3) and the lanes' scales (lane j: word j / 4 of
+// the scales, its 3-bit field j % 4).
+template <Isa I>
+struct Iq1mu2Zmm {
+    __m512i w[4];
+    __m512 scale;
+};
+template <Isa I>
+TANDEM_BLOCK_STEP Iq1mu2Zmm<I> iq1mu2_unpack(const BlockIq1MU2& b) {
+    const __m512i words = _mm512_setr_epi32(0, 0, 0, 0, 0x10001, 0x10001, 0x10001, 0x10001, 0x20002, 0x20002, 0x20002, 0x20002,
+                                            0x30003, 0x30003, 0x30003, 0x30003);
+    const __m512i field_shift = _mm512_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
+    const __m512i entry_shift = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i m = _mm512_set1_epi8(0x18), two = _mm512_set1_epi8(2);
+    Iq1mu2Zmm<I> z;
+    const __m512i sc = _mm512_permutexvar_epi16(words, _mm512_set1_epi64(static_cast<long long>(load_u64(b.scales))));
+    z.scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(sc, field_shift), _mm512_load_ps(kIq1mScale.data()));  // reads bits 0..3
+    const __m512i dl = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.delta))), entry_shift);
+    const __m512i plus_lo = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(1)), two);
+    const __m512i plus_hi = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(2)), two);
+    const __m512i x = _mm512_loadu_si512(b.qs);
+    z.w[0] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 3), m, plus_lo, 0xEA);
+    z.w[1] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 1), m, plus_lo, 0xEA);
+    z.w[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 1), m, plus_hi, 0xEA);
+    z.w[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 3), m, plus_hi, 0xEA);
+    return z;
+}
+
 template <Isa I, bool kInlineFactors>
 float dot_iq1mu2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] IQ1_M_U2, a: [n/256] Q8_K_U16
     const auto* wb = static_cast<const BlockIq1MU2*>(w);
     const auto* ab = static_cast<const BlockQ8KU16*>(a);
     const int64_t nb = n / kQK;
     if constexpr (I == Isa::Avx512Vnni) {
-        // lane j: word j / 4 of the scales (3-bit field j % 4 at bit 3 (j % 4)), delta bits 2j, 2j + 1
-        const __m512i words = _mm512_setr_epi32(0, 0, 0, 0, 0x10001, 0x10001, 0x10001, 0x10001, 0x20002, 0x20002, 0x20002, 0x20002,
-                                                0x30003, 0x30003, 0x30003, 0x30003);
-        const __m512i field_shift = _mm512_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
-        const __m512i entry_shift = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        const __m512 table = _mm512_load_ps(kIq1mScale.data());
-        const __m512i m = _mm512_set1_epi8(0x18), two = _mm512_set1_epi8(2);
         return sum_scaled_lanes<I, kInlineFactors>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
-            const BlockIq1MU2& b = wb[k];
-            const __m512i sc = _mm512_permutexvar_epi16(words, _mm512_set1_epi64(static_cast<long long>(load_u64(b.scales))));
-            const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(sc, field_shift), table);  // reads bits 0..3
-            const __m512i dl = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.delta))), entry_shift);
-            const __m512i plus_lo = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(1)), two);
-            const __m512i plus_hi = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(2)), two);
-            const __m512i x = _mm512_loadu_si512(b.qs);
-            const BlockQ8KU16& q = ab[k];
-            __m512i acc = _mm512_loadu_si512(q.corr);
-            // u of chunk c at bits 2c, 2c + 1, moved to bits 3, 4 (8 u; the spill across bytes falls outside the mask)
-            acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 3), m, plus_lo, 0xEA), _mm512_loadu_si512(q.q.qs));
-            acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 1), m, plus_lo, 0xEA), _mm512_loadu_si512(q.q.qs + 64));
-            acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 1), m, plus_hi, 0xEA), _mm512_loadu_si512(q.q.qs + 128));
-            acc = _mm512_dpbusd_epi32(acc, _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 3), m, plus_hi, 0xEA), _mm512_loadu_si512(q.q.qs + 192));
-            return ScaledLanes<I>{acc, scale};
+            const Iq1mu2Zmm<I> z = iq1mu2_unpack<I>(wb[k]);
+            __m512i acc = _mm512_loadu_si512(ab[k].corr);
+            for (int c = 0; c < 4; ++c) acc = DotChunk{}(z, c, ab[k], acc);
+            return ScaledLanes<I>{acc, z.scale};
         });
     } else {
         // Per 32-byte half h (groups 8h .. 8h + 7, a dword each) and chunk c: w against the
@@ -1566,26 +1604,27 @@ float dot_q3ku16_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Q
 
 // ---- several activation rows per weight row (VecDotRowsFn) ----
 //
-// IQ1_S_U2 against n_act <= kRowsChunk activation rows at once: each 256-block is unpacked once
-// (iq1su2_unpack) and every row takes its lanes and float step as dot_iq1su2_row does, in the
-// same order, so every result is bit-identical to it.
+// The several-rows kernels of the group-major formats: per block unpack(b) once (its weights and
+// lanes' scales, z.scale), then for each of the T activation rows the lanes' integers, start(a)
+// stepped by chunk(z, c, a, acc) for c = 0 .. 3 (token-innermost, so consecutive VPDPBUSDs are
+// independent: a row's four are a chain), and the one-row kernels' float step with the same
+// factor (ad * (d * unit)): every result is bit-identical to the format's one-row kernel.
 constexpr int kRowsChunk = 8;
-template <int T>
-void dot_iq1su2_rows_chunk(const BlockIq1SU2* wb, const BlockQ8KU2* const* a, int64_t nb, float* out) {
+template <int T, typename Block, typename Act, typename Unpack, typename Start, typename Chunk>
+void scaled_lanes_rows_chunk(const Block* wb, const Act* const* a, int64_t nb, float* out, Unpack&& unpack, Start&& start, Chunk&& chunk) {
+    constexpr Isa I = Isa::Avx512Vnni;
     __m512 facc[T];
     for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
     for (int64_t k = 0; k < nb; ++k) {
-        const BlockIq1SU2& b = wb[k];
+        const Block& b = wb[k];
         prefetch_ahead(wb + k);
-        constexpr Isa I = Isa::Avx512Vnni;
-        const Iq1su2Zmm<I> z = iq1su2_unpack<I>(b);
-        const float wd = fp16_to_f32(b.d) * kGridUnit<BlockIq1SU2>;
-        // Token-innermost, so consecutive vpdpbusd are independent (a row's four are a chain).
+        auto z = unpack(b);
+        const float wd = fp16_to_f32(grid_d(b)) * kGridUnit<Block>;
         __m512i acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = _mm512_loadu_si512(a[t][k].corr);
+        for (int t = 0; t < T; ++t) acc[t] = start(a[t][k]);
         for (int c = 0; c < 4; ++c)
-            for (int t = 0; t < T; ++t) acc[t] = _mm512_dpbusd_epi32(acc[t], z.w[c], _mm512_loadu_si512(a[t][k].q.qs + 64 * c));
-        for (int t = 0; t < T; ++t) facc[t] = lanes_float_step<I>(facc[t], acc[t], z.half_scale, a[t][k].q.d * wd);
+            for (int t = 0; t < T; ++t) acc[t] = chunk(z, c, a[t][k], acc[t]);
+        for (int t = 0; t < T; ++t) facc[t] = lanes_float_step<I>(facc[t], acc[t], z.scale, act_scale(a[t][k]) * wd);
     }
     for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
 }
@@ -1609,11 +1648,21 @@ inline void for_row_chunks(int n_act, Chunk&& chunk) {
 }
 static_assert(kRowsChunk == 8);
 
+template <typename Block, typename Act, typename Unpack, typename Start, typename Chunk>
+void scaled_lanes_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out, Unpack&& unpack, Start&& start, Chunk&& chunk) {
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* const* ab = reinterpret_cast<const Act* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) {
+        scaled_lanes_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j, unpack, start, chunk);
+    });
+}
+
+// IQ1_S_U2 (iq1su2_unpack), starting from the activations' corr.
 template <Isa I>
 void dot_iq1su2_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
-    const auto* wb = static_cast<const BlockIq1SU2*>(w);
-    const auto* const* ab = reinterpret_cast<const BlockQ8KU2* const*>(a);
-    for_row_chunks(n_act, [&](auto t, int j) { dot_iq1su2_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+    scaled_lanes_rows<BlockIq1SU2, BlockQ8KU2>(
+        w, a, n_act, n, out, [&](const BlockIq1SU2& b) TANDEM_BLOCK_LAMBDA { return iq1su2_unpack<I>(b); },
+        [&](const BlockQ8KU2& q) TANDEM_BLOCK_LAMBDA { return _mm512_loadu_si512(q.corr); }, DotChunk{});
 }
 
 // Q2_K_U16 against n_act <= kRowsChunk activation rows: each block unpacked once (q2ku16_unpack),
@@ -1644,118 +1693,26 @@ void dot_q2ku16_rows(const void* w, const void* const* a, int n_act, int64_t n, 
     for_row_chunks(n_act, [&](auto t, int j) { dot_q2ku16_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
 }
 
-// Q3_K_U16 against n_act <= kRowsChunk activation rows: each block unpacked once, then every row's
-// lanes and float step as dot_q3ku16_row's, so every result is bit-identical to it.
-template <int T>
-void dot_q3ku16_rows_chunk(const BlockQ3KU16* wb, const BlockQ8KU16* const* a, int64_t nb, float* out) {
-    constexpr Isa I = Isa::Avx512Vnni;
-    __m512 facc[T];
-    for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < nb; ++k) {
-        const BlockQ3KU16& b = wb[k];
-        prefetch_ahead(wb + k);
-        const Q3ku16Zmm<I> z = q3ku16_unpack<I>(b);
-        const float wd = fp16_to_f32(b.d) * kGridUnit<BlockQ3KU16>;
-        for (int t = 0; t < T; ++t) facc[t] = lanes_float_step<I>(facc[t], q3ku16_lanes<I>(z, a[t][k]), z.scale, a[t][k].q.d * wd);
-    }
-    for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
-}
-
+// Q3_K_U16 (q3ku16_unpack), starting from its offsets (q3ku16_start).
 template <Isa I>
 void dot_q3ku16_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
-    const auto* wb = static_cast<const BlockQ3KU16*>(w);
-    const auto* const* ab = reinterpret_cast<const BlockQ8KU16* const*>(a);
-    for_row_chunks(n_act, [&](auto t, int j) { dot_q3ku16_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+    scaled_lanes_rows<BlockQ3KU16, BlockQ8KU16>(
+        w, a, n_act, n, out, [&](const BlockQ3KU16& b) TANDEM_BLOCK_LAMBDA { return q3ku16_unpack<I>(b); },
+        [&](const BlockQ8KU16& q) TANDEM_BLOCK_LAMBDA { return q3ku16_start<I>(q); }, DotChunk{});
 }
 
-// IQ2_XXS_U3 against n_act <= kRowsChunk activation rows: each block's magnitudes, sign masks and
-// scales once, then per row the chunks' signed activations, VPDPBUSD and the float step of
-// dot_iq2xxsu3_row (the same integers and float operations: bit-identical results).
-template <int T>
-void dot_iq2xxsu3_rows_chunk(const BlockIq2XxsU3* wb, const BlockQ8KU2* const* a, int64_t nb, float* out) {
-    constexpr Isa I = Isa::Avx512Vnni;
-    const __m512i lut = _mm512_broadcast_i32x4(_mm256_castsi256_si128(iq2xxsu3_lut()));
-    const __m512i shifts = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
-    const __m512 odd = _mm512_load_ps(kOddScale.data());
-    __m512 facc[T];
-    for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < nb; ++k) {
-        const BlockIq2XxsU3& b = wb[k];
-        prefetch_ahead(wb + k);
-        const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))), shifts), odd);
-        alignas(32) uint64_t sign_bits[4];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(sign_bits), load32(b.signs));
-        asm volatile("" ::: "memory");
-        const __m512i x = _mm512_loadu_si512(b.qs);
-        __m512i mag[4];
-        for (int c = 0; c < 4; ++c) {
-            if constexpr (kVbmi)
-                mag[c] = _mm512_permutexvar_epi8(c == 3 ? _mm512_srli_epi16(x, 4) : x, load_table<I>(kIq2xxsMagnitudeOf[c == 3 ? 1 : c]));
-            else
-                mag[c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(c ? _mm512_srli_epi16(x, 2 * c) : x, _mm512_set1_epi8(3)));
-        }
-        const float wd = fp16_to_f32(b.d) * kGridUnit<BlockIq2XxsU3>;
-        for (int t = 0; t < T; ++t) {
-            __m512i acc = _mm512_setzero_si512();
-            for (int c = 0; c < 4; ++c) {
-                const __m512i q = _mm512_loadu_si512(a[t][k].q.qs + 64 * c);
-                acc = _mm512_dpbusd_epi32(acc, mag[c], _mm512_mask_sub_epi8(q, _load_mask64(reinterpret_cast<__mmask64*>(&sign_bits[c])),
-                                                                            _mm512_setzero_si512(), q));
-            }
-            facc[t] = lanes_float_step<I>(facc[t], acc, scale, a[t][k].q.d * wd);
-        }
-    }
-    for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
-}
-
+// IQ2_XXS_U3 (iq2xxsu3_unpack, Iq2xxsChunk) and IQ1_M_U2 (iq1mu2_unpack, from the activations' corr).
 template <Isa I>
 void dot_iq2xxsu3_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
-    const auto* wb = static_cast<const BlockIq2XxsU3*>(w);
-    const auto* const* ab = reinterpret_cast<const BlockQ8KU2* const*>(a);
-    for_row_chunks(n_act, [&](auto t, int j) { dot_iq2xxsu3_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+    scaled_lanes_rows<BlockIq2XxsU3, BlockQ8KU2>(
+        w, a, n_act, n, out, [&](const BlockIq2XxsU3& b) TANDEM_BLOCK_LAMBDA { return iq2xxsu3_unpack<I>(b); },
+        [&](const BlockQ8KU2&) TANDEM_BLOCK_LAMBDA { return _mm512_setzero_si512(); }, Iq2xxsChunk{});
 }
-
-// IQ1_M_U2 against n_act <= kRowsChunk activation rows: each block's weight bytes and lane scales
-// once (dot_iq1mu2_row's), then per row its lanes and float step: bit-identical results.
-template <int T>
-void dot_iq1mu2_rows_chunk(const BlockIq1MU2* wb, const BlockQ8KU16* const* a, int64_t nb, float* out) {
-    constexpr Isa I = Isa::Avx512Vnni;
-    const __m512i words = _mm512_setr_epi32(0, 0, 0, 0, 0x10001, 0x10001, 0x10001, 0x10001, 0x20002, 0x20002, 0x20002, 0x20002,
-                                            0x30003, 0x30003, 0x30003, 0x30003);
-    const __m512i field_shift = _mm512_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9);
-    const __m512i entry_shift = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512 table = _mm512_load_ps(kIq1mScale.data());
-    const __m512i m = _mm512_set1_epi8(0x18), two = _mm512_set1_epi8(2);
-    __m512 facc[T];
-    for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < nb; ++k) {
-        const BlockIq1MU2& b = wb[k];
-        prefetch_ahead(wb + k);
-        const __m512i sc = _mm512_permutexvar_epi16(words, _mm512_set1_epi64(static_cast<long long>(load_u64(b.scales))));
-        const __m512 scale = _mm512_permutexvar_ps(_mm512_srlv_epi32(sc, field_shift), table);
-        const __m512i dl = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.delta))), entry_shift);
-        const __m512i plus_lo = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(1)), two);
-        const __m512i plus_hi = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(dl, _mm512_set1_epi32(2)), two);
-        const __m512i x = _mm512_loadu_si512(b.qs);
-        const __m512i w[4] = {_mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 3), m, plus_lo, 0xEA),
-                              _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 1), m, plus_lo, 0xEA),
-                              _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 1), m, plus_hi, 0xEA),
-                              _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 3), m, plus_hi, 0xEA)};
-        const float wd = fp16_to_f32(iq1m_scale_bits(b)) * kGridUnit<BlockIq1MU2>;
-        for (int t = 0; t < T; ++t) {
-            __m512i acc = _mm512_loadu_si512(a[t][k].corr);
-            for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, w[c], _mm512_loadu_si512(a[t][k].q.qs + 64 * c));
-            facc[t] = lanes_float_step<I>(facc[t], acc, scale, a[t][k].q.d * wd);
-        }
-    }
-    for (int t = 0; t < T; ++t) out[t] = _mm512_reduce_add_ps(facc[t]);
-}
-
 template <Isa I>
 void dot_iq1mu2_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
-    const auto* wb = static_cast<const BlockIq1MU2*>(w);
-    const auto* const* ab = reinterpret_cast<const BlockQ8KU16* const*>(a);
-    for_row_chunks(n_act, [&](auto t, int j) { dot_iq1mu2_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+    scaled_lanes_rows<BlockIq1MU2, BlockQ8KU16>(
+        w, a, n_act, n, out, [&](const BlockIq1MU2& b) TANDEM_BLOCK_LAMBDA { return iq1mu2_unpack<I>(b); },
+        [&](const BlockQ8KU16& q) TANDEM_BLOCK_LAMBDA { return _mm512_loadu_si512(q.corr); }, DotChunk{});
 }
 
 // K formats (Q2_K .. Q6_K): each block unpacked once (k_unpack), then k_token per activation
