@@ -285,7 +285,11 @@ TANDEM_I8_TARGET void unpack_q3ku16_zmm(const quant::BlockQ3KU16& b, I8Block& ou
     const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
     for (int k = 0; k < 4; ++k) {
         uint64_t m = 0;
-        for (int f = 0; f < 4; ++f) m |= _pdep_u64(load_u32(b.hmask + 8 * f + 2 * k) & 0xFFFF, 0x000F000F000F000Full << (4 * f));
+        for (int f = 0; f < 4; ++f) {
+            uint16_t bits;
+            std::memcpy(&bits, b.hmask + 8 * f + 2 * k, sizeof bits);
+            m |= _pdep_u64(bits, 0x000F000F000F000Full << (4 * f));
+        }
         const __m512i dwords = _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * k))));
         const __m512i low = _mm512_and_si512(_mm512_srlv_epi32(dwords, shifts), _mm512_set1_epi8(3));
         _mm512_storeu_si512(out.w + 64 * k, _mm512_or_si512(low, _mm512_maskz_mov_epi8(_cvtu64_mask64(m), _mm512_set1_epi8(4))));

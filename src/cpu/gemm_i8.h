@@ -64,7 +64,7 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // pass), Q3_K 3 (65; 20), IQ1_S 3 (46-48; 12.6). Session 14's group-major layouts made their
 // per-token kernels faster (the same bench, us for 2048 x 7168 x N tokens, int8 at 4 tokens
 // against rows or per-token dots at 4): AVX-512 IQ1_S_U2 5 (835; 817, 1020 at 5), IQ1_M_U2 5
-// (1385; 1225), IQ2_XXS_U3 4 (1310; 1358); AVX2 IQ1_S_U2 5 (1513; 1481), IQ1_M_U2 4 (1906;
+// (1385; 1225; 8 since session 15, below), IQ2_XXS_U3 4 (1310; 1358; 8 since session 15); AVX2 IQ1_S_U2 5 (1513; 1481), IQ1_M_U2 4 (1906;
 // 1937), IQ2_XXS_U3 4 (1921; 1810 at 3). Session 15's Q2_K_U16 (the same bench): AVX-512 6 (int8
 // 1213 at 4 and 8 tokens; rows 840 at 4, 1590 at 8), AVX2 5 (1700; per-token dots 1529 at 4); with
 // rows kernels for IQ1_M_U2 and IQ2_XXS_U3 their AVX-512 thresholds are 8 (int8 1403-1408 and

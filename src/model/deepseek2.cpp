@@ -380,7 +380,11 @@ public:
             return names;
         };
         const std::string name = formats(candidates);
-        if (todo.size() < candidates.size())
+        if (todo.size() < candidates.size() && all_to == all_from)  // same-size regroupings (Q2_K, Q3_K) only
+            fmt::print(stderr, "note: {} expert tensors left in the file's layout: the model ({}) is more than 80% of the {} "
+                               "available, so they stay in the shared page cache (--repack on to regroup them anyway)\n",
+                       name, format_bytes(file.total_file_bytes()), format_bytes(memory));
+        else if (todo.size() < candidates.size())
             fmt::print(stderr, "note: {} of {} {} expert tensors repacked for speed: all would take {} more memory, {} for "
                                "the model against {} available (--repack on to force)\n",
                        todo.size(), candidates.size(), name, format_bytes(all_to - all_from),

@@ -1170,7 +1170,7 @@ alignas(64) inline constexpr std::array<float, 16> kOddScale = [] {
 template <Isa I>
 struct Iq2xxsu3Zmm {
     __m512i mag[4];
-    alignas(32) uint64_t sign_bits[4];
+    alignas(32) __mmask64 sign_bits[4];  // read back as masks: the type KMOVQ's intrinsic takes
     __m512 scale;
 };
 template <Isa I>
@@ -1196,7 +1196,7 @@ struct Iq2xxsChunk {
     template <typename Z>
     TANDEM_BLOCK_STEP __m512i operator()(Z& z, int c, const BlockQ8KU2& a, __m512i acc) const {
         const __m512i v = _mm512_loadu_si512(a.q.qs + 64 * c);
-        return _mm512_dpbusd_epi32(acc, z.mag[c], _mm512_mask_sub_epi8(v, _load_mask64(reinterpret_cast<__mmask64*>(&z.sign_bits[c])),
+        return _mm512_dpbusd_epi32(acc, z.mag[c], _mm512_mask_sub_epi8(v, _load_mask64(&z.sign_bits[c]),
                                                                         _mm512_setzero_si512(), v));
     }
 };
@@ -1531,7 +1531,7 @@ inline __m512i q3ku16_start(const BlockQ8KU16& a) {
 // The chunks' high bits as mask registers, through memory: KMOVQ k, m64 is a plain load
 // (GridAcc::set_signs).
 struct HighBits {
-    alignas(32) uint64_t bits[4];
+    alignas(32) __mmask64 bits[4];  // read back as masks: the type KMOVQ's intrinsic takes
 };
 template <Isa I>
 inline void load_high_bits(const BlockQ3KU16& b, HighBits& h) {
@@ -1539,7 +1539,7 @@ inline void load_high_bits(const BlockQ3KU16& b, HighBits& h) {
     asm volatile("" ::: "memory");
 }
 template <Isa I>
-inline __mmask64 high_mask(HighBits& h, int c) { return _load_mask64(reinterpret_cast<__mmask64*>(&h.bits[c])); }
+inline __mmask64 high_mask(HighBits& h, int c) { return _load_mask64(&h.bits[c]); }
 
 template <Isa I>
 inline Q3ku16Zmm<I> q3ku16_unpack(const BlockQ3KU16& b) {

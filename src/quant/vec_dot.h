@@ -2,7 +2,8 @@
 //
 // As in GGUF kernels, activations are quantized once per token (quantize_row into
 // vec_dot_type(weight type): Q8_K for the 256-wide K/IQ/TQ formats, the same in the weights'
-// order for the group-major repacked ones (Q8_K_U2: IQ1_S_U2, IQ2_XXS_U3; Q8_K_U16: IQ1_M_U2),
+// order for the group-major repacked ones (Q8_K_U2: IQ1_S_U2, IQ2_XXS_U3; Q8_K_U16: IQ1_M_U2,
+// Q2_K_U16, Q3_K_U16),
 // Q8_0 for the 32-wide ones, F32 for the float formats) and every weight row is dotted against them in integer
 // arithmetic. Activations must come from quantize_row: the SIMD kernels rely on |q| <= 127.
 //

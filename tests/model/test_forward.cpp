@@ -531,6 +531,20 @@ TEST_P(RepackTest, SameLogitsAsTheFileLayout) {
 }
 TEST(Repack, Q2kQ3kSameLogitsAsTheFileLayout) { expect_same_logits_as_the_file_layout("ud-q2_k_xl", "Q2_K, Q3_K"); }
 
+// A model past 80% of the memory keeps its Q2_K and Q3_K experts in the file's layout on auto
+// (the regrouped copy would be this process's memory instead of the shared page cache), and says so.
+TEST(Repack, Q2kQ3kStayInTheFileLayoutWhenTheModelIsLarge) {
+    cpu::ThreadPool pool(2);
+    const gguf::File file = tiny_model("ud-q2_k_xl", "repack_large");
+    LoadOptions lo;
+    lo.memory_bytes = file.total_file_bytes();  // 80% of it: less than the file
+    ::testing::internal::CaptureStderr();
+    const auto m = load_model(file, pool, lo);
+    const std::string said = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(said.find("repacking"), std::string::npos) << said;
+    EXPECT_NE(said.find("Q2_K, Q3_K expert tensors left in the file's layout"), std::string::npos) << said;
+}
+
 // On auto, a memory budget with room for some of the repacked experts but not all (the test sets
 // LoadOptions::memory_bytes; the loader plans with 80% of it) repacks as many expert tensors as
 // fit: the decode reads more bytes than the file layout's and fewer than all repacked, and the
