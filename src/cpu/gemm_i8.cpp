@@ -81,7 +81,7 @@ constexpr I8Format kI8Formats[] = {
     {GgmlType::Q3_K_U16, Scales::per16, 4, 7, 3},         // as Q3_K (gemm_i8.h)
     {GgmlType::IQ1_M_U2, Scales::per16, 4, 8, 4},         // w <= 18 (AVX2: no rows kernel, per-token dots)
     {GgmlType::IQ2_XXS_U3, Scales::per32_folded, 1, 8, 4},  // as IQ2_XXS
-    {GgmlType::IQ3_XXS_U4, Scales::per32_folded, 1, 3, 3},  // w <= 124
+    {GgmlType::IQ3_XXS_U4, Scales::per32_folded, 1, 7, 3},  // w <= 124
 };
 
 const I8Format* i8_format(GgmlType type) {

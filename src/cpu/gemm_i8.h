@@ -68,7 +68,8 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // 1937), IQ2_XXS_U3 4 (1921; 1810 at 3). Session 15's Q2_K_U16 (the same bench): AVX-512 6 (int8
 // 1213 at 4 and 8 tokens; rows 840 at 4, 1590 at 8), AVX2 5 (1700; per-token dots 1529 at 4); with
 // rows kernels for IQ1_M_U2 and IQ2_XXS_U3 their AVX-512 thresholds are 8 (int8 1403-1408 and
-// 1347-1533 at 4-8 tokens; rows 826 and 853 at 4, 1571 and 1565 at 8).
+// 1347-1533 at 4-8 tokens; rows 826 and 853 at 4, 1571 and 1565 at 8), IQ3_XXS_U4's 7 (int8
+// 1248-1258; rows 851 at 4, 1537 at 8).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of

@@ -1715,6 +1715,44 @@ void dot_iq1mu2_rows(const void* w, const void* const* a, int n_act, int64_t n, 
         [&](const BlockQ8KU16& q) TANDEM_BLOCK_LAMBDA { return _mm512_loadu_si512(q.corr); }, DotChunk{});
 }
 
+// IQ3_XXS_U4 against n_act <= kRowsChunk activation rows: each block's u, offsets and chunk scales
+// once, then per row grid_block's integer steps (the offsets against the sums, a VPMADDUBSW and a
+// VPDPWSSD per 64 weights) and dot_grid_row's float step: bit-identical results.
+template <int T>
+void dot_iq3xxsu4_rows_chunk(const BlockIq3XxsU4* wb, const BlockQ8K* const* a, int64_t nb, float* out) {
+    constexpr Isa I = Isa::Avx512Vnni;
+    const __m512i lut = _mm512_broadcast_i32x4(iq3xxsu4_u_table());
+    FloatAcc<I> facc[T];
+    for (int64_t k = 0; k < nb; ++k) {
+        const BlockIq3XxsU4& b = wb[k];
+        prefetch_ahead(wb + k);
+        const __m256i s32 = nibble_scales32(b.sc);
+        const __m256i off16 = _mm256_mullo_epi16(_mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)), _mm256_set1_epi16(-62));
+        const __m512i x[2] = {_mm512_loadu_si512(b.q), _mm512_loadu_si512(b.q + 64)};
+        __m512i u[4], scale[4];
+        for (int c = 0; c < 4; ++c) {
+            u[c] = _mm512_shuffle_epi8(lut, _mm512_and_si512(c >= 2 ? _mm512_srli_epi16(x[c % 2], 4) : x[c % 2], _mm512_set1_epi8(0x0F)));
+            scale[c] = scales64<I, true, 2>(s32, c);
+        }
+        const float wd = fp16_to_f32(grid_d(b)) * kGridUnit<BlockIq3XxsU4>;
+        for (int t = 0; t < T; ++t) {
+            const BlockQ8K& q = a[t][k];
+            __m512i v = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(load32(q.bsums)), _mm512_zextsi256_si512(off16));
+            for (int c = 0; c < 4; ++c)
+                v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(u[c], _mm512_loadu_si512(q.qs + 64 * c)), scale[c]);
+            facc[t].add(v, act_scale(q) * wd);
+        }
+    }
+    for (int t = 0; t < T; ++t) out[t] = facc[t].sum();
+}
+
+template <Isa I>
+void dot_iq3xxsu4_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const BlockIq3XxsU4*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8K* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_iq3xxsu4_rows_chunk<decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
+}
+
 // K formats (Q2_K .. Q6_K): each block unpacked once (k_unpack), then k_token per activation
 // row: the integer lanes and float steps of block_dot, so the results equal dot_k_row's.
 template <Isa I, typename Block, int T>
@@ -2119,6 +2157,7 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::Q3_K_U16: return dot_q3ku16_rows<I>;
             case GgmlType::IQ2_XXS_U3: return dot_iq2xxsu3_rows<I>;
             case GgmlType::IQ1_M_U2: return dot_iq1mu2_rows<I>;
+            case GgmlType::IQ3_XXS_U4: return dot_iq3xxsu4_rows<I>;
             case GgmlType::Q3_K: return dot_k_rows<I, BlockQ3K>;
             case GgmlType::Q4_K: return dot_k_rows<I, BlockQ4K>;
             case GgmlType::Q5_K: return dot_k_rows<I, BlockQ5K>;
