@@ -260,40 +260,18 @@ TANDEM_I8_UNPACK void unpack_q2k(const Block& b, I8Block& out) {
     out.dmin = quant::fp16_to_f32(b.dmin);
 }
 
-// Q2_K_U16 on the AVX-512 units: unpack_q2k's integers, 64 natural-order weights (groups 4k ..
-// 4k + 3: qs dwords 4k ..) per register, each dword spread over four and shifted by 0, 2, 4, 6.
+// Q2_K_U16 and Q3_K_U16 on the AVX-512 units: unpack_q2k's and unpack_q3k's integers, 64
+// natural-order weights per register (quant/simd_scales.h).
 TANDEM_I8_TARGET void unpack_q2ku16_zmm(const quant::BlockQ2KU16& b, I8Block& out) {
-    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
-    for (int k = 0; k < 4; ++k) {
-        const __m512i dwords = _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * k))));
-        _mm512_storeu_si512(out.w + 64 * k, _mm512_and_si512(_mm512_srlv_epi32(dwords, shifts), _mm512_set1_epi8(3)));
-    }
+    for (int k = 0; k < 4; ++k) _mm512_storeu_si512(out.w + 64 * k, quant::u16_low2_natural64(b.qs, k));
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));  // low nibble scale, high min
     _mm512_storeu_si512(out.s, _mm512_cvtepu8_epi32(_mm_and_si128(raw, _mm_set1_epi8(0x0F))));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F))));
     out.d = quant::fp16_to_f32(b.d);
     out.dmin = quant::fp16_to_f32(b.dmin);
 }
-
-// Q3_K_U16 on the AVX-512 units: unpack_q3k's integers, 64 natural-order weights (groups 4k ..
-// 4k + 3) per register as unpack_q2ku16_zmm's, + 4 where the high bit is set: natural weight 16 g
-// + 4 f + r's is bit 4g + r of the uint16 at hmask + 8f + 2k, deposited (PDEP) at mask bit 16 g +
-// 4 f + r.
 TANDEM_I8_TARGET void unpack_q3ku16_zmm(const quant::BlockQ3KU16& b, I8Block& out) {
-    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
-    for (int k = 0; k < 4; ++k) {
-        uint64_t m = 0;
-        for (int f = 0; f < 4; ++f) {
-            uint16_t bits;
-            std::memcpy(&bits, b.hmask + 8 * f + 2 * k, sizeof bits);
-            m |= _pdep_u64(bits, 0x000F000F000F000Full << (4 * f));
-        }
-        const __m512i dwords = _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * k))));
-        const __m512i low = _mm512_and_si512(_mm512_srlv_epi32(dwords, shifts), _mm512_set1_epi8(3));
-        _mm512_storeu_si512(out.w + 64 * k, _mm512_or_si512(low, _mm512_maskz_mov_epi8(_cvtu64_mask64(m), _mm512_set1_epi8(4))));
-    }
+    for (int k = 0; k < 4; ++k) _mm512_storeu_si512(out.w + 64 * k, quant::q3ku16_natural64(b, k));
     const __m256i sc16 = quant::q3k_scales(b.scales);
     _mm512_storeu_si512(out.s, _mm512_cvtepi16_epi32(sc16));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.c16), _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)));

@@ -189,8 +189,9 @@ static_assert(sizeof(BlockQ8KU2) == 356);
 // The position in IQ1_S_U2 order of value e (of 256) of a block.
 constexpr int u2_position(int e) { return 64 * ((e % 32) / 8) + 8 * (e / 32) + e % 8; }
 
-// The same for IQ1_M_U2, whose scales are per 16 weights (internal type Q8_K_U16): qs[64 c + 4 j
-// + r] = q[16 j + 4 c + r] (each 4-byte lane of a chunk one group j of 16), corr[j] = -9 bsums[j].
+// The same for IQ1_M_U2, Q2_K_U16 and Q3_K_U16, whose scales are per 16 weights (internal type
+// Q8_K_U16): qs[64 c + 4 j + r] = q[16 j + 4 c + r] (each 4-byte lane of a chunk one group j of
+// 16), corr[j] = -9 bsums[j].
 struct BlockQ8KU16 {
     BlockQ8K q;
     int32_t corr[16];

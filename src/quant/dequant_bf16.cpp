@@ -156,7 +156,7 @@ void q3k_bf16(const Block& b, uint16_t* y) {  // the value is scale * (u - 4)
     // chunk c's u in natural order: Q3_K's decoder, or Q3_K_U16's 64 weights per register
     __m512i nat[4];
     if constexpr (std::is_same_v<Block, BlockQ3KU16>)
-        for (int k = 0; k < 4; ++k) nat[k] = q3ku16_natural64<Isa::Avx512Vnni>(b, k);
+        for (int k = 0; k < 4; ++k) nat[k] = q3ku16_natural64(b, k);
     const auto chunk = [&](int c) {
         if constexpr (std::is_same_v<Block, BlockQ3KU16>) return c % 2 ? _mm512_extracti64x4_epi64(nat[c / 2], 1) : _mm512_castsi512_si256(nat[c / 2]);
         else return q3k_chunk(b, c);

@@ -144,33 +144,6 @@ inline __m256i bsum_terms(const BlockQ8K& a, const int16_t* offset16) {
     return _mm256_madd_epi16(load32(a.bsums), load32(offset16));
 }
 
-// ---- AVX-512: the group-major layouts' values back in natural order (bf16 unpacking) ----
-
-// The 2-bit fields of weights 64k .. 64k + 63 (groups 4k .. 4k + 3) from qs in u16_position order
-// (Q2_K_U16, Q3_K_U16): each group's dword spread over four and shifted by 0, 2, 4, 6.
-template <Isa I>
-inline __m512i u16_low2_natural64(const uint8_t* qs, int k) {
-    const __m512i dwords = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                                    _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16 * k))));
-    return _mm512_and_si512(_mm512_srlv_epi32(dwords, _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6)),
-                            _mm512_set1_epi8(3));
-}
-// Q3_K_U16: u of weights 64k .. 64k + 63 in natural order. Natural weight 16 g + 4 f + r (group 4k +
-// g) has its high bit at position 64 f + 16 k + 4 g + r: bits 4g .. 4g + 3 of the uint16 at hmask +
-// 8f + 2k, deposited (PDEP) at mask bits 16 g + 4 f ... (A VPERMW, VPSHUFB and VPTESTMB form
-// measured slower on Zen 4: 15.4 against 18.1 G weights/s in bench_quant bf16/.)
-template <Isa I>
-inline __m512i q3ku16_natural64(const BlockQ3KU16& b, int k) {
-    uint64_t m = 0;
-    for (int f = 0; f < 4; ++f) {
-        uint16_t bits;
-        std::memcpy(&bits, b.hmask + 8 * f + 2 * k, sizeof bits);
-        m |= _pdep_u64(bits, 0x000F000F000F000Full << (4 * f));
-    }
-    const __m512i low = u16_low2_natural64<I>(b.qs, k);
-    return _mm512_or_si512(low, _mm512_maskz_mov_epi8(_cvtu64_mask64(m), _mm512_set1_epi8(4)));
-}
-
 // ---- per-format 256-blocks: add ad * (da * int_a + db * int_b) into facc ----
 //
 // Scales are unpacked with a few vector ops per block. Under AVX-512 a block is four steps of

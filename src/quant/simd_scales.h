@@ -1,8 +1,9 @@
 // Vector unpacking of block scales and values shared by the per-ISA kernels (simd_kernels.h,
 // dequant_bf16.cpp) and the int8 products (cpu/gemm_i8.cpp): Q2_K's, Q3_K's, Q4_K/Q5_K's,
-// IQ1_S_U2's and IQ1_M(_U2)'s. AVX2 intrinsics only, and internal linkage (anonymous namespace): every
-// translation unit, whatever its target, compiles its own copy, so the linker can never hand a
-// CPU a copy built for a wider instruction set.
+// IQ1_S_U2's and IQ1_M(_U2)'s. AVX2 intrinsics only (but for the few AVX-512 helpers at the end,
+// which carry their own target), and internal linkage (anonymous namespace): every translation
+// unit, whatever its target, compiles its own copy, so the linker can never hand a CPU a copy
+// built for a wider instruction set.
 //
 // NOTES: simd_kernels.h includes this under an AVX-512 target pragma; the standard headers
 // below must already have been included before that pragma (vec_dot_avx512.cpp and
@@ -123,22 +124,26 @@ inline __m256i iq1m_scales16(const uint8_t* scales) {
 // dword, for iq1mu2_chunk.
 inline __m256i iq1mu2_delta_bits(const BlockIq1MU2& b) { return _mm256_set1_epi32(static_cast<int>(load_u32(b.delta))); }
 
+// The 2-bit fields of weights 32c .. 32c + 31 in natural order (groups 2c and 2c + 1) from qs in
+// group-major order (Q2_K_U16, Q3_K_U16): qs dwords 2c, 2c + 1, each spread over four dwords and
+// shifted by 0, 2, 4, 6 (dword 4h + f: weights 16 (2c + h) + 4f ..).
+inline __m256i u16_low2_chunk(const uint8_t* qs, int c) {
+    const __m256i pair = _mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * c)));
+    const __m256i spread = _mm256_permutevar8x32_epi32(pair, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    return _mm256_and_si256(_mm256_srlv_epi32(spread, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)), _mm256_set1_epi8(3));
+}
+
 // IQ1_M_U2: weights 64c + 32h .. + 31 (groups j = 4c + 2h, j + 1 of 16) in natural order as
 // bytes 8 (g + 1) + (1 +- 1) in [0, 18] (the int8 products' and the bf16 unpacking's u): group
-// j's u are fields 0..3 of qs bytes 4j .. 4j + 3 (weights 16j + 4 field ..), each dword copied
-// four times and shifted by 2 field, then moved to bits 3, 4 (a shift by 3 whose spill across
-// bytes the mask drops); + 2 on the 8-byte entries 8c + 4h .. + 3 whose delta is +1/8 (their
-// bits of `delta_bits`, iq1mu2_delta_bits, clear: each 64-bit lane tests its entry's bit).
+// j's u are u16_low2_chunk's fields (natural chunk 2c + h), times 8 (u <= 2: no carry out of the
+// byte); + 2 on the 8-byte entries 8c + 4h .. + 3 whose delta is +1/8 (their bits of
+// `delta_bits`, iq1mu2_delta_bits, clear: each 64-bit lane tests its entry's bit).
 inline __m256i iq1mu2_chunk(const BlockIq1MU2& b, __m256i delta_bits, int c, int h) {
-    const int j = 4 * c + 2 * h;
-    const __m256i two = _mm256_set1_epi64x(static_cast<long long>(load_u64(b.qs + 4 * j)));  // groups j, j + 1
-    const __m256i fields = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(two, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)),
-                                             _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
-    const __m256i s = _mm256_slli_epi16(fields, 3);
+    const __m256i s = _mm256_slli_epi16(u16_low2_chunk(b.qs, 2 * c + h), 3);
     const int k = 8 * c + 4 * h;  // the first entry
     const __m256i entry = _mm256_setr_epi64x(int64_t{1} << k, int64_t{1} << (k + 1), int64_t{1} << (k + 2), int64_t{1} << (k + 3));
     const __m256i plus = _mm256_cmpeq_epi64(_mm256_and_si256(delta_bits, entry), _mm256_setzero_si256());
-    return _mm256_add_epi8(_mm256_and_si256(s, _mm256_set1_epi8(0x18)), _mm256_and_si256(plus, _mm256_set1_epi8(2)));
+    return _mm256_add_epi8(s, _mm256_and_si256(plus, _mm256_set1_epi8(2)));
 }
 
 // Q3_K's 16 signed 6-bit scales as [16] int16 (see BlockQ3K): low nibbles from scales[0..7]
@@ -164,14 +169,6 @@ inline __m256i low2_chunk(const uint8_t* qs, int c) {
 
 // Q2_K: u in [0, 3].
 inline __m256i q2k_chunk(const BlockQ2K& b, int c) { return low2_chunk(b.qs, c); }
-// The 2-bit fields of weights 32c .. 32c + 31 in natural order (groups 2c and 2c + 1) from qs in
-// group-major order (Q2_K_U16, Q3_K_U16): qs dwords 2c, 2c + 1, each spread over four dwords and
-// shifted by 0, 2, 4, 6 (dword 4h + f: weights 16 (2c + h) + 4f ..).
-inline __m256i u16_low2_chunk(const uint8_t* qs, int c) {
-    const __m256i pair = _mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * c)));
-    const __m256i spread = _mm256_permutevar8x32_epi32(pair, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-    return _mm256_and_si256(_mm256_srlv_epi32(spread, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)), _mm256_set1_epi8(3));
-}
 inline __m256i q2k_chunk(const BlockQ2KU16& b, int c) { return u16_low2_chunk(b.qs, c); }
 
 // Q3_K_U16, natural order as q3k_chunk below: the low 2 bits as Q2_K_U16's, + 4 where the high
@@ -197,6 +194,33 @@ inline __m256i q3k_chunk(const BlockQ3K& b, int c) {
                                           _mm256_set1_epi8(4));
     return _mm256_or_si256(low2_chunk(b.qs, c), high);
 }
+
+// ---- AVX-512, the group-major layouts' values in natural order, 64 weights per register (the
+// int8 products' and the bf16 unpacking of Q2_K_U16 and Q3_K_U16). These carry their own
+// target: only AVX-512 code calls them (cpu/gemm_i8.cpp's unpacking, dequant_bf16.cpp).
+#define TANDEM_SCALES_AVX512 inline __attribute__((target("avx512f,avx512bw"), always_inline))
+
+// The 2-bit fields of weights 64k .. 64k + 63 (groups 4k .. 4k + 3) from qs in u16_position order:
+// each group's dword spread over four and shifted by 0, 2, 4, 6 (u16_low2_chunk's, twice as wide).
+TANDEM_SCALES_AVX512 __m512i u16_low2_natural64(const uint8_t* qs, int k) {
+    const __m512i dwords = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                    _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16 * k))));
+    return _mm512_and_si512(_mm512_srlv_epi32(dwords, _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6)),
+                            _mm512_set1_epi8(3));
+}
+// Q3_K_U16: u of weights 64k .. 64k + 63 in natural order. Natural weight 16 g + 4 f + r (group 4k +
+// g) has its high bit at position 64 f + 16 k + 4 g + r: bits 4g .. 4g + 3 of the uint16 at hmask +
+// 8f + 2k, deposited (PDEP) at mask bits 16 g + 4 f ... (A VPERMW, VPSHUFB and VPTESTMB form
+// measured slower on Zen 4: 15.4 against 18.1 G weights/s in bench_quant bf16/.)
+TANDEM_SCALES_AVX512 __m512i q3ku16_natural64(const BlockQ3KU16& b, int k) {
+    uint64_t m = 0;
+    for (int f = 0; f < 4; ++f) {
+        const uint8_t* h = b.hmask + 8 * f + 2 * k;
+        m |= _pdep_u64(static_cast<uint64_t>(h[0] | h[1] << 8), 0x000F000F000F000Full << (4 * f));
+    }
+    return _mm512_or_si512(u16_low2_natural64(b.qs, k), _mm512_maskz_mov_epi8(_cvtu64_mask64(m), _mm512_set1_epi8(4)));
+}
+#undef TANDEM_SCALES_AVX512
 
 }  // namespace
 }  // namespace tandem::quant

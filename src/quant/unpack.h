@@ -63,17 +63,20 @@ inline constexpr int kIq2xxsMagnitudes[3] = {8, 25, 43};
 inline int iq3xxsu4_nibble(const BlockIq3XxsU4& b, int e) { return (b.q[e % 128] >> (4 * (e / 128))) & 0x0F; }
 inline constexpr int kIq3xxsMagnitudes[8] = {4, 12, 20, 28, 36, 44, 52, 62};
 
+// The 2-bit field of weight e (of 256) in 64 bytes of qs: Q2_K's and Q3_K's order (byte 32 (e /
+// 128) + e % 32, bits 2 ((e / 32) % 4)), or the group-major one (Q2_K_U16, Q3_K_U16, IQ1_M_U2:
+// byte p % 64, bits 2 (p / 64), p = u16_position(e)).
+inline int k_low2(const uint8_t* qs, int e) { return (qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3; }
+inline int u16_low2(const uint8_t* qs, int e) { return (qs[u16_position(e) % 64] >> (2 * (u16_position(e) / 64))) & 3; }
+
 // Q2_K, Q2_K_U16: the 2-bit q of weight e (of 256), and the scale and min of its 16 (x = d sc q -
 // dmin m).
-inline int q2k_q(const BlockQ2K& b, int e) { return (b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3; }
-inline int q2k_q(const BlockQ2KU16& b, int e) { return (b.qs[u16_position(e) % 64] >> (2 * (u16_position(e) / 64))) & 3; }
+inline int q2k_q(const BlockQ2K& b, int e) { return k_low2(b.qs, e); }
+inline int q2k_q(const BlockQ2KU16& b, int e) { return u16_low2(b.qs, e); }
 // Q3_K, Q3_K_U16: u = low 2 bits + 4 * high bit of weight e (of 256), in [0, 7] (the value is u - 4).
-inline int q3k_u(const BlockQ3K& b, int e) {
-    return ((b.qs[(e / 128) * 32 + e % 32] >> (2 * ((e / 32) % 4))) & 3) + 4 * ((b.hmask[e % 32] >> (e / 32)) & 1);
-}
+inline int q3k_u(const BlockQ3K& b, int e) { return k_low2(b.qs, e) + 4 * ((b.hmask[e % 32] >> (e / 32)) & 1); }
 inline int q3k_u(const BlockQ3KU16& b, int e) {
-    const int p = u16_position(e);
-    return ((b.qs[p % 64] >> (2 * (p / 64))) & 3) + 4 * ((b.hmask[p / 8] >> (p % 8)) & 1);
+    return u16_low2(b.qs, e) + 4 * ((b.hmask[u16_position(e) / 8] >> (u16_position(e) % 8)) & 1);
 }
 template <typename Block>
 inline int q2k_scale(const Block& b, int e) { return b.scales[e / 16] & 0x0F; }
@@ -82,7 +85,7 @@ inline int q2k_min(const Block& b, int e) { return b.scales[e / 16] >> 4; }
 
 // IQ1_M_U2: u = grid value + 1 (0, 1, 2) of weight e (of 256), and whether the delta of its 8
 // weights is -1/8.
-inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return (b.qs[u16_position(e) % 64] >> (2 * (u16_position(e) / 64))) & 3; }
+inline int iq1mu2_u(const BlockIq1MU2& b, int e) { return u16_low2(b.qs, e); }
 inline bool iq1mu2_minus(const BlockIq1MU2& b, int e) { return (b.delta[e / 64] >> ((e / 8) % 8)) & 1; }
 
 // The repacked layouts' nibble of group g (of 8, 32 weights each) in sc, low nibble first:

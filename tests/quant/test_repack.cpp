@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "core/check.h"
@@ -157,30 +158,19 @@ std::vector<BlockIq3Xxs> iq3xxs_blocks_covering_the_grid() {
     return blocks;
 }
 
-// Q2_K blocks of random bytes (every 2-bit value in every position, every scale and min nibble
-// many times over 64 blocks), with d and dmin normal f16 values near 0.01 .. 0.1.
-std::vector<BlockQ2K> q2k_blocks() {
-    std::mt19937 rng(13);
-    std::vector<BlockQ2K> blocks(64);
-    for (BlockQ2K& b : blocks) {
-        for (uint8_t& v : b.scales) v = static_cast<uint8_t>(rng());
-        for (uint8_t& v : b.qs) v = static_cast<uint8_t>(rng());
+// Q2_K or Q3_K blocks of random bytes (every 2-bit value and high bit in every position, every
+// scale, min and 6-bit scale many times over 64 blocks), with d (and Q2_K's dmin) normal f16 values
+// near 0.01 .. 0.1.
+template <typename Block>
+std::vector<Block> random_k_blocks(uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::vector<Block> blocks(64);
+    for (Block& b : blocks) {
+        uint8_t bytes[sizeof(Block)];
+        for (uint8_t& v : bytes) v = static_cast<uint8_t>(rng());
+        std::memcpy(&b, bytes, sizeof b);
         b.d = static_cast<uint16_t>(0x2000 + rng() % 0xE00);
-        b.dmin = static_cast<uint16_t>(0x2000 + rng() % 0xE00);
-    }
-    return blocks;
-}
-
-// Q3_K blocks of random bytes (every low and high bit pattern, every 6-bit scale many times), d a
-// normal f16 value.
-std::vector<BlockQ3K> q3k_blocks() {
-    std::mt19937 rng(14);
-    std::vector<BlockQ3K> blocks(64);
-    for (BlockQ3K& b : blocks) {
-        for (uint8_t& v : b.hmask) v = static_cast<uint8_t>(rng());
-        for (uint8_t& v : b.qs) v = static_cast<uint8_t>(rng());
-        for (uint8_t& v : b.scales) v = static_cast<uint8_t>(rng());
-        b.d = static_cast<uint16_t>(0x2000 + rng() % 0xE00);
+        if constexpr (std::is_same_v<Block, BlockQ2K>) b.dmin = static_cast<uint16_t>(0x2000 + rng() % 0xE00);
     }
     return blocks;
 }
@@ -206,8 +196,8 @@ Covering covering_of(GgmlType from) {
     if (from == GgmlType::IQ1_S) return covering(from, iq1s_blocks_covering_the_grid());
     if (from == GgmlType::IQ1_M) return covering(from, iq1m_blocks_covering_the_grid());
     if (from == GgmlType::IQ2_XXS) return covering(from, iq2xxs_blocks_covering_the_grid());
-    if (from == GgmlType::Q2_K) return covering(from, q2k_blocks());
-    if (from == GgmlType::Q3_K) return covering(from, q3k_blocks());
+    if (from == GgmlType::Q2_K) return covering(from, random_k_blocks<BlockQ2K>(13));
+    if (from == GgmlType::Q3_K) return covering(from, random_k_blocks<BlockQ3K>(14));
     return covering(from, iq3xxs_blocks_covering_the_grid());
 }
 
