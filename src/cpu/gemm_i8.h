@@ -58,8 +58,8 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // rows 67, 71), Q3_K 7 (int8 45, 93; rows 61, 73), IQ1_S 3 (int8 25, 56; one gathering dot per
 // token 14); on the tile unit 6 (the Xeon, IQ1_S_U2: int8
 // 32 at 4, 65 at 8; rows 55 and 45). On AVX2 (one Zen 4 thread with TANDEM_ISA=avx2
-// TANDEM_GEMM=int8; a product of up to 8 tokens costs one of 8; no rows kernel there, so the
-// per-token path's rate is one dot per token): IQ1_S_U2 4 (int8 73-79 at 8 tokens; per-token
+// TANDEM_GEMM=int8; a product of up to 8 tokens costs one of 8; until session 16 no rows kernel
+// there, so the per-token path's rate was one dot per token): IQ1_S_U2 4 (int8 73-79 at 8 tokens; per-token
 // 31), Q4_K 5 (73; 38), Q6_K 4 (66; 26), IQ2_XXS 3 (47-48; 14.5), Q2_K 5 (69-71; 34; 4 would just
 // pass), Q3_K 3 (65; 20), IQ1_S 3 (46-48; 12.6). Session 14's group-major layouts made their
 // per-token kernels faster (the same bench, us for 2048 x 7168 x N tokens, int8 at 4 tokens
@@ -69,7 +69,11 @@ bool i8_gemm_takes(GgmlType type, int64_t n_in);
 // 1213 at 4 and 8 tokens; rows 840 at 4, 1590 at 8), AVX2 5 (1700; per-token dots 1529 at 4); with
 // rows kernels for IQ1_M_U2 and IQ2_XXS_U3 their AVX-512 thresholds are 8 (int8 1403-1408 and
 // 1347-1533 at 4-8 tokens; rows 826 and 853 at 4, 1571 and 1565 at 8), IQ3_XXS_U4's 7 (int8
-// 1248-1258; rows 851 at 4, 1537 at 8).
+// 1248-1258; rows 851 at 4, 1537 at 8). Session 16's AVX2 rows kernels (4 rows at a time) moved
+// the AVX2 thresholds (us, int8 at 4 and 8 tokens; rows at 4, 8): IQ1_S_U2 7 (1537-1543; 933,
+// 1893), Q4_K 6 (1548-1557; 1126, 2027), Q6_K 6 (1664-1690; 1267, 2320), Q2_K 6 (1635-1647; 1191,
+// 2276), Q3_K 6 (1852-1860; 1427, 2726), Q2_K_U16 7 (1687-1838; 941, 1985), Q3_K_U16 7 (2124-2128;
+// 1186, 2432), IQ1_M_U2 8 (1920-1923; 1031, 2057), IQ2_XXS_U3 7 (2071-2072; 1246, 2454).
 int64_t i8_min_tokens(GgmlType type);
 
 // Activations packed for panel_gemm_i8: ceil(n_tok / 16) groups, each n_in / 256 blocks of

@@ -1747,6 +1747,255 @@ void dot_k_rows(const void* w, const void* const* a, int n_act, int64_t n, float
     for_row_chunks(n_act, [&](auto t, int j) { dot_k_rows_chunk<I, Block, decltype(t)::value>(wb, ab + j, n / kQK, out + j); });
 }
 
+// ---- AVX2: several activation rows per weight row ----
+//
+// Each AVX2 one-row kernel of a 256-weight format takes a block in eight steps of 32 weights,
+// acc += VPMADDWD(VPMADDUBSW(u, q), scales) with q the activations' bytes 32 i .. 32 i + 31 of
+// step i, in the natural formats and the group-major ones alike (there step i = 2 c + h, chunk c's
+// half h, at 64 c + 32 h). Steps32 holds a block's eight steps (u, the int16 scales, IQ2_XXS_U3's
+// signs), unpacked once for every activation row; the integer sums are exact, so they do not
+// depend on the steps' order, and each row's float step is its one-row kernel's: the results are
+// bit-identical to it (test_vec_dot RowsKernelMatchesOneRowBitForBit).
+struct Steps32 {
+    __m256i u[8];
+    __m256i s[8];
+    __m256i sign[8];  // IQ2_XXS_U3: -1 or 1 per activation byte
+    __m256i coef;     // [16] int16 against the activations' 16-value sums (mins or offsets)
+    float d, dmin;    // the block's factors: d (grid formats: d x unit), dmin (formats with mins)
+};
+// How a format's one-row kernel turns a block's integers into floats (fd = ad x d).
+enum class Avx2Float {
+    mins,           // Q2_K, Q4_K, Q5_K, Q2_K_U16: acc fd - (coef . sums) ad dmin
+    minus_offsets,  // Q6_K: (acc - coef . sums) fd
+    plain,          // Q3_K, and the grid formats (d already x unit): acc fd, acc started at coef . sums
+};
+
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ2K& b) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    alignas(32) int16_t sc[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sc), _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F))));
+    Steps32 z;
+    z.coef = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    for (int c = 0; c < 8; ++c) {
+        z.u[c] = q2k_chunk(b, c);
+        z.s[c] = scale_pair(sc[2 * c], sc[2 * c + 1]);
+    }
+    z.d = fp16_to_f32(b.d);
+    z.dmin = fp16_to_f32(b.dmin);
+    return z;
+}
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ3K& b) {
+    const __m256i sc16 = q3k_scales(b.scales);
+    alignas(32) int16_t sc[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
+    Steps32 z;
+    z.coef = _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4));
+    for (int c = 0; c < 8; ++c) {
+        z.u[c] = q3k_chunk(b, c);
+        z.s[c] = scale_pair(sc[2 * c], sc[2 * c + 1]);
+    }
+    z.d = fp16_to_f32(b.d);
+    return z;
+}
+template <typename Block>
+TANDEM_BLOCK_STEP Steps32 k4_steps32(const Block& b) {
+    const __m128i sm = k4_scales_mins(b.scales);
+    alignas(32) int16_t sc[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sc), _mm256_cvtepu8_epi16(sm));
+    Steps32 z;
+    z.coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+    for (int k = 0; k < 4; ++k) {
+        k4_chunks(b, k, z.u[2 * k], z.u[2 * k + 1]);
+        z.s[2 * k] = _mm256_set1_epi16(sc[2 * k]);
+        z.s[2 * k + 1] = _mm256_set1_epi16(sc[2 * k + 1]);
+    }
+    z.d = fp16_to_f32(b.d);
+    z.dmin = fp16_to_f32(b.dmin);
+    return z;
+}
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ4K& b) { return k4_steps32(b); }
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ5K& b) { return k4_steps32(b); }
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ6K& b) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    alignas(32) int16_t sc[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
+    Steps32 z;
+    z.coef = _mm256_slli_epi16(sc16, 5);
+    for (int c = 0; c < 8; ++c) {
+        z.u[c] = q6k_chunk(b, c);
+        z.s[c] = scale_pair(sc[2 * c], sc[2 * c + 1]);
+    }
+    z.d = fp16_to_f32(b.d);
+    return z;
+}
+// The group-major formats per 16 weights: half h holds groups 8h .. 8h + 7 (a dword each), whose
+// [8] int16 scales sh give word k of a step the scale of group 8h + k / 2.
+inline __m256i group16_word_scales(__m256i s16, int h) {
+    const __m128i sh = h ? _mm256_extracti128_si256(s16, 1) : _mm256_castsi256_si128(s16);
+    return _mm256_setr_m128i(_mm_unpacklo_epi16(sh, sh), _mm_unpackhi_epi16(sh, sh));
+}
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ2KU16& b) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+    Steps32 z;
+    z.coef = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    for (int h = 0; h < 2; ++h) {
+        const __m256i x = load32(b.qs + 32 * h);
+        for (int c = 0; c < 4; ++c) {
+            z.u[2 * c + h] = _mm256_and_si256(c ? _mm256_srli_epi16(x, 2 * c) : x, _mm256_set1_epi8(3));
+            z.s[2 * c + h] = group16_word_scales(s16, h);
+        }
+    }
+    z.d = fp16_to_f32(b.d);
+    z.dmin = fp16_to_f32(b.dmin);
+    return z;
+}
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ3KU16& b) {
+    const __m256i spread = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    const __m256i s16 = q3k_scales(b.scales);
+    Steps32 z;
+    z.coef = _mm256_mullo_epi16(s16, _mm256_set1_epi16(-4));
+    for (int h = 0; h < 2; ++h) {
+        const __m256i x = load32(b.qs + 32 * h);
+        for (int c = 0; c < 4; ++c) {
+            const __m256i high = sign_bytes(_mm256_set1_epi32(static_cast<int>(load_u32(b.hmask + 8 * c + 4 * h))), spread);
+            z.u[2 * c + h] = _mm256_or_si256(_mm256_and_si256(c ? _mm256_srli_epi16(x, 2 * c) : x, _mm256_set1_epi8(3)),
+                                             _mm256_and_si256(high, _mm256_set1_epi8(4)));
+            z.s[2 * c + h] = group16_word_scales(s16, h);
+        }
+    }
+    z.d = fp16_to_f32(b.d) * kGridUnit<BlockQ3KU16>;
+    return z;
+}
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockIq1MU2& b) {
+    const __m256i s16 = iq1m_scales16(b.scales);
+    Steps32 z;
+    z.coef = _mm256_mullo_epi16(s16, _mm256_set1_epi16(-9));
+    const __m256i delta = _mm256_set1_epi32(static_cast<int>(load_u32(b.delta)));
+    for (int h = 0; h < 2; ++h) {
+        const __m256i dl = _mm256_srlv_epi32(delta, _mm256_add_epi32(_mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), _mm256_set1_epi32(16 * h)));
+        const __m256i x = load32(b.qs + 32 * h);
+        for (int c = 0; c < 4; ++c) {
+            const __m256i bit = _mm256_set1_epi32(c < 2 ? 1 : 2);
+            const __m256i plus = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_and_si256(dl, bit), _mm256_setzero_si256()), _mm256_set1_epi8(2));
+            const __m256i s = c == 0 ? _mm256_slli_epi16(x, 3) : c == 1 ? _mm256_slli_epi16(x, 1) : c == 2 ? _mm256_srli_epi16(x, 1) : _mm256_srli_epi16(x, 3);
+            z.u[2 * c + h] = _mm256_or_si256(_mm256_and_si256(s, _mm256_set1_epi8(0x18)), plus);
+            z.s[2 * c + h] = group16_word_scales(s16, h);
+        }
+    }
+    z.d = fp16_to_f32(grid_d(b)) * kGridUnit<BlockIq1MU2>;
+    return z;
+}
+// The group-major formats per 32 weights (IQ1_S_U2, IQ2_XXS_U3): half h holds groups 4h .. 4h + 3,
+// 8 bytes each (half_word_scales).
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockIq1SU2& b) {
+    __m128i scale8, off;
+    iq1su2_scales(b, scale8, off);
+    Steps32 z;
+    z.coef = _mm256_setr_m128i(_mm_unpacklo_epi16(off, off), _mm_unpackhi_epi16(off, off));
+    __m256i word_scales[2];
+    half_word_scales(_mm256_broadcastsi128_si256(scale8), word_scales);
+    for (int h = 0; h < 2; ++h) {
+        const __m256i x = load32(b.qs + 32 * h);
+        for (int c = 0; c < 4; ++c) {
+            z.u[2 * c + h] = _mm256_and_si256(c ? _mm256_srli_epi16(x, 2 * c) : x, _mm256_set1_epi8(3));
+            z.s[2 * c + h] = word_scales[h];
+        }
+    }
+    z.d = fp16_to_f32(grid_d(b)) * kGridUnit<BlockIq1SU2>;
+    return z;
+}
+TANDEM_BLOCK_STEP Steps32 steps32(const BlockIq2XxsU3& b) {
+    const __m256i spread = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    Steps32 z;
+    z.coef = _mm256_setzero_si256();
+    __m256i word_scales[2];
+    half_word_scales(_mm256_broadcastsi128_si256(_mm_or_si128(_mm_slli_epi16(_mm_cvtepu8_epi16(nibbles8(b.sc)), 1), _mm_set1_epi16(1))),
+                     word_scales);
+    for (int h = 0; h < 2; ++h) {
+        const __m256i x = load32(b.qs + 32 * h);
+        for (int c = 0; c < 4; ++c) {
+            z.u[2 * c + h] = _mm256_shuffle_epi8(iq2xxsu3_lut(), _mm256_and_si256(c ? _mm256_srli_epi16(x, 2 * c) : x, _mm256_set1_epi8(3)));
+            const __m256i neg = sign_bytes(_mm256_set1_epi32(static_cast<int>(load_u32(b.signs + 8 * c + 4 * h))), spread);
+            z.sign[2 * c + h] = _mm256_or_si256(neg, _mm256_set1_epi8(1));
+            z.s[2 * c + h] = word_scales[h];
+        }
+    }
+    z.d = fp16_to_f32(grid_d(b)) * kGridUnit<BlockIq2XxsU3>;
+    return z;
+}
+
+template <typename Block>
+constexpr Avx2Float kAvx2Float = std::is_same_v<Block, BlockQ6K> ? Avx2Float::minus_offsets
+                                 : std::is_same_v<Block, BlockQ2K> || std::is_same_v<Block, BlockQ4K> || std::is_same_v<Block, BlockQ5K> ||
+                                           std::is_same_v<Block, BlockQ2KU16>
+                                     ? Avx2Float::mins
+                                     : Avx2Float::plain;
+template <typename Block>
+constexpr bool kAvx2Signed = std::is_same_v<Block, BlockIq2XxsU3>;
+// Whether acc starts at coef . sums (the offsets, into the block's integer).
+template <typename Block>
+constexpr bool kAvx2StartsAtOffsets = kAvx2Float<Block> == Avx2Float::plain && !kAvx2Signed<Block>;
+
+inline const BlockQ8K& q8k_of(const BlockQ8K& a) { return a; }
+inline const BlockQ8K& q8k_of(const BlockQ8KU2& a) { return a.q; }
+inline const BlockQ8K& q8k_of(const BlockQ8KU16& a) { return a.q; }
+
+template <typename Block, typename Act, int T>
+void dot_rows_chunk_avx2(const Block* wb, const Act* const* a, int64_t nb, float* out) {
+    constexpr Isa I = Isa::Avx2;
+    __m256 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < nb; ++k) {
+        prefetch_ahead(wb + k);
+        const Steps32 z = steps32(wb[k]);
+        __m256i acc[T];
+        for (int t = 0; t < T; ++t) {
+            const BlockQ8K& q = q8k_of(a[t][k]);
+            acc[t] = kAvx2StartsAtOffsets<Block> ? _mm256_madd_epi16(load32(q.bsums), z.coef) : _mm256_setzero_si256();
+        }
+        for (int i = 0; i < 8; ++i)
+            for (int t = 0; t < T; ++t) {
+                __m256i q = load32(q8k_of(a[t][k]).qs + 32 * i);
+                if constexpr (kAvx2Signed<Block>) q = _mm256_sign_epi8(q, z.sign[i]);
+                acc[t] = scaled_dot<I>(acc[t], z.u[i], q, z.s[i]);
+            }
+        for (int t = 0; t < T; ++t) {
+            const BlockQ8K& q = q8k_of(a[t][k]);
+            const float ad = q.d;
+            if constexpr (kAvx2Float<Block> == Avx2Float::mins) {
+                const __m256i mins = _mm256_madd_epi16(load32(q.bsums), z.coef);
+                facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t]), _mm256_set1_ps(ad * z.d), facc[t]);
+                facc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(ad * z.dmin), facc[t]);
+            } else if constexpr (kAvx2Float<Block> == Avx2Float::minus_offsets) {
+                const __m256i off = _mm256_madd_epi16(load32(q.bsums), z.coef);
+                facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[t], off)), _mm256_set1_ps(ad * z.d), facc[t]);
+            } else {
+                facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t]), _mm256_set1_ps(ad * z.d), facc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t) out[t] = hsum(facc[t]);
+}
+
+// AVX2 has 16 registers: 4 rows at a time (their integer and float accumulators, a step's u and scales).
+constexpr int kRowsChunkAvx2 = 4;
+template <typename Block, typename Act>
+void dot_rows_avx2(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* const* ab = reinterpret_cast<const Act* const*>(a);
+    const int64_t nb = n / kQK;
+    int j = 0;
+    for (; j + kRowsChunkAvx2 <= n_act; j += kRowsChunkAvx2) dot_rows_chunk_avx2<Block, Act, kRowsChunkAvx2>(wb, ab + j, nb, out + j);
+    switch (n_act - j) {
+        case 1: dot_rows_chunk_avx2<Block, Act, 1>(wb, ab + j, nb, out + j); break;
+        case 2: dot_rows_chunk_avx2<Block, Act, 2>(wb, ab + j, nb, out + j); break;
+        case 3: dot_rows_chunk_avx2<Block, Act, 3>(wb, ab + j, nb, out + j); break;
+        default: break;
+    }
+}
+static_assert(kRowsChunkAvx2 == 4);
+
 // Q8_0 . Q8_0: signed weights, so |w| goes in the unsigned operand and w's sign onto qa.
 template <Isa I>
 float dot_q8_0_row(const void* w, const void* a, int64_t n) {  // w, a: [n/32] Q8_0
@@ -2135,6 +2384,20 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::Q4_K: return dot_k_rows<I, BlockQ4K>;
             case GgmlType::Q5_K: return dot_k_rows<I, BlockQ5K>;
             case GgmlType::Q6_K: return dot_k_rows<I, BlockQ6K>;
+            default: break;
+        }
+    } else {
+        switch (type) {
+            case GgmlType::Q2_K: return dot_rows_avx2<BlockQ2K, BlockQ8K>;
+            case GgmlType::Q3_K: return dot_rows_avx2<BlockQ3K, BlockQ8K>;
+            case GgmlType::Q4_K: return dot_rows_avx2<BlockQ4K, BlockQ8K>;
+            case GgmlType::Q5_K: return dot_rows_avx2<BlockQ5K, BlockQ8K>;
+            case GgmlType::Q6_K: return dot_rows_avx2<BlockQ6K, BlockQ8K>;
+            case GgmlType::Q2_K_U16: return dot_rows_avx2<BlockQ2KU16, BlockQ8KU16>;
+            case GgmlType::Q3_K_U16: return dot_rows_avx2<BlockQ3KU16, BlockQ8KU16>;
+            case GgmlType::IQ1_M_U2: return dot_rows_avx2<BlockIq1MU2, BlockQ8KU16>;
+            case GgmlType::IQ1_S_U2: return dot_rows_avx2<BlockIq1SU2, BlockQ8KU2>;
+            case GgmlType::IQ2_XXS_U3: return dot_rows_avx2<BlockIq2XxsU3, BlockQ8KU2>;
             default: break;
         }
     }

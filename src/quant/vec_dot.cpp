@@ -119,6 +119,7 @@ VecDotFn vec_dot_fn(GgmlType type) { return vec_dot_fn(type, active_isa()); }
 VecDotRowsFn vec_dot_rows_fn(GgmlType type, Isa isa) {
     if (static_cast<int>(isa) > static_cast<int>(detected_isa()))
         fail("vec_dot: this CPU cannot run {} kernels", isa_name(isa));
+    if (isa == Isa::Avx2) return avx2_rows_kernel(type);
     if (isa != Isa::Avx512Vnni) return nullptr;
     const VecDotRowsFn vbmi = vbmi_kernels() ? avx512vbmi_rows_kernel(type) : nullptr;
     return vbmi ? vbmi : avx512vnni_rows_kernel(type);

@@ -15,5 +15,6 @@
 namespace tandem::quant {
 
 VecDotFn avx2_kernel(GgmlType type) { return simd_kernel<Isa::Avx2>(type); }
+VecDotRowsFn avx2_rows_kernel(GgmlType type) { return simd_rows_kernel<Isa::Avx2>(type); }
 
 }  // namespace tandem::quant

@@ -8,6 +8,7 @@ namespace tandem::quant {
 
 VecDotFn scalar_kernel(GgmlType type);       // vec_dot_scalar.cpp: every format
 VecDotFn avx2_kernel(GgmlType type);         // vec_dot_avx2.cpp
+VecDotRowsFn avx2_rows_kernel(GgmlType type);
 VecDotFn avx512vnni_kernel(GgmlType type);   // vec_dot_avx512.cpp
 VecDotRowsFn avx512vnni_rows_kernel(GgmlType type);
 VecDotBlockFn avx512vnni_block_kernel(GgmlType type);
