@@ -27,15 +27,17 @@ namespace tandem::cpu {
 
 // Prefetches the cache lines of [p, p + n) into L1. The panel products read a short piece of
 // each of 32 rows, row_bytes apart, per step: more streams than the hardware prefetchers
-// follow, so they fetch each row's next piece a step ahead.
-inline void prefetch_bytes(const uint8_t* p, uint64_t n) {
+// follow, so they fetch each row's next piece a step ahead. Always inlined: GCC counts
+// __builtin_prefetch as free of side effects and deletes calls to a function that only prefetches
+// (quant/simd_kernels.h prefetch_ahead).
+__attribute__((always_inline)) inline void prefetch_bytes(const uint8_t* p, uint64_t n) {
     const auto first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
     for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + n; a += 64)
         _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
 // The same for [base + offset, + n), which may lie past base's buffer (a step ahead of the
 // last): the address is computed as an integer and never read.
-inline void prefetch_bytes(const void* base, uint64_t offset, uint64_t n) {
+__attribute__((always_inline)) inline void prefetch_bytes(const void* base, uint64_t offset, uint64_t n) {
     prefetch_bytes(reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(base) + offset), n);
 }
 

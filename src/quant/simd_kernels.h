@@ -132,9 +132,13 @@ inline float hsum(__m256 v) {
 // a software prefetch per 64 weight bytes, 4 KiB ahead (about one 7168-wide Q4_K row), closes
 // most of it (1 and 2 KiB were worse, 8 KiB no better). Prefetching past the end of a matrix
 // is a harmless hint.
+// always_inline: GCC treats __builtin_prefetch as free of side effects, so a prefetch_ahead left
+// as a call (as it was in for_blocks_with_factors after early inlining) was judged a const
+// function and the call deleted: the Intel-form grid kernels of sessions 14 and 15 ran without
+// their prefetch (on the Xeon the MoE step at batch 1 took 1.6-2.4x the time of its L2 kernel).
 constexpr int kPrefetchBytes = 4096;
 template <typename Block>
-inline void prefetch_ahead(const Block* b) {
+TANDEM_BLOCK_STEP void prefetch_ahead(const Block* b) {
     const char* p = reinterpret_cast<const char*>(b) + kPrefetchBytes;
     for (size_t off = 0; off < sizeof(Block); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
 }
