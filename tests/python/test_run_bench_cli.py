@@ -73,6 +73,25 @@ def test_bench_json(tandem, vocab_model):
     assert j["matrix_unit"] in ("AMX", "AVX512-BF16", "AVX512-INT8", "AVX2-INT8")
 
 
+def test_bench_parallel_sequences(tandem, vocab_model):
+    # Three sequences, each with its own 10-token prompt (a --batch of 16 splits them across
+    # batches) and 3 decoded tokens per step: the rates count all of them.
+    j = json.loads(tandem("bench", "-m", vocab_model, "-p", "10", "-n", "3", "-r", "1", "-t", "2", "--batch", "16",
+                          "--parallel", "3", "--json", "--no-bandwidth").stdout)
+    assert j["n_parallel"] == 3
+    assert j["pp_tps"] > 0 and j["tg_tps"] > 0
+    assert j["tg_tps_per_seq"] == pytest.approx(j["tg_tps"] / 3)
+    out = tandem("bench", "-m", vocab_model, "-p", "10", "-n", "3", "-r", "1", "-t", "2", "--parallel", "3",
+                 "--no-bandwidth").stdout
+    assert "prefill   3 sequences x 10 tokens:" in out, out
+    assert "decode    3 sequences x 3 tokens:" in out and "tok/s per sequence" in out, out
+    assert "KV cache" in out and "for 3 sequences x 14 positions" in out, out
+    for bad in ("0", "257"):
+        proc = tandem("bench", "-m", vocab_model, "--parallel", bad, check=False)
+        assert proc.returncode != 0
+        assert f"--parallel must be 1 to 256 sequences, found {bad}" in proc.stderr, proc.stderr
+
+
 def test_bench_names_the_unit_of_batched_products(tandem, vocab_model, monkeypatch):
     # TANDEM_GEMM caps the unit: off leaves every product on the per-token path.
     monkeypatch.setenv("TANDEM_GEMM", "off")
