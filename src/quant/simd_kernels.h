@@ -90,6 +90,14 @@ inline __m256i scale_pair(int lo, int hi) {
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+// Q2_K's (and Q2_K_U16's) 16 scale bytes as [16] int16: the low nibbles (scales) and the high
+// nibbles (mins) of the 16-weight groups.
+inline void q2k_scales_mins16(const uint8_t* scales, __m256i& sc16, __m256i& mn16) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales));
+    sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+    mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+}
+
 // ---- K-quant chunk decoders: the 32 unsigned values u of chunk c (weights 32c .. 32c+31),
 // shared by the AVX2 dot steps and the bf16 dequantizer (dequant_bf16.cpp); Q2_K's and Q3_K's
 // are in simd_scales.h (the int8 products use them too).
@@ -270,11 +278,9 @@ TANDEM_BLOCK_STEP void k_mins_token(const KBlockZmm& w, const BlockQ8K& a, __m25
 
 template <Isa I>
 TANDEM_BLOCK_STEP KBlockZmm k_unpack(const BlockQ2K& b) {
-    // scales[g]: low nibble the scale, high nibble the min of the 16 weights g.
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+    __m256i sc16;
     KBlockZmm w;
-    w.coef = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    q2k_scales_mins16(b.scales, sc16, w.coef);
     for (int j = 0; j < 4; ++j) {
         w.u[j] = q2k_u64<I>(b, j);
         w.s[j] = scales64<I, false>(sc16, j);
@@ -288,10 +294,8 @@ TANDEM_BLOCK_STEP void k_token(const BlockQ2K*, const KBlockZmm& w, const BlockQ
 
 template <Isa I>
 inline void block_dot(const BlockQ2K& b, const BlockQ8K& a, __m256& facc) {
-    // scales[g]: low nibble the scale, high nibble the min of the 16 weights g.
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
-    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    __m256i sc16, mn16;
+    q2k_scales_mins16(b.scales, sc16, mn16);
     const __m256i mins = _mm256_madd_epi16(load32(a.bsums), mn16);  // [8] int32 sums of m * bsum
     __m256i acc;
     if constexpr (I == Isa::Avx512Vnni) {
@@ -1775,11 +1779,11 @@ enum class Avx2Float {
 };
 
 TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ2K& b) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-    alignas(32) int16_t sc[16];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(sc), _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F))));
+    __m256i sc16;
     Steps32 z;
-    z.coef = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    q2k_scales_mins16(b.scales, sc16, z.coef);
+    alignas(32) int16_t sc[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sc), sc16);
     for (int c = 0; c < 8; ++c) {
         z.u[c] = q2k_chunk(b, c);
         z.s[c] = scale_pair(sc[2 * c], sc[2 * c + 1]);
@@ -1839,10 +1843,9 @@ inline __m256i group16_word_scales(__m256i s16, int h) {
     return _mm256_setr_m128i(_mm_unpacklo_epi16(sh, sh), _mm_unpackhi_epi16(sh, sh));
 }
 TANDEM_BLOCK_STEP Steps32 steps32(const BlockQ2KU16& b) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-    const __m256i s16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+    __m256i s16;
     Steps32 z;
-    z.coef = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+    q2k_scales_mins16(b.scales, s16, z.coef);
     for (int h = 0; h < 2; ++h) {
         const __m256i x = load32(b.qs + 32 * h);
         for (int c = 0; c < 4; ++c) {
