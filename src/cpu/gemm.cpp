@@ -172,7 +172,9 @@ int64_t gemm_min_tokens(GgmlType type) { return i8_gemm_supports(type) ? i8_min_
 
 int64_t bf16_min_tokens(GgmlType type) {
     if (gemm_unit() == GemmUnit::amx) return 4;
-    if (!quant::vec_dot_rows_fn(type)) return 8;
+    // (The AVX2 rows kernels beside a bf16 unit: only under TANDEM_ISA=avx2 on an AVX-512 CPU,
+    // unmeasured: the per-token path's 8.)
+    if (!quant::vec_dot_rows_fn(type) || quant::active_isa() != quant::Isa::Avx512Vnni) return 8;
     // Where the rows kernel's rate (flat in the token count) meets bf16's (rising with it):
     // bench_cpu rows/FMT/gate/tokN against panel/FMT/tokN on one Zen 4 thread (gemm.h). Q2_K,
     // Q3_K and Q5_K take Q4_K's, unmeasured.

@@ -76,9 +76,9 @@ constexpr I8Format kI8Formats[] = {
     {GgmlType::IQ2_XXS, Scales::per32_folded, 1, 3, 3},   // w <= 86 (no rows kernel: per-token dots)
     {GgmlType::Q6_K, Scales::per16, 2, 7, 6},             // w <= 63
     {GgmlType::Q2_K, Scales::per16_mins, 4, 6, 6},        // w <= 3
-    {GgmlType::Q2_K_U16, Scales::per16_mins, 4, 6, 7},    // as Q2_K (gemm_i8.h)
+    {GgmlType::Q2_K_U16, Scales::per16_mins, 4, 6, 7},    // w as Q2_K's (thresholds: gemm_i8.h)
     {GgmlType::Q3_K, Scales::per16, 4, 7, 6},             // w <= 7 (AVX-512 threshold: 6 would just pass)
-    {GgmlType::Q3_K_U16, Scales::per16, 4, 7, 7},         // as Q3_K (gemm_i8.h)
+    {GgmlType::Q3_K_U16, Scales::per16, 4, 7, 7},         // w as Q3_K's (thresholds: gemm_i8.h)
     {GgmlType::IQ1_M_U2, Scales::per16, 4, 8, 8},         // w <= 18
     {GgmlType::IQ2_XXS_U3, Scales::per32_folded, 1, 8, 7},  // as IQ2_XXS
     {GgmlType::IQ3_XXS_U4, Scales::per32_folded, 1, 7, 3},  // w <= 124

@@ -16,9 +16,11 @@ from conftest import BUILD
 
 # Each object and the fewest row kernels it holds (VBMI: Q2_K_U16, Q3_K_U16, IQ2_XXS_U3 in two
 # factor forms, and their rows kernels).
-KERNEL_OBJECTS = {"vec_dot_avx2.cpp.o": 20, "vec_dot_avx512.cpp.o": 40, "vec_dot_avx512vbmi.cpp.o": 9}
-# A row kernel: dot_<fmt>_row / _rows (one weight row against one or several activation rows).
-KERNEL_NAME = re.compile(r"dot_\w+_rows?<")
+KERNEL_OBJECTS = {"vec_dot_avx2.cpp.o": 60, "vec_dot_avx512.cpp.o": 40, "vec_dot_avx512vbmi.cpp.o": 9}
+# A row kernel: dot_<fmt>_row / _rows (one weight row against one or several activation rows),
+# and the AVX2 rows kernels dot_rows_avx2 / dot_rows_chunk_avx2.
+KERNEL_NAME = re.compile(r"dot_(\w+_rows?|rows_avx2|rows_chunk_avx2)<")
+PREFETCH = re.compile(r"\bprefetch(t[0-2]|nta|w)\b")
 
 
 def functions(disassembly: str):
@@ -55,7 +57,7 @@ def disassemble(member: str) -> str:
 def forwards_to(body):
     """The functions a body calls or jumps to at their entry (jumps within itself carry +0x...)."""
     for line in body:
-        m = re.search(r"\b(?:call|jmp)\s+[0-9a-f]+ <(.*)>$", line)
+        m = re.search(r"\b(?:call|jmp)q?\s+[0-9a-f]+ <(.*)>$", line)
         if m and not re.search(r"\+0x[0-9a-f]+$", m.group(1)):
             yield m.group(1)
 
@@ -63,7 +65,7 @@ def forwards_to(body):
 def prefetches(name, bodies, seen=()):
     """Whether a function prefetches, itself or in every dot_ function it forwards to."""
     body = bodies.get(name, [])
-    if any("prefetch" in line for line in body):
+    if any(PREFETCH.search(line) for line in body):
         return True
     targets = [t for t in forwards_to(body) if "dot_" in t and t not in seen]
     return bool(targets) and all(prefetches(t, bodies, seen + (name,)) for t in targets)
