@@ -742,13 +742,13 @@ uint64_t packed_acts_i8_bytes(int64_t n_tok, int64_t n_in) {
 namespace {
 
 
-// Token t's lanes of every block of its group, from its row q of quantized activations (Q8_K,
-// Q8_K_U2 or Q8_K_U16: a BlockQ8K first, block_bytes apart; the padding: a zero row), their q
-// taken back to natural order from the one `position` gives (null: as they are). A register row
-// holds 4 bytes per token (16-token groups) or 8 (a half group), so each of the three arrays (q,
-// the 32-value sums, the 16-value sums) goes in consecutive pieces of that width, moved 4 bytes
-// at a time where reordered (the orders keep runs of 4).
-void pack_lane(const uint8_t* q, uint64_t block_bytes, int (*position)(int), int64_t t, int64_t nb, bool half, uint8_t* packed) {
+// Token t's lanes of every block of its group, from its row q of quantized activations (`act`:
+// Q8_K, or Q8_K_U2 or Q8_K_U16, whose q come first; the padding: a zero row), their q taken back
+// to natural order from the one `position` gives (null: as they are). A register row holds 4
+// bytes per token (16-token groups) or 8 (a half group), so each of the three arrays (q, the
+// 32-value sums, the 16-value sums) goes in consecutive pieces of that width, moved 4 bytes at a
+// time where reordered (the orders keep runs of 4).
+void pack_lane(const uint8_t* q, GgmlType act, int (*position)(int), int64_t t, int64_t nb, bool half, uint8_t* packed) {
     const int64_t lane = t % kTokenGroup, width = half ? 8 : 4;
     uint8_t* group = packed + (t / kTokenGroup) * nb * kI8BlockBytes;
     const auto put = [&](uint8_t* rows, const void* values, int64_t n_bytes, int (*at)(int)) {
@@ -760,15 +760,18 @@ void pack_lane(const uint8_t* q, uint64_t block_bytes, int (*position)(int), int
                 for (int64_t k = 0; k < width; k += 4) std::memcpy(dst + k, v + at(static_cast<int>(i * width + k)), 4);
         }
     };
-    for (int64_t k = 0; k < nb; ++k) {
-        uint8_t* blk = group + k * kI8BlockBytes;
-        const auto& b = *reinterpret_cast<const quant::BlockQ8K*>(q + static_cast<uint64_t>(k) * block_bytes);
+    const auto put_block = [&](uint8_t* blk, const auto& b) {
         int16_t sums32[8];
         for (int g = 0; g < 8; ++g) sums32[g] = static_cast<int16_t>(b.bsums[2 * g] + b.bsums[2 * g + 1]);
         put(blk, b.qs, 256, position);
         put(blk + kSumsAt, sums32, sizeof sums32, nullptr);
         put(blk + kSums16At, b.bsums, sizeof b.bsums, nullptr);
         std::memcpy(blk + kScalesAt + lane * 4, &b.d, 4);
+    };
+    for (int64_t k = 0; k < nb; ++k) {
+        uint8_t* blk = group + k * kI8BlockBytes;
+        if (act == GgmlType::Q8_K) put_block(blk, reinterpret_cast<const quant::BlockQ8K*>(q)[k]);
+        else put_block(blk, reinterpret_cast<const quant::BlockQ8KU2*>(q)[k]);  // Q8_K_U16: the same bytes
     }
 }
 
@@ -788,14 +791,13 @@ void pack_tokens(GgmlType type, int64_t n_tok, int64_t nb, uint8_t* packed, I8Un
     const int64_t n_full = n_tok / kTokenGroup * kTokenGroup;
     const int64_t lanes = half ? n_full + 8 : (n_tok + kTokenGroup - 1) / kTokenGroup * kTokenGroup;
     const GgmlType act = quant::vec_dot_type(type);
-    const uint64_t block_bytes = ggml_traits(act).type_size;
     int (*position)(int) = nullptr;  // where the rows keep value e, when not where the packing wants it
     if (act == GgmlType::Q8_K_U2 && !packs_u2_order(type, unit)) position = [](int e) { return quant::u2_position(e); };
     if (act == GgmlType::Q8_K_U16) position = [](int e) { return quant::u16_position(e); };
     thread_local std::vector<uint8_t> zero;
-    if (lanes > n_tok) zero.assign(static_cast<size_t>(nb) * block_bytes, 0);
+    if (lanes > n_tok) zero.assign(static_cast<size_t>(nb) * ggml_traits(act).type_size, 0);
     for (int64_t t = 0; t < lanes; ++t)
-        pack_lane(t < n_tok ? row(t) : zero.data(), block_bytes, position, t, nb, half && t >= n_full, packed);
+        pack_lane(t < n_tok ? row(t) : zero.data(), act, position, t, nb, half && t >= n_full, packed);
 }
 
 void check_width(int64_t n_in) {
@@ -815,7 +817,7 @@ void pack_acts_i8(GgmlType type, const float* x, int64_t x_stride, const int32_t
                   uint8_t* packed, I8Unit unit) {
     check_width(n_in);
     const GgmlType act = quant::vec_dot_type(type);
-    thread_local std::vector<uint8_t> q;
+    thread_local aligned_vector<uint8_t> q;
     q.resize(quant_row_bytes(act, n_in));
     pack_tokens(type, n_tok, n_in / kQK, packed, unit, [&](int64_t t) {
         quant::quantize_row(act, x + (rows ? rows[t] : t) * x_stride, q.data(), n_in);

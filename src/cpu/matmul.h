@@ -14,6 +14,7 @@
 #include <span>
 #include <vector>
 
+#include "core/aligned.h"
 #include "cpu/gemm.h"
 #include "cpu/thread_pool.h"
 #include "gguf/types.h"
@@ -35,7 +36,7 @@ inline constexpr int64_t kTokBlock = 16;
 
 // Quantized activation rows, grown on first use and reused (allocated once, not per token).
 struct MatmulScratch {
-    std::vector<uint8_t> xq;  // [n_tok] rows of vec_dot_type(w_type), n_in values each
+    aligned_vector<uint8_t> xq;  // [n_tok] rows of vec_dot_type(w_type), n_in values each (cache-line aligned: Q8_K_U2)
     GemmScratch gemm;         // the tile path's
 };
 

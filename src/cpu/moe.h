@@ -54,9 +54,11 @@ struct MoeScratch {
         int32_t expert;       // expert index
         int32_t first, count; // its pairs: pair_order[first .. first + count)
     };
-    std::vector<uint8_t> xq_gate, xq_up;  // [n_tok] x rows quantized for gate / up
+    // The quantized rows are cache-line aligned (aligned_vector), as the group-major kernels' 64-byte
+    // activation loads need to be (quant/blocks.h, Q8_K_U2).
+    aligned_vector<uint8_t> xq_gate, xq_up;  // [n_tok] x rows quantized for gate / up
     std::vector<float> h;                 // [n_tok * k, n_ff]  SiLU(gate x) * up x per (token, slot)
-    std::vector<uint8_t> hq;              // [n_tok * k] h rows quantized for down
+    aligned_vector<uint8_t> hq;           // [n_tok * k] h rows quantized for down
     std::vector<float> o;                 // [n_tok * k, n_embd] down h per (token, slot)
     std::vector<int32_t> pair_order;      // pairs t * k + s grouped by expert
     // Quantized activation rows, [3 * pairs + 2 * n_tok]: gate's, up's and down's per pair (pair
@@ -74,7 +76,7 @@ struct MoeScratch {
     // The dense expert: its x rows quantized (when its gate pairs with another type than the
     // routed one's) and its hidden rows quantized; its gate (then SiLU(gate x) * up x), up and
     // output rows; the separate products' scratch.
-    std::vector<uint8_t> sh_xq, sh_hq;
+    aligned_vector<uint8_t> sh_xq, sh_hq;
     std::vector<float> sh_g, sh_u, sh_o;
     MatmulScratch sh_mm;
 };

@@ -41,7 +41,7 @@ Mat mat_of(const gguf::TensorInfo& t, int64_t idx = 0);
 // dequantized weights, so correctness checks can separate weight handling from 8-bit rounding.
 struct QuantScratch {
     bool f32_activations = false;
-    std::vector<uint8_t> bytes;  // matmul_serial's quantized activations
+    aligned_vector<uint8_t> bytes;  // matmul_serial's quantized activations (cache-line aligned: Q8_K_U2)
     std::vector<float> row;      // a dequantized weight row (f32_activations)
     cpu::MatmulScratch cpu;      // the pool matmul's
 };

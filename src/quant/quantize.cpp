@@ -315,10 +315,11 @@ template <typename Block, int (*kPosition)(int), int kCorr, void (*kQuant)(const
 void quant_block_q8k_ordered(const float* x, Block& b) {
     BlockQ8K q;
     kQuant(x, q);
-    b.q.d = q.d;
-    std::memcpy(b.q.bsums, q.bsums, sizeof q.bsums);
-    for (int e = 0; e < kQK; e += 4) std::memcpy(b.q.qs + kPosition(e), q.qs + e, 4);
+    b.d = q.d;
+    std::memcpy(b.bsums, q.bsums, sizeof q.bsums);
+    for (int e = 0; e < kQK; e += 4) std::memcpy(b.qs + kPosition(e), q.qs + e, 4);
     for (int i = 0; i < 16; ++i) b.corr[i] = kCorr * q.bsums[i];
+    std::memset(b.pad, 0, sizeof b.pad);
 }
 template <void (*kQuant)(const float*, BlockQ8K&)>
 constexpr auto quant_q8k_u2 = quant_blocks<BlockQ8KU2, kQK, quant_block_q8k_ordered<BlockQ8KU2, u2_position, -18, kQuant>>;

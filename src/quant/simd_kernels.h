@@ -903,8 +903,8 @@ inline uint16_t grid_d(const BlockIq1MU2& b) { return iq1m_scale_bits(b); }
 // scales and activation scales are copied with scalar loads/stores (ports a vector kernel
 // leaves idle) and converted with one vcvtph2ps, instead of ~6 vector uops per block.
 inline float act_scale(const BlockQ8K& a) { return a.d; }
-inline float act_scale(const BlockQ8KU2& a) { return a.q.d; }
-inline float act_scale(const BlockQ8KU16& a) { return a.q.d; }
+inline float act_scale(const BlockQ8KU2& a) { return a.d; }
+inline float act_scale(const BlockQ8KU16& a) { return a.d; }
 template <Isa I, typename Block, typename Act>
 inline void grid_factors(const Block* wb, const Act* ab, int64_t count, float* f) {
     constexpr int kChunk = I == Isa::Avx512Vnni ? 16 : 8;
@@ -1047,7 +1047,7 @@ inline Iq1su2Zmm<I> iq1su2_unpack(const BlockIq1SU2& b) {
 template <Isa I>
 inline __m512i iq1su2_lanes(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a) {
     __m512i acc = _mm512_loadu_si512(a.corr);
-    for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.q.qs + 64 * c));
+    for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.qs + 64 * c));
     return acc;
 }
 // facc += lanes * scale * f: the group-major kernels' float step (scale: each lane's group
@@ -1077,7 +1077,7 @@ TANDEM_BLOCK_STEP float sum_scaled_lanes(const Block* wb, const Act* ab, int64_t
 struct DotChunk {
     template <typename Z, typename Act>
     TANDEM_BLOCK_STEP __m512i operator()(const Z& z, int c, const Act& a, __m512i acc) const {
-        return _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.q.qs + 64 * c));
+        return _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.qs + 64 * c));
     }
 };
 // The AVX2 group-major kernels' int16 scales of a 32-byte half h of a chunk, where word k
@@ -1155,7 +1155,7 @@ TANDEM_BLOCK_STEP Iq2xxsu3Zmm<I> iq2xxsu3_unpack(const BlockIq2XxsU3& b) {
 struct Iq2xxsChunk {
     template <typename Z>
     TANDEM_BLOCK_STEP __m512i operator()(Z& z, int c, const BlockQ8KU2& a, __m512i acc) const {
-        const __m512i v = _mm512_loadu_si512(a.q.qs + 64 * c);
+        const __m512i v = _mm512_loadu_si512(a.qs + 64 * c);
         return _mm512_dpbusd_epi32(acc, z.mag[c], _mm512_mask_sub_epi8(v, _load_mask64(&z.sign_bits[c]),
                                                                         _mm512_setzero_si512(), v));
     }
@@ -1326,8 +1326,8 @@ struct MinsAcc {
 };
 template <Isa I>
 TANDEM_BLOCK_STEP void q2ku16_token(MinsAcc<I>& facc, const Q2ku16Zmm<I>& z, const BlockQ8KU16& a, float fd, float fm) {
-    __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z.q[0], _mm512_loadu_si512(a.q.qs));
-    for (int c = 1; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.q[c], _mm512_loadu_si512(a.q.qs + 64 * c));
+    __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z.q[0], _mm512_loadu_si512(a.qs));
+    for (int c = 1; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.q[c], _mm512_loadu_si512(a.qs + 64 * c));
     const __m512i mins = _mm512_madd_epi16(_mm512_loadu_si512(a.corr), z.mins);
     facc.l = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(z.scale, _mm512_set1_ps(fd)), facc.l);
     facc.m = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_set1_ps(fm), facc.m);
@@ -1403,7 +1403,7 @@ TANDEM_BLOCK_STEP __m512i q3ku16_chunk(__m512i x, __mmask64 k, int c) {
 template <Isa I>
 inline __m512i q3ku16_start(const BlockQ8KU16& a) {
     if constexpr (kVbmi) return _mm512_loadu_si512(a.corr);  // w = u + 5: sum w q - 9 qsum
-    else return _mm512_madd_epi16(_mm512_cvtepi16_epi32(load32(a.q.bsums)), _mm512_set1_epi32(0xFFFC));  // w = u: - 4 qsum
+    else return _mm512_madd_epi16(_mm512_cvtepi16_epi32(load32(a.bsums)), _mm512_set1_epi32(0xFFFC));  // w = u: - 4 qsum
 }
 // The chunks' high bits as mask registers, through memory: KMOVQ k, m64 is a plain load
 // (GridAcc::set_signs).
@@ -1432,7 +1432,7 @@ inline Q3ku16Zmm<I> q3ku16_unpack(const BlockQ3KU16& b) {
 template <Isa I>
 inline __m512i q3ku16_lanes(const Q3ku16Zmm<I>& z, const BlockQ8KU16& a) {
     __m512i acc = q3ku16_start<I>(a);
-    for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.q.qs + 64 * c));
+    for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.qs + 64 * c));
     return acc;
 }
 
@@ -1449,7 +1449,7 @@ float dot_q3ku16_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Q
         const __m512i x = _mm512_loadu_si512(wb[k].qs);
         __m512i acc = q3ku16_start<I>(ab[k]);
         for (int c = 0; c < 4; ++c)
-            acc = _mm512_dpbusd_epi32(acc, q3ku16_chunk<I>(x, high_mask<I>(h, c), c), _mm512_loadu_si512(ab[k].q.qs + 64 * c));
+            acc = _mm512_dpbusd_epi32(acc, q3ku16_chunk<I>(x, high_mask<I>(h, c), c), _mm512_loadu_si512(ab[k].qs + 64 * c));
         return ScaledLanes<I>{acc, q3ku16_scales<I>(wb[k])};
     });
 }
@@ -1531,7 +1531,7 @@ void dot_q2ku16_rows_chunk(const BlockQ2KU16* wb, const BlockQ8KU16* const* a, i
         const Q2ku16Zmm<I> z = q2ku16_unpack<I>(b);
         const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
         for (int t = 0; t < T; ++t) {
-            const float ad = a[t][k].q.d;
+            const float ad = a[t][k].d;
             q2ku16_token<I>(facc[t], z, a[t][k], ad * d, ad * dmin);
         }
     }
@@ -1816,10 +1816,6 @@ constexpr bool kAvx2Signed = std::is_same_v<Block, BlockIq2XxsU3>;
 template <typename Block>
 constexpr bool kAvx2StartsAtOffsets = kAvx2Float<Block> == Avx2Float::plain && !kAvx2Signed<Block>;
 
-inline const BlockQ8K& q8k_of(const BlockQ8K& a) { return a; }
-inline const BlockQ8K& q8k_of(const BlockQ8KU2& a) { return a.q; }
-inline const BlockQ8K& q8k_of(const BlockQ8KU16& a) { return a.q; }
-
 template <typename Block, typename Act, int T>
 void dot_rows_chunk_avx2(const Block* wb, const Act* const* a, int64_t nb, float* out) {
     constexpr Isa I = Isa::Avx2;
@@ -1830,17 +1826,17 @@ void dot_rows_chunk_avx2(const Block* wb, const Act* const* a, int64_t nb, float
         const Steps32 z = steps32(wb[k]);
         __m256i acc[T];
         for (int t = 0; t < T; ++t) {
-            const BlockQ8K& q = q8k_of(a[t][k]);
+            const auto& q = a[t][k];
             acc[t] = kAvx2StartsAtOffsets<Block> ? _mm256_madd_epi16(load32(q.bsums), z.coef) : _mm256_setzero_si256();
         }
         for (int i = 0; i < 8; ++i)
             for (int t = 0; t < T; ++t) {
-                __m256i q = load32(q8k_of(a[t][k]).qs + 32 * i);
+                __m256i q = load32(a[t][k].qs + 32 * i);
                 if constexpr (kAvx2Signed<Block>) q = _mm256_sign_epi8(q, z.sign[i]);
                 acc[t] = scaled_dot<I>(acc[t], z.u[i], q, z.s[i]);
             }
         for (int t = 0; t < T; ++t) {
-            const BlockQ8K& q = q8k_of(a[t][k]);
+            const auto& q = a[t][k];
             const float ad = q.d;
             if constexpr (kAvx2Float<Block> == Avx2Float::mins) {
                 const __m256i mins = _mm256_madd_epi16(load32(q.bsums), z.coef);

@@ -395,16 +395,13 @@ float block_dot(const IntBlock& ib, int n, const int8_t* qa, const int32_t* bsum
 // order into `buf`.
 const int8_t* natural_values(const BlockQ8K& a, int8_t*) { return a.qs; }
 const int8_t* natural_values(const BlockQ8KU2& a, int8_t* buf) {
-    for (int e = 0; e < kQK; ++e) buf[e] = a.q.qs[u2_position(e)];
+    for (int e = 0; e < kQK; ++e) buf[e] = a.qs[u2_position(e)];
     return buf;
 }
-const BlockQ8K& q8k_of(const BlockQ8K& a) { return a; }
-const BlockQ8K& q8k_of(const BlockQ8KU2& a) { return a.q; }
 const int8_t* natural_values(const BlockQ8KU16& a, int8_t* buf) {
-    for (int e = 0; e < kQK; ++e) buf[e] = a.q.qs[u16_position(e)];
+    for (int e = 0; e < kQK; ++e) buf[e] = a.qs[u16_position(e)];
     return buf;
 }
-const BlockQ8K& q8k_of(const BlockQ8KU16& a) { return a.q; }
 
 template <typename Block, typename Act = BlockQ8K>
 float dot_k(const void* w, const void* a, int64_t n) {  // 256-wide weights . Q8_K (or its ordered forms) activations
@@ -414,7 +411,7 @@ float dot_k(const void* w, const void* a, int64_t n) {  // 256-wide weights . Q8
     float sum = 0.0f;
     for (int64_t i = 0; i < n / kQK; ++i) {
         to_int(wb[i], ib);
-        const BlockQ8K& q = q8k_of(ab[i]);
+        const Act& q = ab[i];
         int8_t buf[kQK];
         int32_t bsum[16];
         for (int g = 0; g < 16; ++g) bsum[g] = q.bsums[g];

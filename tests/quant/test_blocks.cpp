@@ -203,10 +203,10 @@ void expect_ordered_q8k(GgmlType type, int (*position)(int), int corr) {
     for (int64_t b = 0; b < kBlocks; ++b) {
         const BlockQ8K& want = q[static_cast<size_t>(b)];
         const Block& got = u[static_cast<size_t>(b)];
-        ASSERT_EQ(got.q.d, want.d);
-        for (int e = 0; e < 256; ++e) ASSERT_EQ(got.q.qs[position(e)], want.qs[e]) << "block " << b << " value " << e;
+        ASSERT_EQ(got.d, want.d);
+        for (int e = 0; e < 256; ++e) ASSERT_EQ(got.qs[position(e)], want.qs[e]) << "block " << b << " value " << e;
         for (int i = 0; i < 16; ++i) {
-            ASSERT_EQ(got.q.bsums[i], want.bsums[i]);
+            ASSERT_EQ(got.bsums[i], want.bsums[i]);
             ASSERT_EQ(got.corr[i], corr * want.bsums[i]);
         }
     }

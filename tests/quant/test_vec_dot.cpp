@@ -96,10 +96,12 @@ TEST_P(VecDot, ScalarWithinActivationQuantizationBound) {
             const Case c = make_case(type, n, seed);
             double exact = 0, bound = 1e-5 * abs_dot(c);
             for (int64_t i = 0; i < n; ++i) exact += double(c.w[i]) * c.x[i];
-            if (at == GgmlType::Q8_K || at == GgmlType::Q8_K_U2 || at == GgmlType::Q8_K_U16) {  // the U orders: a Q8_K block first, 356 bytes apart
-                const uint64_t stride = ggml_traits(at).type_size;
-                for (int64_t i = 0; i < n; ++i)
-                    bound += std::fabs(c.w[i]) * 0.5 * reinterpret_cast<const BlockQ8K*>(static_cast<const uint8_t*>(c.xq.data()) + static_cast<uint64_t>(i / 256) * stride)->d;
+            if (at == GgmlType::Q8_K || at == GgmlType::Q8_K_U2 || at == GgmlType::Q8_K_U16) {
+                const auto block_d = [&](int64_t b) {  // the U orders' blocks: Q8_K_U2's bytes
+                    return at == GgmlType::Q8_K ? reinterpret_cast<const BlockQ8K*>(c.xq.data())[b].d
+                                                : reinterpret_cast<const BlockQ8KU2*>(c.xq.data())[b].d;
+                };
+                for (int64_t i = 0; i < n; ++i) bound += std::fabs(c.w[i]) * 0.5 * block_d(i / 256);
             } else if (at == GgmlType::Q8_0) {
                 const auto* a = reinterpret_cast<const BlockQ8_0*>(c.xq.data());
                 for (int64_t i = 0; i < n; ++i)
