@@ -770,8 +770,9 @@ void pack_lane(const uint8_t* q, GgmlType act, int (*position)(int), int64_t t, 
     };
     for (int64_t k = 0; k < nb; ++k) {
         uint8_t* blk = group + k * kI8BlockBytes;
-        if (act == GgmlType::Q8_K) put_block(blk, reinterpret_cast<const quant::BlockQ8K*>(q)[k]);
-        else put_block(blk, reinterpret_cast<const quant::BlockQ8KU2*>(q)[k]);  // Q8_K_U16: the same bytes
+        if (act == GgmlType::Q8_K_U2) put_block(blk, reinterpret_cast<const quant::BlockQ8KU2*>(q)[k]);
+        else if (act == GgmlType::Q8_K_U16) put_block(blk, reinterpret_cast<const quant::BlockQ8KU16*>(q)[k]);
+        else put_block(blk, reinterpret_cast<const quant::BlockQ8K*>(q)[k]);
     }
 }
 

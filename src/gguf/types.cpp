@@ -34,7 +34,7 @@ constexpr std::array kInternalTypes = {
     GgmlTypeTraits{T::IQ1_M_U2, "IQ1_M_U2", 256, 76, true},
     GgmlTypeTraits{T::IQ2_XXS_U3, "IQ2_XXS_U3", 256, 102, true},
     GgmlTypeTraits{T::IQ3_XXS_U4, "IQ3_XXS_U4", 256, 134, true},
-    GgmlTypeTraits{T::Q8_K_U2, "Q8_K_U2", 256, 384, true},
+    GgmlTypeTraits{T::Q8_K_U2, "Q8_K_U2", 256, 448, true},
     GgmlTypeTraits{T::Q8_K_U16, "Q8_K_U16", 256, 384, true},
     GgmlTypeTraits{T::Q2_K_U16, "Q2_K_U16", 256, 84, true},
     GgmlTypeTraits{T::Q3_K_U16, "Q3_K_U16", 256, 110, true},

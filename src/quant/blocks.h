@@ -179,26 +179,30 @@ static_assert(sizeof(BlockQ8K) == 292);
 
 // The activations of IQ1_S_U2's dot products (internal type Q8_K_U2): a Q8_K block's d, q and
 // 16-value sums with q in IQ1_S_U2's weight order, qs[64 c + 8 g + m] = q[32 g + 8 c + m], so
-// that byte k of a 64-byte chunk of q pairs with byte k of the weights' qs, and corr[i] =
-// -18 bsums[i], the term those kernels start from. Bytes: qs 0..255, corr 256..319, d 320, bsums
-// 324..355, zeros to 384. NOTES: in a 64-byte aligned row (the activation buffers are) every
-// block's four q chunks and corr are then aligned 64-byte loads; at 356 bytes with q at 4, each
-// crossed a cache line, and one Zen 4 thread spent 13% more cycles per block in IQ1_S_U2's kernel
-// (kernel/ 17.5 against 15.2; Q2_K_U16 13%, Q3_K_U16 11%, IQ1_M_U2 and IQ2_XXS_U3 7-8%).
+// that byte k of a 64-byte chunk of q pairs with byte k of the weights' qs, and the terms the
+// AVX-512 kernels start from: corr[i] = -72 bsums[i], plus plus[i] = 16 bsums[i] where the
+// group's delta is +1/8 (simd_kernels.h). Bytes: qs 0..255, corr 256..319, plus 320..383, d 384,
+// bsums 388..419, zeros to 448. NOTES: in a 64-byte aligned row (the activation buffers are)
+// every block's four q chunks, corr and plus are then aligned 64-byte loads; at 356 bytes with q
+// at 4, each crossed a cache line, and one Zen 4 thread spent 13% more cycles per block in
+// IQ1_S_U2's kernel (kernel/ 17.2 against 15.1-15.8; Q2_K_U16 and Q3_K_U16 10%, IQ1_M_U2 and
+// IQ2_XXS_U3 7-8%).
 struct BlockQ8KU2 {
     int8_t qs[256];
     int32_t corr[16];
+    int32_t plus[16];
     float d;
     int16_t bsums[16];
     uint8_t pad[28];
 };
-static_assert(sizeof(BlockQ8KU2) == 384);
+static_assert(sizeof(BlockQ8KU2) == 448);
 // The position in IQ1_S_U2 order of value e (of 256) of a block.
 constexpr int u2_position(int e) { return 64 * ((e % 32) / 8) + 8 * (e / 32) + e % 8; }
 
 // The same for IQ1_M_U2, Q2_K_U16 and Q3_K_U16, whose scales are per 16 weights (internal type
-// Q8_K_U16, Q8_K_U2's bytes): qs[64 c + 4 j + r] = q[16 j + 4 c + r] (each 4-byte lane of a chunk
-// one group j of 16), corr[j] = -9 bsums[j].
+// Q8_K_U16; Q8_K_U2's bytes without plus: d at 320, bsums 324..355, zeros to 384):
+// qs[64 c + 4 j + r] = q[16 j + 4 c + r] (each 4-byte lane of a chunk one group j of 16),
+// corr[j] = -9 bsums[j].
 struct BlockQ8KU16 {
     int8_t qs[256];
     int32_t corr[16];

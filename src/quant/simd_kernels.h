@@ -997,56 +997,79 @@ VecDotFn grid_row_kernel() {
 }
 
 // IQ1_S_U2 (IQ1_S with its grid values written out, quant/repack.h) against Q8_K_U2 (its
-// activations in the weights' order, quant/blocks.h): a shift and a mask per 64 weights instead
-// of IQ1_S's gathers. Per group g (32 weights, scale s = 2 sc + 1, x = d s (u - 1 + delta)),
-// with 8 x / d = 8 s u + s (8 delta - 8) and 8 delta = +-1, the block's integer is
-//   T = sum_g s_g L_g / 2,   L_g = sum_{e in g} w_e q_e - 18 qsum_g,   w_e = 16 u_e + 4 [delta_g > 0]
-// (w q adds 4 qsum where delta = +1/8: -14 - 4 = -18; where it is -1/8: -18), and the block
-// contributes ad * d/8 * T. Every 4-byte lane of a 64-byte chunk holds weights of one group (the
-// layout's point), so lane i (of 16) gathers L of group i / 2's half over the four chunks, its
-// start -18 bsum_i taken from the activations (corr), and the float step scales each lane by
-// s / 2 of its group and ad * d/8 of the block.
+// activations in the weights' order, quant/blocks.h): a lookup, or a shift and a mask, per 64
+// weights instead of IQ1_S's gathers. Per group g (32 weights, scale s = 2 sc + 1, x = d s (u - 1
+// + delta)), with 64 x / d = s (64 u - 64 + 64 delta) and 64 delta = +-8, the block's integer is
+//   T = sum_g s_g L_g / 8,   L_g = sum_{e in g} 64 u_e q_e - 72 qsum_g + 16 qsum_g [delta_g > 0],
+// and the block contributes ad * d/8 * T. Every 4-byte lane of a 64-byte chunk holds weights of
+// one group (the layout's point), so lane i (of 16) gathers L of group i / 2's half over the four
+// chunks, starting from the activations' corr (-72 bsum_i); the float step scales it by s / 8 of
+// its group and ad * d/8 of the block. The delta term: with VBMI the activations' plus (16 bsum_i)
+// added to the start of the lanes whose group has delta +1/8 (one masked add), without it a weight
+// byte 16 merged into those lanes' masks. (L is 4x the integer of the AVX2 and scalar forms, whose
+// u sit at 16 u: scaled by a power of two, the float steps give the same bits.)
 //
-// NOTES: under AVX-512 a block is 20 vector uops (objdump, with grid_factors' factor): a VPSRLVD of the broadcast nibbles
-// (lane i: nibble i / 2), VPERMPS for s / 2, VPTESTNMD + a masked move for the delta bytes; per
-// chunk a shift (none for chunk 2: u already at bits 4, 5), a VPTERNLOGD (mask | delta) and a
-// VPDPBUSD; the float step VMULPS, VCVTDQ2PS, VFMADD. The previous layout (weight 64 c + j in
-// byte j) mixed two groups per chunk in every lane, and took 24: per chunk pair a VPSHUFB merge,
-// a VPERMW and a VPDPWSSD to apply the scales. One Zen 4 thread: 5.59 -> 4.69 ns per block.
-alignas(64) inline constexpr std::array<float, 16> kIq1su2HalfScale = [] {
+// NOTES: 64 u, a field moved to bits 6, 7 of each byte, is what a lookup of a byte's low 6 bits
+// gives for chunks 0-2 and a mask alone for chunk 3: with VBMI 3 VPERMB (port 5) and a VPANDD
+// instead of 3 shifts (port 0) and 4 VPTERNLOGD. Under AVX-512 with VBMI a block is then 16 vector
+// uops with grid_factors' factor, 6 of them port-0-only on Intel (the VPSRLVD of the broadcast
+// nibbles, 4 VPDPBUSD, VCVTDQ2PS), against 19 with 9 (the form without VBMI, also the previous
+// one). One Zen 4 thread, bench_cpu kernel/ block cycles, two rounds: inline factors 15.1-15.3 ->
+// 12.6-13.1, grid_factors 17.3-17.6 -> 14.5; expert/IQ1_S_U2 gate 269-272 -> 240-246 us, down
+// 284-288 -> 263.
+alignas(64) inline constexpr std::array<float, 16> kIq1su2EighthScale = [] {
     std::array<float, 16> t{};
-    for (int n = 0; n < 16; ++n) t[static_cast<size_t>(n)] = static_cast<float>(2 * (n & 7) + 1) / 2.0f;
+    for (int n = 0; n < 16; ++n) t[static_cast<size_t>(n)] = static_cast<float>(2 * (n & 7) + 1) / 8.0f;
     return t;
 }();
+alignas(64) inline constexpr FieldTables kU64Of = field_tables({0, 64, 128, 192});  // IQ1_S_U2's 64 u
 
-// One block's shared part under AVX-512: the four chunks' weight bytes w and the lanes' scales.
+// One block's shared part under AVX-512: the four chunks' weight bytes w (64 u), the lanes'
+// scales and the lanes whose group has delta +1/8.
 // (Templates on the ISA, as the other 512-bit helpers: the AVX2 compilation never has them.)
 template <Isa I>
 struct Iq1su2Zmm {
     __m512i w[4];
-    __m512 scale;  // each lane's group s / 2
+    __m512 scale;     // each lane's group s / 8
+    __mmask16 plus;   // lane i: group i / 2 has delta +1/8 (bit 3 of its nibble clear)
 };
 template <Isa I>
-inline Iq1su2Zmm<I> iq1su2_unpack(const BlockIq1SU2& b) {
+TANDEM_BLOCK_STEP Iq1su2Zmm<I> iq1su2_unpack(const BlockIq1SU2& b) {
     const __m512i nib = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))),
                                           _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28));
     Iq1su2Zmm<I> z;
-    z.scale = _mm512_permutexvar_ps(nib, _mm512_load_ps(kIq1su2HalfScale.data()));  // reads bits 0..3 only
-    // 4 in every byte of a lane whose group has delta +1/8 (bit 3 clear)
-    const __m512i plus = _mm512_maskz_mov_epi32(_mm512_testn_epi32_mask(nib, _mm512_set1_epi32(8)), _mm512_set1_epi8(4));
-    const __m512i x = _mm512_loadu_si512(b.qs), m = _mm512_set1_epi8(0x30);
-    // u of chunk c at bits 2c, 2c + 1 of each byte, moved to bits 4, 5 (the 16-bit shifts' spill
-    // across bytes falls outside the mask); 0xEA: (x & m) | plus.
-    z.w[0] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 4), m, plus, 0xEA);
-    z.w[1] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 2), m, plus, 0xEA);
-    z.w[2] = _mm512_ternarylogic_epi32(x, m, plus, 0xEA);
-    z.w[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 2), m, plus, 0xEA);
+    z.scale = _mm512_permutexvar_ps(nib, _mm512_load_ps(kIq1su2EighthScale.data()));  // reads bits 0..3 only
+    z.plus = _mm512_testn_epi32_mask(nib, _mm512_set1_epi32(8));
+    const __m512i x = _mm512_loadu_si512(b.qs), top = _mm512_set1_epi8(static_cast<char>(0xC0));
+    if constexpr (kVbmi) {
+        for (int c = 0; c < 3; ++c) z.w[c] = _mm512_permutexvar_epi8(x, load_table<I>(kU64Of[static_cast<size_t>(c)]));
+        z.w[3] = _mm512_and_si512(x, top);
+    } else {
+        // Without VPERMB a mask per chunk is needed anyway, and a VPTERNLOGD merges the delta into
+        // it as a weight byte 16 (w q then adds 16 qsum where delta = +1/8): u of chunk c at bits
+        // 2c, 2c + 1 moved to bits 6, 7 (the 16-bit shifts' spill across bytes falls outside the
+        // mask); 0xEA: (x & top) | plus. (On one Zen 4 thread 15.1 block cycles against 16.4 with
+        // the masked add.)
+        const __m512i plus = _mm512_maskz_mov_epi32(z.plus, _mm512_set1_epi8(16));
+        z.w[0] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 6), top, plus, 0xEA);
+        z.w[1] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 4), top, plus, 0xEA);
+        z.w[2] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 2), top, plus, 0xEA);
+        z.w[3] = _mm512_ternarylogic_epi32(x, top, plus, 0xEA);
+    }
     return z;
+}
+// The lanes' start: corr, plus `plus` where the group's delta is +1/8 (with VBMI; without, the
+// weight bytes hold that term).
+template <Isa I>
+TANDEM_BLOCK_STEP __m512i iq1su2_start(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a) {
+    const __m512i corr = _mm512_loadu_si512(a.corr);
+    if constexpr (kVbmi) return _mm512_mask_add_epi32(corr, z.plus, corr, _mm512_loadu_si512(a.plus));
+    return corr;
 }
 // The lanes' L of one activation block against the unpacked weights.
 template <Isa I>
-inline __m512i iq1su2_lanes(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a) {
-    __m512i acc = _mm512_loadu_si512(a.corr);
+TANDEM_BLOCK_STEP __m512i iq1su2_lanes(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a) {
+    __m512i acc = iq1su2_start<I>(z, a);
     for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.qs + 64 * c));
     return acc;
 }
@@ -1457,7 +1480,7 @@ float dot_q3ku16_row(const void* w, const void* a, int64_t n) {  // w: [n/256] Q
 // ---- several activation rows per weight row (VecDotRowsFn) ----
 //
 // The several-rows kernels of the group-major formats: per block unpack(b) once (its weights and
-// lanes' scales, z.scale), then for each of the T activation rows the lanes' integers, start(a)
+// lanes' scales, z.scale), then for each of the T activation rows the lanes' integers, start(z, a)
 // stepped by chunk(z, c, a, acc) for c = 0 .. 3 (token-innermost, so consecutive VPDPBUSDs are
 // independent: a row's four are a chain), and the one-row kernels' float step with the same
 // factor (ad * (d * unit)): every result is bit-identical to the format's one-row kernel.
@@ -1473,7 +1496,7 @@ void scaled_lanes_rows_chunk(const Block* wb, const Act* const* a, int64_t nb, f
         auto z = unpack(b);
         const float wd = fp16_to_f32(grid_d(b)) * kGridUnit<Block>;
         __m512i acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = start(a[t][k]);
+        for (int t = 0; t < T; ++t) acc[t] = start(z, a[t][k]);
         for (int c = 0; c < 4; ++c)
             for (int t = 0; t < T; ++t) acc[t] = chunk(z, c, a[t][k], acc[t]);
         for (int t = 0; t < T; ++t) facc[t] = lanes_float_step<I>(facc[t], acc[t], z.scale, act_scale(a[t][k]) * wd);
@@ -1514,7 +1537,7 @@ template <Isa I>
 void dot_iq1su2_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     scaled_lanes_rows<BlockIq1SU2, BlockQ8KU2>(
         w, a, n_act, n, out, [&](const BlockIq1SU2& b) TANDEM_BLOCK_LAMBDA { return iq1su2_unpack<I>(b); },
-        [&](const BlockQ8KU2& q) TANDEM_BLOCK_LAMBDA { return _mm512_loadu_si512(q.corr); }, DotChunk{});
+        [&](const Iq1su2Zmm<I>& z, const BlockQ8KU2& q) TANDEM_BLOCK_LAMBDA { return iq1su2_start<I>(z, q); }, DotChunk{});
 }
 
 // Q2_K_U16 against n_act <= kRowsChunk activation rows: each block unpacked once (q2ku16_unpack),
@@ -1550,7 +1573,7 @@ template <Isa I>
 void dot_q3ku16_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     scaled_lanes_rows<BlockQ3KU16, BlockQ8KU16>(
         w, a, n_act, n, out, [&](const BlockQ3KU16& b) TANDEM_BLOCK_LAMBDA { return q3ku16_unpack<I>(b); },
-        [&](const BlockQ8KU16& q) TANDEM_BLOCK_LAMBDA { return q3ku16_start<I>(q); }, DotChunk{});
+        [&](const auto&, const BlockQ8KU16& q) TANDEM_BLOCK_LAMBDA { return q3ku16_start<I>(q); }, DotChunk{});
 }
 
 // IQ2_XXS_U3 (iq2xxsu3_unpack, Iq2xxsChunk) and IQ1_M_U2 (iq1mu2_unpack, from the activations' corr).
@@ -1558,13 +1581,13 @@ template <Isa I>
 void dot_iq2xxsu3_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     scaled_lanes_rows<BlockIq2XxsU3, BlockQ8KU2>(
         w, a, n_act, n, out, [&](const BlockIq2XxsU3& b) TANDEM_BLOCK_LAMBDA { return iq2xxsu3_unpack<I>(b); },
-        [&](const BlockQ8KU2&) TANDEM_BLOCK_LAMBDA { return _mm512_setzero_si512(); }, Iq2xxsChunk{});
+        [&](const auto&, const BlockQ8KU2&) TANDEM_BLOCK_LAMBDA { return _mm512_setzero_si512(); }, Iq2xxsChunk{});
 }
 template <Isa I>
 void dot_iq1mu2_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     scaled_lanes_rows<BlockIq1MU2, BlockQ8KU16>(
         w, a, n_act, n, out, [&](const BlockIq1MU2& b) TANDEM_BLOCK_LAMBDA { return iq1mu2_unpack<I>(b); },
-        [&](const BlockQ8KU16& q) TANDEM_BLOCK_LAMBDA { return _mm512_loadu_si512(q.corr); }, DotChunk{});
+        [&](const auto&, const BlockQ8KU16& q) TANDEM_BLOCK_LAMBDA { return _mm512_loadu_si512(q.corr); }, DotChunk{});
 }
 
 // IQ3_XXS_U4 against n_act <= kRowsChunk activation rows: each block's u, offsets and chunk scales

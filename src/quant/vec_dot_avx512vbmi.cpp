@@ -27,10 +27,12 @@ namespace {
 constexpr Isa kI = Isa::Avx512Vnni;
 // Per 64 weights (kernel/ on one Zen 4 thread, block cycles, Intel form): Q2_K_U16 three shifts
 // and masks become VPERMBs (20 -> 18 vector uops; 21.7-22.3 -> 20.5), IQ2_XXS_U3 a shift, a mask
-// and a VPSHUFB become one VPERMB (24 -> 18; 24.9 -> 23.7).
+// and a VPSHUFB become one VPERMB (24 -> 18; 24.9 -> 23.7), IQ1_S_U2 three shifts become VPERMBs
+// (19 -> 16, port 0 9 -> 6; simd_kernels.h).
 VecDotFn vbmi_table(GgmlType type) {
     const bool inline_factors = inline_block_factors();
     switch (type) {
+        case GgmlType::IQ1_S_U2: return inline_factors ? dot_iq1su2_row<kI, true> : dot_iq1su2_row<kI, false>;
         case GgmlType::Q2_K_U16: return inline_factors ? dot_q2ku16_row<kI, true> : dot_q2ku16_row<kI, false>;
         case GgmlType::IQ2_XXS_U3: return inline_factors ? dot_iq2xxsu3_row<kI, true> : dot_iq2xxsu3_row<kI, false>;
         case GgmlType::Q3_K_U16: return inline_factors ? dot_q3ku16_row<kI, true> : dot_q3ku16_row<kI, false>;
@@ -38,6 +40,7 @@ VecDotFn vbmi_table(GgmlType type) {
     }
 }
 VecDotRowsFn vbmi_rows_table(GgmlType type) {
+    if (type == GgmlType::IQ1_S_U2) return dot_iq1su2_rows<kI>;
     if (type == GgmlType::Q2_K_U16) return dot_q2ku16_rows<kI>;
     if (type == GgmlType::Q3_K_U16) return dot_q3ku16_rows<kI>;
     if (type == GgmlType::IQ2_XXS_U3) return dot_iq2xxsu3_rows<kI>;

@@ -208,11 +208,14 @@ void expect_ordered_q8k(GgmlType type, int (*position)(int), int corr) {
         for (int i = 0; i < 16; ++i) {
             ASSERT_EQ(got.bsums[i], want.bsums[i]);
             ASSERT_EQ(got.corr[i], corr * want.bsums[i]);
+            if constexpr (requires { got.plus; }) {
+                ASSERT_EQ(got.plus[i], 16 * want.bsums[i]);
+            }
         }
     }
 }
 TEST(Quant, Q8kInTheRepackedLayoutsOrders) {
-    expect_ordered_q8k<BlockQ8KU2>(GgmlType::Q8_K_U2, [](int e) { return u2_position(e); }, -18);
+    expect_ordered_q8k<BlockQ8KU2>(GgmlType::Q8_K_U2, [](int e) { return u2_position(e); }, -72);
     expect_ordered_q8k<BlockQ8KU16>(GgmlType::Q8_K_U16, [](int e) { return u16_position(e); }, -9);
 }
 

@@ -97,9 +97,10 @@ TEST_P(VecDot, ScalarWithinActivationQuantizationBound) {
             double exact = 0, bound = 1e-5 * abs_dot(c);
             for (int64_t i = 0; i < n; ++i) exact += double(c.w[i]) * c.x[i];
             if (at == GgmlType::Q8_K || at == GgmlType::Q8_K_U2 || at == GgmlType::Q8_K_U16) {
-                const auto block_d = [&](int64_t b) {  // the U orders' blocks: Q8_K_U2's bytes
-                    return at == GgmlType::Q8_K ? reinterpret_cast<const BlockQ8K*>(c.xq.data())[b].d
-                                                : reinterpret_cast<const BlockQ8KU2*>(c.xq.data())[b].d;
+                const auto block_d = [&](int64_t b) {
+                    if (at == GgmlType::Q8_K_U2) return reinterpret_cast<const BlockQ8KU2*>(c.xq.data())[b].d;
+                    if (at == GgmlType::Q8_K_U16) return reinterpret_cast<const BlockQ8KU16*>(c.xq.data())[b].d;
+                    return reinterpret_cast<const BlockQ8K*>(c.xq.data())[b].d;
                 };
                 for (int64_t i = 0; i < n; ++i) bound += std::fabs(c.w[i]) * 0.5 * block_d(i / 256);
             } else if (at == GgmlType::Q8_0) {
