@@ -33,6 +33,7 @@ VecDotFn vbmi_table(GgmlType type) {
     const bool inline_factors = inline_block_factors();
     switch (type) {
         case GgmlType::IQ1_S_U2: return inline_factors ? dot_iq1su2_row<kI, true> : dot_iq1su2_row<kI, false>;
+        case GgmlType::IQ1_M_U2: return inline_factors ? dot_iq1mu2_row<kI, true> : dot_iq1mu2_row<kI, false>;
         case GgmlType::Q2_K_U16: return inline_factors ? dot_q2ku16_row<kI, true> : dot_q2ku16_row<kI, false>;
         case GgmlType::IQ2_XXS_U3: return inline_factors ? dot_iq2xxsu3_row<kI, true> : dot_iq2xxsu3_row<kI, false>;
         case GgmlType::Q3_K_U16: return inline_factors ? dot_q3ku16_row<kI, true> : dot_q3ku16_row<kI, false>;
@@ -41,6 +42,7 @@ VecDotFn vbmi_table(GgmlType type) {
 }
 VecDotRowsFn vbmi_rows_table(GgmlType type) {
     if (type == GgmlType::IQ1_S_U2) return dot_iq1su2_rows<kI>;
+    if (type == GgmlType::IQ1_M_U2) return dot_iq1mu2_rows<kI>;
     if (type == GgmlType::Q2_K_U16) return dot_q2ku16_rows<kI>;
     if (type == GgmlType::Q3_K_U16) return dot_q3ku16_rows<kI>;
     if (type == GgmlType::IQ2_XXS_U3) return dot_iq2xxsu3_rows<kI>;
