@@ -1668,7 +1668,11 @@ void dot_k_rows(const void* w, const void* const* a, int n_act, int64_t n, float
 // signs), unpacked once for every activation row; the integer sums are exact, so they do not
 // depend on the steps' order, and each row's float step is its one-row kernel's: the results are
 // bit-identical to it (test_vec_dot RowsKernelMatchesOneRowBitForBit). For the group-major layouts
-// one row of it is the one-row kernel (dot_row_avx2).
+// one row of it is the one-row kernel (dot_row_avx2). NOTES: the K formats keep block_dot's own
+// AVX2 steps for one row: as one row of this kernel they ran 3-15% slower (one Zen 4 thread as
+// AVX2, kernel/ block cycles Q2_K 27.4-28.9 -> 30.4-30.5, Q3_K 45.4-46.7 -> 51.0, Q4_K 23.4-24.8 ->
+// 24.7-25.0, Q6_K 32.3-32.5 -> 36.2-39.4): a block's eight u and eight scales held at once do not
+// fit AVX2's 16 registers, where block_dot unpacks each step as it goes.
 struct Steps32 {
     __m256i u[8];
     __m256i s[8];
