@@ -1011,10 +1011,10 @@ VecDotFn grid_row_kernel() {
 //
 // NOTES: 64 u, a field moved to bits 6, 7 of each byte, is what a lookup of a byte's low 6 bits
 // gives for chunks 0-2 and a mask alone for chunk 3: with VBMI 3 VPERMB (port 5) and a VPANDD
-// instead of 3 shifts (port 0) and 4 VPTERNLOGD. Under AVX-512 with VBMI a block is then 16 vector
-// uops with grid_factors' factor, 6 of them port-0-only on Intel (the VPSRLVD of the broadcast
-// nibbles, 4 VPDPBUSD, VCVTDQ2PS), against 19 with 9 (the form without VBMI, also the previous
-// one). One Zen 4 thread, bench_cpu kernel/ block cycles, two rounds: inline factors 15.1-15.3 ->
+// instead of 3 shifts (port 0) and 4 VPTERNLOGD. Under AVX-512 with VBMI a block is then 15 vector
+// uops with grid_factors' factor (objdump of the loop), 6 of them port-0-only on Intel (the
+// VPSRLVD of the broadcast nibbles, 4 VPDPBUSD, VCVTDQ2PS), against 18 with 9 (the form without
+// VBMI, also the previous one): a bound of 7.5 cycles per block per core on two ports, not 9. One Zen 4 thread, bench_cpu kernel/ block cycles, two rounds: inline factors 15.1-15.3 ->
 // 12.6-13.1, grid_factors 17.3-17.6 -> 14.5; expert/IQ1_S_U2 gate 269-272 -> 240-246 us, down
 // 284-288 -> 263.
 alignas(64) inline constexpr std::array<float, 16> kIq1su2EighthScale = [] {

@@ -28,7 +28,7 @@ constexpr Isa kI = Isa::Avx512Vnni;
 // Per 64 weights (kernel/ on one Zen 4 thread, block cycles, Intel form): Q2_K_U16 three shifts
 // and masks become VPERMBs (20 -> 18 vector uops; 21.7-22.3 -> 20.5), IQ2_XXS_U3 a shift, a mask
 // and a VPSHUFB become one VPERMB (24 -> 18; 24.9 -> 23.7), IQ1_S_U2 three shifts become VPERMBs
-// (19 -> 16, port 0 9 -> 6; simd_kernels.h).
+// (18 -> 15, port-0-only 9 -> 6; simd_kernels.h).
 VecDotFn vbmi_table(GgmlType type) {
     const bool inline_factors = inline_block_factors();
     switch (type) {
