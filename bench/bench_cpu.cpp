@@ -590,7 +590,7 @@ void bm_rows(benchmark::State& state, GgmlType type, int n_tok, bool down) {
     const std::vector<float> x = activations(n_tok * n_in);
     const GgmlType at = tandem::quant::vec_dot_type(type);
     const uint64_t xb = quant_row_bytes(at, n_in);
-    std::vector<uint8_t> xq(xb * static_cast<uint64_t>(n_tok));
+    tandem::aligned_vector<uint8_t> xq(xb * static_cast<uint64_t>(n_tok));  // aligned, as the model's activation buffers
     std::vector<const void*> ptrs;
     for (int t = 0; t < n_tok; ++t) {
         tandem::quant::quantize_row(at, x.data() + static_cast<int64_t>(t) * n_in, xq.data() + t * xb, n_in);

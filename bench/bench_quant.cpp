@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/aligned.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
 
@@ -41,7 +42,7 @@ void bm_vec_dot(benchmark::State& state, GgmlType type, Isa isa, int64_t matrix_
     const tandem::GgmlTypeTraits& at = tandem::ggml_traits(vec_dot_type(type));
     std::vector<float> x(kCols, 0.25f);
     for (int64_t i = 0; i < kCols; ++i) x[i] = static_cast<float>((i * 37) % 101) / 50.0f - 1.0f;
-    std::vector<uint8_t> xq(kCols / at.block_size * at.type_size);
+    tandem::aligned_vector<uint8_t> xq(kCols / at.block_size * at.type_size);  // aligned, as the model's activation buffers
     quantize_row(vec_dot_type(type), x.data(), xq.data(), kCols);
     std::vector<float> y(rows);
     const VecDotFn fn = vec_dot_fn(type, isa);

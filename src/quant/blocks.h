@@ -11,6 +11,7 @@
 
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -179,28 +180,36 @@ static_assert(sizeof(BlockQ8K) == 292);
 
 // The activations of IQ1_S_U2's dot products (internal type Q8_K_U2): a Q8_K block's d, q and
 // 16-value sums with q in IQ1_S_U2's weight order, qs[64 c + 8 g + m] = q[32 g + 8 c + m], so
-// that byte k of a 64-byte chunk of q pairs with byte k of the weights' qs, and the terms the
-// AVX-512 kernels start from: corr[i] = -72 bsums[i], plus plus[i] = 16 bsums[i] where the
-// group's delta is +1/8 (simd_kernels.h). Bytes: qs 0..255, corr 256..319, plus 320..383, d 384,
-// bsums 388..419, zeros to 448. NOTES: in a 64-byte aligned row (the activation buffers are)
-// every block's four q chunks, corr and plus are then aligned 64-byte loads; at 356 bytes with q
-// at 4, each crossed a cache line, and one Zen 4 thread spent 13% more cycles per block in
-// IQ1_S_U2's kernel (kernel/ 17.2 against 15.1-15.8; Q2_K_U16 and Q3_K_U16 10%, IQ1_M_U2 and
-// IQ2_XXS_U3 7-8%).
+// that byte k of a 64-byte chunk of q pairs with byte k of the weights' qs, and corr[i] =
+// -72 bsums[i], the term the AVX-512 kernels start from. Bytes: qs 0..255, corr 256..319, d 320,
+// bsums 324..355, zeros to 384. A row of n values is n/256 such blocks followed by n/256 plus
+// terms of 64 bytes (q8ku2_plus: [16] int32, 16 x the sum of the 16 values of 4-byte lane i over
+// the four chunks, which the VBMI one-row kernel adds where a group's delta is +1/8;
+// simd_kernels.h), so Q8_K_U2's row bytes are 448 per 256 values.
+// NOTES: in a 64-byte aligned row (the activation buffers are) every block's four q chunks and
+// corr are then aligned 64-byte loads; at 356 bytes with q at 4, each crossed a cache line, and
+// one Zen 4 thread spent 13% more cycles per block in IQ1_S_U2's kernel (kernel/ 17.2 against
+// 15.1-15.8; Q2_K_U16 and Q3_K_U16 10%, IQ1_M_U2 and IQ2_XXS_U3 7-8%). The plus terms sit apart
+// so that the kernels which do not read them do not stream them: as a 448-byte block, the
+// several-rows kernels (8 activation rows in L2) took 10-17% longer.
 struct BlockQ8KU2 {
     int8_t qs[256];
     int32_t corr[16];
-    int32_t plus[16];
     float d;
     int16_t bsums[16];
     uint8_t pad[28];
 };
-static_assert(sizeof(BlockQ8KU2) == 448);
+static_assert(sizeof(BlockQ8KU2) == 384 && offsetof(BlockQ8KU2, corr) == 256 && offsetof(BlockQ8KU2, d) == 320);
+inline constexpr int64_t kQ8KU2PlusBytes = 64;
+// Block k's plus terms in a Q8_K_U2 row of nb blocks.
+inline const int32_t* q8ku2_plus(const BlockQ8KU2* row, int64_t nb, int64_t k) {
+    return reinterpret_cast<const int32_t*>(reinterpret_cast<const uint8_t*>(row + nb) + k * kQ8KU2PlusBytes);
+}
 // The position in IQ1_S_U2 order of value e (of 256) of a block.
 constexpr int u2_position(int e) { return 64 * ((e % 32) / 8) + 8 * (e / 32) + e % 8; }
 
 // The same for IQ1_M_U2, Q2_K_U16 and Q3_K_U16, whose scales are per 16 weights (internal type
-// Q8_K_U16; Q8_K_U2's bytes without plus: d at 320, bsums 324..355, zeros to 384):
+// Q8_K_U16; Q8_K_U2's block bytes, no plus terms):
 // qs[64 c + 4 j + r] = q[16 j + 4 c + r] (each 4-byte lane of a chunk one group j of 16),
 // corr[j] = -9 bsums[j].
 struct BlockQ8KU16 {
@@ -210,7 +219,7 @@ struct BlockQ8KU16 {
     int16_t bsums[16];
     uint8_t pad[28];
 };
-static_assert(sizeof(BlockQ8KU16) == 384);
+static_assert(sizeof(BlockQ8KU16) == 384 && offsetof(BlockQ8KU16, corr) == 256 && offsetof(BlockQ8KU16, d) == 320);
 constexpr int u16_position(int e) { return 64 * ((e % 16) / 4) + 4 * (e / 16) + e % 4; }
 
 // ---- ternary ------------------------------------------------------------------------------

@@ -311,7 +311,7 @@ constexpr auto quant_q8k_ref = quant_blocks<BlockQ8K, kQK, quant_block_ref>;
 
 // Q8_K_U2 and Q8_K_U16 (quant/blocks.h): the Q8_K block, its values moved into the weights'
 // order (u2_position keeps runs of 8, u16_position runs of 4: moved 4 at a time), and the
-// kernels' starting terms kCorr x the 16-value sums (and Q8_K_U2's plus, 16 x them).
+// kernels' starting term kCorr x the 16-value sums.
 template <typename Block, int (*kPosition)(int), int kCorr, void (*kQuant)(const float*, BlockQ8K&)>
 void quant_block_q8k_ordered(const float* x, Block& b) {
     BlockQ8K q;
@@ -320,12 +320,25 @@ void quant_block_q8k_ordered(const float* x, Block& b) {
     std::memcpy(b.bsums, q.bsums, sizeof q.bsums);
     for (int e = 0; e < kQK; e += 4) std::memcpy(b.qs + kPosition(e), q.qs + e, 4);
     for (int i = 0; i < 16; ++i) b.corr[i] = kCorr * q.bsums[i];
-    if constexpr (std::is_same_v<Block, BlockQ8KU2>)
-        for (int i = 0; i < 16; ++i) b.plus[i] = 16 * q.bsums[i];
     std::memset(b.pad, 0, sizeof b.pad);
 }
+// Q8_K_U2's row: the blocks, then each block's plus terms (16 x the sum of each 4-byte lane's 16
+// values over the four chunks: what a weight byte 16 in that lane adds).
 template <void (*kQuant)(const float*, BlockQ8K&)>
-constexpr auto quant_q8k_u2 = quant_blocks<BlockQ8KU2, kQK, quant_block_q8k_ordered<BlockQ8KU2, u2_position, -72, kQuant>>;
+void quant_q8k_u2(const float* src, void* dst, int64_t n) {
+    quant_blocks<BlockQ8KU2, kQK, quant_block_q8k_ordered<BlockQ8KU2, u2_position, -72, kQuant>>(src, dst, n);
+    const auto* blocks = static_cast<const BlockQ8KU2*>(dst);
+    const int64_t nb = n / kQK;
+    for (int64_t k = 0; k < nb; ++k) {
+        auto* plus = const_cast<int32_t*>(q8ku2_plus(blocks, nb, k));
+        for (int i = 0; i < 16; ++i) {
+            int32_t sum = 0;
+            for (int c = 0; c < 4; ++c)
+                for (int r = 0; r < 4; ++r) sum += blocks[k].qs[64 * c + 4 * i + r];
+            plus[i] = 16 * sum;
+        }
+    }
+}
 template <void (*kQuant)(const float*, BlockQ8K&)>
 constexpr auto quant_q8k_u16 = quant_blocks<BlockQ8KU16, kQK, quant_block_q8k_ordered<BlockQ8KU16, u16_position, -9, kQuant>>;
 

@@ -1004,10 +1004,12 @@ VecDotFn grid_row_kernel() {
 // and the block contributes ad * d/8 * T. Every 4-byte lane of a 64-byte chunk holds weights of
 // one group (the layout's point), so lane i (of 16) gathers L of group i / 2's half over the four
 // chunks, starting from the activations' corr (-72 bsum_i); the float step scales it by s / 8 of
-// its group and ad * d/8 of the block. The delta term: with VBMI the activations' plus (16 bsum_i)
-// added to the start of the lanes whose group has delta +1/8 (one masked add), without it a weight
-// byte 16 merged into those lanes' masks. (L is 4x the integer of the AVX2 and scalar forms, whose
-// u sit at 16 u: scaled by a power of two, the float steps give the same bits.)
+// its group and ad * d/8 of the block. The delta term: in the VBMI one-row kernel the row's plus
+// terms (16 x the lane's 16 values, q8ku2_plus) added to the start of the lanes whose group has
+// delta +1/8 (one masked add), elsewhere a weight byte 16 merged into those lanes' masks: the same
+// integer in every lane, so every AVX-512 form gives the same bits (test_vec_dot
+// VbmiKernelsMatchTheVnniOnesBitForBit, RowsKernelMatchesOneRowBitForBit). The AVX2 and scalar
+// kernels sum in another order (equal within rounding).
 //
 // NOTES: 64 u, a field moved to bits 6, 7 of each byte, is what a lookup of a byte's low 6 bits
 // gives for chunks 0-2 and a mask alone for chunk 3: with VBMI 3 VPERMB (port 5) and a VPANDD
@@ -1025,8 +1027,12 @@ alignas(64) inline constexpr std::array<float, 16> kIq1su2EighthScale = [] {
 alignas(64) inline constexpr FieldTables kU64Of = field_tables({0, 64, 128, 192});  // IQ1_S_U2's 64 u
 alignas(64) inline constexpr FieldTables kU8Of = field_tables({0, 8, 16, 24});       // IQ1_M_U2's 8 u
 
-// One block's shared part under AVX-512: the four chunks' weight bytes w (64 u), the lanes'
-// scales and the lanes whose group has delta +1/8.
+// One block's shared part under AVX-512: the four chunks' weight bytes w (64 u, and with
+// kDeltaInStart false 16 more where the group's delta is +1/8), the lanes' scales and the lanes
+// whose group has delta +1/8. kDeltaInStart (VBMI only) leaves the delta to iq1su2_start: one
+// masked add per activation row instead of 4 VPORDs per block, so the one-row kernel takes it and
+// the several-rows kernel does not (with it, on one Zen 4 thread, rows/IQ1_S_U2/gate/tok8 took
+// 17% longer).
 // (Templates on the ISA, as the other 512-bit helpers: the AVX2 compilation never has them.)
 template <Isa I>
 struct Iq1su2Zmm {
@@ -1034,43 +1040,46 @@ struct Iq1su2Zmm {
     __m512 scale;     // each lane's group s / 8
     __mmask16 plus;   // lane i: group i / 2 has delta +1/8 (bit 3 of its nibble clear)
 };
-template <Isa I>
+template <Isa I, bool kDeltaInStart>
 TANDEM_BLOCK_STEP Iq1su2Zmm<I> iq1su2_unpack(const BlockIq1SU2& b) {
+    static_assert(kVbmi || !kDeltaInStart, "without VPERMB a mask per chunk merges the delta for free");
     const __m512i nib = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(load_u32(b.sc))),
                                           _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28));
     Iq1su2Zmm<I> z;
     z.scale = _mm512_permutexvar_ps(nib, _mm512_load_ps(kIq1su2EighthScale.data()));  // reads bits 0..3 only
     z.plus = _mm512_testn_epi32_mask(nib, _mm512_set1_epi32(8));
     const __m512i x = _mm512_loadu_si512(b.qs), top = _mm512_set1_epi8(static_cast<char>(0xC0));
-    if constexpr (kVbmi) {
+    if constexpr (kDeltaInStart) {
         for (int c = 0; c < 3; ++c) z.w[c] = _mm512_permutexvar_epi8(x, load_table<I>(kU64Of[static_cast<size_t>(c)]));
         z.w[3] = _mm512_and_si512(x, top);
-    } else {
-        // Without VPERMB a mask per chunk is needed anyway, and a VPTERNLOGD merges the delta into
-        // it as a weight byte 16 (w q then adds 16 qsum where delta = +1/8): u of chunk c at bits
-        // 2c, 2c + 1 moved to bits 6, 7 (the 16-bit shifts' spill across bytes falls outside the
-        // mask); 0xEA: (x & top) | plus. (On one Zen 4 thread 15.1 block cycles against 16.4 with
-        // the masked add.)
-        const __m512i plus = _mm512_maskz_mov_epi32(z.plus, _mm512_set1_epi8(16));
+        return z;
+    }
+    // The delta as a weight byte 16 (w q then adds 16 qsum where delta = +1/8); 0xEA: (x & top) | plus.
+    const __m512i plus = _mm512_maskz_mov_epi32(z.plus, _mm512_set1_epi8(16));
+    if constexpr (kVbmi) {
+        for (int c = 0; c < 3; ++c)
+            z.w[c] = _mm512_or_si512(_mm512_permutexvar_epi8(x, load_table<I>(kU64Of[static_cast<size_t>(c)])), plus);
+    } else {  // u of chunk c at bits 2c, 2c + 1 moved to bits 6, 7 (the 16-bit shifts' spill across bytes falls outside the mask)
         z.w[0] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 6), top, plus, 0xEA);
         z.w[1] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 4), top, plus, 0xEA);
         z.w[2] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(x, 2), top, plus, 0xEA);
-        z.w[3] = _mm512_ternarylogic_epi32(x, top, plus, 0xEA);
     }
+    z.w[3] = _mm512_ternarylogic_epi32(x, top, plus, 0xEA);
     return z;
 }
-// The lanes' start: corr, plus `plus` where the group's delta is +1/8 (with VBMI; without, the
-// weight bytes hold that term).
-template <Isa I>
-TANDEM_BLOCK_STEP __m512i iq1su2_start(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a) {
+// The lanes' start: corr, plus the block's plus terms (q8ku2_plus) where the group's delta is
+// +1/8 unless the weight bytes hold that term.
+template <Isa I, bool kDeltaInStart>
+TANDEM_BLOCK_STEP __m512i iq1su2_start(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a, const int32_t* plus) {
     const __m512i corr = _mm512_loadu_si512(a.corr);
-    if constexpr (kVbmi) return _mm512_mask_add_epi32(corr, z.plus, corr, _mm512_loadu_si512(a.plus));
+    if constexpr (kDeltaInStart) return _mm512_mask_add_epi32(corr, z.plus, corr, _mm512_loadu_si512(plus));
     return corr;
 }
-// The lanes' L of one activation block against the unpacked weights.
+// The lanes' L of one activation block against the unpacked weights (the one-row kernel's: with VBMI the
+// delta in the start).
 template <Isa I>
-TANDEM_BLOCK_STEP __m512i iq1su2_lanes(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a) {
-    __m512i acc = iq1su2_start<I>(z, a);
+TANDEM_BLOCK_STEP __m512i iq1su2_lanes(const Iq1su2Zmm<I>& z, const BlockQ8KU2& a, const int32_t* plus) {
+    __m512i acc = iq1su2_start<I, kVbmi>(z, a, plus);
     for (int c = 0; c < 4; ++c) acc = _mm512_dpbusd_epi32(acc, z.w[c], _mm512_loadu_si512(a.qs + 64 * c));
     return acc;
 }
@@ -1118,10 +1127,10 @@ inline void half_word_scales(__m256i s8x2, __m256i out[2]) {
 // a broadcast: 5 more vector uops per block) instead of 16 blocks at a time by grid_factors
 // (scalar copies, one VCVTPH2PS, then a broadcast from memory), as inline_block_factors()
 // chooses. NOTES: on the Xeons the vector ports are the bound and the copies use others, so
-// grid_factors (20 vector uops per block against 25); on Zen 4, which has four vector pipes,
-// the copies' wide reload of narrow stores cost more: one thread, bench_cpu kernel/IQ1_S_U2,
-// 17.7 block cycles inline, 21.2 by grid_factors (also one chunk ahead), 19.0 by gathers, where
-// the previous layout's kernel took 20.2. Both give the same bits (the same float operations).
+// grid_factors (15 vector uops per block with VBMI against 20); on Zen 4, which has four vector
+// pipes, the copies' wide reload of narrow stores cost more: one thread, bench_cpu kernel/IQ1_S_U2
+// (VBMI), 12.4-12.8 block cycles inline, 14.3-14.6 by grid_factors (gathering the factors instead:
+// 13.7-14.8). Both give the same bits (the same float operations).
 template <Isa I, bool kInlineFactors>
 float dot_iq1su2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] IQ1_S_U2, a: [n/256] Q8_K_U2
     const auto* wb = static_cast<const BlockIq1SU2*>(w);
@@ -1129,8 +1138,8 @@ float dot_iq1su2_row(const void* w, const void* a, int64_t n) {  // w: [n/256] I
     const int64_t nb = n / kQK;
     static_assert(I == Isa::Avx512Vnni, "AVX2: dot_row_avx2");
     return sum_scaled_lanes<I, kInlineFactors>(wb, ab, nb, [&](int64_t k) TANDEM_BLOCK_LAMBDA {
-        const Iq1su2Zmm<I> z = iq1su2_unpack<I>(wb[k]);
-        return ScaledLanes<I>{iq1su2_lanes<I>(z, ab[k]), z.scale};
+        const Iq1su2Zmm<I> z = iq1su2_unpack<I, kVbmi>(wb[k]);
+        return ScaledLanes<I>{iq1su2_lanes<I>(z, ab[k], q8ku2_plus(ab, nb, k)), z.scale};
     });
 }
 
@@ -1542,12 +1551,12 @@ void scaled_lanes_rows(const void* w, const void* const* a, int n_act, int64_t n
     });
 }
 
-// IQ1_S_U2 (iq1su2_unpack), starting from the activations' corr.
+// IQ1_S_U2 (iq1su2_unpack with the delta in the weight bytes), starting from the activations' corr.
 template <Isa I>
 void dot_iq1su2_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
     scaled_lanes_rows<BlockIq1SU2, BlockQ8KU2>(
-        w, a, n_act, n, out, [&](const BlockIq1SU2& b) TANDEM_BLOCK_LAMBDA { return iq1su2_unpack<I>(b); },
-        [&](const Iq1su2Zmm<I>& z, const BlockQ8KU2& q) TANDEM_BLOCK_LAMBDA { return iq1su2_start<I>(z, q); }, DotChunk{});
+        w, a, n_act, n, out, [&](const BlockIq1SU2& b) TANDEM_BLOCK_LAMBDA { return iq1su2_unpack<I, false>(b); },
+        [&](const Iq1su2Zmm<I>& z, const BlockQ8KU2& q) TANDEM_BLOCK_LAMBDA { return iq1su2_start<I, false>(z, q, nullptr); }, DotChunk{});
 }
 
 // Q2_K_U16 against n_act <= kRowsChunk activation rows: each block unpacked once (q2ku16_unpack),

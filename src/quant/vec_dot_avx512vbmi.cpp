@@ -1,5 +1,5 @@
 // AVX-512 kernels that use AVX512-VBMI (VPERMB): simd_kernels.h compiled with VBMI enabled
-// (TANDEM_KERNELS_VBMI), for the formats whose 2-bit fields it unpacks in fewer uops. Reached
+// (TANDEM_KERNELS_VBMI), for the formats whose 2-bit fields it unpacks in fewer uops or off port 0. Reached
 // only through vec_dot_fn after CPUID says the CPU has AVX-512 VNNI and VBMI (Ice Lake, Sapphire
 // Rapids, Zen 4 on); as vec_dot_avx512.cpp, every header is included before the target pragma.
 #include <immintrin.h>
@@ -27,8 +27,9 @@ namespace {
 constexpr Isa kI = Isa::Avx512Vnni;
 // Per 64 weights (kernel/ on one Zen 4 thread, block cycles, Intel form): Q2_K_U16 three shifts
 // and masks become VPERMBs (20 -> 18 vector uops; 21.7-22.3 -> 20.5), IQ2_XXS_U3 a shift, a mask
-// and a VPSHUFB become one VPERMB (24 -> 18; 24.9 -> 23.7), IQ1_S_U2 three shifts become VPERMBs
-// (18 -> 15, port-0-only 9 -> 6; simd_kernels.h).
+// and a VPSHUFB become one VPERMB (24 -> 18; 24.9 -> 23.7), IQ1_S_U2 three shifts and four
+// VPTERNLOGD become three VPERMB and a VPANDD (18 -> 15, port-0-only 9 -> 6; 17.3-17.6 -> 14.3-14.8),
+// IQ1_M_U2 three shifts become VPERMBs (the same 23 uops, port-0-only 11 -> 8; 19.7 -> 19.0).
 VecDotFn vbmi_table(GgmlType type) {
     const bool inline_factors = inline_block_factors();
     switch (type) {

@@ -484,12 +484,14 @@ TEST(GemmI8, FullScaleWeightsAndActivations) {
             PanelScratch ps;
             float* out = ps.out_for(n_tok);
             panel_gemm_i8(type, w.data(), rb, kPanelRows, n_in, packed.data(), n_tok, out, ps, unit);
-            const GgmlType act = quant::vec_dot_type(type);  // Q8_K, or Q8_K_U2 / Q8_K_U16 (a BlockQ8K first)
+            const GgmlType act = quant::vec_dot_type(type);  // Q8_K, or Q8_K_U2 / Q8_K_U16 (q at byte 0)
             std::vector<uint8_t> xq(quant_row_bytes(act, n_in));
             std::vector<float> wf(static_cast<size_t>(n_in));
             for (int64_t t = 0; t < n_tok; ++t) {
                 quant::quantize_row(act, x.data() + t * n_in, xq.data(), n_in);
-                ASSERT_EQ(reinterpret_cast<const quant::BlockQ8K*>(xq.data())->qs[0], t < 8 ? 127 : -127);
+                const int8_t q0 = act == GgmlType::Q8_K ? reinterpret_cast<const quant::BlockQ8K*>(xq.data())->qs[0]
+                                                        : reinterpret_cast<const quant::BlockQ8KU2*>(xq.data())->qs[0];
+                ASSERT_EQ(q0, t < 8 ? 127 : -127);
                 for (int64_t r = 0; r < kPanelRows; ++r) {
                     quant::dequantize_row(type, w.data() + r * rb, wf.data(), n_in);
                     double abs_dot = 0;

@@ -14,9 +14,9 @@ import pytest
 
 from conftest import BUILD
 
-# Each object and the fewest row kernels it holds (VBMI: Q2_K_U16, Q3_K_U16, IQ2_XXS_U3 in two
-# factor forms, and their rows kernels).
-KERNEL_OBJECTS = {"vec_dot_avx2.cpp.o": 60, "vec_dot_avx512.cpp.o": 40, "vec_dot_avx512vbmi.cpp.o": 9}
+# Each object and the fewest row kernels it holds (VBMI: IQ1_S_U2, IQ1_M_U2, Q2_K_U16, Q3_K_U16,
+# IQ2_XXS_U3 in two factor forms, and their rows kernels).
+KERNEL_OBJECTS = {"vec_dot_avx2.cpp.o": 60, "vec_dot_avx512.cpp.o": 40, "vec_dot_avx512vbmi.cpp.o": 15}
 # A row kernel: dot_<fmt>_row / _rows (one weight row against one or several activation rows),
 # and the AVX2 rows kernels dot_rows_avx2 / dot_rows_chunk_avx2.
 KERNEL_NAME = re.compile(r"dot_(\w+_rows?|rows_avx2|rows_chunk_avx2)<")

@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "quant/blocks.h"
@@ -193,8 +194,11 @@ void expect_ordered_q8k(GgmlType type, int (*position)(int), int corr) {
     std::vector<float> x(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 11));
     std::vector<BlockQ8K> q(kBlocks);
-    std::vector<Block> u(kBlocks);
-    ASSERT_EQ(ggml_traits(type).type_size, sizeof(Block));
+    // Q8_K_U2's row: its blocks, then their plus terms (quant/blocks.h)
+    const uint64_t tail = std::is_same_v<Block, BlockQ8KU2> ? kQ8KU2PlusBytes : 0;
+    ASSERT_EQ(ggml_traits(type).type_size, sizeof(Block) + tail);
+    std::vector<Block> u(kBlocks + (tail ? kBlocks * tail / sizeof(Block) + 1 : 0));
+    std::memset(static_cast<void*>(u.data()), 0xFF, u.size() * sizeof(Block));  // the padding must come back zero
     quantize_row(GgmlType::Q8_K, x.data(), q.data(), n);
     quantize_row(type, x.data(), u.data(), n);
     std::vector<int> seen(256, 0);
@@ -204,12 +208,16 @@ void expect_ordered_q8k(GgmlType type, int (*position)(int), int corr) {
         const BlockQ8K& want = q[static_cast<size_t>(b)];
         const Block& got = u[static_cast<size_t>(b)];
         ASSERT_EQ(got.d, want.d);
+        for (uint8_t p : got.pad) ASSERT_EQ(p, 0) << "block " << b;
         for (int e = 0; e < 256; ++e) ASSERT_EQ(got.qs[position(e)], want.qs[e]) << "block " << b << " value " << e;
         for (int i = 0; i < 16; ++i) {
             ASSERT_EQ(got.bsums[i], want.bsums[i]);
             ASSERT_EQ(got.corr[i], corr * want.bsums[i]);
-            if constexpr (requires { got.plus; }) {
-                ASSERT_EQ(got.plus[i], 16 * want.bsums[i]);
+            if constexpr (std::is_same_v<Block, BlockQ8KU2>) {  // the plus terms after the row's blocks: lane i's values
+                int32_t lane = 0;
+                for (int e = 0; e < 256; ++e)
+                    if (position(e) % 64 / 4 == i) lane += want.qs[e];
+                ASSERT_EQ(q8ku2_plus(u.data(), kBlocks, b)[i], 16 * lane) << "block " << b;
             }
         }
     }

@@ -15,6 +15,7 @@
 #include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
+#include "quant/vec_dot_impl.h"
 
 namespace tandem::quant {
 namespace {
@@ -193,6 +194,29 @@ TEST_P(VecDot, RowsKernelMatchesOneRowBitForBit) {
                 }
             }
         }
+    }
+}
+
+// The AVX512-VBMI kernels (VPERMB lookups, IQ1_S_U2's delta in the lanes' start) give the same
+// bits as the AVX-512 VNNI kernels that CPUs without VBMI take, one-row and several-rows alike:
+// the same integer in every lane, the same float steps.
+TEST_P(VecDot, VbmiKernelsMatchTheVnniOnesBitForBit) {
+    const GgmlType type = GetParam();
+    const VecDotFn vbmi = avx512vbmi_kernel(type);
+    if (!vbmi || !vbmi_kernels()) GTEST_SKIP() << "no VBMI kernel for this type, or no VBMI on this CPU";
+    const VecDotFn vnni = avx512vnni_kernel(type);
+    const VecDotRowsFn vbmi_rows = avx512vbmi_rows_kernel(type), vnni_rows = avx512vnni_rows_kernel(type);
+    ASSERT_TRUE(vnni);
+    for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}}) {
+        const Case w = make_case(type, n, 23);
+        const ActRows act_rows(type, n, 9, 300, 4, 1);
+        for (const void* a : act_rows.ptrs) EXPECT_EQ(vbmi(w.wq.data(), a, n), vnni(w.wq.data(), a, n)) << ggml_type_name(type) << " n=" << n;
+        if (!vbmi_rows) continue;
+        ASSERT_TRUE(vnni_rows);
+        std::vector<float> got(act_rows.ptrs.size()), want(act_rows.ptrs.size());
+        vbmi_rows(w.wq.data(), act_rows.ptrs.data(), static_cast<int>(got.size()), n, got.data());
+        vnni_rows(w.wq.data(), act_rows.ptrs.data(), static_cast<int>(want.size()), n, want.data());
+        EXPECT_EQ(got, want) << ggml_type_name(type) << " n=" << n;
     }
 }
 
