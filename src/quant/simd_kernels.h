@@ -1099,7 +1099,10 @@ struct ScaledLanes {
 template <Isa I, bool kInline, typename Block, typename Act, typename BlockFn>
 TANDEM_BLOCK_STEP float sum_scaled_lanes(const Block* wb, const Act* ab, int64_t nb, BlockFn&& block) {
     __m512 facc = _mm512_setzero_ps();
-    for_blocks_factored<I, kInline>(wb, ab, nb, [&](int64_t k, float f) TANDEM_BLOCK_LAMBDA {
+    // f by reference: read after block(k), whose unpacking may hold a compiler memory barrier
+    // (IQ2_XXS_U3's sign bits), so the factor's load folds into the VMULPS as a broadcast; taken
+    // by value it was loaded before the barrier and broadcast from a register, a port-5 uop more.
+    for_blocks_factored<I, kInline>(wb, ab, nb, [&](int64_t k, const float& f) TANDEM_BLOCK_LAMBDA {
         const ScaledLanes<I> b = block(k);
         facc = lanes_float_step<I>(facc, b.lanes, b.scale, f);
     });
