@@ -181,6 +181,12 @@ int64_t bf16_min_tokens(GgmlType type) {
     switch (type) {
         case GgmlType::IQ1_S_U2: return 24;
         case GgmlType::Q6_K: return 48;  // between 32 (rows 67 GMAC/s, bf16 50) and 64 (68, 70)
+        // rows/Q8_0/gate/tok8 2897 us against panel/Q8_0/tok16 3536 (the same up to 16 tokens):
+        // they meet near 10 tokens; 8, as before these formats had rows kernels, keeps a prompt's
+        // path (bf16 activations, or Q8_0 per token) where it was.
+        case GgmlType::Q8_0:
+        case GgmlType::Q4_0:
+        case GgmlType::Q5_0: return 8;
         default: return 16;
     }
 }

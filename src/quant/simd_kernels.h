@@ -1932,22 +1932,6 @@ void dot_rows_avx2(const void* w, const void* const* a, int n_act, int64_t n, fl
 }
 static_assert(kRowsChunkAvx2 == 4);
 
-// Q8_0 . Q8_0: signed weights, so |w| goes in the unsigned operand and w's sign onto qa.
-template <Isa I>
-float dot_q8_0_row(const void* w, const void* a, int64_t n) {  // w, a: [n/32] Q8_0
-    const auto* wb = static_cast<const BlockQ8_0*>(w);
-    const auto* ab = static_cast<const BlockQ8_0*>(a);
-    __m256 facc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / kQ32; ++i) {
-        prefetch_ahead(wb + i);
-        const __m256i q = load32(wb[i].qs);
-        const __m256i dot = dot_u8<I>(_mm256_abs_epi8(q), _mm256_sign_epi8(load32(ab[i].qs), q));
-        const float d = fp16_to_f32(wb[i].d) * fp16_to_f32(ab[i].d);
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d), facc);
-    }
-    return hsum(facc);
-}
-
 // The 32 signed 4-bit (Q4_0) or 5-bit (Q5_0) values of a block as [32] int8: the low nibbles
 // of qs are elements 0..15, the high nibbles 16..31; Q5_0's qh bit j is element j's fifth bit.
 inline __m256i unpack_nibbles(const uint8_t* qs) {
@@ -1969,24 +1953,52 @@ inline __m256i fifth_bits(const uint8_t* qh) {  // byte j = 0x10 when bit j of t
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
-template <Isa I, typename Block>
-float dot_q4_5_0_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4_0 or Q5_0, a: [n/32] Q8_0
-    const auto* wb = static_cast<const Block*>(w);
-    const auto* ab = static_cast<const BlockQ8_0*>(a);
-    __m256 facc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / kQ32; ++i) {
-        prefetch_ahead(wb + i);
-        __m256i q = unpack_nibbles(wb[i].qs);
-        if constexpr (std::is_same_v<Block, BlockQ5_0>) {
-            q = _mm256_sub_epi8(_mm256_or_si256(q, fifth_bits(wb[i].qh)), _mm256_set1_epi8(16));
-        } else {
-            q = _mm256_sub_epi8(q, _mm256_set1_epi8(8));
-        }
-        const __m256i dot = dot_u8<I>(_mm256_abs_epi8(q), _mm256_sign_epi8(load32(ab[i].qs), q));
-        const float d = fp16_to_f32(wb[i].d) * fp16_to_f32(ab[i].d);
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d), facc);
+// A Q8_0, Q4_0 or Q5_0 block's 32 signed values as [32] int8.
+template <typename Block>
+TANDEM_BLOCK_STEP __m256i q32_values(const Block& b) {
+    if constexpr (std::is_same_v<Block, BlockQ8_0>) {
+        return load32(b.qs);
+    } else if constexpr (std::is_same_v<Block, BlockQ5_0>) {
+        return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(b.qs), fifth_bits(b.qh)), _mm256_set1_epi8(16));
+    } else {
+        return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
     }
-    return hsum(facc);
+}
+
+// Q8_0, Q4_0, Q5_0 against T Q8_0 activation rows: each block's values once, then per row the
+// integer dot (signed weights: |w| in the unsigned operand, w's sign onto the activations) and
+// the float step. T = 1 is the one-row kernel (dot_q32_row), so the several-rows kernel
+// (dot_q32_rows) gives its bits: a prompt's llama-family products on CPUs without a bf16 unit
+// (AVX2, AVX-512 before Cooper Lake) take this path, each block unpacked once for up to 8 tokens
+// instead of once per token.
+template <Isa I, typename Block, int T>
+void dot_q32_rows_chunk(const Block* wb, const BlockQ8_0* const* a, int64_t nb, float* out) {
+    __m256 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        prefetch_ahead(wb + i);
+        const __m256i q = q32_values(wb[i]);
+        const __m256i u = _mm256_abs_epi8(q);
+        const float wd = fp16_to_f32(wb[i].d);
+        for (int t = 0; t < T; ++t) {
+            const __m256i dot = dot_u8<I>(u, _mm256_sign_epi8(load32(a[t][i].qs), q));
+            facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(wd * fp16_to_f32(a[t][i].d)), facc[t]);
+        }
+    }
+    for (int t = 0; t < T; ++t) out[t] = hsum(facc[t]);
+}
+template <Isa I, typename Block>
+float dot_q32_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Q8_0, Q4_0 or Q5_0, a: [n/32] Q8_0
+    const auto* ab = static_cast<const BlockQ8_0*>(a);
+    float out;
+    dot_q32_rows_chunk<I, Block, 1>(static_cast<const Block*>(w), &ab, n / kQ32, &out);
+    return out;
+}
+template <Isa I, typename Block>
+void dot_q32_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8_0* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_q32_rows_chunk<I, Block, decltype(t)::value>(wb, ab + j, n / kQ32, out + j); });
 }
 
 // ---- non-linear 4-bit values (IQ4_NL, IQ4_XS): a 16-byte table lookup with vpshufb ----
@@ -2117,7 +2129,7 @@ float dot_q4_5_0_row_zmm(const void* w, const void* a, int64_t n) {  // w: [n/32
         }
     }
     float sum = _mm512_reduce_add_ps(facc);
-    if (nb % 2) sum += dot_q4_5_0_row<I, Block>(wb + nb - 1, ab + nb - 1, kQ32);  // a last, unpaired block
+    if (nb % 2) sum += dot_q32_row<I, Block>(wb + nb - 1, ab + nb - 1, kQ32);  // a last, unpaired block
     return sum;
 }
 
@@ -2320,6 +2332,9 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::Q4_K: return dot_k_rows<I, BlockQ4K>;
             case GgmlType::Q5_K: return dot_k_rows<I, BlockQ5K>;
             case GgmlType::Q6_K: return dot_k_rows<I, BlockQ6K>;
+            case GgmlType::Q8_0: return dot_q32_rows<I, BlockQ8_0>;
+            case GgmlType::Q4_0: return inline_block_factors() ? dot_q32_rows<I, BlockQ4_0> : nullptr;  // as their one-row kernels
+            case GgmlType::Q5_0: return inline_block_factors() ? dot_q32_rows<I, BlockQ5_0> : nullptr;
             default: break;
         }
     } else {
@@ -2334,6 +2349,9 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::IQ1_M_U2: return dot_rows_avx2<BlockIq1MU2, BlockQ8KU16>;
             case GgmlType::IQ1_S_U2: return dot_rows_avx2<BlockIq1SU2, BlockQ8KU2>;
             case GgmlType::IQ2_XXS_U3: return dot_rows_avx2<BlockIq2XxsU3, BlockQ8KU2>;
+            case GgmlType::Q8_0: return dot_q32_rows<I, BlockQ8_0>;
+            case GgmlType::Q4_0: return dot_q32_rows<I, BlockQ4_0>;
+            case GgmlType::Q5_0: return dot_q32_rows<I, BlockQ5_0>;
             default: break;
         }
     }
@@ -2355,8 +2373,13 @@ VecDotFn simd_kernel(GgmlType type) {
     using T = GgmlType;
     if constexpr (I == Isa::Avx512Vnni) {
         switch (type) {
-            case T::Q4_0: return dot_q4_5_0_row_zmm<I, BlockQ4_0>;
-            case T::Q5_0: return dot_q4_5_0_row_zmm<I, BlockQ5_0>;
+            // Q4_0, Q5_0: two blocks per zmm with the factors 16 at a time (q32_factors' scalar
+            // copies) on Intel, where it beat the 256-bit kernel 1.3-1.6x (docs/performance.md);
+            // on AMD, as the grid formats' factors, those copies cost more than they save: one Zen 4
+            // thread, bench_quant vec_dot/Q4_0 8.1 -> 12.0 GB/s and Q5_0 9.0 -> 11.2 with the 256-bit
+            // kernel, which also has a several-rows form.
+            case T::Q4_0: return inline_block_factors() ? dot_q32_row<I, BlockQ4_0> : dot_q4_5_0_row_zmm<I, BlockQ4_0>;
+            case T::Q5_0: return inline_block_factors() ? dot_q32_row<I, BlockQ5_0> : dot_q4_5_0_row_zmm<I, BlockQ5_0>;
             case T::Q2_K_U16: return inline_block_factors() ? dot_q2ku16_row<I, true> : dot_q2ku16_row<I, false>;
             case T::Q3_K_U16: return inline_block_factors() ? dot_q3ku16_row<I, true> : dot_q3ku16_row<I, false>;
             case T::IQ1_S_U2: return inline_block_factors() ? dot_iq1su2_row<I, true> : dot_iq1su2_row<I, false>;
@@ -2376,9 +2399,9 @@ VecDotFn simd_kernel(GgmlType type) {
         }
     }
     switch (type) {
-        case T::Q8_0: return dot_q8_0_row<I>;
-        case T::Q4_0: return dot_q4_5_0_row<I, BlockQ4_0>;
-        case T::Q5_0: return dot_q4_5_0_row<I, BlockQ5_0>;
+        case T::Q8_0: return dot_q32_row<I, BlockQ8_0>;
+        case T::Q4_0: return dot_q32_row<I, BlockQ4_0>;
+        case T::Q5_0: return dot_q32_row<I, BlockQ5_0>;
         case T::Q2_K: return dot_k_row<I, BlockQ2K>;
         case T::Q3_K: return dot_k_row<I, BlockQ3K>;
         case T::Q4_K: return dot_k_row<I, BlockQ4K>;

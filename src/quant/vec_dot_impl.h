@@ -22,6 +22,8 @@ bool vbmi_kernels();
 // Whether the AVX-512 one-row kernels of the grid formats (IQ1_S_U2's dot_iq1su2_row and
 // dot_grid_row, simd_kernels.h) form each block's float factor in their loop (AMD) or 16 blocks
 // at a time (grid_factors: Intel, where the vector ports are the bound); both give the same bits.
+// Q4_0 and Q5_0 take the 256-bit kernel (with a several-rows form) in the inline form and the
+// two-blocks-per-zmm one with its factors 16 at a time in the chunked form (equal within rounding).
 // TANDEM_BLOCK_FACTORS=inline|chunked (environment) chooses instead of the CPU's vendor.
 bool inline_block_factors();
 
