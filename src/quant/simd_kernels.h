@@ -1953,54 +1953,6 @@ inline __m256i fifth_bits(const uint8_t* qh) {  // byte j = 0x10 when bit j of t
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
-// A Q8_0, Q4_0 or Q5_0 block's 32 signed values as [32] int8.
-template <typename Block>
-TANDEM_BLOCK_STEP __m256i q32_values(const Block& b) {
-    if constexpr (std::is_same_v<Block, BlockQ8_0>) {
-        return load32(b.qs);
-    } else if constexpr (std::is_same_v<Block, BlockQ5_0>) {
-        return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(b.qs), fifth_bits(b.qh)), _mm256_set1_epi8(16));
-    } else {
-        return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
-    }
-}
-
-// Q8_0, Q4_0, Q5_0 against T Q8_0 activation rows: each block's values once, then per row the
-// integer dot (signed weights: |w| in the unsigned operand, w's sign onto the activations) and
-// the float step. T = 1 is the one-row kernel (dot_q32_row), so the several-rows kernel
-// (dot_q32_rows) gives its bits: a prompt's llama-family products on CPUs without a bf16 unit
-// (AVX2, AVX-512 before Cooper Lake) take this path, each block unpacked once for up to 8 tokens
-// instead of once per token.
-template <Isa I, typename Block, int T>
-void dot_q32_rows_chunk(const Block* wb, const BlockQ8_0* const* a, int64_t nb, float* out) {
-    __m256 facc[T];
-    for (int t = 0; t < T; ++t) facc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        prefetch_ahead(wb + i);
-        const __m256i q = q32_values(wb[i]);
-        const __m256i u = _mm256_abs_epi8(q);
-        const float wd = fp16_to_f32(wb[i].d);
-        for (int t = 0; t < T; ++t) {
-            const __m256i dot = dot_u8<I>(u, _mm256_sign_epi8(load32(a[t][i].qs), q));
-            facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(wd * fp16_to_f32(a[t][i].d)), facc[t]);
-        }
-    }
-    for (int t = 0; t < T; ++t) out[t] = hsum(facc[t]);
-}
-template <Isa I, typename Block>
-float dot_q32_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Q8_0, Q4_0 or Q5_0, a: [n/32] Q8_0
-    const auto* ab = static_cast<const BlockQ8_0*>(a);
-    float out;
-    dot_q32_rows_chunk<I, Block, 1>(static_cast<const Block*>(w), &ab, n / kQ32, &out);
-    return out;
-}
-template <Isa I, typename Block>
-void dot_q32_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
-    const auto* wb = static_cast<const Block*>(w);
-    const auto* const* ab = reinterpret_cast<const BlockQ8_0* const*>(a);
-    for_row_chunks(n_act, [&](auto t, int j) { dot_q32_rows_chunk<I, Block, decltype(t)::value>(wb, ab + j, n / kQ32, out + j); });
-}
-
 // ---- non-linear 4-bit values (IQ4_NL, IQ4_XS): a 16-byte table lookup with vpshufb ----
 
 // The 32 values of one 16-byte nibble run as [32] int8: low nibbles are elements 0..15,
@@ -2026,38 +1978,74 @@ inline void block_dot(const BlockIq4Xs& b, const BlockQ8K& a, __m256& facc) {
     facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(a.d * fp16_to_f32(b.d)), facc);
 }
 
-template <Isa I>
-float dot_iq4_nl_row(const void* w, const void* a, int64_t n) {  // w: [n/32] IQ4_NL, a: [n/32] Q8_0
-    const auto* wb = static_cast<const BlockIq4Nl*>(w);
-    const auto* ab = static_cast<const BlockQ8_0*>(a);
-    __m256 facc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / kQ32; ++i) {
-        prefetch_ahead(wb + i);
-        const __m256i v = iq4_values(wb[i].qs);
-        const __m256i dot = dot_u8<I>(_mm256_abs_epi8(v), _mm256_sign_epi8(load32(ab[i].qs), v));
-        const float d = fp16_to_f32(wb[i].d) * fp16_to_f32(ab[i].d);
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d), facc);
+// ---- 32-weight blocks (Q8_0, Q4_0, Q5_0, IQ4_NL, Q4_1, Q5_1) against Q8_0, one or several rows ----
+
+// A block's 32 values as [32] int8: signed (Q8_0, Q4_0, Q5_0, IQ4_NL) or, for the formats with a
+// min (Q4_1, Q5_1: x = d q + m), the unsigned q.
+template <typename Block>
+constexpr bool kQ32Min = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
+template <typename Block>
+TANDEM_BLOCK_STEP __m256i q32_values(const Block& b) {
+    if constexpr (std::is_same_v<Block, BlockQ8_0>) {
+        return load32(b.qs);
+    } else if constexpr (std::is_same_v<Block, BlockIq4Nl>) {
+        return iq4_values(b.qs);
+    } else if constexpr (std::is_same_v<Block, BlockQ5_0>) {
+        return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(b.qs), fifth_bits(b.qh)), _mm256_set1_epi8(16));
+    } else if constexpr (std::is_same_v<Block, BlockQ4_0>) {
+        return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
+    } else if constexpr (std::is_same_v<Block, BlockQ5_1>) {
+        return _mm256_or_si256(unpack_nibbles(b.qs), fifth_bits(b.qh));
+    } else {
+        static_assert(std::is_same_v<Block, BlockQ4_1>);
+        return unpack_nibbles(b.qs);
     }
-    return hsum(facc);
 }
 
-// Q4_1 / Q5_1: x = d q + m with q unsigned, so sum x qa = d sum(q qa) + m sum(qa).
-template <Isa I, typename Block>
-float dot_q4_5_1_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4_1 or Q5_1, a: [n/32] Q8_0
-    const auto* wb = static_cast<const Block*>(w);
-    const auto* ab = static_cast<const BlockQ8_0*>(a);
-    __m256 facc = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi8(1);
-    for (int64_t i = 0; i < n / kQ32; ++i) {
+// These formats against T Q8_0 activation rows: each block's values once, then per row the
+// integer dot and the float step (signed values: |w| in the unsigned operand, w's sign onto the
+// activations; with a min: d sum(q qa) + m sum(qa)). T = 1 is the one-row kernel (dot_q32_row), so
+// the several-rows kernel (dot_q32_rows) gives its bits: a prompt's llama-family products on CPUs
+// without a bf16 unit (AVX2, AVX-512 before Cooper Lake) take this path, each block unpacked once
+// for up to 8 tokens instead of once per token.
+template <Isa I, typename Block, int T>
+void dot_q32_rows_chunk(const Block* wb, const BlockQ8_0* const* a, int64_t nb, float* out) {
+    __m256 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
         prefetch_ahead(wb + i);
-        __m256i q = unpack_nibbles(wb[i].qs);
-        if constexpr (std::is_same_v<Block, BlockQ5_1>) q = _mm256_or_si256(q, fifth_bits(wb[i].qh));
-        const __m256i qa = load32(ab[i].qs);
-        const float ad = fp16_to_f32(ab[i].d);
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8<I>(q, qa)), _mm256_set1_ps(fp16_to_f32(wb[i].d) * ad), facc);
-        facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8<I>(ones, qa)), _mm256_set1_ps(fp16_to_f32(wb[i].m) * ad), facc);
+        const __m256i q = q32_values(wb[i]);
+        const float wd = fp16_to_f32(wb[i].d);
+        if constexpr (kQ32Min<Block>) {
+            const float wm = fp16_to_f32(wb[i].m);
+            for (int t = 0; t < T; ++t) {
+                const __m256i qa = load32(a[t][i].qs);
+                const float ad = fp16_to_f32(a[t][i].d);
+                facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8<I>(q, qa)), _mm256_set1_ps(wd * ad), facc[t]);
+                facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8<I>(_mm256_set1_epi8(1), qa)), _mm256_set1_ps(wm * ad), facc[t]);
+            }
+        } else {
+            const __m256i u = _mm256_abs_epi8(q);
+            for (int t = 0; t < T; ++t) {
+                const __m256i dot = dot_u8<I>(u, _mm256_sign_epi8(load32(a[t][i].qs), q));
+                facc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(wd * fp16_to_f32(a[t][i].d)), facc[t]);
+            }
+        }
     }
-    return hsum(facc);
+    for (int t = 0; t < T; ++t) out[t] = hsum(facc[t]);
+}
+template <Isa I, typename Block>
+float dot_q32_row(const void* w, const void* a, int64_t n) {  // w: [n/32] Block, a: [n/32] Q8_0
+    const auto* ab = static_cast<const BlockQ8_0*>(a);
+    float out;
+    dot_q32_rows_chunk<I, Block, 1>(static_cast<const Block*>(w), &ab, n / kQ32, &out);
+    return out;
+}
+template <Isa I, typename Block>
+void dot_q32_rows(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8_0* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_q32_rows_chunk<I, Block, decltype(t)::value>(wb, ab + j, n / kQ32, out + j); });
 }
 
 // ---- Q4_0 / Q5_0 under AVX-512: two blocks per zmm ----
@@ -2333,6 +2321,9 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::Q5_K: return dot_k_rows<I, BlockQ5K>;
             case GgmlType::Q6_K: return dot_k_rows<I, BlockQ6K>;
             case GgmlType::Q8_0: return dot_q32_rows<I, BlockQ8_0>;
+            case GgmlType::IQ4_NL: return dot_q32_rows<I, BlockIq4Nl>;
+            case GgmlType::Q4_1: return dot_q32_rows<I, BlockQ4_1>;
+            case GgmlType::Q5_1: return dot_q32_rows<I, BlockQ5_1>;
             case GgmlType::Q4_0: return inline_block_factors() ? dot_q32_rows<I, BlockQ4_0> : nullptr;  // as their one-row kernels
             case GgmlType::Q5_0: return inline_block_factors() ? dot_q32_rows<I, BlockQ5_0> : nullptr;
             default: break;
@@ -2352,6 +2343,9 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::Q8_0: return dot_q32_rows<I, BlockQ8_0>;
             case GgmlType::Q4_0: return dot_q32_rows<I, BlockQ4_0>;
             case GgmlType::Q5_0: return dot_q32_rows<I, BlockQ5_0>;
+            case GgmlType::IQ4_NL: return dot_q32_rows<I, BlockIq4Nl>;
+            case GgmlType::Q4_1: return dot_q32_rows<I, BlockQ4_1>;
+            case GgmlType::Q5_1: return dot_q32_rows<I, BlockQ5_1>;
             default: break;
         }
     }
@@ -2416,9 +2410,9 @@ VecDotFn simd_kernel(GgmlType type) {
         case T::IQ2_S: return grid_row_kernel<I, BlockIq2S>();
         case T::IQ3_S: return grid_row_kernel<I, BlockIq3S>();
         case T::IQ4_XS: return dot_k_row<I, BlockIq4Xs>;
-        case T::IQ4_NL: return dot_iq4_nl_row<I>;
-        case T::Q4_1: return dot_q4_5_1_row<I, BlockQ4_1>;
-        case T::Q5_1: return dot_q4_5_1_row<I, BlockQ5_1>;
+        case T::IQ4_NL: return dot_q32_row<I, BlockIq4Nl>;
+        case T::Q4_1: return dot_q32_row<I, BlockQ4_1>;
+        case T::Q5_1: return dot_q32_row<I, BlockQ5_1>;
         case T::F32: return dot_float_row<I, FloatWeights::kF32>;
         case T::F16: return dot_float_row<I, FloatWeights::kF16>;
         case T::BF16: return dot_float_row<I, FloatWeights::kBf16>;
