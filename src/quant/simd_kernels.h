@@ -2093,32 +2093,49 @@ inline void q32_factors(const Block* wb, const BlockQ8_0* ab, int64_t count, flo
                                      _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ad)))));
 }
 
-template <Isa I, typename Block>
-float dot_q4_5_0_row_zmm(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4_0 or Q5_0, a: [n/32] Q8_0
-    const auto* wb = static_cast<const Block*>(w);
-    const auto* ab = static_cast<const BlockQ8_0*>(a);
-    const int64_t nb = n / kQ32;
+// The same against T activation rows (each pair of blocks unpacked once; each row's factors 16
+// blocks at a time); T = 1 is the one-row kernel, so the several-rows kernel gives its bits.
+template <Isa I, typename Block, int T>
+void dot_q4_5_0_rows_zmm_chunk(const Block* wb, const BlockQ8_0* const* a, int64_t nb, float* out) {
     const __m512i offset = _mm512_set1_epi8(static_cast<char>(kQ32Offset<Block>));
-    alignas(64) float f[16];
-    __m512 facc = _mm512_setzero_ps();
+    alignas(64) float f[T][16];
+    __m512 facc[T];
+    for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
     for (int64_t i0 = 0; i0 + 1 < nb; i0 += 16) {
         const int64_t count = std::min<int64_t>(16, nb - i0) & ~int64_t{1};  // whole pairs
-        q32_factors(wb + i0, ab + i0, count, f);
+        for (int t = 0; t < T; ++t) q32_factors(wb + i0, a[t] + i0, count, f[t]);
         for (int64_t k = 0; k < count; k += 2) {
             const int64_t i = i0 + k;
             prefetch_ahead(wb + i);
-            const __m512i qa = _mm512_inserti64x4(_mm512_castsi256_si512(load32(ab[i].qs)), load32(ab[i + 1].qs), 1);
-            const __m512i dot = _mm512_sub_epi32(
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), q32_pair_u<I>(wb[i], wb[i + 1]), qa),
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, qa));
-            // f[k] for block i's int32 lanes 0..7, f[k + 1] for block i + 1's lanes 8..15.
-            const __m512 factor = _mm512_mask_broadcastss_ps(_mm512_set1_ps(f[k]), 0xFF00, _mm_load_ss(f + k + 1));
-            facc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), factor, facc);
+            const __m512i u = q32_pair_u<I>(wb[i], wb[i + 1]);
+            for (int t = 0; t < T; ++t) {
+                const __m512i qa = _mm512_inserti64x4(_mm512_castsi256_si512(load32(a[t][i].qs)), load32(a[t][i + 1].qs), 1);
+                const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, qa),
+                                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, qa));
+                // f[t][k] for block i's int32 lanes 0..7, f[t][k + 1] for block i + 1's lanes 8..15.
+                const __m512 factor = _mm512_mask_broadcastss_ps(_mm512_set1_ps(f[t][k]), 0xFF00, _mm_load_ss(f[t] + k + 1));
+                facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), factor, facc[t]);
+            }
         }
     }
-    float sum = _mm512_reduce_add_ps(facc);
-    if (nb % 2) sum += dot_q32_row<I, Block>(wb + nb - 1, ab + nb - 1, kQ32);  // a last, unpaired block
-    return sum;
+    for (int t = 0; t < T; ++t) {
+        float sum = _mm512_reduce_add_ps(facc[t]);
+        if (nb % 2) sum += dot_q32_row<I, Block>(wb + nb - 1, a[t] + nb - 1, kQ32);  // a last, unpaired block
+        out[t] = sum;
+    }
+}
+template <Isa I, typename Block>
+float dot_q4_5_0_row_zmm(const void* w, const void* a, int64_t n) {  // w: [n/32] Q4_0 or Q5_0, a: [n/32] Q8_0
+    const auto* ab = static_cast<const BlockQ8_0*>(a);
+    float out;
+    dot_q4_5_0_rows_zmm_chunk<I, Block, 1>(static_cast<const Block*>(w), &ab, n / kQ32, &out);
+    return out;
+}
+template <Isa I, typename Block>
+void dot_q4_5_0_rows_zmm(const void* w, const void* const* a, int n_act, int64_t n, float* out) {
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* const* ab = reinterpret_cast<const BlockQ8_0* const*>(a);
+    for_row_chunks(n_act, [&](auto t, int j) { dot_q4_5_0_rows_zmm_chunk<I, Block, decltype(t)::value>(wb, ab + j, n / kQ32, out + j); });
 }
 
 // ---- F32 / F16 / BF16 weights . F32 activations ----
@@ -2324,8 +2341,8 @@ VecDotRowsFn simd_rows_kernel(GgmlType type) {
             case GgmlType::IQ4_NL: return dot_q32_rows<I, BlockIq4Nl>;
             case GgmlType::Q4_1: return dot_q32_rows<I, BlockQ4_1>;
             case GgmlType::Q5_1: return dot_q32_rows<I, BlockQ5_1>;
-            case GgmlType::Q4_0: return inline_block_factors() ? dot_q32_rows<I, BlockQ4_0> : nullptr;  // as their one-row kernels
-            case GgmlType::Q5_0: return inline_block_factors() ? dot_q32_rows<I, BlockQ5_0> : nullptr;
+            case GgmlType::Q4_0: return inline_block_factors() ? dot_q32_rows<I, BlockQ4_0> : dot_q4_5_0_rows_zmm<I, BlockQ4_0>;
+            case GgmlType::Q5_0: return inline_block_factors() ? dot_q32_rows<I, BlockQ5_0> : dot_q4_5_0_rows_zmm<I, BlockQ5_0>;
             default: break;
         }
     } else {
