@@ -186,7 +186,10 @@ int64_t bf16_min_tokens(GgmlType type) {
         // path (bf16 activations, or Q8_0 per token) where it was.
         case GgmlType::Q8_0:
         case GgmlType::Q4_0:
-        case GgmlType::Q5_0: return 8;
+        case GgmlType::Q5_0:
+        case GgmlType::IQ4_NL:
+        case GgmlType::Q4_1:
+        case GgmlType::Q5_1: return 8;
         default: return 16;
     }
 }

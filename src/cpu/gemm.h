@@ -92,7 +92,9 @@ bool gemm_supports(GgmlType type, int64_t n_in);
 // unit; 8 on the vector units, whose 16 lanes are 16 tokens (a product of 4 tokens costs as
 // much as one of 16 there; measured on Zen 4, Q4_K 2048x7168: per-token 0.84 ms at 4 tokens,
 // 1.65 at 8, bf16 1.77 and 1.64). On the vector units a format with a several-rows dot kernel
-// (quant::vec_dot_rows_fn) keeps the per-token path longer: 16 tokens, Q6_K 48, IQ1_S_U2 24.
+// (quant::vec_dot_rows_fn) keeps the per-token path longer: 16 tokens, Q6_K 48, IQ1_S_U2 24;
+// the 32-weight formats (Q8_0, Q4_0, Q5_0, IQ4_NL, Q4_1, Q5_1) stay at 8 (rows and bf16 meet
+// near 10 tokens for Q8_0, and 8 keeps their prompts' paths where they were before).
 // Measured with bench_cpu rows/ and panel/ (7168 -> 2048, one Zen 4 thread), GMAC/s rows
 // kernel against bf16: Q4_K 50 vs 47 at 16 tokens, 50 vs 70 at 32; Q6_K 67 vs 50 at 32, 68
 // vs 70 at 64; IQ1_S_U2 74 vs 55 at 16, 73 vs 84 at 32.

@@ -177,7 +177,9 @@ TEST_P(VecDot, RowsKernelMatchesOneRowBitForBit) {
     for (Isa isa : simd_isas_here()) {
         const VecDotRowsFn rows = vec_dot_rows_fn(type, isa);
         if (!rows) continue;
-        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}, int64_t{300}}) {  // 300: float weights' tail
+        // 300: float weights' tail; 1184 and 32: an odd count of 32-weight blocks (the zmm Q4_0/Q5_0
+        // kernel's unpaired last block), and a single one
+        for (int64_t n : {int64_t{7168}, int64_t{2048}, int64_t{256}, int64_t{300}, int64_t{1184}, int64_t{32}}) {
             if (n % ggml_traits(type).block_size) continue;
             const Case w = make_case(type, n, 21);
             const ActRows act_rows(type, n, 19, 100, 5, 3);
