@@ -2080,17 +2080,16 @@ inline __m512i q32_pair_u(const Block& b0, const Block& b1) {
     return u;
 }
 
-// The float factors ad * d of up to 16 consecutive blocks, into f[].
+// The f16 scales of up to 16 consecutive blocks (a Q4_0/Q5_0 row's or a Q8_0 activation row's)
+// as floats, the rest 0.
 template <typename Block>
-inline void q32_factors(const Block* wb, const BlockQ8_0* ab, int64_t count, float* f) {
-    alignas(32) uint16_t d[16] = {}, ad[16] = {};
+inline __m512 q32_scales(const Block* b, int64_t count) {
+    alignas(32) uint16_t d[16] = {};
     for (int64_t k = 0; k < count; ++k) {
-        d[k] = wb[k].d;
-        ad[k] = ab[k].d;
+        d[k] = b[k].d;
         asm volatile("" ::: "memory");  // keeps GCC from turning this strided copy into gathers
     }
-    _mm512_store_ps(f, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d))),
-                                     _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ad)))));
+    return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(d)));
 }
 
 // The same against T activation rows (each pair of blocks unpacked once; each row's factors 16
@@ -2103,7 +2102,8 @@ void dot_q4_5_0_rows_zmm_chunk(const Block* wb, const BlockQ8_0* const* a, int64
     for (int t = 0; t < T; ++t) facc[t] = _mm512_setzero_ps();
     for (int64_t i0 = 0; i0 + 1 < nb; i0 += 16) {
         const int64_t count = std::min<int64_t>(16, nb - i0) & ~int64_t{1};  // whole pairs
-        for (int t = 0; t < T; ++t) q32_factors(wb + i0, a[t] + i0, count, f[t]);
+        const __m512 wd = q32_scales(wb + i0, count);  // once for every row: f[t] = d * ad
+        for (int t = 0; t < T; ++t) _mm512_store_ps(f[t], _mm512_mul_ps(wd, q32_scales(a[t] + i0, count)));
         for (int64_t k = 0; k < count; k += 2) {
             const int64_t i = i0 + k;
             prefetch_ahead(wb + i);
@@ -2384,7 +2384,7 @@ VecDotFn simd_kernel(GgmlType type) {
     using T = GgmlType;
     if constexpr (I == Isa::Avx512Vnni) {
         switch (type) {
-            // Q4_0, Q5_0: two blocks per zmm with the factors 16 at a time (q32_factors' scalar
+            // Q4_0, Q5_0: two blocks per zmm with the factors 16 at a time (q32_scales' scalar
             // copies) on Intel, where it beat the 256-bit kernel 1.3-1.6x (docs/performance.md);
             // on AMD, as the grid formats' factors, those copies cost more than they save: one Zen 4
             // thread, bench_quant vec_dot/Q4_0 8.1 -> 12.0 GB/s and Q5_0 9.0 -> 11.2 with the 256-bit
