@@ -20,6 +20,7 @@ OUT=${OUT:-/tmp/xeon_ab}
 part=${1:-all}
 mkdir -p "$OUT"
 L=.dev/lead
+export LD_LIBRARY_PATH=$PWD/$L${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # libbenchmark, libfmt: not on the device
 formats='IQ1_S_U2|IQ2_XXS_U3|IQ1_M_U2|Q2_K_U16|Q3_K_U16|Q2_K|Q4_K|IQ1_S|IQ2_XXS'
 set1="read_bw|clock_vnni|moe/($formats)/batch1/|kernel/($formats)/threads:(1|16)/"
 bench() {  # LABEL BUILD [ENV...]: the batch-1 set
