@@ -20,6 +20,11 @@ cmake -S "$tree" -B "$tree/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_N
 cmake --build "$tree/build" -j "${JOBS:-2}" --target tandem bench_cpu
 mkdir -p ".dev/lead/$name"
 cp "$tree/build/bin/tandem" "$tree/build/bin/bench_cpu" ".dev/lead/$name/"
+# The Debian shared libraries they link that the device lacks (xeon_ab.sh puts .dev/lead on
+# LD_LIBRARY_PATH).
+for lib in $(ldd ".dev/lead/$name/bench_cpu" ".dev/lead/$name/tandem" | grep -o '/[^ ]*lib\(benchmark\|fmt\|pcre2\)[^ ]*' | sort -u); do
+    cp -L "$lib" .dev/lead/
+done
 echo "$commit $(git log -1 --format=%s "$commit" | cut -c1-100)" >".dev/lead/$name/COMMIT"
 git worktree remove --force "$tree"
 du -sh ".dev/lead/$name"
